@@ -96,12 +96,14 @@ def _run(args: argparse.Namespace) -> int:
         config.audio.full_duplex = True
     if args.fast and not args.input:
         raise S3tvrError("--fast needs --input: a microphone cannot go faster than real time")
-    translator = Translator(config, input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir)
-    log.info("%s -> %s with %s", args.lang, target, " -> ".join(f"{s.name}:{s.backend}" for s in translator.stages))
-    result = translator.run()
-    for rec in result.records:
+    def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
         if rec["tgt_text"] or rec["error"]:
             print(f"[{rec['utt_id']}] {rec['tgt_text'] or 'ERROR ' + rec['error']}", flush=True)
+
+    translator = Translator(config, input=args.input, output=args.output, log_path=args.log,
+                            record_dir=args.record_dir, on_record=show)
+    log.info("%s -> %s with %s", args.lang, target, " -> ".join(f"{s.name}:{s.backend}" for s in translator.stages))
+    result = translator.run()
     if result.records:
         log.info("\n%s", format_table(summarize(result.records)))
     if args.output:

@@ -37,12 +37,12 @@ class AudioConfig:
 class VadConfig:
     threshold: float = 0.5  # speech probability that starts speech
     neg_threshold: Optional[float] = None  # below this, speech has stopped (default threshold - 0.15)
-    endpoint_ms: int = 400  # silence that ends an utterance (measured: benchmarks/bench_vad.py)
+    endpoint_ms: int = 500  # silence that ends an utterance: fewest split sentences, none merged (benchmarks/bench_vad.py)
     preroll_ms: int = 300  # audio kept before speech starts, so the first syllable is never clipped
     min_speech_ms: int = 250  # shorter bursts are dropped (coughs, clicks)
     max_segment_s: float = 15.0  # force a split at the quietest point for speakers who never pause
     tail_ms: int = 100  # silence kept after the last speech window
-    onnx: bool = True  # ONNX runs 2.4x faster than TorchScript here (benchmarks/bench_vad.py)
+    onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)
     max_gain_db: float = 60.0  # gain normalisation for quiet microphones and recordings
 
 

@@ -61,8 +61,9 @@ class Clock:
 class Collector:
     """Writes one line per finished utterance, flushed at once, so a crash loses nothing finished."""
 
-    def __init__(self, path: Optional[str | Path], clock: Optional[Clock] = None):
+    def __init__(self, path: Optional[str | Path], clock: Optional[Clock] = None, keep: bool = True):
         self.path = Path(path) if path else None
+        self.keep = keep  # False for endless runs: memory stays flat, the log file has everything
         self.clock = clock or Clock()
         self.records: list[dict[str, Any]] = []
         self._file: Optional[TextIO] = None
@@ -81,7 +82,8 @@ class Collector:
     def record(self, utt: UttInfo) -> dict[str, Any]:
         rec = to_record(utt, self.clock)
         with self._lock:
-            self.records.append(rec)
+            if self.keep:
+                self.records.append(rec)
             if self._file is not None:
                 self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 self._file.flush()

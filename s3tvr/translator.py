@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import soundfile as sf
@@ -51,24 +51,29 @@ class Translator:
     """One run of the live translator. Build it, then ``run()``; nothing loads before ``run()``.
 
     ``input``: a file to replay (None: the microphone). ``output``: a WAV file to write (None:
-    the speaker). ``play``: also play to the speaker when writing a file from the microphone.
+    the speaker; from a microphone, both). ``source``/``sink`` replace the audio ends outright.
+    ``on_record`` sees each utterance's log record as it is written.
     """
 
     def __init__(self, config: Config, input: Optional[str] = None, output: Optional[str] = None,
-                 log_path: Optional[str] = None, record_dir: Optional[str] = None):
+                 log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Any = None, sink: Any = None,
+                 on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True):
         self.config = config
         check_device(config.device)
-        self.source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
+        if source is None:
+            source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
+        self.source = source
+        self.on_record = on_record
         self.gate = None
         if self.source.is_microphone and not config.audio.full_duplex:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
-        self.sink = self._make_sink(output)
+        self.sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang)
         self.segmenter.set_noise_profile_seconds(config.denoise.profile_s)
         self.stages = self._make_stages()
         self.pipeline = Pipeline(self.stages, config.pipeline.queue_size, config.pipeline.workers)
-        self.collector = Collector(log_path, Clock())
+        self.collector = Collector(log_path, Clock(), keep=keep_records)
         self._stop = threading.Event()
         self._feeder_error: Optional[BaseException] = None
         self._recorded: dict[int, list[np.ndarray]] = {}
@@ -105,14 +110,16 @@ class Translator:
     # -- running ---------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Open outputs, load models, then open the source last (a microphone must not overflow while models load)."""
+        """Check inputs and open outputs, load models, then start the source last (a microphone
+        must not overflow while models load). Cheap checks come first so mistakes show at once."""
+        self.source.check()
         self.collector.open()
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
+        self.sink.open()
         log.info("loading vad")
         self.segmenter.setup()
         self.pipeline.setup(lambda name: log.info("loading %s", name))
-        self.sink.open()
         self.source.open()
 
     def run(self) -> RunResult:
@@ -121,12 +128,12 @@ class Translator:
         try:
             self.setup()
         except BaseException:
-            self._close(abort=True)
+            self._close(abort=True, discard=True)
             raise
         self.pipeline.start()
         feeder = threading.Thread(target=self._feed, name="s3tvr-feeder", daemon=True)
         feeder.start()
-        log.info("listening" if self.source.is_microphone else "translating %s", getattr(self.source, "path", ""))
+        log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {self.source.path}")
         try:
             result.aborted = not self._play()
         except KeyboardInterrupt:
@@ -211,13 +218,22 @@ class Translator:
     def _collect(self) -> None:
         for utt in self.sink.finished():
             rec = self.collector.record(utt)
+            if self.on_record is not None:
+                self.on_record(rec)
             if rec["error"]:
                 log.warning("utterance %d failed: %s", utt.utt_id, rec["error"])
             elif rec["latency_s"] is not None:
                 log.info("utterance %d: %.2f s to first audio: %s", utt.utt_id, rec["latency_s"], rec["tgt_text"])
 
-    def _close(self, abort: bool) -> None:
-        for closer in (lambda: self.sink.close(abort), self.source.close, self.collector.close):
+    def _close(self, abort: bool, discard: bool = False) -> None:
+        """Close everything; ``discard``: the run never started, so leave no output file."""
+        def close_sink() -> None:
+            if discard and hasattr(self.sink, "discard"):
+                self.sink.discard()
+            else:
+                self.sink.close(abort)
+
+        for closer in (close_sink, self.source.close, self.collector.close):
             try:
                 closer()
             except Exception:

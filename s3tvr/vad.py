@@ -59,8 +59,8 @@ class Segmenter:
         self._carry = np.zeros(0, dtype=np.float32)
         self._index = 0  # windows seen: the input timeline
         self._peak = 0.0
-        preroll = max(1, int(round(self.config.preroll_ms / 1000 / WINDOW_S)))
-        self._preroll: collections.deque = collections.deque(maxlen=preroll)
+        preroll = int(round(self.config.preroll_ms / 1000 / WINDOW_S))
+        self._preroll: collections.deque = collections.deque(maxlen=preroll + 1)  # + the window that starts speech
         self._noise: collections.deque = collections.deque(maxlen=max(1, int(2.0 / WINDOW_S)))
         self._in_speech = False
         self._windows: list[np.ndarray] = []  # the open segment, preroll included

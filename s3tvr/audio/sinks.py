@@ -131,6 +131,13 @@ class FileSink:
         self._file = None
         os.replace(self.tmp, self.path)
 
+    def discard(self) -> None:
+        """The run never started: leave no file behind."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)
+
 
 class SpeakerSink:
     """Plays through a PortAudio output stream, gapless across chunks and utterances.
@@ -275,3 +282,7 @@ class TeeSink:
     def close(self, abort: bool = False) -> None:
         for sink in self.sinks:
             sink.close(abort)
+
+    def discard(self) -> None:
+        self.sinks[0].close(abort=True)
+        self.sinks[1].discard()

