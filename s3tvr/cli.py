@@ -86,10 +86,11 @@ def _run(args: argparse.Namespace) -> int:
         overrides += ["tts.backend=xtts"]
         overrides += [f"tts.model_dir={args.xtts_dir}"] if args.xtts_dir else []
         overrides += [f"tts.config={args.xtts_config}"] if args.xtts_config else []
-    for flag, key in ((args.input_device, "audio.input_device"), (args.output_device, "audio.output_device")):
-        if flag is not None:
-            overrides.append(f"{key}={flag!s}")
     config = load_config(preset, overrides, src_lang=args.lang, tgt_lang=target, device=args.device)
+    if args.input_device is not None:  # set directly: device names hold characters YAML would parse
+        config.audio.input_device = args.input_device
+    if args.output_device is not None:
+        config.audio.output_device = args.output_device
     if args.fast:
         config.audio.realtime = False
     if args.full_duplex:

@@ -133,7 +133,7 @@ class Translator:
         self.pipeline.start()
         feeder = threading.Thread(target=self._feed, name="s3tvr-feeder", daemon=True)
         feeder.start()
-        log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {self.source.path}")
+        log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {getattr(self.source, 'path', 'the input')}")
         try:
             result.aborted = not self._play()
         except KeyboardInterrupt:

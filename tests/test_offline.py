@@ -95,3 +95,15 @@ def test_a_wrong_model_path_fails_at_once_and_leaves_no_output(data, tmp_path):
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert "missing-model" in proc.stderr and "not found" in proc.stderr
     assert not out.exists() and not (tmp_path / "o.wav.partial").exists()
+
+
+def test_a_long_first_sentence_speaks_its_opening_clause_first():
+    from s3tvr.backends.tts.piper import split_first_clause
+
+    text = "However, due to the slow communication channels, styles in the west could lag behind. Next."
+    assert split_first_clause(text) == ["However, due to the slow communication channels,",
+                                        "styles in the west could lag behind. Next."]
+    assert split_first_clause("Short, and sweet. Then a second sentence, which is long enough to matter here.") == [
+        "Short, and sweet. Then a second sentence, which is long enough to matter here."]
+    no_commas = "The number of people present was so large that it was not possible for everybody to gain access"
+    assert split_first_clause(no_commas) == [no_commas]

@@ -26,6 +26,7 @@ class Config:
     voice: str = "bundled:joe"  # path to a Piper .onnx voice (its .onnx.json beside it) or bundled:joe
     length_scale: Optional[float] = None  # >1 speaks slower; None: the voice's own
     speaker_id: Optional[int] = None  # for multi-speaker voices
+    first_clause: bool = True  # speak a long first sentence's opening clause on its own: first audio sooner
 
 
 class Backend(Stage):
@@ -57,9 +58,27 @@ class Backend(Stage):
         if not re.search(r"\w", item.text):
             return
         syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=self.config.length_scale)
-        for chunk in self.voice.synthesize(item.text, syn_config=syn):
-            item.utt.out_dur_s += len(chunk.audio_float_array) / chunk.sample_rate
-            yield AudioChunk(item.utt, np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate)
+        pieces = split_first_clause(item.text) if self.config.first_clause else [item.text]
+        for piece in pieces:
+            for chunk in self.voice.synthesize(piece, syn_config=syn):
+                item.utt.out_dur_s += len(chunk.audio_float_array) / chunk.sample_rate
+                yield AudioChunk(item.utt, np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate)
 
     def cleanup(self) -> None:
         self.voice = None
+
+
+def split_first_clause(text: str, min_words: int = 4, max_words: int = 12) -> list[str]:
+    """Split off the opening clause of a long first sentence, so that it plays while the rest is
+    synthesized: "However, due to the slow channels, styles could lag." -> ["However, due to the
+    slow channels,", "styles could lag."]. Short first sentences and unpunctuated text stay whole."""
+    text = text.strip()
+    end = re.search(r"[.!?]\s+", text)
+    first, rest = (text[:end.start() + 1], text[end.end():]) if end else (text, "")
+    words = first.split()
+    if len(words) <= max_words:
+        return [text]
+    for i in range(min_words - 1, min(max_words, len(words) - min_words)):
+        if words[i][-1] in ",;:":
+            return [" ".join(words[:i + 1]), " ".join(words[i + 1:]) + (" " + rest if rest else "")]
+    return [text]

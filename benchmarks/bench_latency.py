@@ -1,0 +1,59 @@
+"""Latency of the live chain on real speech: replays the shared Spanish recordings at real-time
+pace through the offline profile (Silero VAD -> faster-whisper base translate -> Piper) and prints,
+over all utterances, end of speech -> first translated audio (p50/p90), each stage's compute, and
+the overhead ratio: latency / (endpoint silence + the stages' own compute for that utterance).
+A ratio of 1.00 means the engine adds nothing to what the models and the endpoint wait cost.
+Reads ../shared/data.
+
+    python benchmarks/bench_latency.py [--set KEY=VALUE ...] [--log out.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+import psutil
+
+from s3tvr import Translator, load_config
+from s3tvr.latency import percentile, stage_compute
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
+CLIPS = sorted((DATA / "fleurs").glob("fleurs-es-*.ogg")) + [DATA / "long" / "silero_es.wav"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    ap.add_argument("--log", help="also write every utterance's record here")
+    args = ap.parse_args()
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in CLIPS:
+            cfg = load_config("offline", args.overrides, src_lang="es", tgt_lang="en")
+            log = args.log if args.log else None
+            records += Translator(cfg, input=str(clip), output=str(Path(tmp) / "out.wav"), log_path=log).run().records
+    endpoint = cfg.vad.endpoint_ms / 1000
+    spoken = [r for r in records if r["latency_s"] is not None]
+    lat = [r["latency_s"] for r in spoken]
+    compute = [sum(stage_compute(r).values()) for r in spoken]
+    ratio = [r["latency_s"] / (endpoint + c) for r, c in zip(spoken, compute)]
+    print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {len(CLIPS)} recordings, {len(records)} utterances, {len(spoken)} spoken")
+    print(f"end of speech -> first audio: p50 {percentile(lat, 50):.2f} s  p90 {percentile(lat, 90):.2f} s  "
+          f"mean {statistics.fmean(lat):.2f} s  best {min(lat):.2f} s  worst {max(lat):.2f} s")
+    stages: dict[str, list[float]] = {}
+    for r in spoken:
+        for name, sec in stage_compute(r).items():
+            stages.setdefault(name, []).append(sec)
+    waits = [r["t_vad_emit"] - r["t_speech_end"] for r in spoken]
+    print("per stage, median s: endpoint wait " + f"{statistics.median(waits):.2f}  "
+          + "  ".join(f"{n} {statistics.median(v):.2f}" for n, v in stages.items()))
+    print(f"overhead ratio latency / (endpoint {endpoint:.2f} s + compute): p50 {percentile(ratio, 50):.2f}  p90 {percentile(ratio, 90):.2f}")
+
+
+if __name__ == "__main__":
+    main()
