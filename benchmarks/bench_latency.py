@@ -36,11 +36,16 @@ def main() -> None:
             cfg = load_config("offline", args.overrides, src_lang="es", tgt_lang="en")
             log = args.log if args.log else None
             records += Translator(cfg, input=str(clip), output=str(Path(tmp) / "out.wav"), log_path=log).run().records
-    endpoint = cfg.vad.endpoint_ms / 1000
+    vad = cfg.vad
     spoken = [r for r in records if r["latency_s"] is not None]
     lat = [r["latency_s"] for r in spoken]
     compute = [sum(stage_compute(r).values()) for r in spoken]
-    ratio = [r["latency_s"] / (endpoint + c) for r, c in zip(spoken, compute)]
+
+    def endpoint(r: dict) -> float:  # the silence that ended this utterance: shorter for long ones
+        long = r["seg_end_s"] - r["seg_start_s"] - vad.preroll_ms / 1000 >= vad.long_after_s
+        return (vad.long_endpoint_ms if long else vad.endpoint_ms) / 1000
+
+    ratio = [r["latency_s"] / (endpoint(r) + c) for r, c in zip(spoken, compute)]
     print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {len(CLIPS)} recordings, {len(records)} utterances, {len(spoken)} spoken")
     print(f"end of speech -> first audio: p50 {percentile(lat, 50):.2f} s  p90 {percentile(lat, 90):.2f} s  "
@@ -52,7 +57,7 @@ def main() -> None:
     waits = [r["t_vad_emit"] - r["t_speech_end"] for r in spoken]
     print("per stage, median s: endpoint wait " + f"{statistics.median(waits):.2f}  "
           + "  ".join(f"{n} {statistics.median(v):.2f}" for n, v in stages.items()))
-    print(f"overhead ratio latency / (endpoint {endpoint:.2f} s + compute): p50 {percentile(ratio, 50):.2f}  p90 {percentile(ratio, 90):.2f}")
+    print(f"overhead ratio latency / (endpoint silence + compute): p50 {percentile(ratio, 50):.2f}  p90 {percentile(ratio, 90):.2f}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class VadConfig:
     endpoint_ms: int = 500  # silence that ends an utterance: fewest split sentences, none merged (benchmarks/bench_vad.py)
     preroll_ms: int = 300  # audio kept before speech starts, so the first syllable is never clipped
     min_speech_ms: int = 250  # shorter bursts are dropped (coughs, clicks)
+    long_after_s: float = 8.0  # once an utterance is this long, a shorter pause ends it ...
+    long_endpoint_ms: int = 200  # ... this one: long utterances end sooner, at their next breath
     max_segment_s: float = 15.0  # force a split at the quietest point for speakers who never pause
     tail_ms: int = 100  # silence kept after the last speech window
     onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)

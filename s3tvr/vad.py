@@ -1,7 +1,9 @@
 """Streaming speech segmenter around Silero VAD.
 
 Audio arrives in blocks; Silero scores each 512-sample window (32 ms at 16 kHz). Speech starts
-when a window scores above ``threshold`` and ends after ``endpoint_ms`` below ``neg_threshold``.
+when a window scores above ``threshold`` and ends after ``endpoint_ms`` below ``neg_threshold``
+(``long_endpoint_ms`` once the utterance is longer than ``long_after_s``: a long sentence ends at
+its next breath instead of waiting for a full pause).
 Each utterance keeps ``preroll_ms`` from before its start, so the first syllable is never
 clipped, and bursts shorter than ``min_speech_ms`` are dropped. A speaker who never pauses is
 split at the quietest window once a segment reaches ``max_segment_s``.
@@ -38,6 +40,8 @@ class Segmenter:
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.neg_threshold = config.neg_threshold if config.neg_threshold is not None else max(0.0, config.threshold - 0.15)
         self.endpoint_windows = max(1, int(round(config.endpoint_ms / 1000 / WINDOW_S)))
+        self.long_endpoint_windows = max(1, min(self.endpoint_windows, int(round(config.long_endpoint_ms / 1000 / WINDOW_S))))
+        self.long_windows = int(config.long_after_s / WINDOW_S)
         self.tail_windows = min(self.endpoint_windows, int(round(config.tail_ms / 1000 / WINDOW_S)))
         self.min_speech_windows = max(1, int(round(config.min_speech_ms / 1000 / WINDOW_S)))
         self.max_windows = max(self.endpoint_windows * 2, int(config.max_segment_s / WINDOW_S))
@@ -128,7 +132,8 @@ class Segmenter:
             self._silence = 0
         elif prob < self.neg_threshold or self._silence:
             self._silence += 1
-        if self._silence >= self.endpoint_windows:
+        long = self._last_speech - self._first_speech >= self.long_windows
+        if self._silence >= (self.long_endpoint_windows if long else self.endpoint_windows):
             return self._cut(self._last_speech + 1 + self.tail_windows)
         if len(self._windows) >= self.max_windows:
             return self._split()

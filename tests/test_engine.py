@@ -185,3 +185,16 @@ def test_speaker_playback_closes_the_gate_until_its_tail_has_passed():
     sink._callback(out, 800, None, None)  # the end marker: played
     assert [u.utt_id for u in sink.finished()] == [0] and utt.t_play_end >= utt.t_first_audio
     assert not gate.is_open(time.monotonic()) and gate.is_open(time.monotonic() + 0.4)
+
+
+def test_record_dir_keeps_each_utterances_input_and_translation(data, tmp_path):
+    rec_dir = tmp_path / "rec"
+    result = Translator(fake(), input=str(data / VIDEO), output=str(tmp_path / "o.wav"), record_dir=str(rec_dir)).run()
+    n = len(result.records)
+    assert n >= 3
+    for r in result.records:
+        heard, rate = sf.read(rec_dir / f"utt{r['utt_id']:05d}_in.wav")
+        assert rate == 16000 and len(heard) / rate == pytest.approx(r["seg_end_s"] - r["seg_start_s"], abs=0.45)
+        said, rate = sf.read(rec_dir / f"utt{r['utt_id']:05d}_out.wav")
+        assert len(said) / rate == pytest.approx(r["out_dur_s"], abs=0.01)
+    assert not list(rec_dir.glob("*.partial"))

@@ -93,7 +93,9 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
     mic = Microphone(mic_fifo)
     mic.start()
     log = tmp_path / "latency.jsonl"
-    proc = subprocess.Popen([*s3tvr_cmd(), "run", "es", "--input-device", "pulse", "--output-device", "pulse", "--log", log],
+    recording = tmp_path / "played.wav"  # from a microphone, --output records what the speaker played
+    proc = subprocess.Popen([*s3tvr_cmd(), "run", "es", "--input-device", "pulse", "--output-device", "pulse", "--log", log,
+                             "--output", recording],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     status = []
     threading.Thread(target=lambda: status.extend(proc.stderr), daemon=True).start()
@@ -120,6 +122,11 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
     assert len(loud), "nothing was played"
     heard_s = (loud[-1] - loud[0]) / RATE
     assert heard_s == pytest.approx(rec["out_dur_s"], abs=0.5)
+
+    import soundfile as sf
+
+    kept, rate = sf.read(recording)
+    assert len(kept) / rate == pytest.approx(rec["out_dur_s"], abs=0.1)
 
     from faster_whisper import WhisperModel
 
