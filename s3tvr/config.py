@@ -16,10 +16,8 @@ import yaml
 
 from s3tvr.errors import InputError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-# Installed as a package, the presets ship inside it.
-if not CONFIG_DIR.is_dir():
-    CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# The presets: configs/ at the repository root, linked into the package so that wheels ship them.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass

@@ -137,3 +137,15 @@ def test_report_on_a_file_that_is_not_a_log(tmp_path):
     bad.write_text("hello\n")
     one_line_error(s3tvr("report", bad), "not JSON")
     one_line_error(s3tvr("report", tmp_path / "missing.jsonl"), "not found")
+
+
+def test_a_backend_whose_library_is_missing_names_the_extra_to_install(monkeypatch):
+    from s3tvr.backends import registry
+    from s3tvr.config import BackendSection
+    from s3tvr.errors import SetupError
+
+    missing = registry.BackendInfo("tts", "future", "s3tvr_backend_that_is_not_installed", "future", "test")
+    monkeypatch.setattr(registry, "BACKENDS", registry.BACKENDS + [missing])
+    with pytest.raises(SetupError, match=r"tts backend future needs .* pip install 's3tvr\[future\]'"):
+        registry.create("tts", BackendSection("future"), src_lang="es", tgt_lang="en")
+    assert "future" in registry.names("tts")

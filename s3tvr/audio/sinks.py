@@ -166,7 +166,7 @@ class SpeakerSink:
         self._resampler = _Resampler(self.rate)
         try:
             self._stream = sd.OutputStream(device=index, samplerate=self.rate, channels=1, dtype="float32",
-                                           callback=self._callback, latency="low")
+                                           callback=self._callback, latency="high")  # ~35 ms: no underruns while models load the CPU
             self._stream.start()
         except Exception as exc:
             raise SetupError(f"cannot open output device {self.device_spec or index}: {exc}. Choose another with --output-device (see s3tvr devices)") from None

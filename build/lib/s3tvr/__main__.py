@@ -1,0 +1,3 @@
+from s3tvr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Audio in and out: decoding, sources (file, microphone), sinks (file, speaker), devices."""

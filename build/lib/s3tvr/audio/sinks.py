@@ -1,0 +1,288 @@
+"""Where translated speech goes: the speaker, a file, or both.
+
+A sink receives the chunks of each utterance in spoken order (the engine's reorderer sees to
+that), then ``end(utt)``. It stamps ``t_first_audio`` and ``t_play_end`` on the utterance and
+reports it through ``finished()`` once it has been played, so the collector can log it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from s3tvr.audio import devices
+from s3tvr.errors import InputError, SetupError
+from s3tvr.messages import AudioChunk, UttInfo
+
+log = logging.getLogger(__name__)
+
+
+class _Resampler:
+    """Resamples each utterance's chunks to one rate without clicks at chunk joins."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._streams: dict[int, soxr.ResampleStream] = {}
+
+    def chunk(self, chunk: AudioChunk) -> np.ndarray:
+        if chunk.sample_rate == self.rate:
+            return chunk.samples.astype(np.float32, copy=False)
+        key = chunk.utt.utt_id
+        if key not in self._streams:
+            self._streams[key] = soxr.ResampleStream(chunk.sample_rate, self.rate, 1, dtype="float32")
+        return self._streams[key].resample_chunk(chunk.samples.astype(np.float32, copy=False))
+
+    def end(self, utt: UttInfo) -> np.ndarray:
+        stream = self._streams.pop(utt.utt_id, None)
+        if stream is None:
+            return np.zeros(0, dtype=np.float32)
+        return stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+class PlaybackGate:
+    """Half-duplex echo control: the microphone is closed while translated audio plays, plus a tail."""
+
+    def __init__(self, tail_s: float = 0.3):
+        self.tail_s = tail_s
+        self._busy_until = 0.0
+
+    def hold(self, now: Optional[float] = None) -> None:
+        self._busy_until = (now if now is not None else time.monotonic()) + self.tail_s
+
+    def is_open(self, now: Optional[float] = None) -> bool:
+        return (now if now is not None else time.monotonic()) >= self._busy_until
+
+
+class FileSink:
+    """A WAV file of the translation. For input with a timeline, each utterance is placed where it
+    was spoken (never overlapping the one before), with silence between.
+
+    Written to ``NAME.partial`` and renamed at the end, on drain and on Ctrl-C alike, so the path
+    never holds a half-written file and nothing finished is lost.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = 24000, timeline: bool = True, stamps: bool = True):
+        self.path = Path(path)
+        self.stamps = stamps  # False when a speaker beside it stamps the times
+        self.rate = sample_rate
+        self.timeline = timeline
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self._file: Optional[sf.SoundFile] = None
+        self._resampler = _Resampler(sample_rate)
+        self._cursor = 0  # samples written
+        self._finished: list[UttInfo] = []
+        self._started: set[int] = set()
+
+    def open(self) -> None:
+        if self.path.suffix.lower() not in (".wav", ".flac", ".ogg"):
+            raise InputError(f"output {self.path}: write .wav, .flac or .ogg")
+        if not self.path.parent.is_dir():
+            raise InputError(f"output folder {self.path.parent} does not exist: create it or choose another --output")
+        try:
+            self._file = sf.SoundFile(self.tmp, "w", samplerate=self.rate, channels=1, format=self.path.suffix[1:].upper())
+        except (OSError, sf.LibsndfileError, TypeError) as exc:
+            raise InputError(f"cannot write {self.path}: {exc}") from None
+
+    def write(self, chunk: AudioChunk) -> None:
+        utt = chunk.utt
+        if utt.utt_id not in self._started:
+            self._started.add(utt.utt_id)
+            if self.stamps:
+                utt.t_first_audio = time.monotonic()
+            if self.timeline:  # silence up to where the utterance was spoken
+                start = int(round(utt.seg_start_s * self.rate))
+                if start > self._cursor:
+                    self._write(np.zeros(start - self._cursor, dtype=np.float32))
+        self._write(self._resampler.chunk(chunk))
+
+    def _write(self, samples: np.ndarray) -> None:
+        self._file.write(samples)
+        self._cursor += len(samples)
+
+    def end(self, utt: UttInfo) -> None:
+        self._write(self._resampler.end(utt))
+        self._started.discard(utt.utt_id)
+        if not self.stamps:
+            return
+        if utt.t_first_audio is not None:  # when its last sample would have finished playing
+            utt.t_play_end = utt.t_first_audio + utt.out_dur_s
+        self._finished.append(utt)
+
+    def finished(self) -> list[UttInfo]:
+        done, self._finished = self._finished, []
+        return done
+
+    def drain(self, timeout: float = 0.0) -> None:
+        pass
+
+    def close(self, abort: bool = False) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        """The run never started: leave no file behind."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)
+
+
+class SpeakerSink:
+    """Plays through a PortAudio output stream, gapless across chunks and utterances.
+
+    An utterance starts to play once ``jitter_ms`` of it is buffered (or all of it is), so a
+    TTS that streams slightly slower than real time does not stutter.
+    """
+
+    def __init__(self, device: Optional[str] = None, jitter_ms: int = 60, gate: Optional[PlaybackGate] = None):
+        self.device_spec = device
+        self.jitter_s = jitter_ms / 1000
+        self.gate = gate
+        self._lock = threading.Lock()
+        self._pieces: collections.deque = collections.deque()  # [utt, samples or None (end), position]
+        self._buffered: dict[int, int] = collections.defaultdict(int)
+        self._ended: set[int] = set()
+        self._finished: list[UttInfo] = []
+        self._stream = None
+        self.rate = 0
+        self.latency = 0.0
+
+    def open(self) -> None:
+        sd = devices.sd()
+        index = devices.resolve(self.device_spec, "output")
+        self.rate = devices.default_rate(index)
+        self._resampler = _Resampler(self.rate)
+        try:
+            self._stream = sd.OutputStream(device=index, samplerate=self.rate, channels=1, dtype="float32",
+                                           callback=self._callback, latency="low")
+            self._stream.start()
+        except Exception as exc:
+            raise SetupError(f"cannot open output device {self.device_spec or index}: {exc}. Choose another with --output-device (see s3tvr devices)") from None
+        self.latency = float(self._stream.latency)
+
+    def write(self, chunk: AudioChunk) -> None:
+        samples = self._resampler.chunk(chunk)
+        self._push(chunk.utt, samples)
+
+    def end(self, utt: UttInfo) -> None:
+        tail = self._resampler.end(utt)
+        with self._lock:
+            if len(tail):
+                self._pieces.append([utt, tail, 0])
+                self._buffered[utt.utt_id] += len(tail)
+            self._pieces.append([utt, None, 0])
+            self._ended.add(utt.utt_id)
+
+    def _push(self, utt: UttInfo, samples: np.ndarray) -> None:
+        if not len(samples):
+            return
+        with self._lock:
+            self._pieces.append([utt, samples, 0])
+            self._buffered[utt.utt_id] += len(samples)
+        if self.gate is not None:
+            self.gate.hold()
+
+    def _callback(self, out: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        out.fill(0)
+        now = time.monotonic()
+        filled = 0
+        with self._lock:
+            while filled < frames and self._pieces:
+                piece = self._pieces[0]
+                utt, samples, pos = piece
+                if samples is None:  # the utterance's end marker: it has been played
+                    self._pieces.popleft()
+                    self._ended.discard(utt.utt_id)
+                    self._buffered.pop(utt.utt_id, None)
+                    if utt.t_first_audio is not None:
+                        utt.t_play_end = now + filled / self.rate + self.latency
+                    self._finished.append(utt)
+                    continue
+                if utt.t_first_audio is None:
+                    ready = self._buffered[utt.utt_id] >= self.jitter_s * self.rate or utt.utt_id in self._ended
+                    if not ready:
+                        break
+                    utt.t_first_audio = now + filled / self.rate + self.latency
+                n = min(frames - filled, len(samples) - pos)
+                out[filled:filled + n, 0] = samples[pos:pos + n]
+                filled += n
+                piece[2] = pos + n
+                if piece[2] >= len(samples):
+                    self._pieces.popleft()
+            busy = bool(self._pieces) or filled > 0
+        if busy and self.gate is not None:
+            self.gate.hold(now + frames / self.rate + self.latency)
+
+    def finished(self) -> list[UttInfo]:
+        with self._lock:
+            done, self._finished = self._finished, []
+        return done
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until everything written has been played."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pieces:
+                    break
+            time.sleep(0.02)
+        time.sleep(self.latency)
+
+    def close(self, abort: bool = False) -> None:
+        if self._stream is None:
+            return
+        try:
+            if abort:
+                self._stream.abort()
+            else:
+                self._stream.stop()
+            self._stream.close()
+        except Exception:
+            log.debug("closing the output stream failed", exc_info=True)
+        self._stream = None
+
+
+class TeeSink:
+    """The speaker and a recording of what it played; the speaker stamps the times."""
+
+    def __init__(self, speaker: SpeakerSink, recording: FileSink):
+        recording.stamps = False
+        self.sinks = (speaker, recording)
+
+    def open(self) -> None:
+        for sink in self.sinks:
+            sink.open()
+
+    def write(self, chunk: AudioChunk) -> None:
+        for sink in self.sinks:
+            sink.write(chunk)
+
+    def end(self, utt: UttInfo) -> None:
+        for sink in self.sinks:
+            sink.end(utt)
+
+    def finished(self) -> list[UttInfo]:
+        return self.sinks[0].finished()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        self.sinks[0].drain(timeout)
+
+    def close(self, abort: bool = False) -> None:
+        for sink in self.sinks:
+            sink.close(abort)
+
+    def discard(self) -> None:
+        self.sinks[0].close(abort=True)
+        self.sinks[1].discard()

@@ -1,0 +1,142 @@
+"""Where speech comes from: a file replayed at real-time pace, or a microphone.
+
+A source yields :class:`~s3tvr.messages.Block` objects of 16 kHz mono audio, each stamped with
+the wall-clock time its last sample entered the program, which is what latency is measured from.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import soxr
+
+from s3tvr.audio import devices
+from s3tvr.audio.decode import load_audio
+from s3tvr.errors import SetupError
+from s3tvr.messages import SAMPLE_RATE, Block
+
+log = logging.getLogger(__name__)
+
+BLOCK = 512  # 32 ms: Silero VAD's window at 16 kHz
+
+
+class FileSource:
+    """A file's audio track, replayed at real-time pace (or as fast as possible)."""
+
+    timeline = True  # output can be placed on the input's timeline
+    is_microphone = False
+
+    def __init__(self, path: str | Path, realtime: bool = True):
+        self.path = Path(path)
+        self.realtime = realtime
+        self.audio: Optional[np.ndarray] = None
+
+    def check(self) -> None:
+        """Decode now, so a bad file is reported before any model loads."""
+        if self.audio is None:
+            self.audio = load_audio(self.path, SAMPLE_RATE)
+
+    def open(self) -> None:
+        self.check()
+
+    @property
+    def duration_s(self) -> float:
+        return 0.0 if self.audio is None else len(self.audio) / SAMPLE_RATE
+
+    def blocks(self, stop: threading.Event) -> Iterator[Block]:
+        assert self.audio is not None, "open() first"
+        start = time.monotonic()
+        for i in range(0, len(self.audio), BLOCK):
+            if stop.is_set():
+                return
+            if self.realtime:  # the block's last sample "arrives" when a microphone would have delivered it
+                due = start + (i + BLOCK) / SAMPLE_RATE
+                wait = due - time.monotonic()
+                if wait > 0:
+                    if stop.wait(wait):
+                        return
+            yield Block(self.audio[i:i + BLOCK], time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+class MicSource:
+    """A microphone through PortAudio at its native rate, resampled to 16 kHz.
+
+    The PortAudio callback only copies the block into a queue and never blocks; if the queue is
+    full (the program fell behind) the block is dropped and counted as an overflow.
+    """
+
+    timeline = False
+    is_microphone = True
+
+    def __init__(self, device: Optional[str] = None, max_backlog_s: float = 10.0):
+        self.device_spec = device
+        self.max_backlog_s = max_backlog_s
+        self.overflows = 0
+        self._stream = None
+        self._raw: Optional[queue.Queue] = None
+        self.rate = 0
+
+    def check(self) -> None:
+        """Find the device now, so a wrong name is reported before any model loads."""
+        self._index = devices.resolve(self.device_spec, "input")
+        self.rate = devices.default_rate(self._index)
+
+    def open(self) -> None:
+        sd = devices.sd()
+        self.check()
+        index = self._index
+        blocksize = int(self.rate * BLOCK / SAMPLE_RATE)
+        self._raw = queue.Queue(maxsize=max(8, int(self.max_backlog_s * self.rate / blocksize)))
+        try:
+            self._stream = sd.InputStream(device=index, samplerate=self.rate, channels=1, dtype="float32",
+                                          blocksize=blocksize, callback=self._callback)
+            self._stream.start()
+        except Exception as exc:  # PortAudioError: busy, unplugged, unsupported rate
+            raise SetupError(f"cannot open input device {self.device_spec or index}: {exc}. Choose another with --input-device (see s3tvr devices)") from None
+
+    def _callback(self, data: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        if status and getattr(status, "input_overflow", False):
+            self.overflows += 1
+        try:
+            self._raw.put_nowait((data[:, 0].copy(), time.monotonic()))
+        except queue.Full:
+            self.overflows += 1
+
+    def blocks(self, stop: threading.Event) -> Iterator[Block]:
+        resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32") if self.rate != SAMPLE_RATE else None
+        pending = np.zeros(0, dtype=np.float32)
+        reported = 0
+        while not stop.is_set():
+            try:
+                data, t = self._raw.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if resampler is not None:
+                data = resampler.resample_chunk(data)
+            pending = np.concatenate([pending, data])
+            while len(pending) >= BLOCK:
+                yield Block(pending[:BLOCK], t)
+                pending = pending[BLOCK:]
+            if self.overflows > reported:
+                log.warning("microphone overflow: %d blocks lost so far (the machine is too busy)", self.overflows)
+                reported = self.overflows
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.abort()
+                self._stream.close()
+            except Exception:
+                log.debug("closing the input stream failed", exc_info=True)
+            self._stream = None
+        if self.overflows:
+            log.warning("microphone overflows in this run: %d", self.overflows)

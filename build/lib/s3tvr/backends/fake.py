@@ -1,0 +1,97 @@
+"""Fakes for every backend kind, with scripted delays and failures (as in livekit/agents).
+
+They let tests and the soak script drive the real engine, segmenter and sinks at known speeds
+without models. Delays and failures are keyed by utterance id: ``delays: [1.0, 0.1]`` makes
+utterance 0 take 1 s and utterance 1 0.1 s (the list repeats).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from s3tvr.messages import AudioChunk, SpeechSegment, Transcript, Translation
+from s3tvr.pipeline import Stage
+
+
+@dataclass
+class FakeAsrConfig:
+    delays: list = field(default_factory=lambda: [0.05])
+    fail_on: list = field(default_factory=list)  # utterance ids that raise
+    text: str = "utterance {utt_id} lasting {seconds:.1f} seconds"
+
+
+@dataclass
+class FakeMtConfig:
+    delays: list = field(default_factory=lambda: [0.02])
+    fail_on: list = field(default_factory=list)
+
+
+@dataclass
+class FakeTtsConfig:
+    delays: list = field(default_factory=lambda: [0.05])  # per chunk
+    fail_on: list = field(default_factory=list)
+    chunks: int = 2
+    seconds_per_word: float = 0.3
+    sample_rate: int = 22050
+
+
+def _delay(delays: list, utt_id: int) -> float:
+    return float(delays[utt_id % len(delays)]) if delays else 0.0
+
+
+class _Fake(Stage):
+    thread_safe = True
+    backend = "fake"
+
+    def __init__(self, config: Any, src_lang: str, tgt_lang: str, device: str = "cpu"):
+        self.config = config
+        self.src_lang, self.tgt_lang = src_lang, tgt_lang
+
+    def _wait_or_fail(self, utt_id: int, scale: float = 1.0) -> None:
+        time.sleep(_delay(self.config.delays, utt_id) * scale)
+        if utt_id in self.config.fail_on:
+            raise RuntimeError(f"scripted failure of utterance {utt_id}")
+
+
+class FakeAsr(_Fake):
+    name = "asr"
+    output_language = property(lambda self: self.src_lang)
+
+    def process(self, item: SpeechSegment) -> Iterator[Transcript]:
+        self._wait_or_fail(item.utt.utt_id)
+        text = self.config.text.format(utt_id=item.utt.utt_id, seconds=len(item.audio) / 16000)
+        item.utt.src_text = text
+        yield Transcript(item.utt, text, self.src_lang)
+
+
+class FakeMt(_Fake):
+    name = "mt"
+
+    def process(self, item: Transcript) -> Iterator[Translation]:
+        self._wait_or_fail(item.utt.utt_id)
+        item.utt.tgt_text = f"[{self.tgt_lang}] {item.text}"
+        yield Translation(item.utt, item.utt.tgt_text)
+
+
+class FakeTts(_Fake):
+    name = "tts"
+    languages = property(lambda self: {self.tgt_lang})
+
+    def process(self, item: Any) -> Iterator[AudioChunk]:
+        cfg = self.config
+        words = max(1, len(item.text.split()))
+        total = int(words * cfg.seconds_per_word * cfg.sample_rate)
+        t = np.arange(total) / cfg.sample_rate
+        tone = (0.3 * np.sin(2 * np.pi * (220 + 20 * (item.utt.utt_id % 10)) * t)).astype(np.float32)
+        for part in np.array_split(tone, cfg.chunks):
+            self._wait_or_fail(item.utt.utt_id)
+            item.utt.out_dur_s += len(part) / cfg.sample_rate
+            yield AudioChunk(item.utt, part, cfg.sample_rate)
+
+
+CONFIGS = {"asr": FakeAsrConfig, "mt": FakeMtConfig, "tts": FakeTtsConfig}
+BACKENDS = {"asr": FakeAsr, "mt": FakeMt, "tts": FakeTts}

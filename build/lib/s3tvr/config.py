@@ -1,0 +1,204 @@
+"""Configuration: one dataclass per section, YAML presets in configs/, dotted overrides.
+
+A preset is a YAML file with the sections below; ``key.sub=value`` overrides any key. The
+``asr``, ``mt`` and ``tts`` sections name a backend; their other keys belong to that backend's
+own config dataclass (see :mod:`s3tvr.backends.registry`) and are checked when the run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from s3tvr.errors import InputError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Installed as a package, the presets ship inside it.
+if not CONFIG_DIR.is_dir():
+    CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class AudioConfig:
+    input_device: Optional[str] = None  # index or name substring; None: the system default
+    output_device: Optional[str] = None
+    full_duplex: bool = False  # True with headphones: the mic stays open while translations play
+    echo_tail_ms: int = 300  # half-duplex: the mic stays closed this long after playback
+    jitter_ms: int = 60  # speaker buffer before an utterance starts to play
+    output_sample_rate: int = 24000  # file output rate
+    realtime: bool = True  # replay file input at real-time pace (False: --fast)
+
+
+@dataclass
+class VadConfig:
+    threshold: float = 0.5  # speech probability that starts speech
+    neg_threshold: Optional[float] = None  # below this, speech has stopped (default threshold - 0.15)
+    endpoint_ms: int = 500  # silence that ends an utterance: fewest split sentences, none merged (benchmarks/bench_vad.py)
+    preroll_ms: int = 300  # audio kept before speech starts, so the first syllable is never clipped
+    min_speech_ms: int = 250  # shorter bursts are dropped (coughs, clicks)
+    long_after_s: float = 8.0  # once an utterance is this long, a shorter pause ends it ...
+    long_endpoint_ms: int = 200  # ... this one: long utterances end sooner, at their next breath
+    max_segment_s: float = 15.0  # force a split at the quietest point for speakers who never pause
+    tail_ms: int = 100  # silence kept after the last speech window
+    onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)
+    max_gain_db: float = 60.0  # gain normalisation for quiet microphones and recordings
+
+
+@dataclass
+class DenoiseConfig:
+    enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
+    prop_decrease: float = 0.8
+    profile_s: float = 2.0  # how much recent non-speech audio forms the noise profile
+
+
+@dataclass
+class BackendSection:
+    backend: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    queue_size: int = 8
+    workers: dict[str, int] = field(default_factory=dict)  # stage name -> worker threads
+
+
+@dataclass
+class Config:
+    src_lang: str = "es"
+    tgt_lang: str = "en"
+    device: str = "cpu"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    asr: BackendSection = field(default_factory=lambda: BackendSection("faster-whisper"))
+    mt: BackendSection = field(default_factory=lambda: BackendSection("none"))
+    tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"audio": AudioConfig, "vad": VadConfig, "denoise": DenoiseConfig, "pipeline": PipelineConfig}
+_BACKENDS = ("asr", "mt", "tts")
+
+
+def preset_path(name: str) -> Path:
+    return CONFIG_DIR / f"{name}.yaml"
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None, **top: Any) -> Config:
+    """Build a Config from a preset name or YAML path, then ``key=value`` overrides, then ``top`` keys."""
+    data: dict[str, Any] = {}
+    if source is not None:
+        path = Path(source)
+        if not path.suffix and not path.exists():
+            path = preset_path(str(source))
+        if not path.is_file():
+            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+            raise InputError(f"config {source} not found: give a YAML file or a preset name ({names})")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"config {path} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
+        if not isinstance(data, dict):
+            raise InputError(f"config {path} must be a mapping of sections: fix the file")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"override {item!r} is not KEY=VALUE: write e.g. vad.endpoint_ms=300")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    for key, value in top.items():
+        if value is not None:
+            data[key] = value
+    return _build(data)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InputError(f"override {key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    for key, value in data.items():
+        if key in _SECTIONS:
+            setattr(cfg, key, _section(_SECTIONS[key], value, key))
+        elif key in _BACKENDS:
+            setattr(cfg, key, _backend_section(getattr(cfg, key), value, key))
+        elif key in ("src_lang", "tgt_lang", "device"):
+            setattr(cfg, key, str(value))
+        else:
+            raise InputError(f"unknown config key {key!r}: known are {', '.join(_known_top())}")
+    return cfg
+
+
+def _known_top() -> list[str]:
+    return ["src_lang", "tgt_lang", "device", *_SECTIONS, *_BACKENDS]
+
+
+def _section(cls: type, value: Any, name: str) -> Any:
+    if not isinstance(value, dict):
+        raise InputError(f"config section {name} must be a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in value:
+        if key not in known:
+            raise InputError(f"unknown key {name}.{key}: known are {', '.join(known)}")
+    return coerce(cls, value, name)
+
+
+def _backend_section(default: BackendSection, value: Any, name: str) -> BackendSection:
+    if isinstance(value, str):  # "mt: none" is short for "mt: {backend: none}"
+        return BackendSection(value)
+    if not isinstance(value, dict):
+        raise InputError(f"config section {name} must be a backend name or a mapping")
+    value = dict(value)
+    backend = str(value.pop("backend", default.backend))
+    options = dict(default.options) if backend == default.backend else {}
+    options.update(value)
+    return BackendSection(backend, options)
+
+
+def coerce(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Make dataclass ``cls`` from ``values``, turning YAML scalars into the declared types."""
+    kwargs = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        kind = str(hints[key])
+        try:
+            if value is None or "dict" in kind:
+                kwargs[key] = value
+            elif kind.startswith("bool") or kind == "Optional[bool]":
+                kwargs[key] = _as_bool(value)
+            elif kind.startswith("int") or kind == "Optional[int]":
+                kwargs[key] = int(value)
+            elif kind.startswith("float") or kind == "Optional[float]":
+                kwargs[key] = float(value)
+            elif kind.startswith("str") or kind == "Optional[str]":
+                kwargs[key] = str(value)
+            else:
+                kwargs[key] = value
+        except (TypeError, ValueError):
+            raise InputError(f"{where}.{key} must be {kind}, not {value!r}") from None
+    return cls(**kwargs)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)

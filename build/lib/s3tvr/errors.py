@@ -1,0 +1,17 @@
+"""Errors a user can fix. The CLI prints them as one line and exits non-zero, no traceback."""
+
+
+class S3tvrError(Exception):
+    """An expected failure: the message names the cause and the fix."""
+
+    exit_code = 2
+
+
+class InputError(S3tvrError):
+    """A bad input file, device or option."""
+
+
+class SetupError(S3tvrError):
+    """A model or device could not be set up (missing extra, wrong path, device busy)."""
+
+    exit_code = 3

@@ -1,0 +1,218 @@
+"""The latency log: one JSON object per utterance, appended and flushed as each finishes.
+
+The collector at the end of the chain is the only writer. ``s3tvr report`` reads a log back
+into the table speech translation systems are compared by (the original S3TVR's average, best
+and worst per language, plus p50/p90 and per-stage means), and draws it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, TextIO
+
+from s3tvr.errors import InputError
+from s3tvr.messages import UttInfo
+
+log = logging.getLogger(__name__)
+
+STAGE_ORDER = ("denoise", "asr", "mt", "tts")
+
+
+def to_record(utt: UttInfo, clock: "Clock") -> dict[str, Any]:
+    """The log line for one utterance (DESIGN.md's format)."""
+    latency = None if utt.t_first_audio is None else utt.t_first_audio - utt.t_speech_end
+    return {
+        "utt_id": utt.utt_id,
+        "src_lang": utt.src_lang,
+        "tgt_lang": utt.tgt_lang,
+        "seg_start_s": round(utt.seg_start_s, 3),
+        "seg_end_s": round(utt.seg_end_s, 3),
+        "t_speech_end": utt.t_speech_end,
+        "t_vad_emit": utt.t_vad_emit,
+        "stages": {name: {"start": s.start, "end": s.end, "first_out": s.first_out, "backend": s.backend}
+                   for name, s in utt.stages.items()},
+        "t_first_audio": utt.t_first_audio,
+        "t_play_end": utt.t_play_end,
+        "latency_s": None if latency is None else round(latency, 4),
+        "src_text": utt.src_text,
+        "tgt_text": utt.tgt_text,
+        "out_dur_s": round(utt.out_dur_s, 3),
+        "error": utt.error,
+        "skipped": utt.skipped,
+        "t0_unix": clock.t0_unix,
+        "t0_mono": clock.t0_mono,
+    }
+
+
+@dataclass
+class Clock:
+    """Maps the monotonic clock of a run to dates: unix = t0_unix + (t - t0_mono)."""
+
+    t0_mono: float = field(default_factory=time.monotonic)
+    t0_unix: float = field(default_factory=time.time)
+
+
+class Collector:
+    """Writes one line per finished utterance, flushed at once, so a crash loses nothing finished."""
+
+    def __init__(self, path: Optional[str | Path], clock: Optional[Clock] = None, keep: bool = True):
+        self.path = Path(path) if path else None
+        self.keep = keep  # False for endless runs: memory stays flat, the log file has everything
+        self.clock = clock or Clock()
+        self.records: list[dict[str, Any]] = []
+        self._file: Optional[TextIO] = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        if not self.path.parent.is_dir():
+            raise InputError(f"log folder {self.path.parent} does not exist: create it or choose another --log")
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write log {self.path}: {exc.strerror}") from None
+
+    def record(self, utt: UttInfo) -> dict[str, Any]:
+        rec = to_record(utt, self.clock)
+        with self._lock:
+            if self.keep:
+                self.records.append(rec)
+            if self._file is not None:
+                self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                self._file.flush()
+        return rec
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"latency log {path} not found: give the file written by s3tvr run --log")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise InputError(f"{path} line {n} is not JSON: is this a latency log from s3tvr run?") from None
+    return records
+
+
+def stage_compute(rec: dict[str, Any]) -> dict[str, float]:
+    """Seconds each stage spent on the utterance (until its first output for a streaming stage)."""
+    out = {}
+    for name, s in rec.get("stages", {}).items():
+        stop = s.get("first_out") or s.get("end")
+        if s.get("start") is not None and stop is not None:
+            out[name] = stop - s["start"]
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass
+class PairSummary:
+    pair: str
+    utterances: int
+    spoken: int
+    failed: int
+    mean: float
+    best: float
+    worst: float
+    p50: float
+    p90: float
+    stage_means: dict[str, float]
+    endpoint_wait: float  # mean seconds from speech end to the segmenter's release
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[PairSummary]:
+    by_pair: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_pair.setdefault(f"{rec['src_lang']}-{rec['tgt_lang']}", []).append(rec)
+    out = []
+    for pair, recs in sorted(by_pair.items()):
+        lat = [r["latency_s"] for r in recs if r.get("latency_s") is not None]
+        stages: dict[str, list[float]] = {}
+        for r in recs:
+            for name, sec in stage_compute(r).items():
+                stages.setdefault(name, []).append(sec)
+        waits = [r["t_vad_emit"] - r["t_speech_end"] for r in recs if r.get("t_vad_emit") is not None]
+        nan = float("nan")
+        out.append(PairSummary(
+            pair=pair, utterances=len(recs), spoken=len(lat), failed=sum(1 for r in recs if r.get("error")),
+            mean=statistics.fmean(lat) if lat else nan, best=min(lat) if lat else nan, worst=max(lat) if lat else nan,
+            p50=percentile(lat, 50), p90=percentile(lat, 90),
+            stage_means={n: statistics.fmean(stages[n]) for n in STAGE_ORDER if n in stages},
+            endpoint_wait=statistics.fmean(waits) if waits else nan,
+        ))
+    return out
+
+
+def format_table(summaries: list[PairSummary]) -> str:
+    """The report as text: end of speech → first translated audio, in seconds."""
+    head = f"{'pair':<7}{'utts':>5}{'spoken':>7}{'failed':>7}{'average':>9}{'best':>7}{'worst':>7}{'p50':>7}{'p90':>7}"
+    lines = ["end of speech -> first translated audio (s)", head]
+    for s in summaries:
+        lines.append(f"{s.pair:<7}{s.utterances:>5}{s.spoken:>7}{s.failed:>7}{s.mean:>9.2f}{s.best:>7.2f}{s.worst:>7.2f}{s.p50:>7.2f}{s.p90:>7.2f}")
+    lines.append("")
+    lines.append("mean per stage (s): endpoint wait, then each stage's compute (to first output when streaming)")
+    for s in summaries:
+        parts = [f"endpoint {s.endpoint_wait:.2f}"] + [f"{n} {v:.2f}" for n, v in s.stage_means.items()]
+        lines.append(f"{s.pair:<7}" + "  ".join(parts))
+    return "\n".join(lines)
+
+
+def plot(records: list[dict[str, Any]], path: str | Path) -> None:
+    """A PNG: latency distribution per pair, and mean seconds per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summaries = summarize(records)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for s in summaries:
+        lat = [r["latency_s"] for r in records if f"{r['src_lang']}-{r['tgt_lang']}" == s.pair and r.get("latency_s") is not None]
+        if lat:
+            ax1.hist(lat, bins=min(30, max(5, len(lat))), alpha=0.6, label=f"{s.pair} (p50 {s.p50:.2f} s)")
+    ax1.set_xlabel("end of speech → first translated audio (s)")
+    ax1.set_ylabel("utterances")
+    ax1.set_title("Latency distribution")
+    ax1.legend()
+    names = ["endpoint", *STAGE_ORDER]
+    width = 0.8 / max(1, len(summaries))
+    for k, s in enumerate(summaries):
+        values = [s.endpoint_wait] + [s.stage_means.get(n, 0.0) for n in STAGE_ORDER]
+        ax2.bar([i + k * width for i in range(len(names))], values, width, label=s.pair)
+    ax2.set_xticks([i + width * (len(summaries) - 1) / 2 for i in range(len(names))], names)
+    ax2.set_ylabel("mean seconds")
+    ax2.set_title("Where the time goes")
+    ax2.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,85 @@
+"""Typed messages that flow between stages.
+
+Every message carries the :class:`UttInfo` of the utterance it belongs to. The info object is
+shared by all messages of one utterance and each stage adds its timestamps to it, so the
+collector at the end of the chain sees the whole story of the utterance in one place.
+Times are ``time.monotonic()`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # the rate every stage before TTS works at
+
+
+@dataclass
+class StageTiming:
+    start: float
+    end: Optional[float] = None
+    first_out: Optional[float] = None  # first output of a streaming stage (TTS's first chunk)
+    backend: str = ""
+
+
+@dataclass
+class UttInfo:
+    utt_id: int
+    src_lang: str
+    tgt_lang: str
+    seg_start_s: float  # where the speech sits on the input timeline
+    seg_end_s: float
+    t_speech_end: float  # wall clock when the last speech sample entered the program
+    t_vad_emit: float  # wall clock when the segmenter released the utterance
+    stages: dict[str, StageTiming] = field(default_factory=dict)
+    src_text: str = ""
+    tgt_text: str = ""
+    t_first_audio: Optional[float] = None
+    t_play_end: Optional[float] = None
+    out_dur_s: float = 0.0
+    error: Optional[str] = None
+    skipped: Optional[str] = None  # why nothing was spoken, when nothing went wrong (no words heard)
+
+
+@dataclass
+class Block:
+    """A block of captured 16 kHz mono audio, stamped when it entered the program."""
+
+    samples: np.ndarray
+    t_arrival: float
+
+
+@dataclass
+class SpeechSegment:
+    utt: UttInfo
+    audio: np.ndarray  # 16 kHz mono float32
+    noise: np.ndarray  # recent non-speech audio, a noise profile for the denoiser
+
+
+@dataclass
+class Transcript:
+    utt: UttInfo
+    text: str
+    language: str  # language of the text (en after Whisper's translate task)
+
+
+@dataclass
+class Translation:
+    utt: UttInfo
+    text: str
+
+
+@dataclass
+class AudioChunk:
+    utt: UttInfo
+    samples: np.ndarray  # mono float32
+    sample_rate: int
+
+
+@dataclass
+class UtteranceEnd:
+    """The last message of every utterance: it reached the end of the chain, spoken, empty or failed."""
+
+    utt: UttInfo

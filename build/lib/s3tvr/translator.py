@@ -1,0 +1,256 @@
+"""Wires a run: source → segmenter → denoise → ASR → MT → TTS → sink → latency log.
+
+The source and segmenter share one feeder thread; each stage has its own worker(s); the sink
+loop runs on the calling thread, so Ctrl-C (KeyboardInterrupt) lands there and aborts the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import soundfile as sf
+
+from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
+from s3tvr.audio.sources import FileSource, MicSource
+from s3tvr.backends import registry
+from s3tvr.config import Config
+from s3tvr.denoise import Denoiser
+from s3tvr.errors import InputError, S3tvrError, SetupError
+from s3tvr.latency import Clock, Collector
+from s3tvr.messages import AudioChunk, Block, SpeechSegment, UtteranceEnd
+from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
+from s3tvr.vad import Segmenter
+
+log = logging.getLogger(__name__)
+
+ABORT_GRACE_S = 1.0  # how long an abort waits for workers before leaving them (daemon threads)
+
+
+@dataclass
+class RunResult:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    aborted: bool = False
+    overflows: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.records if r.get("error"))
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.aborted else 0
+
+
+class Translator:
+    """One run of the live translator. Build it, then ``run()``; nothing loads before ``run()``.
+
+    ``input``: a file to replay (None: the microphone). ``output``: a WAV file to write (None:
+    the speaker; from a microphone, both). ``source``/``sink`` replace the audio ends outright.
+    ``on_record`` sees each utterance's log record as it is written.
+    """
+
+    def __init__(self, config: Config, input: Optional[str] = None, output: Optional[str] = None,
+                 log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Any = None, sink: Any = None,
+                 on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True):
+        self.config = config
+        check_device(config.device)
+        if source is None:
+            source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
+        self.source = source
+        self.on_record = on_record
+        self.gate = None
+        if self.source.is_microphone and not config.audio.full_duplex:
+            self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
+        self.sink = sink if sink is not None else self._make_sink(output)
+        self.record_dir = Path(record_dir) if record_dir else None
+        self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang)
+        self.segmenter.set_noise_profile_seconds(config.denoise.profile_s)
+        self.stages = self._make_stages()
+        self.pipeline = Pipeline(self.stages, config.pipeline.queue_size, config.pipeline.workers)
+        self.collector = Collector(log_path, Clock(), keep=keep_records)
+        self._stop = threading.Event()
+        self._feeder_error: Optional[BaseException] = None
+        self._recorded: dict[int, list[np.ndarray]] = {}
+
+    def _make_sink(self, output: Optional[str]) -> Any:
+        cfg = self.config.audio
+        if output and not self.source.is_microphone:
+            return FileSink(output, cfg.output_sample_rate, timeline=self.source.timeline)
+        speaker = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate)
+        if output:
+            return TeeSink(speaker, FileSink(output, cfg.output_sample_rate, timeline=False))
+        return speaker
+
+    def _make_stages(self) -> list[Any]:
+        cfg = self.config
+        context = {"src_lang": cfg.src_lang, "tgt_lang": cfg.tgt_lang, "device": cfg.device}
+        if cfg.src_lang == cfg.tgt_lang:
+            raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
+        asr = registry.create("asr", cfg.asr, **context)
+        mt = registry.create("mt", cfg.mt, **context)
+        tts = registry.create("tts", cfg.tts, **context)
+        heard = asr.output_language
+        if mt is None and heard != cfg.tgt_lang:
+            raise InputError(
+                f"no {cfg.src_lang}->{cfg.tgt_lang} translation: ASR {asr.backend} gives {heard} text and mt is none. "
+                f"Whisper's translate task (asr.task=translate) reaches English only; other targets need an MT backend "
+                f"(mt=…: {', '.join(registry.names('mt'))})")
+        if cfg.tgt_lang not in tts.languages:
+            raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
+                             f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
+        stages = [Denoiser(cfg.denoise)] if cfg.denoise.enabled else []
+        return stages + [s for s in (asr, mt, tts) if s is not None]
+
+    # -- running ---------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Check inputs and open outputs, load models, then start the source last (a microphone
+        must not overflow while models load). Cheap checks come first so mistakes show at once."""
+        self.source.check()
+        self.collector.open()
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+        self.sink.open()
+        log.info("loading vad")
+        self.segmenter.setup()
+        self.pipeline.setup(lambda name: log.info("loading %s", name))
+        self.source.open()
+
+    def run(self) -> RunResult:
+        """Set up, translate until the input ends (drain) or Ctrl-C (abort), and return the records."""
+        result = RunResult()
+        try:
+            self.setup()
+        except BaseException:
+            self._close(abort=True, discard=True)
+            raise
+        self.pipeline.start()
+        feeder = threading.Thread(target=self._feed, name="s3tvr-feeder", daemon=True)
+        feeder.start()
+        log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {getattr(self.source, 'path', 'the input')}")
+        try:
+            result.aborted = not self._play()
+        except KeyboardInterrupt:
+            result.aborted = True
+        finally:
+            if result.aborted:
+                log.info("stopping now: finished utterances are kept")
+            self._stop.set()
+            self.pipeline.cancel()
+            self._collect()
+            self._close(abort=result.aborted)
+            feeder.join(ABORT_GRACE_S)
+            self.pipeline.join(ABORT_GRACE_S)
+            self.pipeline.cleanup()
+        if self._feeder_error is not None:
+            raise self._feeder_error
+        result.records = self.collector.records
+        result.overflows = getattr(self.source, "overflows", 0)
+        return result
+
+    def cancel(self) -> None:
+        """Stop now, from another thread (the same as Ctrl-C)."""
+        self._stop.set()
+        self.pipeline.cancel()
+
+    def _feed(self) -> None:
+        zeros = None
+        try:
+            for block in self.source.blocks(self._stop):
+                if self.gate is not None and not self.gate.is_open():
+                    # Half-duplex: the speaker is playing; what the mic hears now is our own voice.
+                    zeros = zeros if zeros is not None and len(zeros) == len(block.samples) else np.zeros_like(block.samples)
+                    block = Block(zeros, block.t_arrival)
+                for seg in self.segmenter.push(block):
+                    self._send(seg)
+            for seg in self.segmenter.flush():
+                self._send(seg)
+            self.pipeline.input.put(DRAIN)
+        except Cancelled:
+            pass
+        except BaseException as exc:  # a device lost mid-run: stop the run and report it
+            self._feeder_error = exc if isinstance(exc, S3tvrError) else SetupError(f"audio input failed: {exc}")
+            self.cancel()
+
+    def _send(self, seg: SpeechSegment) -> None:
+        log.info("utterance %d: %.2f-%.2f s", seg.utt.utt_id, seg.utt.seg_start_s, seg.utt.seg_end_s)
+        if self.record_dir is not None:
+            _write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, 16000)
+        self.pipeline.input.put(seg)
+
+    def _play(self) -> bool:
+        """Hand the translated audio to the sink in spoken order; True once the input has drained."""
+        reorder = Reorderer(first_id=0)
+        while not self._stop.is_set():
+            try:
+                msg = self.pipeline.output.get(timeout=0.05)
+            except Cancelled:
+                return False
+            self._collect()
+            if msg is None:
+                continue
+            if msg is DRAIN:
+                self.sink.drain(timeout=120.0)
+                self._collect()
+                return True
+            for m in reorder.push(msg):
+                if isinstance(m, AudioChunk):
+                    self.sink.write(m)
+                    if self.record_dir is not None:
+                        self._recorded.setdefault(m.utt.utt_id, []).append(m)
+                elif isinstance(m, UtteranceEnd):
+                    self.sink.end(m.utt)
+                    self._record_output(m.utt.utt_id)
+        return False
+
+    def _record_output(self, utt_id: int) -> None:
+        chunks = self._recorded.pop(utt_id, None)
+        if chunks:
+            audio = np.concatenate([c.samples for c in chunks])
+            _write_wav(self.record_dir / f"utt{utt_id:05d}_out.wav", audio, chunks[0].sample_rate)
+
+    def _collect(self) -> None:
+        for utt in self.sink.finished():
+            rec = self.collector.record(utt)
+            if self.on_record is not None:
+                self.on_record(rec)
+            if rec["error"]:
+                log.warning("utterance %d failed: %s", utt.utt_id, rec["error"])
+            elif rec["latency_s"] is not None:
+                log.info("utterance %d: %.2f s to first audio: %s", utt.utt_id, rec["latency_s"], rec["tgt_text"])
+
+    def _close(self, abort: bool, discard: bool = False) -> None:
+        """Close everything; ``discard``: the run never started, so leave no output file."""
+        def close_sink() -> None:
+            if discard and hasattr(self.sink, "discard"):
+                self.sink.discard()
+            else:
+                self.sink.close(abort)
+
+        for closer in (close_sink, self.source.close, self.collector.close):
+            try:
+                closer()
+            except Exception:
+                log.debug("close failed", exc_info=True)
+
+
+def check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SetupError("--device cuda but no CUDA GPU is visible to PyTorch: use --device cpu, or install a CUDA build of torch")
+
+
+def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    sf.write(tmp, audio, rate, format="WAV")
+    tmp.replace(path)
