@@ -1,3 +1,0 @@
-from s3tvr.cli import main
-
-raise SystemExit(main())

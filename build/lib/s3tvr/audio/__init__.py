@@ -1,1 +1,0 @@
-"""Audio in and out: decoding, sources (file, microphone), sinks (file, speaker), devices."""
