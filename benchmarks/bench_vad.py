@@ -12,7 +12,6 @@ translates badly) or merged (costs latency). Reads ../shared/data.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def main() -> None:
     for endpoint in (200, 300, 400, 500, 600, 800):
         total = split = merged = found = 0
         detail = []
-        for path, expected, audio in audios:
+        for _path, expected, audio in audios:
             n = len(segment(audio, endpoint_ms=endpoint))
             total += expected
             found += n

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -69,14 +68,13 @@ class Translator:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
         self.sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
-        self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang)
-        self.segmenter.set_noise_profile_seconds(config.denoise.profile_s)
+        self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang, noise_profile_s=config.denoise.profile_s)
         self.stages = self._make_stages()
         self.pipeline = Pipeline(self.stages, config.pipeline.queue_size, config.pipeline.workers)
         self.collector = Collector(log_path, Clock(), keep=keep_records)
         self._stop = threading.Event()
         self._feeder_error: Optional[BaseException] = None
-        self._recorded: dict[int, list[np.ndarray]] = {}
+        self._recorded: dict[int, list[AudioChunk]] = {}
 
     def _make_sink(self, output: Optional[str]) -> Any:
         cfg = self.config.audio

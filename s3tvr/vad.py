@@ -35,8 +35,9 @@ PEAK_RELEASE = 10 ** (-6 / 20 / (1.0 / WINDOW_S))  # the gain's peak memory fall
 
 
 class Segmenter:
-    def __init__(self, config: VadConfig, src_lang: str, tgt_lang: str):
+    def __init__(self, config: VadConfig, src_lang: str, tgt_lang: str, noise_profile_s: float = 2.0):
         self.config = config
+        self.noise_profile_s = noise_profile_s
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.neg_threshold = config.neg_threshold if config.neg_threshold is not None else max(0.0, config.threshold - 0.15)
         self.endpoint_windows = max(1, int(round(config.endpoint_ms / 1000 / WINDOW_S)))
@@ -65,7 +66,7 @@ class Segmenter:
         self._peak = 0.0
         preroll = int(round(self.config.preroll_ms / 1000 / WINDOW_S))
         self._preroll: collections.deque = collections.deque(maxlen=preroll + 1)  # + the window that starts speech
-        self._noise: collections.deque = collections.deque(maxlen=max(1, int(2.0 / WINDOW_S)))
+        self._noise: collections.deque = collections.deque(maxlen=max(1, int(self.noise_profile_s / WINDOW_S)))
         self._in_speech = False
         self._windows: list[np.ndarray] = []  # the open segment, preroll included
         self._probs: list[float] = []
@@ -74,9 +75,6 @@ class Segmenter:
         self._first_speech = 0  # offsets into self._windows
         self._last_speech = 0
         self._silence = 0
-
-    def set_noise_profile_seconds(self, seconds: float) -> None:
-        self._noise = collections.deque(self._noise, maxlen=max(1, int(seconds / WINDOW_S)))
 
     def push(self, block: Block) -> list[SpeechSegment]:
         data = np.concatenate([self._carry, block.samples.astype(np.float32, copy=False)])

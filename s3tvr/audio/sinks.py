@@ -27,25 +27,27 @@ log = logging.getLogger(__name__)
 
 
 class _Resampler:
-    """Resamples each utterance's chunks to one rate without clicks at chunk joins."""
+    """Resamples each utterance's chunks to one rate without clicks at chunk joins, and clips to
+    [-1, 1] (resampling overshoots a full-scale voice; 16-bit files would wrap around)."""
 
     def __init__(self, rate: int):
         self.rate = rate
         self._streams: dict[int, soxr.ResampleStream] = {}
 
     def chunk(self, chunk: AudioChunk) -> np.ndarray:
-        if chunk.sample_rate == self.rate:
-            return chunk.samples.astype(np.float32, copy=False)
-        key = chunk.utt.utt_id
-        if key not in self._streams:
-            self._streams[key] = soxr.ResampleStream(chunk.sample_rate, self.rate, 1, dtype="float32")
-        return self._streams[key].resample_chunk(chunk.samples.astype(np.float32, copy=False))
+        samples = chunk.samples.astype(np.float32, copy=False)
+        if chunk.sample_rate != self.rate:
+            key = chunk.utt.utt_id
+            if key not in self._streams:
+                self._streams[key] = soxr.ResampleStream(chunk.sample_rate, self.rate, 1, dtype="float32")
+            samples = self._streams[key].resample_chunk(samples)
+        return np.clip(samples, -1.0, 1.0)
 
     def end(self, utt: UttInfo) -> np.ndarray:
         stream = self._streams.pop(utt.utt_id, None)
         if stream is None:
             return np.zeros(0, dtype=np.float32)
-        return stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        return np.clip(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True), -1.0, 1.0)
 
 
 class PlaybackGate:
