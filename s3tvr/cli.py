@@ -49,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 checkpoint folder (voice cloning; needs the model stack)")
     run.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
 
+    ev = sub.add_parser("eval", help="quality, voice, speed and memory on a folder of clips with references",
+                        description="Run the system on every clip of a folder in the format of shared/data/speech/fleurs "
+                                    "(manifest.jsonl: audio, lang, transcript, ref_eng/ref_spa/ref_rus) and report ASR-BLEU, "
+                                    "chrF, text BLEU, source WER, speaker similarity, latency and memory.")
+    ev.add_argument("--data", required=True, metavar="DIR", help="folder with manifest.jsonl and the clips it names")
+    ev.add_argument("--pair", required=True, metavar="SRC-TGT", help="e.g. es-en: the clips in SRC, references in TGT")
+    ev.add_argument("--config", metavar="FILE", help="the system's config or preset (default: offline)")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help="override a config key")
+    ev.add_argument("--fast", action="store_true", help="replay as fast as possible (quality only: latency then means little)")
+    ev.add_argument("--out", default="eval-out", metavar="DIR", help="where eval.json and eval.png go (default: eval-out)")
+    ev.add_argument("--judge-model", default="bundled:base", metavar="MODEL",
+                    help="Whisper model that transcribes the output for ASR-BLEU (default: bundled:base)")
+    ev.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: cpu)")
+
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
     rep = sub.add_parser("report", help="latency table (and plot) from a log written by run --log")
@@ -65,7 +79,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for noisy in ("faster_whisper", "piper", "httpx", "huggingface_hub"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return {"run": _run, "devices": _devices, "report": _report}[args.command](args)
+        return {"run": _run, "devices": _devices, "report": _report, "eval": _eval}[args.command](args)
     except S3tvrError as exc:
         print(f"s3tvr: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -136,4 +150,24 @@ def _report(args: argparse.Namespace) -> int:
     if args.plot:
         plot(records, args.plot)
         print(f"s3tvr: plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from s3tvr.eval import report
+    from s3tvr.eval.runner import evaluate
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise S3tvrError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+    result = evaluate(args.data, args.pair, config=args.config, overrides=args.overrides, realtime=not args.fast,
+                      judge_model=args.judge_model, device=args.device)
+    print(report.format_table(result))
+    report.write_json(result, out / "eval.json")
+    report.plot(result, out / "eval.png")
+    print(f"s3tvr: wrote {out / 'eval.json'} and {out / 'eval.png'}", file=sys.stderr)
     return 0

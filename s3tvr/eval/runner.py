@@ -1,0 +1,251 @@
+"""``s3tvr eval``: run the system on every clip of a manifest folder and measure it.
+
+Per clip: the translation is spoken to a file, a judge ASR of the target language transcribes it
+(ASR-BLEU, as Seamless and Hibiki report), the text translation and the source transcript are
+scored too (so users see which stage loses quality), and a speaker encoder compares the voice of
+input and output. Speed comes from the run's latency log; memory from the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import resource
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from s3tvr import bundled
+from s3tvr.audio.decode import load_audio
+from s3tvr.backends import registry
+from s3tvr.config import BackendSection, Config, load_config
+from s3tvr.errors import InputError, SetupError
+from s3tvr.eval import metrics
+from s3tvr.messages import SpeechSegment, UttInfo
+from s3tvr.translator import Translator
+from s3tvr.vad import Segmenter
+
+log = logging.getLogger(__name__)
+
+REFERENCE_KEYS = {"en": "ref_eng", "es": "ref_spa", "ru": "ref_rus"}
+
+
+@dataclass
+class ClipResult:
+    audio: str
+    duration_s: float
+    reference: str  # the reference translation
+    source_reference: str  # the reference transcript
+    source_text: str  # what the ASR heard in the source language
+    translation: str  # the system's text translation
+    heard: str  # the judge ASR's transcript of the spoken translation
+    bleu: float  # sentence BLEU of ``heard``
+    speaker_similarity: Optional[float]  # None when nothing was spoken
+    utterances: int
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    pair: str
+    clips: list[ClipResult]
+    asr_bleu: dict[str, Any]
+    text_bleu: dict[str, Any]
+    source_wer: Optional[float]
+    source_wer_how: str
+    speaker_similarity: Optional[float]
+    latency: dict[str, Any]
+    memory: dict[str, Any]
+    judge: str
+    normalisation: str = metrics.NORMALISATION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def read_manifest(folder: Path, src: str, tgt: str) -> list[dict[str, Any]]:
+    path = folder / "manifest.jsonl"
+    if not path.is_file():
+        raise InputError(f"{folder} has no manifest.jsonl: give a folder in the format of shared/data/speech/fleurs")
+    if tgt not in REFERENCE_KEYS:
+        raise InputError(f"no reference translations for target {tgt}: choose one of {', '.join(REFERENCE_KEYS)}")
+    clips = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    clips = [c for c in clips if c.get("lang") == src]
+    if not clips:
+        raise InputError(f"{path} has no clips in {src}: choose a --pair whose source language it holds")
+    missing = [c["audio"] for c in clips if not c.get(REFERENCE_KEYS[tgt])]
+    if missing:
+        raise InputError(f"{path}: {missing[0]} has no {REFERENCE_KEYS[tgt]} reference")
+    return clips
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def model_memory(cfg: Config) -> dict[str, float]:
+    """Resident memory (and CUDA memory) each model adds when it loads, in MiB."""
+    context = {"src_lang": cfg.src_lang, "tgt_lang": cfg.tgt_lang, "device": cfg.device}
+    cuda = cfg.device == "cuda"
+    if cuda:
+        import torch
+    out: dict[str, float] = {}
+    parts = [("vad", Segmenter(cfg.vad, cfg.src_lang, cfg.tgt_lang))]
+    parts += [(kind, registry.create(kind, getattr(cfg, kind), **context)) for kind in ("asr", "mt", "tts")]
+    loaded = []
+    for name, part in parts:
+        if part is None:
+            continue
+        gc.collect()
+        before, gpu_before = _rss_mb(), (torch.cuda.memory_allocated() if cuda else 0)
+        part.setup()
+        out[f"{name}_rss_mb"] = round(_rss_mb() - before, 1)
+        if cuda:
+            out[f"{name}_cuda_mb"] = round((torch.cuda.memory_allocated() - gpu_before) / 2**20, 1)
+        loaded.append(part)
+    for part in loaded:
+        getattr(part, "cleanup", lambda: None)()
+    return out
+
+
+class _Judge:
+    """Whisper transcribes what the system said; Resemblyzer compares voices."""
+
+    def __init__(self, model: str, device: str):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise SetupError("eval needs faster-whisper: pip install 's3tvr[whisper]'") from None
+        try:
+            with warnings.catch_warnings():  # webrtcvad, under resemblyzer, imports the deprecated pkg_resources
+                warnings.simplefilter("ignore")
+                from resemblyzer import VoiceEncoder
+        except ImportError:
+            raise SetupError("eval needs resemblyzer: pip install 's3tvr[eval]'") from None
+        self.asr = WhisperModel(bundled.resolve(model), device=device, compute_type="default" if device == "cuda" else "int8")
+        self.voice = VoiceEncoder("cuda" if device == "cuda" else "cpu", verbose=False)
+
+    def transcribe(self, audio: np.ndarray, language: str) -> str:
+        if len(audio) == 0 or float(np.abs(audio).max()) < 1e-4:
+            return ""
+        lang = language if self.asr.model.is_multilingual else None
+        segments, _ = self.asr.transcribe(audio, language=lang, beam_size=1, condition_on_previous_text=False)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def embed(self, audio: np.ndarray) -> Optional[np.ndarray]:
+        from resemblyzer import preprocess_wav
+
+        wav = preprocess_wav(audio, source_sr=16000)
+        return self.voice.embed_utterance(wav) if len(wav) >= 16000 * 0.5 else None
+
+
+def _source_transcriber(cfg: Config) -> tuple[Any, str]:
+    """The system's own ASR in transcribe mode, for the source WER when it translates as it listens."""
+    if cfg.asr.options.get("task") != "translate":
+        return None, "the system's ASR transcript"
+    section = BackendSection(cfg.asr.backend, {**cfg.asr.options, "task": "transcribe"})
+    asr = registry.create("asr", section, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, device=cfg.device)
+    return asr, "the system's ASR model in transcribe mode (it translates while running)"
+
+
+def evaluate(data: str | Path, pair: str, config: Optional[str] = None, overrides: Optional[list[str]] = None,
+             realtime: bool = True, judge_model: str = "bundled:base", device: Optional[str] = None,
+             work_dir: Optional[str | Path] = None) -> EvalResult:
+    try:
+        src, tgt = pair.split("-")
+    except ValueError:
+        raise InputError(f"--pair must look like es-en, not {pair!r}") from None
+    folder = Path(data)
+    if not folder.is_dir():
+        raise InputError(f"data folder {folder} not found: give a folder with manifest.jsonl and its clips")
+    clips = read_manifest(folder, src, tgt)
+    preset = config or "offline"
+    cfg = load_config(preset, overrides, src_lang=src, tgt_lang=tgt, device=device)
+    cfg.audio.realtime = realtime
+    memory = model_memory(cfg)
+    transcriber, wer_how = _source_transcriber(cfg)
+    if transcriber is not None:
+        transcriber.setup()
+
+    runs: list[tuple[dict, Path, list[dict]]] = []
+    records: list[dict] = []
+    audio_s = 0.0
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        for n, clip in enumerate(clips):
+            wav = folder / clip["audio"]
+            out = Path(tmp) / f"{n:04d}.wav"
+            log.info("clip %d/%d: %s", n + 1, len(clips), clip["audio"])
+            cfg_run = load_config(preset, overrides, src_lang=src, tgt_lang=tgt, device=device)
+            cfg_run.audio.realtime = realtime
+            result = Translator(cfg_run, input=str(wav), output=str(out)).run()
+            runs.append((clip, out, result.records))
+            records += result.records
+            audio_s += clip.get("duration_s") or len(load_audio(wav)) / 16000
+        memory["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        if cfg.device == "cuda":
+            import torch
+
+            memory["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+        judge = _Judge(judge_model, cfg.device)
+        results = []
+        for clip, out, recs in runs:
+            source = load_audio(folder / clip["audio"])
+            said = _read_output(out)
+            heard = judge.transcribe(said, tgt)
+            src_text = " ".join(r["src_text"] for r in recs if r["src_text"])
+            if transcriber is not None:
+                src_text = _transcribe_clip(transcriber, source, src, tgt)
+            translation = " ".join(r["tgt_text"] for r in recs if r["tgt_text"])
+            a, b = judge.embed(source), judge.embed(said) if heard else None
+            results.append(ClipResult(
+                audio=clip["audio"], duration_s=round(len(source) / 16000, 2), reference=clip[REFERENCE_KEYS[tgt]],
+                source_reference=clip.get("transcript_fleurs_normalized") or clip.get("transcript", ""),
+                source_text=src_text, translation=translation, heard=heard,
+                bleu=metrics.sentence_bleu(heard, clip[REFERENCE_KEYS[tgt]]),
+                speaker_similarity=None if a is None or b is None else metrics.cosine(a, b),
+                utterances=len(recs), errors=[r["error"] for r in recs if r["error"]],
+            ))
+    refs = [c.reference for c in results]
+    sims = [c.speaker_similarity for c in results if c.speaker_similarity is not None]
+    vad = cfg.vad
+    return EvalResult(
+        pair=pair, clips=results,
+        asr_bleu=metrics.bleu_chrf([c.heard for c in results], refs),
+        text_bleu=metrics.bleu_chrf([c.translation for c in results], refs),
+        source_wer=metrics.wer([c.source_reference for c in results], [c.source_text for c in results]),
+        source_wer_how=wer_how,
+        speaker_similarity=float(np.mean(sims)) if sims else None,
+        latency=metrics.latency_figures(records, vad.endpoint_ms / 1000, vad.long_endpoint_ms / 1000,
+                                        vad.long_after_s + vad.preroll_ms / 1000, audio_s),
+        memory=memory, judge=f"faster-whisper {judge_model}",
+    )
+
+
+def _read_output(path: Path) -> np.ndarray:
+    """The spoken translation at 16 kHz; empty when nothing was said."""
+    import soundfile as sf
+
+    if not path.exists() or sf.info(path).frames == 0:
+        return np.zeros(0, np.float32)
+    return load_audio(path)
+
+
+def _transcribe_clip(asr: Any, audio: np.ndarray, src: str, tgt: str) -> str:
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    if peak < 1e-5:
+        return ""
+    utt = UttInfo(0, src, tgt, 0.0, len(audio) / 16000, 0.0, 0.0)
+    return " ".join(t.text for t in asr.process(SpeechSegment(utt, audio * (0.9 / peak), np.zeros(0, np.float32))))

@@ -1,0 +1,92 @@
+"""s3tvr eval: metric code against values computed by hand, and the command end to end."""
+
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import manifest, s3tvr_cmd
+from s3tvr.eval import metrics
+
+
+def test_wer_by_hand():
+    # "sat"->"sit" is a substitution, "the" before "mat" a deletion: 2 errors over 6 reference words.
+    assert metrics.wer(["the cat sat on the mat"], ["The cat sit on mat."]) == pytest.approx(2 / 6)
+    assert metrics.wer(["a b c"], [""]) == 1.0  # nothing recognised: every word deleted
+    assert metrics.wer(["a b", "c d e"], ["a b", ""]) == pytest.approx(3 / 5)  # corpus: errors over all words
+    assert metrics.wer([""], [""]) is None  # no speech, nothing to score
+    assert metrics.wer(["", "a b"], ["noise words", "a b"]) == 0.0  # a clip without reference words is skipped
+
+
+def test_bleu_and_chrf_by_hand():
+    # 1- to 4-gram precisions 6/7, 5/6, 4/5, 3/4, no brevity penalty: BLEU = (3/7) ** (1/4).
+    assert metrics.sentence_bleu("the cat sat on the mat today", "the cat sat on the mat now") == pytest.approx(
+        100 * (3 / 7) ** 0.25, abs=0.01)
+    same = metrics.bleu_chrf(["a quick brown fox jumps"], ["a quick brown fox jumps"])
+    assert same["bleu"] == pytest.approx(100) and same["chrf"] == pytest.approx(100)
+    empty = metrics.bleu_chrf([""], ["a quick brown fox jumps"])
+    assert empty["bleu"] == 0 and empty["chrf"] == 0
+    assert same["bleu_signature"].startswith("nrefs:1|") and "nc:6" in same["chrf_signature"]
+
+
+def test_cosine_by_hand():
+    assert metrics.cosine([1, 0], [0, 1]) == 0
+    assert metrics.cosine([1, 2], [2, 4]) == pytest.approx(1)
+    assert metrics.cosine([1, 0], [1, 1]) == pytest.approx(1 / math.sqrt(2))
+    assert metrics.cosine([0, 0], [1, 1]) == 0  # silence embeds to nothing
+
+
+def test_latency_figures_by_hand():
+    def rec(lat, asr=1.0, tts_first=0.5, seg=(0.0, 3.0)):
+        return {"latency_s": lat, "seg_start_s": seg[0], "seg_end_s": seg[1],
+                "stages": {"asr": {"start": 10.0, "end": 10.0 + asr, "first_out": 10.0 + asr},
+                           "tts": {"start": 11.0, "end": 13.0, "first_out": 11.0 + tts_first}}}
+
+    records = [rec(1.0), rec(2.0), rec(3.0), rec(4.0), {**rec(None), "stages": {}}]
+    fig = metrics.latency_figures(records, endpoint_s=0.5, long_endpoint_s=0.2, long_after_s=8.0, audio_s=20.0)
+    assert (fig["utterances"], fig["spoken"]) == (5, 4)
+    assert (fig["p50_s"], fig["mean_s"], fig["max_s"]) == (2.5, 2.5, 4.0)
+    assert fig["p90_s"] == pytest.approx(3.7)
+    assert fig["stage_mean_s"] == {"asr": 1.0, "tts": 0.5}
+    assert fig["rtf"] == pytest.approx(4 * (1.0 + 2.0) / 20.0)  # whole stage time over audio time
+    # latency 2.0 over (endpoint 0.5 + asr 1.0 + tts to first chunk 0.5) = 1.0
+    assert fig["overhead_p50"] == pytest.approx(1.25)  # ratios 0.5, 1, 1.5, 2
+    long = metrics.latency_figures([rec(1.7, seg=(0.0, 9.0))], 0.5, 0.2, 8.0, 9.0)
+    assert long["overhead_p50"] == pytest.approx(1.7 / (0.2 + 1.5))  # a long utterance ends on the short endpoint
+    none = metrics.latency_figures([], 0.5, 0.2, 8.0, 0.0)
+    assert none["spoken"] == 0 and math.isnan(none["p50_s"])
+
+
+@pytest.mark.slow
+def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    lines = []
+    for clip in ("fleurs-es-002.ogg", "fleurs-es-004.ogg"):
+        shutil.copy(data / clip, folder / clip)
+        lines.append(manifest()[clip])
+    sf.write(folder / "silence.wav", np.zeros(16000 * 3, np.float32), 16000)  # no speech: nothing to translate
+    lines.append({"audio": "silence.wav", "lang": "es", "transcript_fleurs_normalized": "", "ref_eng": "Nothing was said."})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out"
+
+    proc = subprocess.run([*s3tvr_cmd(), "eval", "--data", folder, "--pair", "es-en", "--fast", "--out", out],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for label in ("ASR-BLEU", "chrF", "source WER", "speaker sim.", "p50", "peak_rss_mb"):
+        assert label in proc.stdout
+    result = json.loads((out / "eval.json").read_text())
+    assert [c["audio"] for c in result["clips"]] == ["fleurs-es-002.ogg", "fleurs-es-004.ogg", "silence.wav"]
+    silent = result["clips"][2]
+    assert silent["heard"] == "" and silent["bleu"] == 0 and silent["speaker_similarity"] is None and silent["utterances"] == 0
+    spoken = result["clips"][:2]
+    assert all(c["heard"] and c["translation"] and 0 < c["speaker_similarity"] < 1 for c in spoken)
+    # Measured on the two clips alone: ASR-BLEU 8.9, chrF 32.0; the silent clip lowers the corpus score.
+    assert result["asr_bleu"]["bleu"] > 3 and result["asr_bleu"]["chrf"] > 25
+    assert 0 <= result["source_wer"] < 0.3
+    assert result["latency"]["spoken"] == 2 and result["memory"]["peak_rss_mb"] > result["memory"]["asr_rss_mb"] > 0
+    assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
