@@ -88,6 +88,8 @@ class Speaker(threading.Thread):
 
 def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse, data, tmp_path):
     env, mic_fifo, speaker_fifo = pulse
+    devices = subprocess.run([*s3tvr_cmd(), "devices"], env=env, capture_output=True, text=True, timeout=60)
+    assert devices.returncode == 0 and " pulse" in devices.stdout, devices.stdout + devices.stderr
     speaker = Speaker(speaker_fifo)
     speaker.start()
     mic = Microphone(mic_fifo)

@@ -83,6 +83,7 @@ class FileSink:
         self._cursor = 0  # samples written
         self._finished: list[UttInfo] = []
         self._started: set[int] = set()
+        self.pad_to_s = 0.0  # a file input's length: a finished output is at least as long
 
     def open(self) -> None:
         if self.path.suffix.lower() not in (".wav", ".flac", ".ogg"):
@@ -129,6 +130,9 @@ class FileSink:
     def close(self, abort: bool = False) -> None:
         if self._file is None:
             return
+        end = int(round(self.pad_to_s * self.rate))
+        if not abort and self.timeline and end > self._cursor:
+            self._write(np.zeros(end - self._cursor, dtype=np.float32))
         self._file.close()
         self._file = None
         os.replace(self.tmp, self.path)

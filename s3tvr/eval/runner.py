@@ -48,6 +48,7 @@ class ClipResult:
     bleu: float  # sentence BLEU of ``heard``
     speaker_similarity: Optional[float]  # None when nothing was spoken
     utterances: int
+    peak_rss_mb: float  # the process's peak resident memory once this clip's run ended
     errors: list[str] = field(default_factory=list)
 
 
@@ -179,7 +180,7 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
     if transcriber is not None:
         transcriber.setup()
 
-    runs: list[tuple[dict, Path, list[dict]]] = []
+    runs: list[tuple[dict, Path, list[dict], float]] = []
     records: list[dict] = []
     audio_s = 0.0
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -190,7 +191,7 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
             cfg_run = load_config(preset, overrides, src_lang=src, tgt_lang=tgt, device=device)
             cfg_run.audio.realtime = realtime
             result = Translator(cfg_run, input=str(wav), output=str(out)).run()
-            runs.append((clip, out, result.records))
+            runs.append((clip, out, result.records, round(_peak_rss_mb(), 1)))
             records += result.records
             audio_s += clip.get("duration_s") or len(load_audio(wav)) / 16000
         memory["peak_rss_mb"] = round(_peak_rss_mb(), 1)
@@ -201,7 +202,7 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
 
         judge = _Judge(judge_model, cfg.device)
         results = []
-        for clip, out, recs in runs:
+        for clip, out, recs, peak in runs:
             source = load_audio(folder / clip["audio"])
             said = _read_output(out)
             heard = judge.transcribe(said, tgt)
@@ -216,7 +217,7 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
                 source_text=src_text, translation=translation, heard=heard,
                 bleu=metrics.sentence_bleu(heard, clip[REFERENCE_KEYS[tgt]]),
                 speaker_similarity=None if a is None or b is None else metrics.cosine(a, b),
-                utterances=len(recs), errors=[r["error"] for r in recs if r["error"]],
+                utterances=len(recs), peak_rss_mb=peak, errors=[r["error"] for r in recs if r["error"]],
             ))
     refs = [c.reference for c in results]
     sims = [c.speaker_similarity for c in results if c.speaker_similarity is not None]
