@@ -90,3 +90,17 @@ def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
     assert 0 <= result["source_wer"] < 0.3
     assert result["latency"]["spoken"] == 2 and result["memory"]["peak_rss_mb"] > result["memory"]["asr_rss_mb"] > 0
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_input_errors_are_one_line(tmp_path):
+    def err(*args):
+        proc = subprocess.run([*s3tvr_cmd(), "eval", *map(str, args)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert "not found" in err("--data", tmp_path / "nope", "--pair", "es-en")
+    assert "es-en" in err("--data", tmp_path, "--pair", "es")
+    assert "no manifest.jsonl" in err("--data", tmp_path, "--pair", "es-en")
+    (tmp_path / "manifest.jsonl").write_text(json.dumps({"audio": "a.wav", "lang": "es", "ref_eng": "x"}) + "\n")
+    assert "no clips in ru" in err("--data", tmp_path, "--pair", "ru-en")
+    assert "ref_rus" in err("--data", tmp_path, "--pair", "es-ru")

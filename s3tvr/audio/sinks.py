@@ -170,12 +170,18 @@ class SpeakerSink:
         index = devices.resolve(self.device_spec, "output")
         self.rate = devices.default_rate(index)
         self._resampler = _Resampler(self.rate)
-        try:
-            self._stream = sd.OutputStream(device=index, samplerate=self.rate, channels=1, dtype="float32",
-                                           callback=self._callback, latency="high")  # ~35 ms: no underruns while models load the CPU
-            self._stream.start()
-        except Exception as exc:
-            raise SetupError(f"cannot open output device {self.device_spec or index}: {exc}. Choose another with --output-device (see s3tvr devices)") from None
+        error = None
+        for channels in (1, 2):  # some hardware devices play stereo only: the voice goes to both sides
+            try:
+                self._stream = sd.OutputStream(device=index, samplerate=self.rate, channels=channels, dtype="float32",
+                                               callback=self._callback, latency="high")  # ~35 ms: no underruns under load
+                self._stream.start()
+                break
+            except Exception as exc:  # PortAudioError: busy, unplugged, unsupported format
+                error = exc
+        else:
+            raise SetupError(f"cannot open output device {self.device_spec or index}: {error}. "
+                             "Choose another with --output-device (see s3tvr devices)")
         self.latency = float(self._stream.latency)
 
     def write(self, chunk: AudioChunk) -> None:
@@ -222,7 +228,7 @@ class SpeakerSink:
                         break
                     utt.t_first_audio = now + filled / self.rate + self.latency
                 n = min(frames - filled, len(samples) - pos)
-                out[filled:filled + n, 0] = samples[pos:pos + n]
+                out[filled:filled + n] = samples[pos:pos + n, None]  # the same voice on every channel
                 filled += n
                 piece[2] = pos + n
                 if piece[2] >= len(samples):

@@ -96,18 +96,24 @@ class MicSource:
         index = self._index
         blocksize = int(self.rate * BLOCK / SAMPLE_RATE)
         self._raw = queue.Queue(maxsize=max(8, int(self.max_backlog_s * self.rate / blocksize)))
-        try:
-            self._stream = sd.InputStream(device=index, samplerate=self.rate, channels=1, dtype="float32",
-                                          blocksize=blocksize, callback=self._callback)
-            self._stream.start()
-        except Exception as exc:  # PortAudioError: busy, unplugged, unsupported rate
-            raise SetupError(f"cannot open input device {self.device_spec or index}: {exc}. Choose another with --input-device (see s3tvr devices)") from None
+        error = None
+        for channels in (1, 2):  # some hardware devices record stereo only: mixed down in the callback
+            try:
+                self._stream = sd.InputStream(device=index, samplerate=self.rate, channels=channels, dtype="float32",
+                                              blocksize=blocksize, callback=self._callback)
+                self._stream.start()
+                break
+            except Exception as exc:  # PortAudioError: busy, unplugged, unsupported rate
+                error = exc
+        else:
+            raise SetupError(f"cannot open input device {self.device_spec or index}: {error}. "
+                             "Choose another with --input-device (see s3tvr devices)")
 
     def _callback(self, data: np.ndarray, frames: int, time_info: object, status: object) -> None:
         if status and getattr(status, "input_overflow", False):
             self.overflows += 1
         try:
-            self._raw.put_nowait((data[:, 0].copy(), time.monotonic()))
+            self._raw.put_nowait((data.mean(axis=1, dtype=np.float32), time.monotonic()))
         except queue.Full:
             self.overflows += 1
 
