@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from s3tvr.errors import InputError, SetupError
 
@@ -58,3 +58,16 @@ def resolve(spec: Optional[str], kind: str) -> int:
 
 def default_rate(index: int) -> int:
     return int(sd().query_devices(index)["default_samplerate"])
+
+
+def start_stream(make: Callable[[int], Any], kind: str, label: Any) -> Any:
+    """Start the stream ``make(channels)`` builds: mono, or stereo for hardware that does only that."""
+    error = None
+    for channels in (1, 2):
+        try:
+            stream = make(channels)
+            stream.start()
+            return stream
+        except Exception as exc:  # PortAudioError: busy, unplugged, unsupported rate or format
+            error = exc
+    raise SetupError(f"cannot open {kind} device {label}: {error}. Choose another with --{kind}-device (see s3tvr devices)")

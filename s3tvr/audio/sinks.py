@@ -20,7 +20,7 @@ import soundfile as sf
 import soxr
 
 from s3tvr.audio import devices
-from s3tvr.errors import InputError, SetupError
+from s3tvr.errors import InputError
 from s3tvr.messages import AudioChunk, UttInfo
 
 log = logging.getLogger(__name__)
@@ -170,18 +170,10 @@ class SpeakerSink:
         index = devices.resolve(self.device_spec, "output")
         self.rate = devices.default_rate(index)
         self._resampler = _Resampler(self.rate)
-        error = None
-        for channels in (1, 2):  # some hardware devices play stereo only: the voice goes to both sides
-            try:
-                self._stream = sd.OutputStream(device=index, samplerate=self.rate, channels=channels, dtype="float32",
-                                               callback=self._callback, latency="high")  # ~35 ms: no underruns under load
-                self._stream.start()
-                break
-            except Exception as exc:  # PortAudioError: busy, unplugged, unsupported format
-                error = exc
-        else:
-            raise SetupError(f"cannot open output device {self.device_spec or index}: {error}. "
-                             "Choose another with --output-device (see s3tvr devices)")
+        self._stream = devices.start_stream(  # latency "high" (~35 ms): no underruns while models load the CPU
+            lambda channels: sd.OutputStream(device=index, samplerate=self.rate, channels=channels, dtype="float32",
+                                             callback=self._callback, latency="high"),
+            "output", self.device_spec or index)
         self.latency = float(self._stream.latency)
 
     def write(self, chunk: AudioChunk) -> None:

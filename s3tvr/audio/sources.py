@@ -18,7 +18,6 @@ import soxr
 
 from s3tvr.audio import devices
 from s3tvr.audio.decode import load_audio
-from s3tvr.errors import SetupError
 from s3tvr.messages import SAMPLE_RATE, Block
 
 log = logging.getLogger(__name__)
@@ -96,18 +95,10 @@ class MicSource:
         index = self._index
         blocksize = int(self.rate * BLOCK / SAMPLE_RATE)
         self._raw = queue.Queue(maxsize=max(8, int(self.max_backlog_s * self.rate / blocksize)))
-        error = None
-        for channels in (1, 2):  # some hardware devices record stereo only: mixed down in the callback
-            try:
-                self._stream = sd.InputStream(device=index, samplerate=self.rate, channels=channels, dtype="float32",
-                                              blocksize=blocksize, callback=self._callback)
-                self._stream.start()
-                break
-            except Exception as exc:  # PortAudioError: busy, unplugged, unsupported rate
-                error = exc
-        else:
-            raise SetupError(f"cannot open input device {self.device_spec or index}: {error}. "
-                             "Choose another with --input-device (see s3tvr devices)")
+        self._stream = devices.start_stream(  # stereo-only hardware is mixed down in the callback
+            lambda channels: sd.InputStream(device=index, samplerate=self.rate, channels=channels, dtype="float32",
+                                            blocksize=blocksize, callback=self._callback),
+            "input", self.device_spec or index)
 
     def _callback(self, data: np.ndarray, frames: int, time_info: object, status: object) -> None:
         if status and getattr(status, "input_overflow", False):
