@@ -63,7 +63,6 @@ class Translator:
             source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
         self.source = source
         self.on_record = on_record
-        self._pad_output: Optional[FileSink] = None
         self.gate = None
         if self.source.is_microphone and not config.audio.full_duplex:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
@@ -80,9 +79,7 @@ class Translator:
     def _make_sink(self, output: Optional[str]) -> Any:
         cfg = self.config.audio
         if output and not self.source.is_microphone:
-            sink = FileSink(output, cfg.output_sample_rate, timeline=self.source.timeline)
-            self._pad_output = sink
-            return sink
+            return FileSink(output, cfg.output_sample_rate, timeline=self.source.timeline)
         speaker = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate)
         if output:
             return TeeSink(speaker, FileSink(output, cfg.output_sample_rate, timeline=False))
@@ -114,8 +111,8 @@ class Translator:
         """Check inputs and open outputs, load models, then start the source last (a microphone
         must not overflow while models load). Cheap checks come first so mistakes show at once."""
         self.source.check()
-        if self._pad_output is not None:  # the translation of a file is as long as the file
-            self._pad_output.pad_to_s = getattr(self.source, "duration_s", 0.0)
+        if isinstance(self.sink, FileSink):  # the translation of a file is as long as the file
+            self.sink.pad_to_s = getattr(self.source, "duration_s", 0.0)
         self.collector.open()
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)

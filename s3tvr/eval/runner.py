@@ -172,8 +172,7 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
     if not folder.is_dir():
         raise InputError(f"data folder {folder} not found: give a folder with manifest.jsonl and its clips")
     clips = read_manifest(folder, src, tgt)
-    preset = config or "offline"
-    cfg = load_config(preset, overrides, src_lang=src, tgt_lang=tgt, device=device)
+    cfg = load_config(config or "offline", overrides, src_lang=src, tgt_lang=tgt, device=device)
     cfg.audio.realtime = realtime
     memory = model_memory(cfg)
     transcriber, wer_how = _source_transcriber(cfg)
@@ -188,9 +187,7 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
             wav = folder / clip["audio"]
             out = Path(tmp) / f"{n:04d}.wav"
             log.info("clip %d/%d: %s", n + 1, len(clips), clip["audio"])
-            cfg_run = load_config(preset, overrides, src_lang=src, tgt_lang=tgt, device=device)
-            cfg_run.audio.realtime = realtime
-            result = Translator(cfg_run, input=str(wav), output=str(out)).run()
+            result = Translator(cfg, input=str(wav), output=str(out)).run()
             runs.append((clip, out, result.records, round(_peak_rss_mb(), 1)))
             records += result.records
             audio_s += clip.get("duration_s") or len(load_audio(wav)) / 16000
