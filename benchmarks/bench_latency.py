@@ -1,11 +1,13 @@
-"""Latency of the live chain on real speech: replays the shared Spanish recordings at real-time
-pace through the offline profile (Silero VAD -> faster-whisper base translate -> Piper) and prints,
+"""Latency of the live chain on real speech: replays the shared recordings in the source language
+(FLEURS clips and a long recording with pauses) at real-time pace through a profile (default:
+offline, es -> en: Silero VAD -> faster-whisper base translate -> Piper) and prints,
 over all utterances, end of speech -> first translated audio (p50/p90), each stage's compute, and
 the overhead ratio: latency / (endpoint silence + the stages' own compute for that utterance).
 A ratio of 1.00 means the engine adds nothing to what the models and the endpoint wait cost.
 Reads ../shared/data.
 
-    python benchmarks/bench_latency.py [--set KEY=VALUE ...] [--log out.jsonl]
+    python benchmarks/bench_latency.py [--config offline|stack] [--pair es-en] [--device cuda]
+                                       [--set KEY=VALUE ...] [--log out.jsonl]
 """
 
 from __future__ import annotations
@@ -22,18 +24,26 @@ from s3tvr import Translator, load_config
 from s3tvr.latency import percentile, stage_compute
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
-CLIPS = sorted((DATA / "fleurs").glob("fleurs-es-*.ogg")) + [DATA / "long" / "silero_es.wav"]
+
+
+def clips(lang: str) -> list[Path]:
+    return sorted((DATA / "fleurs").glob(f"fleurs-{lang}-*.ogg")) + sorted((DATA / "long").glob(f"silero_{lang}.wav"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="offline", help="preset or YAML (stack: NeMo, NLLB, XTTS on a GPU)")
+    ap.add_argument("--pair", default="es-en", help="source-target; the clips are the shared ones in the source language")
+    ap.add_argument("--device", help="cpu or cuda (default: the preset's)")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--log", help="also write every utterance's record here")
     args = ap.parse_args()
+    src, tgt = args.pair.split("-")
+    recordings = clips(src)
     records = []
     with tempfile.TemporaryDirectory() as tmp:
-        for clip in CLIPS:
-            cfg = load_config("offline", args.overrides, src_lang="es", tgt_lang="en")
+        for clip in recordings:
+            cfg = load_config(args.config, args.overrides, src_lang=src, tgt_lang=tgt, device=args.device)
             log = args.log if args.log else None
             records += Translator(cfg, input=str(clip), output=str(Path(tmp) / "out.wav"), log_path=log).run().records
     vad = cfg.vad
@@ -47,7 +57,7 @@ def main() -> None:
 
     ratio = [r["latency_s"] / (endpoint(r) + c) for r, c in zip(spoken, compute)]
     print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {len(CLIPS)} recordings, {len(records)} utterances, {len(spoken)} spoken")
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {args.config} {args.pair} on {cfg.device}; {len(recordings)} recordings, {len(records)} utterances, {len(spoken)} spoken")
     print(f"end of speech -> first audio: p50 {percentile(lat, 50):.2f} s  p90 {percentile(lat, 90):.2f} s  "
           f"mean {statistics.fmean(lat):.2f} s  best {min(lat):.2f} s  worst {max(lat):.2f} s")
     stages: dict[str, list[float]] = {}

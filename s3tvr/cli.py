@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
+from s3tvr.backends.torch_util import DTYPES
 from s3tvr.errors import S3tvrError
+
+if TYPE_CHECKING:
+    from s3tvr.config import Config
 
 log = logging.getLogger("s3tvr")
 
-# Languages XTTS v2 speaks; the model-stack backends cover them, the offline profile translates them into English.
-LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh", "ja", "hu", "ko", "hi"]
+from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them, the offline profile translates them into English
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,10 +35,14 @@ def _parser() -> argparse.ArgumentParser:
         epilog="backends (choose with --set asr.backend=NAME, mt=NAME, tts.backend=NAME):\n" + registry.describe()
                + "\n\nexamples:\n  s3tvr run es                                   # microphone -> speaker\n"
                  "  s3tvr run es --input talk.ogg --output talk.en.wav --log latency.jsonl\n"
-                 "  s3tvr run es --set vad.endpoint_ms=300 --set asr.model=small")
+                 "  s3tvr run es --set vad.endpoint_ms=300 --set asr.model=small\n"
+                 "  s3tvr run en --xtts-dir models/xtts_v2 --device cuda          # the model stack: NeMo, NLLB, XTTS\n"
+                 "  s3tvr run en --config stack --set mt=marian --voice me.wav    # Marian MT, a fixed reference voice")
     run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
     run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
-    run.add_argument("--config", metavar="FILE", help="a YAML config or preset name in configs/ (default: LANG-TO if present, else offline)")
+    run.add_argument("--config", metavar="FILE",
+                     help="a YAML config or preset in configs/: offline (CPU, bundled weights; the default) or stack "
+                          "(NeMo ASR, NLLB MT, XTTS voice cloning; the default with --xtts-dir)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
     run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
@@ -42,12 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
     run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
     run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
-    run.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: cpu)")
+    run.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
+    run.add_argument("--dtype", choices=DTYPES, help="torch models' precision (default auto: float16 on CUDA, float32 on CPU)")
     run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
     run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
     run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
-    run.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 checkpoint folder (voice cloning; needs the model stack)")
-    run.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
+    xtts = run.add_argument_group("voice cloning (XTTS v2, the stack preset)")
+    xtts.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder with model.pth and vocab.json (s3tvr download xtts): "
+                                                        "speak in your own voice; selects the stack preset")
+    xtts.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
+    xtts.add_argument("--voice", action="append", default=[], metavar="FILE",
+                      help="a recording of the speaker to clone (repeatable: several clips of one person); "
+                           "default: learned from your first utterances")
+    xtts.add_argument("--speaker", metavar="NAME", help="keep the voice learned in this session under NAME and start from it next time")
+    xtts.add_argument("--deepspeed", action="store_true", help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed)")
+    xtts.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
 
     ev = sub.add_parser("eval", help="quality, voice, speed and memory on a folder of clips with references",
                         description="Run the system on every clip of a folder in the format of shared/data/speech/fleurs "
@@ -65,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
+    from s3tvr.models import GROUPS, REPOS
+
+    dl = sub.add_parser("download", help="fetch model weights into models/ (the stack: XTTS v2, NeMo ASR, NLLB)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Fetch weights from Hugging Face at pinned revisions into models/ (or $S3TVR_MODELS). "
+                                    "An interrupted download resumes when run again.",
+                        epilog="models:\n" + "\n".join(f"  {r.key:<12} {r.repo_id} @ {r.revision} ({r.size})" for r in REPOS.values())
+                               + "\n  all          " + " + ".join(GROUPS["all"]))
+    dl.add_argument("models", nargs="+", metavar="MODEL", help="xtts, asr-en, asr-es, mt, all …")
+    dl.add_argument("--accept-license", action="store_true", help="accept the XTTS v2 license (CPML, non-commercial) without asking")
+
     rep = sub.add_parser("report", help="latency table (and plot) from a log written by run --log")
     rep.add_argument("log", metavar="LOG", help="the JSON Lines latency log")
     rep.add_argument("--plot", metavar="PNG", help="also draw the latency distribution and per-stage bars")
@@ -76,10 +104,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="s3tvr: %(message)s", stream=sys.stderr)
     if args.verbose < 2:
-        for noisy in ("faster_whisper", "piper", "httpx", "huggingface_hub"):
+        for noisy in ("faster_whisper", "piper", "httpx", "huggingface_hub", "nemo_logger", "TTS"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger("nv_one_logger").setLevel(logging.ERROR)  # NeMo's telemetry announces itself being off
+        if args.command != "download":  # model libraries' own progress bars and config advice, set before they load
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        return {"run": _run, "devices": _devices, "report": _report, "eval": _eval}[args.command](args)
+        return {"run": _run, "devices": _devices, "report": _report, "eval": _eval, "download": _download}[args.command](args)
     except S3tvrError as exc:
         print(f"s3tvr: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -89,18 +121,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s3tvr.config import load_config, preset_path
+    from s3tvr.config import load_config
     from s3tvr.latency import format_table, summarize
     from s3tvr.translator import Translator
 
     target = args.to or ("es" if args.lang == "en" else "en")
-    preset = args.config or (f"{args.lang}-{target}" if preset_path(f"{args.lang}-{target}").is_file() else "offline")
-    overrides = list(args.overrides)
-    if args.xtts_dir or args.xtts_config:
-        overrides += ["tts.backend=xtts"]
-        overrides += [f"tts.model_dir={args.xtts_dir}"] if args.xtts_dir else []
-        overrides += [f"tts.config={args.xtts_config}"] if args.xtts_config else []
-    config = load_config(preset, overrides, src_lang=args.lang, tgt_lang=target, device=args.device)
+    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
+    config = load_config(preset, args.overrides, src_lang=args.lang, tgt_lang=target, device=args.device, dtype=args.dtype)
+    _voice_options(args, config)
     if args.input_device is not None:  # set directly: device names hold characters YAML would parse
         config.audio.input_device = args.input_device
     if args.output_device is not None:
@@ -124,6 +152,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.output:
         log.info("wrote %s", args.output)
     return result.exit_code
+
+
+def _voice_options(args: argparse.Namespace, config: "Config") -> None:
+    """Voice-cloning flags become tts options, set directly: paths hold characters YAML would parse."""
+    given = {"model_dir": args.xtts_dir, "config": args.xtts_config, "reference": ",".join(args.voice) or None,
+             "speaker": args.speaker, "deepspeed": args.deepspeed or None, "seed": args.seed}
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
+        return
+    if config.tts.backend != "xtts":
+        raise S3tvrError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
+                         f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
+    config.tts.options.update(given)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from s3tvr.models import download
+
+    for path in download(args.models, accept_license=args.accept_license):
+        print(path)
+    return 0
 
 
 def _devices(args: argparse.Namespace) -> int:

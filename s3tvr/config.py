@@ -70,6 +70,7 @@ class Config:
     src_lang: str = "es"
     tgt_lang: str = "en"
     device: str = "cpu"
+    dtype: str = "auto"  # torch backends: auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
@@ -77,6 +78,10 @@ class Config:
     mt: BackendSection = field(default_factory=lambda: BackendSection("none"))
     tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def context(self) -> dict[str, Any]:
+        """What every backend is built with, beside its own section."""
+        return {"src_lang": self.src_lang, "tgt_lang": self.tgt_lang, "device": self.device, "dtype": self.dtype}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,7 +139,7 @@ def _build(data: dict[str, Any]) -> Config:
             setattr(cfg, key, _section(_SECTIONS[key], value, key))
         elif key in _BACKENDS:
             setattr(cfg, key, _backend_section(getattr(cfg, key), value, key))
-        elif key in ("src_lang", "tgt_lang", "device"):
+        elif key in ("src_lang", "tgt_lang", "device", "dtype"):
             setattr(cfg, key, str(value))
         else:
             raise InputError(f"unknown config key {key!r}: known are {', '.join(_known_top())}")
@@ -142,7 +147,7 @@ def _build(data: dict[str, Any]) -> Config:
 
 
 def _known_top() -> list[str]:
-    return ["src_lang", "tgt_lang", "device", *_SECTIONS, *_BACKENDS]
+    return ["src_lang", "tgt_lang", "device", "dtype", *_SECTIONS, *_BACKENDS]
 
 
 def _section(cls: type, value: Any, name: str) -> Any:

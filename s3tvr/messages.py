@@ -41,6 +41,8 @@ class UttInfo:
     out_dur_s: float = 0.0
     error: Optional[str] = None
     skipped: Optional[str] = None  # why nothing was spoken, when nothing went wrong (no words heard)
+    # The utterance's own speech (16 kHz): a voice-cloning TTS learns the speaker's voice from it.
+    speech: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
 
 @dataclass

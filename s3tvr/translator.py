@@ -87,7 +87,7 @@ class Translator:
 
     def _make_stages(self) -> list[Any]:
         cfg = self.config
-        context = {"src_lang": cfg.src_lang, "tgt_lang": cfg.tgt_lang, "device": cfg.device}
+        context = cfg.context()
         if cfg.src_lang == cfg.tgt_lang:
             raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
         asr = registry.create("asr", cfg.asr, **context)

@@ -173,6 +173,7 @@ class Segmenter:
             )
             self.next_id += 1
             seg = SpeechSegment(utt, (audio * gain).astype(np.float32), (noise * gain).astype(np.float32))
+            utt.speech = seg.audio
         if reset:
             trailing = self._windows[end:]
             self._in_speech = False

@@ -47,7 +47,7 @@ class _Fake(Stage):
     thread_safe = True
     backend = "fake"
 
-    def __init__(self, config: Any, src_lang: str, tgt_lang: str, device: str = "cpu"):
+    def __init__(self, config: Any, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         self.config = config
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import textwrap
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,15 +27,23 @@ class BackendInfo:
     module: str
     extra: str  # pip extra of the s3tvr package that installs its libraries
     summary: str
+    requires: tuple[str, ...] = ()  # the libraries it imports when it loads (checked before it is built)
 
 
 BACKENDS: list[BackendInfo] = [
     BackendInfo("asr", "faster-whisper", "s3tvr.backends.asr.faster_whisper", "whisper",
-                "Whisper on CTranslate2; its translate task speaks any language into English"),
+                "Whisper on CTranslate2; its translate task speaks any language into English", ("faster_whisper",)),
+    BackendInfo("asr", "nemo", "s3tvr.backends.asr.nemo", "nemo",
+                "NVIDIA NeMo: Parakeet CTC (en), FastConformer hybrid (es), any NeMo ASR model", ("nemo", "lightning")),
     BackendInfo("asr", "fake", "s3tvr.backends.fake", "", "scripted text after a scripted delay (tests, soak)"),
     BackendInfo("mt", "none", "", "", "no MT stage: the ASR already gives the target language"),
+    BackendInfo("mt", "nllb", "s3tvr.backends.mt.nllb", "mt", "Meta NLLB-200 (distilled 1.3B by default): any pair of 200 languages",
+                ("transformers", "sentencepiece")),
+    BackendInfo("mt", "marian", "s3tvr.backends.mt.marian", "mt", "Helsinki-NLP opus-mt Marian: small and fast, one model per pair",
+                ("transformers", "sentencepiece")),
     BackendInfo("mt", "fake", "s3tvr.backends.fake", "", "scripted translation after a scripted delay"),
-    BackendInfo("tts", "piper", "s3tvr.backends.tts.piper", "piper", "Piper: a fast CPU voice, no cloning"),
+    BackendInfo("tts", "piper", "s3tvr.backends.tts.piper", "piper", "Piper: a fast CPU voice, no cloning", ("piper",)),
+    BackendInfo("tts", "xtts", "s3tvr.backends.tts.xtts", "xtts", "Coqui XTTS v2: your own voice, 17 languages, streamed", ("TTS", "torchaudio")),
     BackendInfo("tts", "fake", "s3tvr.backends.fake", "", "a tone per word after a scripted delay"),
 ]
 
@@ -49,12 +59,20 @@ def info(kind: str, name: str) -> BackendInfo:
     raise InputError(f"unknown {kind} backend {name!r}: choose one of {', '.join(names(kind))}")
 
 
+def _missing(b: BackendInfo, name: str) -> SetupError:
+    hint = f"pip install 's3tvr[{b.extra}]'" if b.extra else "reinstall s3tvr"
+    return SetupError(f"{b.kind} backend {b.name} needs {name} which is not installed: {hint}")
+
+
 def _import(b: BackendInfo) -> ModuleType:
+    """The backend's module; it imports its libraries only when the model loads, so check them here."""
+    for lib in b.requires:
+        if importlib.util.find_spec(lib) is None:
+            raise _missing(b, lib)
     try:
         return importlib.import_module(b.module)
     except ImportError as exc:
-        hint = f"pip install 's3tvr[{b.extra}]'" if b.extra else "reinstall s3tvr"
-        raise SetupError(f"{b.kind} backend {b.name} needs {exc.name or 'a library'} which is not installed: {hint}") from None
+        raise _missing(b, exc.name or "a library") from None
 
 
 def create(kind: str, section: BackendSection, **context: Any) -> Any:
@@ -76,9 +94,20 @@ def create(kind: str, section: BackendSection, **context: Any) -> Any:
 
 
 def describe() -> str:
-    """A table of backends for --help."""
+    """A table of backends and their options (with defaults) for --help."""
     lines = []
     for b in BACKENDS:
         extra = f" [extra: {b.extra}]" if b.extra else ""
         lines.append(f"  {b.kind:<4} {b.name:<15} {b.summary}{extra}")
+        if b.module:
+            module = importlib.import_module(b.module)
+            config_cls = module.CONFIGS[b.kind] if hasattr(module, "CONFIGS") else module.Config
+            options = [f"{f.name}={_default(f)}" for f in dataclasses.fields(config_cls)]
+            lines += textwrap.wrap(" ".join(options), 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
     return "\n".join(lines)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return "" if f.default == "" else f.default
+    return f.default_factory()  # type: ignore[misc]

@@ -98,7 +98,7 @@ def _peak_rss_mb() -> float:
 
 def model_memory(cfg: Config) -> dict[str, float]:
     """Resident memory (and CUDA memory) each model adds when it loads, in MiB."""
-    context = {"src_lang": cfg.src_lang, "tgt_lang": cfg.tgt_lang, "device": cfg.device}
+    context = cfg.context()
     cuda = cfg.device == "cuda"
     if cuda:
         import torch
@@ -157,7 +157,7 @@ def _source_transcriber(cfg: Config) -> tuple[Any, str]:
     if cfg.asr.options.get("task") != "translate":
         return None, "the system's ASR transcript"
     section = BackendSection(cfg.asr.backend, {**cfg.asr.options, "task": "transcribe"})
-    asr = registry.create("asr", section, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang, device=cfg.device)
+    asr = registry.create("asr", section, **cfg.context())
     return asr, "the system's ASR model in transcribe mode (it translates while running)"
 
 

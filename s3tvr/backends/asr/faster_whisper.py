@@ -11,8 +11,6 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-import faster_whisper
-
 from s3tvr import bundled
 from s3tvr.errors import SetupError
 from s3tvr.messages import SpeechSegment, Transcript
@@ -25,7 +23,7 @@ log = logging.getLogger(__name__)
 class Config:
     model: str = "bundled:base"  # a faster-whisper name (base, small, large-v3 …), a local folder, or bundled:base|tiny.en
     task: str = "transcribe"  # transcribe | translate (to English)
-    compute_type: str = "default"  # int8 on CPU, float16 on CUDA
+    compute_type: str = "default"  # default: the run's dtype, or int8 on CPU / float16 on CUDA when that is auto
     beam_size: int = 1  # greedy decoding: beam 5 costs ~2x the time for little gain on short utterances
     cpu_threads: int = 0  # 0: all cores
     local_files_only: bool = False  # True: never download a named model
@@ -36,12 +34,13 @@ class Backend(Stage):
     backend = "faster-whisper"
     thread_safe = True  # CTranslate2 models serve concurrent calls
 
-    def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu"):
+    def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         if config.task not in ("transcribe", "translate"):
             raise SetupError(f"asr.task must be transcribe or translate, not {config.task!r}")
         self.config = config
         self.src_lang = src_lang
         self.device = device
+        self.dtype = dtype
         self.model = None
 
     @property
@@ -52,9 +51,11 @@ class Backend(Stage):
         path = bundled.resolve(self.config.model)
         if os.sep in path and not os.path.isdir(path):
             raise SetupError(f"Whisper model folder {path} not found: give a model name (e.g. base) or a folder with model.bin")
+        import faster_whisper
+
         compute = self.config.compute_type
         if compute == "default":
-            compute = "float16" if self.device == "cuda" else "int8"
+            compute = self.dtype if self.dtype != "auto" else ("float16" if self.device == "cuda" else "int8")
         try:
             self.model = faster_whisper.WhisperModel(
                 path, device=self.device, compute_type=compute, cpu_threads=self.config.cpu_threads,

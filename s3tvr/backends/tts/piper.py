@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
-from piper import PiperVoice, SynthesisConfig
 
 from s3tvr import bundled
 from s3tvr.errors import SetupError
@@ -33,7 +32,8 @@ class Backend(Stage):
     name = "tts"
     backend = "piper"
 
-    def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu"):
+    def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        # dtype does not apply: Piper's ONNX voices are float32
         self.config = config
         self.device = device
         self.voice_path = Path(bundled.resolve(config.voice))
@@ -49,6 +49,8 @@ class Backend(Stage):
         return {self.language}
 
     def setup(self) -> None:
+        from piper import PiperVoice
+
         try:
             self.voice = PiperVoice.load(self.voice_path, self.config_path, use_cuda=self.device == "cuda")
         except Exception as exc:
@@ -57,6 +59,8 @@ class Backend(Stage):
     def process(self, item: Any) -> Iterator[AudioChunk]:
         if not re.search(r"\w", item.text):
             return
+        from piper import SynthesisConfig
+
         syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=self.config.length_scale)
         pieces = split_first_clause(item.text) if self.config.first_clause else [item.text]
         for piece in pieces:

@@ -1,0 +1,107 @@
+"""MT with a transformers sequence-to-sequence model (NLLB-200, Marian): the shared part.
+
+An utterance is split into sentences and its sentences are translated in one batch. Nothing is
+truncated: the input is never cut, and the output may grow to ``max_length_ratio`` times the
+input's tokens (plus a margin) before generation stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from s3tvr import models
+from s3tvr.backends.torch_util import torch_dtype
+from s3tvr.errors import SetupError
+from s3tvr.languages import join_sentences
+from s3tvr.messages import Transcript, Translation
+from s3tvr.pipeline import Stage
+from s3tvr.text import split_sentences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Seq2SeqConfig:
+    model: str = ""
+    num_beams: int = 1  # greedy: the lowest latency; 4 is the usual quality setting for offline use
+    max_length_ratio: float = 2.0  # output tokens allowed per input token (scripts differ in token counts)
+    batch_size: int = 16  # sentences per generate() call
+    local_files_only: bool = False  # True: never download a named model
+
+
+class Seq2SeqBackend(Stage):
+    name = "mt"
+
+    def __init__(self, config: Seq2SeqConfig, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        self.config = config
+        self.src_lang, self.tgt_lang = src_lang, tgt_lang
+        self.device = device
+        self.dtype_name = dtype
+        self.model_name = models.resolve(config.model or self.default_model())
+        if models.looks_like_path(self.model_name) and not (Path(self.model_name).expanduser() / "config.json").is_file():
+            raise SetupError(f"MT model folder {self.model_name} has no config.json: give a transformers model folder "
+                             f"or a hub name (mt.model=…), or run s3tvr download mt")
+        self.tokenizer: Any = None
+        self.model: Any = None
+
+    def default_model(self) -> str:
+        raise NotImplementedError
+
+    def tokenizer_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def prepare(self, sentences: list[str]) -> list[str]:
+        return sentences
+
+    def setup(self) -> None:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        dtype = torch_dtype(self.dtype_name, self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name, local_files_only=self.config.local_files_only,
+                                                           **self.tokenizer_kwargs())
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(self.model_name, dtype=dtype,
+                                                               local_files_only=self.config.local_files_only)
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"could not load MT model {self.model_name!r} ({str(exc).splitlines()[0]}): give a local folder "
+                             "with mt.model=PATH, or run s3tvr download mt") from None
+        self.model.to(self.device).eval()
+        self.check_languages()
+
+    def check_languages(self) -> None:
+        """Raise SetupError when the loaded model cannot translate src_lang -> tgt_lang."""
+
+    def translate(self, sentences: list[str]) -> list[str]:
+        import torch
+
+        out: list[str] = []
+        for i in range(0, len(sentences), self.config.batch_size):
+            batch = self.prepare(sentences[i:i + self.config.batch_size])
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True).to(self.device)
+            longest = int(enc["input_ids"].shape[1])
+            with torch.inference_mode():
+                ids = self.model.generate(**enc, num_beams=self.config.num_beams,
+                                          max_new_tokens=int(longest * self.config.max_length_ratio) + 10,
+                                          **self.generate_kwargs())
+            out += [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return out
+
+    def process(self, item: Transcript) -> Iterator[Translation]:
+        sentences = split_sentences(item.text)
+        if not sentences:
+            return
+        text = join_sentences([t for t in self.translate(sentences) if t], self.tgt_lang)
+        if not text:
+            item.utt.skipped = "the translation came out empty"
+            return
+        item.utt.tgt_text = text
+        yield Translation(item.utt, text)
+
+    def cleanup(self) -> None:
+        self.model = self.tokenizer = None

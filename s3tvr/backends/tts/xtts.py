@@ -1,0 +1,226 @@
+"""TTS with Coqui XTTS v2 (coqui-tts): the translation spoken in the speaker's own voice, streamed.
+
+The voice (GPT conditioning latents and the speaker embedding) is computed once per speaker:
+from ``reference`` clips, cached on disk by their content, or else learned from the session's own
+speech: from the first utterance, refined as more speech is heard (each time the heard speech
+doubles, up to ``learn_s``), never per utterance. Text goes to the model in sentences under
+XTTS's per-language character limit, so nothing is truncated, and every streamed chunk goes to
+playback as it comes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from s3tvr.audio.decode import load_audio
+from s3tvr.backends.torch_util import torch_dtype
+from s3tvr.errors import InputError, SetupError
+from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
+from s3tvr.messages import AudioChunk
+from s3tvr.pipeline import Stage
+from s3tvr.text import split_to_limit
+
+log = logging.getLogger(__name__)
+
+COND_RATE = 22050  # XTTS computes its conditioning at this rate
+MIN_VOICE_S = 0.5  # shorter speech says too little about a voice
+
+
+@dataclass
+class Config:
+    model_dir: str = "models/xtts_v2"  # folder with model.pth, vocab.json (s3tvr download xtts)
+    config: str = ""  # config.json (default: the one in model_dir)
+    reference: str = ""  # recording(s) of the speaker, comma-separated (--voice); empty: learn the voice from the session
+    speaker: str = ""  # keep the voice learned in the session under this name and start from it next time
+    voice_cache: str = ""  # where voices are cached (default ~/.cache/s3tvr/voices)
+    learn_s: float = 30.0  # session voice: refine it until this much speech was heard
+    deepspeed: bool = False  # DeepSpeed's inference kernels for the GPT (CUDA, pip install deepspeed)
+    stream_chunk_size: int = 20  # GPT tokens per streamed chunk: fewer = first audio sooner
+    temperature: float = 0.75
+    speed: float = 1.0
+    seed: Optional[int] = None  # the same seed, text and voice give the same audio
+
+
+class Backend(Stage):
+    name = "tts"
+    backend = "xtts"
+
+    def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        self.config = config
+        self.tgt_lang = tgt_lang
+        self.device = device
+        self.dtype_name = dtype
+        self.model_dir = Path(config.model_dir).expanduser()
+        self.config_path = Path(config.config).expanduser() if config.config else self.model_dir / "config.json"
+        if not (self.model_dir / "model.pth").is_file():
+            raise SetupError(f"no XTTS checkpoint (model.pth) in {self.model_dir}: run `python xtts_v2_download.py` "
+                             f"(or s3tvr download xtts), or point --xtts-dir at the folder")
+        if not self.config_path.is_file():
+            raise SetupError(f"XTTS config {self.config_path} not found: give --xtts-config PATH/config.json")
+        for path in voice_clips(config):
+            if not path.is_file():
+                raise InputError(f"voice clip {path} not found: give one or more recordings of the speaker (--voice FILE)")
+        if config.deepspeed and device != "cuda":
+            raise InputError("--deepspeed needs --device cuda")
+        self.cache_dir = Path(config.voice_cache).expanduser() if config.voice_cache else Path.home() / ".cache/s3tvr/voices"
+        self.model: Any = None
+        self.xtts_config: Any = None
+        self.voice: Optional[Voice] = None
+
+    @property
+    def languages(self) -> set[str]:
+        from TTS.tts.configs.xtts_config import XttsConfig
+
+        if self.xtts_config is None:
+            self.xtts_config = XttsConfig()
+            self.xtts_config.load_json(str(self.config_path))
+        spoken = set(self.xtts_config.languages)
+        return {lang for lang, code in XTTS_CODES.items() if code in spoken}
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.xtts_config.model_args.output_sample_rate)
+
+    def setup(self) -> None:
+        from TTS.tts.models.xtts import Xtts
+
+        if self.config.deepspeed:
+            try:
+                import deepspeed  # noqa: F401
+            except ImportError:
+                raise SetupError("--deepspeed needs DeepSpeed: pip install deepspeed (DS_BUILD_OPS=0 builds without CUDA tools)") from None
+        self.languages  # loads the config
+        self.half = torch_dtype(self.dtype_name, self.device)
+        try:
+            self.model = Xtts(self.xtts_config)  # what Xtts.init_from_config does (deprecated in coqui-tts 0.28)
+            self.model.load_checkpoint(self.xtts_config, checkpoint_dir=str(self.model_dir), eval=True,
+                                       use_deepspeed=self.config.deepspeed)
+        except Exception as exc:
+            raise SetupError(f"could not load XTTS from {self.model_dir} ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}): check that model.pth and config.json belong together") from None
+        self.model.to(self.device)
+        model_key = _file_key(self.model_dir / "model.pth")
+        self.voice = Voice(self.model, self.cache_dir, model_key, self.config)
+
+    def process(self, item: Any) -> Iterator[AudioChunk]:
+        import torch
+
+        if not re.search(r"\w", item.text):
+            return
+        latents, embedding = self.voice.for_utterance(item.utt.speech)
+        if self.config.seed is not None:
+            torch.manual_seed(self.config.seed)
+        # Half precision on CUDA through autocast: the GPT's matmuls in fp16, the rest as trained.
+        amp = torch.autocast("cuda", dtype=self.half) if self.device == "cuda" and self.half != torch.float32 else nullcontext()
+        with torch.inference_mode(), amp:
+            for piece in split_to_limit(item.text, XTTS_CHAR_LIMITS[self.tgt_lang]):
+                for wav in self.model.inference_stream(
+                        piece, XTTS_CODES[self.tgt_lang], latents, embedding,
+                        stream_chunk_size=self.config.stream_chunk_size, temperature=self.config.temperature,
+                        speed=self.config.speed, enable_text_splitting=False):
+                    samples = wav.float().cpu().numpy().astype(np.float32)
+                    item.utt.out_dur_s += len(samples) / self.sample_rate
+                    yield AudioChunk(item.utt, samples, self.sample_rate)
+
+    def cleanup(self) -> None:
+        self.model = self.voice = None
+
+
+class Voice:
+    """The speaker's conditioning, computed once and cached; from clips, or learned from the session."""
+
+    def __init__(self, model: Any, cache_dir: Path, model_key: str, config: Config):
+        self.model = model
+        self.learn_s = config.learn_s
+        self.heard: list[np.ndarray] = []  # session speech at 16 kHz, up to learn_s
+        self.heard_s = 0.0
+        self.next_at: Optional[float] = 0.0  # refine once this much speech was heard; None: the voice is final
+        self.cond: Optional[tuple[Any, Any]] = None
+        self.cache_file: Optional[Path] = None
+        clips = voice_clips(config)
+        if clips:
+            digest = hashlib.sha1(model_key.encode())
+            for clip in clips:
+                digest.update(clip.read_bytes())
+            self.cache_file = cache_dir / f"clips-{digest.hexdigest()[:16]}.pt"
+            self.next_at = None  # clips are the voice: never refined from the session
+            if self._load() is None:
+                self.cond = self._condition([load_audio(c, COND_RATE) for c in clips])
+                self._save(seconds=0.0)
+        elif config.speaker:
+            self.cache_file = cache_dir / f"speaker-{_safe(config.speaker)}-{model_key[:12]}.pt"
+            seconds = self._load()
+            if seconds is not None:  # go on refining once as much new speech was heard
+                self.next_at = seconds if seconds < self.learn_s else None
+
+    def for_utterance(self, speech: Optional[np.ndarray]) -> tuple[Any, Any]:
+        """The conditioning for the next utterance, refined from ``speech`` (16 kHz) while learning."""
+        if speech is not None and self.next_at is not None and len(speech) / 16000 >= MIN_VOICE_S:
+            self.heard.append(speech)
+            self.heard_s += len(speech) / 16000
+            if self.heard_s >= self.next_at:
+                import soxr
+
+                audio = soxr.resample(np.concatenate(self.heard)[: int(self.learn_s * 16000)], 16000, COND_RATE)
+                self.cond = self._condition([audio])
+                log.info("voice learned from %.1f s of speech", min(self.heard_s, self.learn_s))
+                self._save(seconds=min(self.heard_s, self.learn_s))
+                self.next_at = min(2 * self.heard_s, self.learn_s) if self.heard_s < self.learn_s else None
+                if self.next_at is None:
+                    self.heard = []
+        if self.cond is None:
+            raise InputError("no voice to speak with yet: give --voice FILE, or speak at least half a second")
+        return self.cond
+
+    def _condition(self, clips: list[np.ndarray]) -> tuple[Any, Any]:
+        """XTTS's own recipe (get_conditioning_latents), on arrays: the GPT latents from all clips
+        together, the speaker embedding averaged over the clips."""
+        import torch
+
+        tensors = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))[None].to(self.model.device) for c in clips]
+        embedding = torch.stack([self.model.get_speaker_embedding(t, COND_RATE) for t in tensors]).mean(dim=0)
+        latents = self.model.get_gpt_cond_latents(torch.cat(tensors, dim=-1), COND_RATE, length=30, chunk_length=6)
+        return latents, embedding
+
+    def _load(self) -> Optional[float]:
+        """Load the cached voice; the seconds of speech behind it, or None when there is none."""
+        import torch
+
+        if self.cache_file is None or not self.cache_file.is_file():
+            return None
+        data = torch.load(self.cache_file, map_location=self.model.device)
+        self.cond = (data["latents"], data["embedding"])
+        log.info("voice loaded from %s", self.cache_file)
+        return float(data["seconds"])
+
+    def _save(self, seconds: float) -> None:
+        import torch
+
+        if self.cache_file is None:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_name(self.cache_file.name + ".partial")
+        torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
+        tmp.replace(self.cache_file)
+
+
+def voice_clips(config: Config) -> list[Path]:
+    return [Path(p.strip()).expanduser() for p in config.reference.split(",") if p.strip()]
+
+
+def _file_key(path: Path) -> str:
+    """Identifies a checkpoint without reading its gigabytes: its path, size and modification time."""
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name)

@@ -1,0 +1,104 @@
+"""Model weights users fetch once (``s3tvr download``) and where the backends find them.
+
+Each entry is a Hugging Face repository at a fixed revision, downloaded into ``models/`` (or
+``$S3TVR_MODELS``). Backends given a hub name look there first, so after a download every run
+works offline; a local path always works as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from s3tvr.errors import InputError, SetupError
+
+log = logging.getLogger(__name__)
+
+XTTS_LICENSE = """\
+XTTS v2 is released by Coqui under the Coqui Public Model License 1.0.0 (CPML):
+non-commercial use only. The full text: https://coqui.ai/cpml.txt
+By downloading it you agree to its terms."""
+
+
+@dataclass(frozen=True)
+class ModelRepo:
+    key: str
+    repo_id: str
+    revision: str  # a tag or commit: the same bytes on every machine
+    folder: str  # under the models folder
+    size: str
+    patterns: Optional[tuple[str, ...]] = None  # files to fetch (None: all)
+    license: Optional[str] = None  # shown, and must be accepted, before the download
+
+
+REPOS = {r.key: r for r in [
+    ModelRepo("xtts", "coqui/XTTS-v2", "v2.0.3", "xtts_v2", "1.9 GB",
+              ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth", "LICENSE.txt"), XTTS_LICENSE),
+    ModelRepo("asr-en", "nvidia/parakeet-ctc-1.1b", "main", "parakeet-ctc-1.1b", "4.3 GB", ("*.nemo", "*.md")),
+    ModelRepo("asr-en-0.6b", "nvidia/parakeet-ctc-0.6b", "main", "parakeet-ctc-0.6b", "2.4 GB", ("*.nemo", "*.md")),
+    ModelRepo("asr-es", "nvidia/stt_es_fastconformer_hybrid_large_pc", "main", "stt_es_fastconformer_hybrid_large_pc",
+              "0.5 GB", ("*.nemo", "*.md")),
+    ModelRepo("mt", "facebook/nllb-200-distilled-1.3B", "main", "nllb-200-distilled-1.3B", "5.5 GB",
+              ("*.json", "*.model", "*.bin", "*.safetensors")),
+    ModelRepo("mt-600m", "facebook/nllb-200-distilled-600M", "main", "nllb-200-distilled-600M", "2.5 GB",
+              ("*.json", "*.model", "*.bin", "*.safetensors")),
+]}
+GROUPS = {"all": ["xtts", "asr-en", "asr-es", "mt"]}
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("S3TVR_MODELS", "models"))
+
+
+def resolve(name: str) -> str:
+    """A local copy of hub model ``name`` when one was downloaded, else ``name`` itself."""
+    for repo in REPOS.values():
+        if repo.repo_id == name:
+            folder = models_dir() / repo.folder
+            if folder.is_dir() and any(folder.iterdir()):
+                return str(folder)
+    return name
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub name ("owner/model"): it exists, or could not be a hub name."""
+    return (Path(name).expanduser().exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1
+            or name.endswith((".nemo", ".pth", ".json")))
+
+
+def download(keys: list[str], accept_license: bool = False, ask: Callable[[str], str] = input) -> list[Path]:
+    """Fetch ``keys`` (or a group such as ``all``) into the models folder; an interrupted download resumes."""
+    wanted: list[str] = []
+    for key in keys:
+        for k in GROUPS.get(key, [key]):
+            if k not in REPOS:
+                raise InputError(f"unknown model {key!r}: choose from {', '.join([*REPOS, *GROUPS])}")
+            if k not in wanted:
+                wanted.append(k)
+    for k in wanted:  # every license question first, so the downloads can run unattended
+        license = REPOS[k].license
+        if license and not accept_license:
+            print(license, file=sys.stderr)
+            if not sys.stdin.isatty() or ask("Accept the license and download? [y/N] ").strip().lower() not in ("y", "yes"):
+                raise InputError(f"the {k} license was not accepted: read it, then rerun with --accept-license")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise SetupError("downloading needs huggingface_hub: pip install 's3tvr[download]'") from None
+    paths = []
+    for k in wanted:
+        repo = REPOS[k]
+        dest = models_dir() / repo.folder
+        log.info("downloading %s (%s, %s) into %s", repo.repo_id, repo.revision, repo.size, dest)
+        try:
+            snapshot_download(repo.repo_id, revision=repo.revision, local_dir=dest,
+                              allow_patterns=list(repo.patterns) if repo.patterns else None)
+        except Exception as exc:  # network, disk or hub errors: one line, what is done stays for a resume
+            raise SetupError(f"download of {repo.repo_id} failed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                             "check the connection and disk space, then run the same command again to resume") from None
+        paths.append(dest)
+    return paths

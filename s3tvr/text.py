@@ -1,0 +1,54 @@
+"""Sentence splitting for MT and TTS: nothing truncated, every piece under a length limit."""
+
+from __future__ import annotations
+
+import re
+
+# Sentence ends: Latin/Cyrillic punctuation followed by a space, or CJK/Devanagari ends anywhere.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？।])")
+_CLAUSE_END = re.compile(r"(?<=[,;:，、；：])\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences, keeping their punctuation: "Hola. ¿Qué tal?" -> ["Hola.", "¿Qué tal?"]."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s and s.strip()]
+
+
+def split_to_limit(text: str, limit: int) -> list[str]:
+    """Sentences of ``text``, each at most ``limit`` characters: a longer sentence is cut at clause
+    ends, then at word boundaries, then (for text without spaces) anywhere. Nothing is dropped."""
+    pieces: list[str] = []
+    for sentence in split_sentences(text):
+        pieces += _fit(sentence, limit)
+    return pieces
+
+
+def _fit(sentence: str, limit: int) -> list[str]:
+    if len(sentence) <= limit:
+        return [sentence]
+    for splitter in (_CLAUSE_END, re.compile(r"\s+")):
+        parts = [p for p in splitter.split(sentence) if p]
+        if len(parts) > 1:
+            return _pack(parts, limit, " " if splitter is not _CLAUSE_END or " " in sentence else "")
+    return [sentence[i:i + limit] for i in range(0, len(sentence), limit)]
+
+
+def _pack(parts: list[str], limit: int, sep: str) -> list[str]:
+    """Join consecutive parts while they fit; parts that alone exceed the limit are cut further."""
+    out: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current}{sep}{part}" if current else part
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        if len(part) <= limit:
+            current = part
+        else:
+            out += _fit(part, limit)
+            current = ""
+    if current:
+        out.append(current)
+    return out

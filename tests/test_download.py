@@ -1,0 +1,44 @@
+"""s3tvr download and xtts_v2_download.py: the license gate, offline failures, and where
+backends find what was downloaded. No test reaches a hub: HF_HUB_OFFLINE is set for all."""
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+from test_cli import one_line_error, s3tvr
+
+from s3tvr import models
+
+
+def test_xtts_needs_the_license_accepted(tmp_path):
+    env = {**os.environ, "S3TVR_MODELS": str(tmp_path / "models")}
+    proc = subprocess.run([sys.executable, "-m", "s3tvr", "download", "xtts"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env=env, timeout=120)
+    one_line_error(proc, "license was not accepted", "--accept-license")
+    assert "Coqui Public Model License" in proc.stderr and "non-commercial" in proc.stderr
+    assert not (tmp_path / "models").exists()  # nothing fetched, nothing half-written
+    script = subprocess.run([sys.executable, str(REPO / "xtts_v2_download.py")], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, env=env, timeout=120)
+    assert script.returncode == 2 and "license was not accepted" in script.stderr.splitlines()[-1]
+
+
+def test_a_failed_download_says_how_to_resume(tmp_path):
+    # HF_HUB_OFFLINE=1 (conftest) stands in for a lost connection.
+    proc = subprocess.run([sys.executable, "-m", "s3tvr", "download", "mt"], capture_output=True, text=True,
+                          env={**os.environ, "S3TVR_MODELS": str(tmp_path)}, timeout=120)
+    one_line_error(proc, "download of facebook/nllb-200-distilled-1.3B failed", "run the same command again to resume")
+
+
+def test_unknown_model_names_the_choices():
+    one_line_error(s3tvr("download", "whisper-huge"), "unknown model 'whisper-huge'", "xtts", "asr-en", "all")
+
+
+def test_backends_find_downloaded_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
+    assert models.resolve("facebook/nllb-200-distilled-1.3B") == "facebook/nllb-200-distilled-1.3B"
+    (tmp_path / "nllb-200-distilled-1.3B").mkdir()
+    (tmp_path / "nllb-200-distilled-1.3B" / "config.json").write_text("{}")
+    assert models.resolve("facebook/nllb-200-distilled-1.3B") == str(tmp_path / "nllb-200-distilled-1.3B")
+    assert models.looks_like_path("models/x/y") and models.looks_like_path("./m") and models.looks_like_path("a.nemo")
+    assert not models.looks_like_path("nvidia/parakeet-ctc-1.1b")

@@ -1,0 +1,208 @@
+"""The model stack (NeMo ASR, NLLB/Marian MT, XTTS v2) through the code users run, on tiny models
+of the same architectures with random weights (tests/tiny_models.py): loading, inference,
+streaming, voice caching, sentence limits, the CLI end to end, and the errors users meet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DATA, s3tvr_cmd
+from s3tvr.audio.decode import load_audio
+from s3tvr.backends import registry
+from s3tvr.config import BackendSection
+from s3tvr.errors import InputError, SetupError
+from s3tvr.messages import SpeechSegment, Transcript, Translation, UttInfo
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+def utt(i: int = 0, src: str = "en", tgt: str = "es") -> UttInfo:
+    return UttInfo(i, src, tgt, 0.0, 1.0, 0.0, 0.0)
+
+
+def make(kind: str, backend: str, src: str = "en", tgt: str = "es", **options):
+    stage = registry.create(kind, BackendSection(backend, options), src_lang=src, tgt_lang=tgt, device="cpu", dtype="auto")
+    stage.setup()
+    return stage
+
+
+# -- NeMo ---------------------------------------------------------------------------------------
+
+def test_nemo_transcribes_an_array_and_restores_case(tiny):
+    asr = make("asr", "nemo", model=str(tiny.nemo))
+    audio = load_audio(DATA / "fleurs-en-004.ogg")
+    out = list(asr.process(SpeechSegment(utt(), audio, np.zeros(0, np.float32))))
+    # The tiny model emits one piece; its vocabulary is lowercase and unpunctuated, so the
+    # sentence comes back capitalised with a full stop, as Parakeet CTC's would.
+    expected = tiny.nemo_text.strip()
+    assert [t.text for t in out] == [expected[:1].upper() + expected[1:] + "."]
+    assert asr.restore
+
+
+@pytest.mark.parametrize("decoder", ["ctc", "rnnt"])
+def test_nemo_hybrid_model_decodes_with_the_chosen_decoder(tiny, decoder):
+    asr = make("asr", "nemo", src="es", tgt="en", model=str(tiny.nemo_hybrid), decoder=decoder)
+    assert type(asr.model).__name__ == "EncDecHybridRNNTCTCBPEModel" and asr.model.cur_decoder == decoder
+    audio = load_audio(DATA / "fleurs-es-002.ogg")[:16000 * 2]
+    for t in asr.process(SpeechSegment(utt(0, "es", "en"), audio, np.zeros(0, np.float32))):
+        assert t.language == "es" and t.text == t.utt.src_text
+
+
+def test_nemo_case_restoration_rules():
+    from s3tvr.backends.asr.nemo import restore_case
+
+    assert restore_case("i think i'm late", "en") == "I think I'm late."
+    assert restore_case("how are you", "en") == "How are you?"
+    assert restore_case("hola a todos", "es") == "Hola a todos."
+    assert restore_case("Already done.", "en") == "Already done."
+
+
+def test_nemo_errors_name_the_fix(tmp_path):
+    with pytest.raises(SetupError, match="download asr-en"):
+        registry.create("asr", BackendSection("nemo", {"model": str(tmp_path / "missing.nemo")}),
+                        src_lang="en", tgt_lang="es")
+    with pytest.raises(InputError, match="no default NeMo model for ru"):
+        registry.create("asr", BackendSection("nemo", {}), src_lang="ru", tgt_lang="en")
+    with pytest.raises(InputError, match="decoder must be ctc or rnnt"):
+        registry.create("asr", BackendSection("nemo", {"decoder": "beam"}), src_lang="en", tgt_lang="es")
+
+
+# -- MT -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["nllb", "marian"])
+def test_mt_translates_every_sentence_in_one_batch(tiny, backend, monkeypatch):
+    mt = make("mt", backend, model=str(getattr(tiny, backend)))
+    calls = []
+    generate = mt.model.generate
+
+    def spy(**kwargs):
+        calls.append((kwargs["input_ids"].shape, kwargs["max_new_tokens"]))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(mt.model, "generate", spy)
+    text = "The cabbage juice changes color. Many people don't think about them as dinosaurs! Is it acidic?"
+    out = list(mt.process(Transcript(utt(), text, "en")))
+    assert len(out) == 1 and isinstance(out[0], Translation) and out[0].text.strip()
+    (shape, max_new), = calls
+    assert shape[0] == 3  # three sentences, one generate() call
+    assert max_new >= 2 * shape[1]  # the output may be twice the input: never cut short
+
+
+def test_nllb_uses_the_language_codes(tiny, monkeypatch):
+    mt = make("mt", "nllb", src="es", tgt="en", model=str(tiny.nllb))
+    assert mt.tokenizer.src_lang == "spa_Latn"
+    assert mt.generate_kwargs()["forced_bos_token_id"] == mt.tokenizer.convert_tokens_to_ids("eng_Latn")
+    enc = mt.tokenizer(["Hola."])
+    assert enc["input_ids"][0][0] == mt.tokenizer.convert_tokens_to_ids("spa_Latn")
+
+
+def test_mt_errors_name_the_fix(tmp_path):
+    with pytest.raises(SetupError, match="no config.json"):
+        registry.create("mt", BackendSection("nllb", {"model": str(tmp_path)}), src_lang="en", tgt_lang="es")
+    with pytest.raises(InputError, match="NLLB has no code for 'xx'"):
+        registry.create("mt", BackendSection("nllb", {}), src_lang="en", tgt_lang="xx")
+
+
+# -- XTTS ---------------------------------------------------------------------------------------
+
+def test_xtts_streams_in_the_voice_of_reference_clips(tiny, tmp_path):
+    clip = DATA / "fleurs-es-002.ogg"
+    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), reference=str(clip), voice_cache=str(tmp_path), seed=3)
+    assert tts.languages >= {"en", "es", "ru", "zh"} and tts.sample_rate == 24000
+    chunks = list(tts.process(Translation(utt(), "Hola a todos. ¿Qué tal?")))
+    assert len(chunks) >= 2 and all(c.sample_rate == 24000 and c.samples.dtype == np.float32 for c in chunks)
+    assert sum(len(c.samples) for c in chunks) > 0.5 * 24000
+    # The same seed, text and voice: the same audio.
+    again = list(tts.process(Translation(utt(1), "Hola a todos. ¿Qué tal?")))
+    assert np.array_equal(np.concatenate([c.samples for c in chunks]), np.concatenate([c.samples for c in again]))
+    # The voice was computed once and cached by the clips' content; a new run loads it.
+    cached = list(tmp_path.glob("clips-*.pt"))
+    assert len(cached) == 1
+    second = registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "reference": str(clip),
+                                                            "voice_cache": str(tmp_path)}), src_lang="en", tgt_lang="es")
+    second.setup()
+    assert second.voice.next_at is None and second.voice.cond is not None
+
+
+def test_xtts_learns_the_session_voice_without_recomputing_per_utterance(tiny, tmp_path, monkeypatch):
+    from s3tvr.backends.tts.xtts import Voice
+
+    tts = make("tts", "xtts", tgt="en", model_dir=str(tiny.xtts), voice_cache=str(tmp_path), speaker="ana", learn_s=20)
+    computed = []
+    condition = Voice._condition
+    monkeypatch.setattr(Voice, "_condition", lambda self, clips: computed.append(sum(map(len, clips))) or condition(self, clips))
+    speech = load_audio(DATA / "fleurs-en-004.ogg")  # 4.3 s
+    for i in range(8):
+        u = utt(i, "es", "en")
+        u.speech = speech
+        assert list(tts.process(Translation(u, "Hello.")))
+    # Heard 4.3, 8.6, … 34 s: the voice is computed at 4.3, 8.6 and 17.3 s, and at 20 s (the
+    # cap) for the last time; never again after that.
+    assert len(computed) == 4
+    assert len(list(tmp_path.glob("speaker-ana-*.pt"))) == 1
+
+
+def test_xtts_keeps_sentences_under_the_character_limit(tiny, monkeypatch):
+    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), reference=str(DATA / "fleurs-es-002.ogg"))
+    seen = []
+    stream = tts.model.inference_stream
+    monkeypatch.setattr(tts.model, "inference_stream", lambda text, *a, **k: seen.append(text) or stream(text, *a, **k))
+    long = " ".join(["El uso adecuado de los blogs puede empoderar a los alumnos, para que sean más analíticos"] * 4) + "."
+    list(tts.process(Translation(utt(), long)))
+    assert len(seen) >= 2 and all(len(s) <= 239 for s in seen)
+    assert " ".join(seen).split() == long.split()  # nothing dropped
+
+
+def test_xtts_errors_name_the_fix(tiny, tmp_path):
+    with pytest.raises(SetupError, match="xtts_v2_download.py"):
+        registry.create("tts", BackendSection("xtts", {"model_dir": str(tmp_path)}), src_lang="en", tgt_lang="es")
+    with pytest.raises(InputError, match="voice clip .* not found"):
+        registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "reference": "nope.wav"}),
+                        src_lang="en", tgt_lang="es")
+    with pytest.raises(InputError, match="--deepspeed needs --device cuda"):
+        registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "deepspeed": True}),
+                        src_lang="en", tgt_lang="es")
+
+
+# -- the CLI, end to end ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang,target,clip", [("en", "es", "fleurs-en-004.ogg"), ("es", "en", "fleurs-es-002.ogg")])
+def test_run_with_the_tiny_stack(tiny, tmp_path, lang, target, clip):
+    out, log = tmp_path / "out.wav", tmp_path / "latency.jsonl"
+    cmd = s3tvr_cmd() + ["run", lang, "--input", str(DATA / clip), "--fast", "--device", "cpu",
+                         "--set", f"asr.model={tiny.nemo}", "--set", f"mt.model={tiny.nllb}",
+                         "--xtts-dir", str(tiny.xtts), "--seed", "1", "--output", str(out), "--log", str(log)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    audio, rate = sf.read(out)
+    assert rate == 24000 and np.abs(audio).max() > 0.01
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records and all(r["error"] is None for r in records)
+    for r in records:
+        assert r["src_lang"] == lang and r["tgt_lang"] == target and r["src_text"] and r["tgt_text"]
+        assert {s: r["stages"][s]["backend"] for s in ("asr", "mt", "tts")} == {"asr": "nemo", "mt": "nllb", "tts": "xtts"}
+        assert r["latency_s"] is not None and r["t_first_audio"] >= r["stages"]["tts"]["first_out"]
+
+
+def test_run_errors_are_one_line(tiny, tmp_path):
+    def run(*args):
+        proc = subprocess.run(s3tvr_cmd() + ["run", *args], capture_output=True, text=True, timeout=300, env=_env(tmp_path))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode in (2, 3) and "Traceback" not in proc.stderr, proc.stderr
+        return lines[-1]
+
+    clip = str(DATA / "fleurs-en-004.ogg")
+    assert "no CUDA GPU" in run("en", "--input", clip, "--xtts-dir", str(tiny.xtts))  # the stack preset asks for cuda
+    assert "xtts_v2_download.py" in run("en", "--input", clip, "--device", "cpu", "--xtts-dir", str(tmp_path))
+    assert "need the xtts TTS" in run("es", "--input", clip, "--voice", clip)
+
+
+def _env(tmp_path):
+    import os
+
+    return {**os.environ, "S3TVR_MODELS": str(tmp_path / "models"), "HOME": str(tmp_path)}

@@ -1,0 +1,185 @@
+"""Tiny models of the stack's architectures with random weights, built at test time.
+
+No hub is reachable here, so each builder makes a small model of the real architecture (NeMo
+Conformer CTC, NLLB's M2M100, Marian, XTTS v2) with a sentencepiece tokenizer trained on the
+test's own texts, and saves it the way the real weights come: a .nemo file, a transformers
+folder, an XTTS checkpoint folder. The backends then load them through their usual code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import manifest
+
+
+def _corpus(lower: bool = False) -> list[str]:
+    lines = []
+    for entry in manifest().values():
+        for key in ("transcript_fleurs_normalized", "ref_eng", "ref_spa"):
+            if entry.get(key):
+                lines.append(entry[key].lower() if lower else entry[key])
+    return lines
+
+
+def train_sentencepiece(folder: Path, prefix: str, lower: bool = False, vocab_size: int = 120) -> Path:
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(_corpus(lower)) + "\n")
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / prefix), vocab_size=vocab_size,
+                                   model_type="unigram", hard_vocab_limit=False, character_coverage=1.0, minloglevel=2)
+    return folder / f"{prefix}.model"
+
+
+def _nemo_config(folder: Path) -> tuple[dict, object]:
+    """The parts every tiny NeMo model shares: a lowercase BPE tokenizer (as Parakeet's), the
+    mel front end and a one-layer Conformer encoder."""
+    import sentencepiece as spm
+
+    tok_dir = folder / "tokenizer"
+    model_file = train_sentencepiece(tok_dir, "tokenizer", lower=True, vocab_size=60)
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    (tok_dir / "vocab.txt").write_text("\n".join(sp.id_to_piece(i) for i in range(sp.get_piece_size())) + "\n")
+    return {
+        "sample_rate": 16000,
+        "tokenizer": {"dir": str(tok_dir), "type": "bpe"},
+        "preprocessor": {"_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+                         "sample_rate": 16000, "normalize": "per_feature", "window_size": 0.025, "window_stride": 0.01,
+                         "features": 64, "n_fft": 512, "dither": 0.0, "pad_to": 0},
+        "encoder": {"_target_": "nemo.collections.asr.modules.ConformerEncoder", "feat_in": 64, "n_layers": 1,
+                    "d_model": 32, "subsampling": "dw_striding", "subsampling_factor": 4, "subsampling_conv_channels": 32,
+                    "n_heads": 2, "conv_kernel_size": 9, "ff_expansion_factor": 2, "self_attention_model": "rel_pos"},
+        # transcribe() needs a validation_ds section, even an empty one
+        "validation_ds": {"manifest_filepath": None, "sample_rate": 16000, "batch_size": 1, "shuffle": False},
+    }, sp
+
+
+_CTC_DECODER = {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": 32, "num_classes": -1, "vocabulary": []}
+
+
+def build_nemo_ctc(folder: Path, token: int = 7) -> tuple[Path, str]:
+    """A CTC-BPE model (Parakeet CTC's class) whose decoder always emits ``token``: after CTC's
+    collapse it transcribes any speech as that one piece. Returns the .nemo path and the text."""
+    import torch
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+    from omegaconf import OmegaConf
+
+    cfg, sp = _nemo_config(folder)
+    model = EncDecCTCModelBPE(cfg=OmegaConf.create({**cfg, "decoder": _CTC_DECODER}))
+    with torch.no_grad():
+        layer = model.decoder.decoder_layers[0]
+        layer.weight.zero_()
+        layer.bias.fill_(-10.0)
+        layer.bias[token] = 10.0
+    path = folder / "tiny-ctc.nemo"
+    model.save_to(str(path))
+    return path, sp.decode([token])
+
+
+def build_nemo_hybrid(folder: Path) -> Path:
+    """A hybrid transducer/CTC model (FastConformer hybrid's class) with random weights."""
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
+    from omegaconf import OmegaConf
+
+    cfg, _ = _nemo_config(folder)
+    cfg.update({
+        "model_defaults": {"enc_hidden": 32, "pred_hidden": 32, "joint_hidden": 32},
+        "decoder": {"_target_": "nemo.collections.asr.modules.RNNTDecoder", "normalization_mode": None,
+                    "random_state_sampling": False, "blank_as_pad": True,
+                    "prednet": {"pred_hidden": 32, "pred_rnn_layers": 1}},
+        "joint": {"_target_": "nemo.collections.asr.modules.RNNTJoint", "log_softmax": None, "preserve_memory": False,
+                  "fuse_loss_wer": False, "jointnet": {"joint_hidden": 32, "activation": "relu", "dropout": 0.0,
+                                                       "encoder_hidden": 32, "pred_hidden": 32}},
+        "decoding": {"strategy": "greedy_batch", "greedy": {"max_symbols": 5}},
+        "aux_ctc": {"ctc_loss_weight": 0.3, "decoder": _CTC_DECODER, "decoding": {"strategy": "greedy"}},
+        "loss": {"loss_name": "default"},
+    })
+    model = EncDecHybridRNNTCTCBPEModel(cfg=OmegaConf.create(cfg))
+    path = folder / "tiny-hybrid.nemo"
+    model.save_to(str(path))
+    return path
+
+
+def _speak_text(model, tokenizer, languages: tuple[str, ...] = ()) -> None:
+    """Random weights pick special tokens as often as words, and greedy decoding repeats one token.
+    The generation config (shipped with the model, as real ones are) forbids specials other than
+    the ``languages`` codes NLLB forces first, and repeats, so the output is words until the length cap."""
+    forbidden = set(tokenizer.all_special_ids) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    forbidden |= {i for tok, i in tokenizer.get_vocab().items() if "_" in tok and tok[-4:].istitle() and len(tok) == 8}
+    forbidden -= {tokenizer.convert_tokens_to_ids(code) for code in languages}
+    model.generation_config.suppress_tokens = sorted(i for i in forbidden if i is not None)
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.forced_eos_token_id = None
+
+
+def build_nllb(folder: Path) -> Path:
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+
+    sp_model = train_sentencepiece(folder / "spm", "sentencepiece.bpe")  # the file name NLLB's tokenizer looks for
+    tokenizer = NllbTokenizer.from_pretrained(str(sp_model.parent), extra_special_tokens=FAIRSEQ_LANGUAGE_CODES)
+    config = M2M100Config(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                          max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          decoder_start_token_id=tokenizer.eos_token_id)
+    model = M2M100ForConditionalGeneration(config)
+    _speak_text(model, tokenizer, ("eng_Latn", "spa_Latn"))
+    out = folder / "nllb-tiny"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_marian(folder: Path) -> Path:
+    import sentencepiece as spm
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    sp_model = train_sentencepiece(folder / "spm", "spm")
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    vocab.setdefault("<pad>", len(vocab))
+    src = folder / "marian-src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "vocab.json").write_text(json.dumps(vocab))
+    for name in ("source.spm", "target.spm"):
+        shutil.copy(sp_model, src / name)
+    tokenizer = MarianTokenizer(str(src / "source.spm"), str(src / "target.spm"), str(src / "vocab.json"))
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                          max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    model = MarianMTModel(config)
+    _speak_text(model, tokenizer)
+    out = folder / "marian-tiny"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
+    """XTTS v2 with a one-layer GPT, using the BPE vocabulary that ships inside coqui-tts; saved
+    as model.pth + config.json + vocab.json, as the real download is."""
+    import TTS
+    import torch
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models.xtts import Xtts, XttsArgs
+
+    out = folder / "xtts-tiny"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(TTS.__file__).parent / "tts/utils/assets/tortoise/tokenizer.json", out / "vocab.json")
+    args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, decoder_input_dim=32,
+                    gpt_max_audio_tokens=max_audio_tokens, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
+                    gpt_stop_audio_token=65, gpt_use_perceiver_resampler=True, tokenizer_file=str(out / "vocab.json"))
+    config = XttsConfig(model_args=args)
+    model = Xtts(config)
+    model.tokenizer = VoiceBpeTokenizer(vocab_file=str(out / "vocab.json"))
+    model.init_models()
+    torch.save({"model": model.state_dict()}, out / "model.pth")
+    config.save_json(str(out / "config.json"))
+    return out
