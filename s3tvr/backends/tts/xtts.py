@@ -31,7 +31,7 @@ from s3tvr.text import split_to_limit
 log = logging.getLogger(__name__)
 
 COND_RATE = 22050  # XTTS computes its conditioning at this rate
-MIN_VOICE_S = 0.5  # shorter speech says too little about a voice
+MIN_VOICE_S = 0.35  # XTTS ignores conditioning audio under a third of a second
 
 
 @dataclass
@@ -71,23 +71,20 @@ class Backend(Stage):
         if config.deepspeed and device != "cuda":
             raise InputError("--deepspeed needs --device cuda")
         self.cache_dir = Path(config.voice_cache).expanduser() if config.voice_cache else Path.home() / ".cache/s3tvr/voices"
-        self.model: Any = None
-        self.xtts_config: Any = None
-        self.voice: Optional[Voice] = None
-
-    @property
-    def languages(self) -> set[str]:
         from TTS.tts.configs.xtts_config import XttsConfig
 
-        if self.xtts_config is None:
-            self.xtts_config = XttsConfig()
+        self.xtts_config = XttsConfig()
+        try:
             self.xtts_config.load_json(str(self.config_path))
+        except Exception as exc:
+            raise SetupError(f"XTTS config {self.config_path} is not an XTTS config ({exc.__class__.__name__}): "
+                             f"give the config.json that came with the checkpoint") from None
         spoken = set(self.xtts_config.languages)
-        return {lang for lang, code in XTTS_CODES.items() if code in spoken}
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.xtts_config.model_args.output_sample_rate)
+        self.languages = {lang for lang, code in XTTS_CODES.items() if code in spoken}
+        self.sample_rate = int(self.xtts_config.model_args.output_sample_rate)
+        self.amp_dtype: Any = None  # half precision for the GPT on CUDA
+        self.model: Any = None
+        self.voice: Optional[Voice] = None
 
     def setup(self) -> None:
         from TTS.tts.models.xtts import Xtts
@@ -97,8 +94,7 @@ class Backend(Stage):
                 import deepspeed  # noqa: F401
             except ImportError:
                 raise SetupError("--deepspeed needs DeepSpeed: pip install deepspeed (DS_BUILD_OPS=0 builds without CUDA tools)") from None
-        self.languages  # loads the config
-        self.half = torch_dtype(self.dtype_name, self.device)
+        self.amp_dtype = torch_dtype(self.dtype_name, self.device)
         try:
             self.model = Xtts(self.xtts_config)  # what Xtts.init_from_config does (deprecated in coqui-tts 0.28)
             self.model.load_checkpoint(self.xtts_config, checkpoint_dir=str(self.model_dir), eval=True,
@@ -119,7 +115,8 @@ class Backend(Stage):
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         # Half precision on CUDA through autocast: the GPT's matmuls in fp16, the rest as trained.
-        amp = torch.autocast("cuda", dtype=self.half) if self.device == "cuda" and self.half != torch.float32 else nullcontext()
+        half = self.device == "cuda" and self.amp_dtype != torch.float32
+        amp = torch.autocast("cuda", dtype=self.amp_dtype) if half else nullcontext()
         with torch.inference_mode(), amp:
             for piece in split_to_limit(item.text, XTTS_CHAR_LIMITS[self.tgt_lang]):
                 for wav in self.model.inference_stream(
@@ -177,7 +174,7 @@ class Voice:
                 if self.next_at is None:
                     self.heard = []
         if self.cond is None:
-            raise InputError("no voice to speak with yet: give --voice FILE, or speak at least half a second")
+            raise InputError("no voice to speak with yet: give --voice FILE, or speak for longer than a third of a second")
         return self.cond
 
     def _condition(self, clips: list[np.ndarray]) -> tuple[Any, Any]:
