@@ -80,6 +80,41 @@ def _parser() -> argparse.ArgumentParser:
                     help="Whisper model that transcribes the output for ASR-BLEU (default: bundled:base)")
     ev.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: cpu)")
 
+    dub = sub.add_parser(
+        "dub", help="dub a recording or video into another language, timed to the original",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Replace the speech of INPUT by its translation, each phrase timed to the original, the background\n"
+                    "kept (the original speech ducked), the video stream copied as it is. Writes beside OUTPUT: source and\n"
+                    "translated subtitles (.srt, .vtt), an editable segments file (.segments.json; edit, then --resume)\n"
+                    "and a sync report (.sync.json, also printed).",
+        epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
+               "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
+               "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected")
+    dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
+    dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                     help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
+    dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
+    dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
+    dub.add_argument("--config", metavar="FILE", help="preset or YAML as for run (default: offline, or stack with --xtts-dir)")
+    dub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help="override a config key")
+    dub.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's)")
+    dub.add_argument("--dtype", choices=DTYPES, help="torch models' precision")
+    dub.add_argument("--max-tempo", type=float, default=1.25, metavar="X",
+                     help="never play a phrase faster than this (default 1.25); longer ones are cut and reported")
+    dub.add_argument("--duck-db", type=float, default=-30.0, metavar="DB",
+                     help="level of the original speech under the dub (default -30; -90 removes it)")
+    dub.add_argument("--max-phrase", type=float, default=12.0, metavar="S", help="longest phrase in seconds (default 12)")
+    dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
+    dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
+    dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
+    dub_voice = dub.add_argument_group("voice cloning (XTTS v2)")
+    dub_voice.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder: dub in the speaker's own voice (stack preset)")
+    dub_voice.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: in --xtts-dir)")
+    dub_voice.add_argument("--voice", action="append", default=[], metavar="FILE",
+                           help="recording(s) of the speaker (default: the cleanest 12 s of the original)")
+    dub_voice.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
+    dub.set_defaults(speaker=None, deepspeed=False)
+
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
     from s3tvr.models import GROUPS, REPOS
@@ -111,7 +146,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        return {"run": _run, "devices": _devices, "report": _report, "eval": _eval, "download": _download}[args.command](args)
+        commands = {"run": _run, "dub": _dub, "devices": _devices, "report": _report, "eval": _eval, "download": _download}
+        return commands[args.command](args)
     except S3tvrError as exc:
         print(f"s3tvr: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -165,6 +201,52 @@ def _voice_options(args: argparse.Namespace, config: "Config") -> None:
         raise S3tvrError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
                          f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
     config.tts.options.update(given)
+
+
+def _dub(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from s3tvr.config import load_config
+    from s3tvr.dub.dubber import Dubber, DubOptions
+    from s3tvr.dub.report import format_table
+
+    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
+    config = load_config(preset, args.overrides, src_lang=args.src or "auto", tgt_lang=args.to, device=args.device,
+                         dtype=args.dtype)
+    _voice_options(args, config)
+    options = DubOptions(max_tempo=args.max_tempo, duck_db=args.duck_db, max_phrase_s=args.max_phrase,
+                         subtitles=not args.no_subtitles, resume=args.resume,
+                         work_dir=Path(args.work_dir) if args.work_dir else None)
+    with _RichProgress(enabled=not args.quiet) as progress:
+        result = Dubber(config, args.input, args.output, options, progress).run()
+    print(format_table(result.report))
+    for path in result.files:
+        log.info("wrote %s", path)
+    return 0
+
+
+class _RichProgress:
+    """A progress bar with ETA per dub stage, on stderr."""
+
+    def __init__(self, enabled: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bars = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                             console=Console(stderr=True), disable=not enabled)
+
+    def __enter__(self) -> "_RichProgress":
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def stage(self, name: str, total: int):
+        task = self.bars.add_task(name, total=max(total, 1))
+        if total == 0:
+            self.bars.update(task, completed=1)
+        return lambda: self.bars.advance(task)
 
 
 def _download(args: argparse.Namespace) -> int:

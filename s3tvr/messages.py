@@ -80,6 +80,16 @@ class AudioChunk:
     sample_rate: int
 
 
+@dataclass(frozen=True)
+class Word:
+    """A recognised word and where it was spoken, in seconds from the start of the audio given."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
 @dataclass
 class UtteranceEnd:
     """The last message of every utterance: it reached the end of the chain, spoken, empty or failed."""

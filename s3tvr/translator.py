@@ -86,23 +86,8 @@ class Translator:
         return speaker
 
     def _make_stages(self) -> list[Any]:
-        cfg = self.config
-        context = cfg.context()
-        if cfg.src_lang == cfg.tgt_lang:
-            raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
-        asr = registry.create("asr", cfg.asr, **context)
-        mt = registry.create("mt", cfg.mt, **context)
-        tts = registry.create("tts", cfg.tts, **context)
-        heard = asr.output_language
-        if mt is None and heard != cfg.tgt_lang:
-            raise InputError(
-                f"no {cfg.src_lang}->{cfg.tgt_lang} translation: ASR {asr.backend} gives {heard} text and mt is none. "
-                f"Whisper's translate task (asr.task=translate) reaches English only; other targets need an MT backend "
-                f"(mt=…: {', '.join(registry.names('mt'))})")
-        if cfg.tgt_lang not in tts.languages:
-            raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
-                             f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
-        stages = [Denoiser(cfg.denoise)] if cfg.denoise.enabled else []
+        asr, mt, tts = build_backends(self.config)
+        stages = [Denoiser(self.config.denoise)] if self.config.denoise.enabled else []
         return stages + [s for s in (asr, mt, tts) if s is not None]
 
     # -- running ---------------------------------------------------------------------------
@@ -238,6 +223,27 @@ class Translator:
                 closer()
             except Exception:
                 log.debug("close failed", exc_info=True)
+
+
+def build_backends(cfg: Config) -> tuple[Any, Any, Any]:
+    """The ASR, MT (None for "none") and TTS stages of ``cfg``, not set up yet, after checking
+    that together they lead from the source language to the target's voice."""
+    if cfg.src_lang == cfg.tgt_lang:
+        raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
+    context = cfg.context()
+    asr = registry.create("asr", cfg.asr, **context)
+    mt = registry.create("mt", cfg.mt, **context)
+    tts = registry.create("tts", cfg.tts, **context)
+    heard = asr.output_language
+    if mt is None and heard != cfg.tgt_lang:
+        raise InputError(
+            f"no {cfg.src_lang}->{cfg.tgt_lang} translation: ASR {asr.backend} gives {heard} text and mt is none. "
+            f"Whisper's translate task (asr.task=translate) reaches English only; other targets need an MT backend "
+            f"(mt=…: {', '.join(registry.names('mt'))}), e.g. the model stack: --xtts-dir models/xtts_v2")
+    if cfg.tgt_lang not in tts.languages:
+        raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
+                         f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
+    return asr, mt, tts
 
 
 def check_device(device: str) -> None:

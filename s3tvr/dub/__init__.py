@@ -1,2 +1,2 @@
-"""Offline dubbing (``s3tvr dub``, in progress): so far the fitting of dubbed phrases into the
-original's timeline (:mod:`s3tvr.dub.fit`)."""
+"""Offline dubbing (``s3tvr dub``): :mod:`s3tvr.dub.dubber` runs the stages: phrases, fit, mix,
+media, subtitles and the sync report."""

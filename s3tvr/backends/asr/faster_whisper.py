@@ -13,7 +13,7 @@ from typing import Iterator
 
 from s3tvr import bundled
 from s3tvr.errors import SetupError
-from s3tvr.messages import SpeechSegment, Transcript
+from s3tvr.messages import SpeechSegment, Transcript, Word
 from s3tvr.pipeline import Stage
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,14 @@ class Backend(Stage):
         else:
             item.utt.tgt_text = text
         yield Transcript(item.utt, text, self.output_language)
+
+    def words(self, audio) -> list[Word]:
+        """The source-language words of ``audio`` (16 kHz) with their times, whatever the task
+        (dubbing times phrases by them and subtitles the source with them)."""
+        segments, _info = self.model.transcribe(
+            audio, language=self.src_lang if self.model.model.is_multilingual else None, task="transcribe",
+            beam_size=self.config.beam_size, condition_on_previous_text=False, word_timestamps=True, vad_filter=False)
+        return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
     def cleanup(self) -> None:
         self.model = None

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from s3tvr import models
 from s3tvr.backends.torch_util import torch_dtype
 from s3tvr.errors import InputError, SetupError
-from s3tvr.messages import SpeechSegment, Transcript
+from s3tvr.messages import SpeechSegment, Transcript, Word
 from s3tvr.pipeline import Stage
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,23 @@ class Backend(Stage):
             text = restore_case(text, self.src_lang)
         item.utt.src_text = text
         yield Transcript(item.utt, text, self.src_lang)
+
+    def words(self, audio) -> list[Word]:
+        """The words of ``audio`` (16 kHz) with their times (NeMo's timestamps from the alignment)."""
+        import torch
+
+        with torch.inference_mode():
+            hyps = self.model.transcribe([audio], batch_size=1, verbose=False, timestamps=True)
+        if isinstance(hyps, tuple):
+            hyps = hyps[0]
+        stamps = (getattr(hyps[0], "timestamp", None) or {}).get("word", [])
+        words = [Word(str(w.get("word", "")).strip(), float(w["start"]), float(w["end"])) for w in stamps
+                 if str(w.get("word", "")).strip() and "start" in w and "end" in w]
+        if self.restore and words:  # the sentence's case and end, as in process()
+            restored = restore_case(" ".join(w.text for w in words), self.src_lang).split()
+            if len(restored) == len(words):
+                words = [Word(t, w.start, w.end, w.probability) for t, w in zip(restored, words)]
+        return words
 
     def cleanup(self) -> None:
         self.model = None

@@ -43,6 +43,7 @@ class Backend(Stage):
         meta = json.loads(self.config_path.read_text())
         self.language = str(meta.get("language", {}).get("code", "")).split("_")[0]
         self.voice: Any = None
+        self.rate = 1.0  # speaking rate: dubbing sets it to fit a phrase into its slot
 
     @property
     def languages(self) -> set[str]:
@@ -61,7 +62,8 @@ class Backend(Stage):
             return
         from piper import SynthesisConfig
 
-        syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=self.config.length_scale)
+        base = self.config.length_scale or float(self.voice.config.length_scale)
+        syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=base / self.rate)
         pieces = split_first_clause(item.text) if self.config.first_clause else [item.text]
         for piece in pieces:
             for chunk in self.voice.synthesize(piece, syn_config=syn):

@@ -83,6 +83,7 @@ class Backend(Stage):
         self.languages = {lang for lang, code in XTTS_CODES.items() if code in spoken}
         self.sample_rate = int(self.xtts_config.model_args.output_sample_rate)
         self.amp_dtype: Any = None  # half precision for the GPT on CUDA
+        self.rate = 1.0  # speaking rate: dubbing sets it to fit a phrase into its slot
         self.model: Any = None
         self.voice: Optional[Voice] = None
 
@@ -122,7 +123,7 @@ class Backend(Stage):
                 for wav in self.model.inference_stream(
                         piece, XTTS_CODES[self.tgt_lang], latents, embedding,
                         stream_chunk_size=self.config.stream_chunk_size, temperature=self.config.temperature,
-                        speed=self.config.speed, enable_text_splitting=False):
+                        speed=self.config.speed * self.rate, enable_text_splitting=False):
                     samples = wav.float().cpu().numpy().astype(np.float32)
                     item.utt.out_dur_s += len(samples) / self.sample_rate
                     yield AudioChunk(item.utt, samples, self.sample_rate)
@@ -150,7 +151,11 @@ class Voice:
             self.cache_file = cache_dir / f"clips-{digest.hexdigest()[:16]}.pt"
             self.next_at = None  # clips are the voice: never refined from the session
             if self._load() is None:
-                self.cond = self._condition([load_audio(c, COND_RATE) for c in clips])
+                try:
+                    self.cond = self._condition([load_audio(c, COND_RATE) for c in clips])
+                except RuntimeError as exc:  # XTTS: "reference audio too short"
+                    raise InputError(f"cannot clone the voice of {', '.join(map(str, clips))}: {exc} "
+                                     "Give longer recordings (6 s or more is best)") from None
                 self._save(seconds=0.0)
         elif config.speaker:
             self.cache_file = cache_dir / f"speaker-{_safe(config.speaker)}-{model_key[:12]}.pt"

@@ -1,0 +1,311 @@
+"""``s3tvr dub``: a recording or video dubbed into another language, timed to the original.
+
+    read → speech regions (VAD) → words (ASR) → sentence phrases → translation → speech at the
+    needed rate → fit into the slots (stretch, borrow, cap) → loudness match → mix over the
+    ducked original → write (video copied) + subtitles + segments file + sync report
+
+Every stage's result is cached in the work folder under a key of the input and the settings
+that stage depends on, so a rerun, or a run stopped with Ctrl-C, redoes only what is missing.
+The phrases and their translations are written to an editable segments file; ``resume`` reads
+it back, and only phrases whose text changed are synthesized again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from s3tvr.config import Config
+from s3tvr.dub import media, mix, report, subtitles
+from s3tvr.dub.fit import Slot, plan
+from s3tvr.dub.phrases import Phrase, group_words, speech_regions, transcribe_regions
+from s3tvr.errors import InputError
+from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
+from s3tvr.translator import build_backends, check_device
+
+log = logging.getLogger(__name__)
+
+VOICE_S = 12.0  # seconds of the cleanest speech that make the cloned voice
+
+
+@dataclass
+class DubOptions:
+    max_tempo: float = 1.25  # the fastest a phrase is ever played
+    comfortable_tempo: float = 1.1  # sped up this much before silence is borrowed
+    max_tts_rate: float = 1.2  # the fastest the TTS is asked to speak when a phrase is far too long
+    duck_db: float = -30.0  # the original's speech under the dub (-90: removed)
+    max_phrase_s: float = 12.0
+    subtitles: bool = True
+    resume: bool = False  # read the edited segments file; re-render only changed phrases
+    work_dir: Optional[Path] = None  # default: OUTPUT.work beside the output
+
+
+@dataclass
+class DubResult:
+    output: Path
+    report: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+
+class Progress:
+    """Stage progress for the CLI (rich bars); silent by default."""
+
+    def stage(self, name: str, total: int) -> Callable[[], None]:
+        return lambda: None
+
+
+class Dubber:
+    def __init__(self, config: Config, input: str | Path, output: str | Path, options: DubOptions | None = None,
+                 progress: Progress | None = None):
+        self.config = config
+        self.input, self.output = Path(input), Path(output)
+        self.options = options or DubOptions()
+        self.progress = progress or Progress()
+        check_device(config.device)
+        if not 1.0 <= self.options.comfortable_tempo <= self.options.max_tempo:
+            raise InputError(f"--max-tempo must be at least {self.options.comfortable_tempo}")
+        if self.input.resolve() == self.output.resolve():
+            raise InputError("the output would overwrite the input: choose another -o")
+        stem = self.output.with_suffix("")
+        self.segments_path = stem.with_name(stem.name + ".segments.json")
+        self.report_path = stem.with_name(stem.name + ".sync.json")
+        self.work = self.options.work_dir or stem.with_name(stem.name + ".work")
+        self._loaded: set[int] = set()
+
+    # -- the stages ----------------------------------------------------------------------------
+
+    def run(self) -> DubResult:
+        original = media.read(self.input)
+        media.check_output(self.output, original.has_video)
+        if self.config.src_lang == "auto":
+            self.config.src_lang = detect_language(original.speech16k)
+        self.asr, self.mt, self.tts = build_backends(self.config)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.key = _input_key(self.input)
+        phrases = self._phrases(original) if not self.options.resume else self._edited_phrases()
+        if not phrases:
+            raise InputError(f"no speech found in {self.input}: nothing to dub")
+        self._translate(original, phrases)
+        _write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
+                                         "phrases": [p.to_json() for p in phrases]})
+        rendered = self._render(original, phrases)
+        speech = self._place(original, rendered)
+        target = mix.loudness(np.concatenate([original.audio[:, int(p.start * original.rate):int(p.end * original.rate)]
+                                              for p in phrases], axis=1), original.rate)
+        speech, gain_db = mix.match_loudness(speech, original.rate, target)
+        mixed, scale = mix.mix(original.audio, speech, original.rate, [(p.start, p.end) for p in phrases], self.options.duck_db)
+        tick = self.progress.stage("write", 1)
+        media.write(original, mixed, self.output)
+        tick()
+        files = [self.output, self.segments_path]
+        if self.options.subtitles:
+            files += self._subtitles(phrases)
+        sync = report.build(rendered, original.speech16k, speech, original.rate, original.audio.shape[1], mixed.shape[1],
+                            self.options.max_tempo)
+        sync["overall"].update({"loudness_target_lufs": round(target, 2), "speech_gain_db": round(gain_db, 2),
+                                "mix_scale": round(scale, 3)})
+        report.write(sync, self.report_path)
+        return DubResult(self.output, sync, files + [self.report_path])
+
+    def _phrases(self, original: media.Original) -> list[Phrase]:
+        cache = self.work / f"words-{self._key('asr', 'vad', 'src_lang')}.json"
+        if cache.is_file():
+            words = [Word(**w) for w in json.loads(cache.read_text())]
+        else:
+            regions = speech_regions(original.speech16k, self.config.vad)
+            if not hasattr(self.asr, "words"):
+                raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
+            self._ready(self.asr)
+            words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)))
+            _write_json(cache, [w.__dict__ for w in words])
+        return group_words(words, self.options.max_phrase_s)
+
+    def _edited_phrases(self) -> list[Phrase]:
+        if not self.segments_path.is_file():
+            raise InputError(f"--resume needs {self.segments_path}: run the same dub without --resume first")
+        try:
+            data = json.loads(self.segments_path.read_text(encoding="utf-8"))
+            phrases = [Phrase(int(p["id"]), float(p["start"]), float(p["end"]), str(p["source"]), str(p["translation"]))
+                       for p in data["phrases"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{self.segments_path} is not a segments file ({exc.__class__.__name__}: {exc}): "
+                             "fix the edit or delete the file and dub again") from None
+        for a, b in zip(phrases, phrases[1:]):
+            if b.start < a.end or a.end <= a.start:
+                raise InputError(f"{self.segments_path}: phrase {b.id} overlaps phrase {a.id} or is empty: fix its times")
+        return phrases
+
+    def _translate(self, original: media.Original, phrases: list[Phrase]) -> None:
+        """Fill in each phrase's translation (kept when the segments file gave one)."""
+        cache_path = self.work / f"translations-{self._key('asr', 'mt', 'src_lang', 'tgt_lang')}.json"
+        cache: dict[str, str] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        todo = [p for p in phrases if not p.translation]
+        tick = self.progress.stage("translate", len(todo))
+        for p in todo:
+            if p.source in cache:
+                p.translation = cache[p.source]
+            else:
+                p.translation = self._translation_of(original, p)
+                cache[p.source] = p.translation
+                _write_json(cache_path, cache)
+            tick()
+
+    def _translation_of(self, original: media.Original, p: Phrase) -> str:
+        utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0)
+        if self.mt is not None:  # text MT from the source words
+            self._ready(self.mt)
+            return " ".join(t.text for t in self.mt.process(Transcript(utt, p.source, self.config.src_lang)))
+        # No MT stage: the ASR hears the phrase in the target language (Whisper's translate task).
+        self._ready(self.asr)
+        clip = original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)]
+        return " ".join(t.text for t in self.asr.process(SpeechSegment(utt, clip, np.zeros(0, np.float32))))
+
+    def _render(self, original: media.Original, phrases: list[Phrase]) -> list[report.Rendered]:
+        """Each phrase spoken at its natural rate (a little slower when far too short for its slot)."""
+        self._voice(original, phrases)
+        out = []
+        tick = self.progress.stage("speak", len(phrases))
+        for p in phrases:
+            audio, error = self._speak(p, 1.0, original.rate)
+            ratio = len(audio) / original.rate / p.duration
+            tts_rate = 1.0
+            if 0 < ratio < 0.8:  # far too short: slower, but never drawled
+                tts_rate = max(ratio, 0.85)
+                audio, error = self._speak(p, tts_rate, original.rate)
+            spoken = len(audio) > 0
+            out.append(report.Rendered(p, tts_rate, len(audio) / original.rate, None,
+                                       error or ("" if spoken else "nothing to say"), audio if spoken else None))
+            tick()
+        return out
+
+    def _speak(self, p: Phrase, rate: float, out_rate: int) -> tuple[np.ndarray, str]:
+        """The phrase's translation spoken at ``rate``, at ``out_rate``; cached by text and settings."""
+        silent = np.zeros(0, np.float32)
+        text = p.translation.strip()
+        if not text:
+            return silent, ""
+        key = hashlib.sha1(json.dumps([self.config.tts.backend, self.config.tts.options, self.config.tgt_lang, text,
+                                       round(rate, 3), out_rate], sort_keys=True, default=str).encode()).hexdigest()[:20]
+        path = self.work / "speech" / f"{p.id:04d}-{key}.wav"
+        if path.is_file():
+            return sf.read(path, dtype="float32")[0], ""
+        self._ready(self.tts)
+        self.tts.rate = rate
+        utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0)
+        try:
+            chunks = list(self.tts.process(Translation(utt, text)))
+        except Exception as exc:  # one bad line must not cost the whole dub: reported, the rest goes on
+            log.warning("phrase %d could not be spoken: %s", p.id, exc)
+            return silent, f"{exc.__class__.__name__}: {exc}"
+        if not chunks:
+            return silent, ""
+        audio = np.concatenate([c.samples for c in chunks])
+        if chunks[0].sample_rate != out_rate:
+            audio = soxr.resample(audio, chunks[0].sample_rate, out_rate)
+        audio = audio.astype(np.float32)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        sf.write(tmp, audio, out_rate, format="WAV")
+        tmp.replace(path)
+        return audio, ""
+
+    def _voice(self, original: media.Original, phrases: list[Phrase]) -> None:
+        """One voice for the whole dub: the cleanest phrases of the original (highest ASR
+        confidence), up to VOICE_S seconds, given to a cloning TTS as its reference."""
+        if self.config.tts.backend != "xtts" or self.tts.config.reference:
+            return
+        best = sorted(phrases, key=lambda p: -p.confidence)
+        parts, total = [], 0.0
+        for p in best:
+            parts.append(original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)])
+            total += p.duration
+            if total >= VOICE_S:
+                break
+        if total < 1.0:  # too little well-heard speech: the whole recording says more about the voice
+            parts = [original.speech16k[: int(30 * SAMPLE_RATE)]]
+        path = self.work / "voice.wav"
+        sf.write(path, np.concatenate(parts), SAMPLE_RATE)
+        self.tts.config.reference = str(path)
+
+    def _place(self, original: media.Original, rendered: list[report.Rendered]) -> np.ndarray:
+        """The dub's speech track at the original's rate and length. The fitting plan says how
+        much faster each phrase must go; a phrase far off is spoken again at that rate (up to
+        ``max_tts_rate``), and Rubber Band stretches what remains, all within ``max_tempo``."""
+        opts = self.options
+        spoken = [r for r in rendered if r.audio is not None]
+        placements = plan([Slot(r.phrase.start, r.phrase.end) for r in spoken], [r.duration for r in spoken],
+                          total=original.duration, max_tempo=opts.max_tempo, comfortable_tempo=opts.comfortable_tempo)
+        track = np.zeros(original.audio.shape[1], dtype=np.float32)
+        tick = self.progress.stage("fit", len(spoken))
+        for r, placement in zip(spoken, placements):
+            r.placement = placement
+            if placement.tempo > opts.comfortable_tempo + 1e-3:
+                r.tts_rate = min(placement.tempo, opts.max_tts_rate)
+                audio, _ = self._speak(r.phrase, r.tts_rate, original.rate)  # on failure: keep the first take
+                r.audio = audio if len(audio) else r.audio
+            room = placement.end - placement.start
+            r.stretch = float(np.clip(len(r.audio) / original.rate / room, 1.0, opts.max_tempo / r.tts_rate))
+            audio = mix.stretch(r.audio, original.rate, r.stretch)
+            a = int(round(placement.start * original.rate))
+            b = min(len(track), int(round(placement.end * original.rate)), a + len(audio))
+            track[a:b] += audio[:b - a]
+            if placement.cut:
+                log.info("phrase %d: %.2f s cut (it does not fit even at %.2fx)", r.phrase.id, placement.cut, placement.tempo)
+            tick()
+        return track
+
+    def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
+        stem = self.output.with_suffix("")
+        files = []
+        for lang, text_of in ((self.config.src_lang, lambda p: p.source), (self.config.tgt_lang, lambda p: p.translation)):
+            for fmt in ("srt", "vtt"):
+                path = stem.with_name(f"{stem.name}.{lang}.{fmt}")
+                subtitles.write([(p.start, p.end, text_of(p)) for p in phrases], path)
+                files.append(path)
+        return files
+
+    def _ready(self, stage: Any) -> None:
+        """Load a stage's model the first time it is needed (a cached stage never loads)."""
+        if id(stage) not in self._loaded:
+            stage.setup()
+            self._loaded.add(id(stage))
+
+    def _key(self, *parts: str) -> str:
+        """A cache key of the input and the settings the stage depends on."""
+        cfg = self.config.to_dict()
+        settings = {part: cfg.get(part) for part in parts}
+        settings["max_phrase_s"] = self.options.max_phrase_s
+        return hashlib.sha1(json.dumps([self.key, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _input_key(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def detect_language(audio16k: np.ndarray) -> str:
+    """The spoken language, by Whisper base (the bundled weights)."""
+    try:
+        import faster_whisper
+    except ImportError:
+        raise InputError("the input's language cannot be detected without faster-whisper: give --from LANG") from None
+    from s3tvr import bundled
+
+    model = faster_whisper.WhisperModel(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    language, probability, _ = model.detect_language(audio16k[: 30 * SAMPLE_RATE])
+    log.info("detected %s (%.0f %%)", language, probability * 100)
+    return language

@@ -1,0 +1,104 @@
+"""Phrases to dub: speech found by Silero VAD, timed and joined into sentences by the ASR's words.
+
+A phrase cut mid-sentence translates badly, so VAD regions are only where to listen: the words
+the ASR hears in them are regrouped into whole sentences (a sentence mark ends a phrase), broken
+at long pauses (to stay in sync) and kept under a maximum length (broken at a clause mark when
+there is one). Each phrase spans its first word's start to its last word's end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from s3tvr.config import VadConfig
+from s3tvr.messages import SAMPLE_RATE, Block, Word
+from s3tvr.vad import Segmenter
+
+SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
+CLAUSE_END = (",", ";", ":", "，", "、")
+MIN_PHRASE_S = 0.3
+
+
+@dataclass
+class Phrase:
+    id: int
+    start: float  # seconds on the input's timeline
+    end: float
+    source: str
+    translation: str = ""
+    confidence: float = 1.0  # mean word probability: picks the cleanest stretch for the voice
+    words: list[Word] = field(default_factory=list, repr=False)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3),
+                "source": self.source, "translation": self.translation}
+
+
+def speech_regions(audio: np.ndarray, vad: VadConfig, segmenter: Segmenter | None = None) -> list[tuple[float, float]]:
+    """Where there is speech in 16 kHz ``audio``: (start, end) in seconds, pre-roll included."""
+    if segmenter is None:
+        segmenter = Segmenter(vad, "xx", "xx", noise_profile_s=0.0)
+        segmenter.setup()
+    regions = []
+    step = SAMPLE_RATE // 10
+    for i in range(0, len(audio), step):
+        regions += [(s.utt.seg_start_s, s.utt.seg_end_s) for s in segmenter.push(Block(audio[i:i + step], 0.0))]
+    regions += [(s.utt.seg_start_s, s.utt.seg_end_s) for s in segmenter.flush()]
+    return regions
+
+
+def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5) -> list[Phrase]:
+    """Words (absolute times, in order) into sentence phrases."""
+    groups: list[list[Word]] = []
+    current: list[Word] = []
+    for word in words:
+        if current:
+            ended = current[-1].text.endswith(SENTENCE_END)
+            pause = word.start - current[-1].end
+            if ended or pause > max_pause_s:
+                groups.append(current)
+                current = []
+            elif word.end - current[0].start > max_phrase_s:
+                cut = max((i for i, w in enumerate(current[:-1]) if w.text.endswith(CLAUSE_END)), default=None)
+                if cut is None:
+                    groups.append(current)
+                    current = []
+                else:
+                    groups.append(current[:cut + 1])
+                    current = current[cut + 1:]
+        current.append(word)
+    if current:
+        groups.append(current)
+    phrases = [Phrase(i, g[0].start, g[-1].end, _join(g), confidence=float(np.mean([w.probability for w in g])), words=g)
+               for i, g in enumerate(groups)]
+    for i, p in enumerate(phrases):  # a slot to speak in (ASRs may stamp a word with no length) ...
+        p.end = max(p.end, p.start + MIN_PHRASE_S)
+        if i + 1 < len(phrases):  # ... that never runs into the next phrase
+            p.end = max(p.start + 0.01, min(p.end, phrases[i + 1].start))
+    return phrases
+
+
+def _join(words: list[Word]) -> str:
+    text = " ".join(w.text for w in words)
+    return text.replace(" ,", ",").replace(" .", ".").strip()
+
+
+def transcribe_regions(asr: Any, audio: np.ndarray, regions: list[tuple[float, float]], on_region=lambda: None) -> list[Word]:
+    """The words of every region, on the input's timeline; words that a region's pre-roll shares
+    with the previous region are not counted twice."""
+    words: list[Word] = []
+    for start, end in regions:
+        clip = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+        for w in asr.words(clip):
+            if words and start + w.start < words[-1].end - 0.05:
+                continue
+            words.append(Word(w.text, start + w.start, start + w.end, w.probability))
+        on_region()
+    return words

@@ -1,0 +1,147 @@
+"""The sync report: how well the dub keeps the original's timing, per phrase and overall.
+
+Boundaries and speech activity are measured, not assumed: Silero VAD runs on the dubbed speech
+track and on the original, with no pre-roll or tail, and the two are compared at 10 ms frames.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import soxr
+
+from s3tvr.config import VadConfig
+from s3tvr.dub.fit import Placement
+from s3tvr.dub.phrases import Phrase, speech_regions
+from s3tvr.latency import percentile
+
+FRAME_S = 0.01
+# What "in sync" means here; the report says whether each was met. A dub shorter than its
+# original is allowed (translations often are, and drawling is worse), so the fit rate and the
+# speech overlap are reported but not held to a target.
+TARGETS = {"start_offset_median_s": 0.25, "collisions": 0, "length_difference_samples": 0}
+
+
+@dataclass
+class Rendered:
+    """One phrase after synthesis: its natural length, how it was sped up, and where it went."""
+
+    phrase: Phrase
+    tts_rate: float  # the speaking rate asked of the TTS (1: natural)
+    duration: float  # seconds as first spoken
+    placement: Placement | None  # None: dropped (nothing to say, or the TTS failed)
+    error: str = ""
+    audio: np.ndarray | None = field(default=None, repr=False)  # at the output rate, before stretching
+    stretch: float = 1.0  # Rubber Band's speed-up of the TTS audio; tts_rate * stretch = the plan's tempo
+
+
+def measure_vad() -> VadConfig:
+    return VadConfig(preroll_ms=0, tail_ms=0, endpoint_ms=300, min_speech_ms=100)
+
+
+def _mask(regions: list[tuple[float, float]], total: float) -> np.ndarray:
+    mask = np.zeros(int(np.ceil(total / FRAME_S)) + 1, dtype=bool)
+    for a, b in regions:
+        mask[int(a / FRAME_S):int(np.ceil(b / FRAME_S))] = True
+    return mask
+
+
+def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.ndarray, rate: int,
+          input_samples: int, output_samples: int, max_tempo: float) -> dict[str, Any]:
+    total = input_samples / rate
+    dub16k = soxr.resample(dub_speech, rate, 16000) if rate != 16000 else dub_speech
+    vad = measure_vad()
+    src_regions = speech_regions(source16k, vad)
+    dub_regions = speech_regions(dub16k.astype(np.float32), vad)
+    src_mask, dub_mask = _mask(src_regions, total), _mask(dub_regions, total)
+    union = int((src_mask | dub_mask).sum())
+    iou = float((src_mask & dub_mask).sum() / union) if union else 1.0
+
+    rows, starts, ends = [], [], []
+    placed = [r for r in rendered if r.placement is not None]
+    # Each phrase owns the output from the end of the phrase before to the start of the next, so
+    # speech that VAD joins across a short gap still counts for the phrase it belongs to.
+    bounds = {id(r): (placed[i - 1].placement.end if i else 0.0, placed[i + 1].placement.start if i + 1 < len(placed) else total)
+              for i, r in enumerate(placed)}
+    for r in rendered:
+        p, pl = r.phrase, r.placement
+        row = {"id": p.id, "start": round(p.start, 3), "end": round(p.end, 3), "source": p.source,
+               "translation": p.translation, "tts_rate": round(r.tts_rate, 3),
+               "ratio_before": round(r.duration / p.duration, 3) if p.duration else None, "error": r.error or None}
+        if pl is not None:
+            row.update({"dub_start": round(pl.start, 3), "dub_end": round(pl.end, 3),
+                        "ratio_after": round((pl.end - pl.start) / p.duration, 3), "stretch": round(r.stretch, 3),
+                        "tempo": round(r.stretch * r.tts_rate, 3), "borrowed_s": round(pl.borrowed, 3),
+                        "cut_s": round(pl.cut, 3), "fit": pl.note})
+            lo, hi = bounds[id(r)]
+            heard = [(max(a, lo), min(b, hi)) for a, b in dub_regions if a < min(pl.end, hi) and b > max(pl.start, lo)]
+            if heard:
+                row["start_offset_s"] = round(heard[0][0] - p.start, 3)
+                row["end_offset_s"] = round(heard[-1][1] - p.end, 3)
+                starts.append(abs(row["start_offset_s"]))
+                ends.append(abs(row["end_offset_s"]))
+        rows.append(row)
+
+    def share(key: str, limit: float) -> float:
+        values = [row[key] for row in rows if row.get(key) is not None]
+        return round(sum(abs(v - 1) <= limit for v in values) / len(values), 3) if values else 1.0
+
+    tempos = [row["tempo"] for row in rows if "tempo" in row]
+    collisions = sum(1 for a, b in zip(placed, placed[1:]) if a.placement.end > b.placement.start + 1e-6)
+    overall = {
+        "phrases": len(rows),
+        "fit_within_10pct_before": share("ratio_before", 0.1), "fit_within_20pct_before": share("ratio_before", 0.2),
+        "fit_within_10pct": share("ratio_after", 0.1), "fit_within_20pct": share("ratio_after", 0.2),
+        "start_offset_median_s": round(float(np.median(starts)), 3) if starts else None,
+        "start_offset_p95_s": round(percentile(starts, 95), 3) if starts else None,
+        "end_offset_median_s": round(float(np.median(ends)), 3) if ends else None,
+        "end_offset_p95_s": round(percentile(ends, 95), 3) if ends else None,
+        "speech_iou": round(iou, 3),
+        "stretch_max": max((row["stretch"] for row in rows if "stretch" in row), default=1.0),
+        "tempo_max": max(tempos, default=1.0), "tempo_p95": round(percentile(tempos, 95), 3) if tempos else 1.0,
+        "tempo_share_above_1_2": round(sum(t > 1.2 for t in tempos) / len(tempos), 3) if tempos else 0.0,
+        "collisions": collisions,
+        "truncations": sum(1 for row in rows if row.get("cut_s")),
+        "dropped": sum(1 for r in rendered if r.placement is None),
+        "length_difference_samples": output_samples - input_samples,
+    }
+    met = {}
+    for key, target in TARGETS.items():
+        value = overall[key]
+        if value is not None:
+            met[key] = bool(value <= target) if key.endswith("_s") else bool(value == target)
+    met["stretch_max"] = bool(overall["stretch_max"] <= max_tempo + 1e-6)
+    return {"overall": overall, "targets": {**TARGETS, "stretch_max": max_tempo}, "met": met, "phrases": rows}
+
+
+def write(report: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"{'id':>3} {'start':>7} {'src s':>6} {'dub s':>6} {'before':>6} {'after':>6} {'tempo':>5} {'start±':>6}  fit"]
+    for row in report["phrases"]:
+        src = row["end"] - row["start"]
+        dub = row.get("dub_end", 0) - row.get("dub_start", 0) if "dub_start" in row else 0.0
+        lines.append(f"{row['id']:>3} {row['start']:>7.2f} {src:>6.2f} {dub:>6.2f} {row['ratio_before'] or 0:>6.2f} "
+                     f"{row.get('ratio_after', 0):>6.2f} {row.get('tempo', 0):>5.2f} {row.get('start_offset_s', float('nan')):>6.2f}  "
+                     f"{row.get('fit') or 'dropped: ' + (row['error'] or 'no speech')}")
+    o = report["overall"]
+    lines.append(
+        f"fit ±10 %: {o['fit_within_10pct_before']:.0%} before, {o['fit_within_10pct']:.0%} after; "
+        f"±20 %: {o['fit_within_20pct_before']:.0%} before, {o['fit_within_20pct']:.0%} after")
+    lines.append(
+        f"start offset median {o['start_offset_median_s']} s, p95 {o['start_offset_p95_s']} s; end offset median "
+        f"{o['end_offset_median_s']} s; speech IoU {o['speech_iou']:.2f}; tempo max {o['tempo_max']:.2f}, "
+        f"above 1.2x {o['tempo_share_above_1_2']:.0%}")
+    lines.append(f"collisions {o['collisions']}, truncations {o['truncations']}, dropped {o['dropped']}, "
+                 f"length difference {o['length_difference_samples']} samples")
+    missed = [k for k, ok in report["met"].items() if not ok]
+    lines.append("targets met" if not missed else "targets missed: " + ", ".join(missed))
+    return "\n".join(lines)
