@@ -257,8 +257,9 @@ class Dubber:
             a = int(round(placement.start * original.rate))
             b = min(len(track), int(round(placement.end * original.rate)), a + len(audio))
             track[a:b] += audio[:b - a]
-            if placement.cut:
-                log.info("phrase %d: %.2f s cut (it does not fit even at %.2fx)", r.phrase.id, placement.cut, placement.tempo)
+            r.cut = (len(audio) - (b - a)) / original.rate  # what the plan cut, or the retake still overran
+            if r.cut > 0.01:
+                log.info("phrase %d: %.2f s cut (it does not fit even at %.2fx)", r.phrase.id, r.cut, r.tts_rate * r.stretch)
             tick()
         return track
 

@@ -68,7 +68,7 @@ def _place(start: float, length: float, gap: float, dur: float, max_tempo: float
     if tempo <= comfortable + 1e-12:
         return Placement(start, start + room, tempo, borrow, 0.0, "borrowed")
     if tempo <= max_tempo:
-        return Placement(start, start + room, tempo, borrow, 0.0, "borrowed and stretched")
+        return Placement(start, start + room, tempo, borrow, 0.0, "borrowed and stretched" if borrow > 0 else "stretched")
     return Placement(start, start + room, max_tempo, borrow, dur / max_tempo - room, "capped and cut")
 
 

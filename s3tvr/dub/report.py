@@ -37,6 +37,7 @@ class Rendered:
     error: str = ""
     audio: np.ndarray | None = field(default=None, repr=False)  # at the output rate, before stretching
     stretch: float = 1.0  # Rubber Band's speed-up of the TTS audio; tts_rate * stretch = the plan's tempo
+    cut: float = 0.0  # seconds of the end that did not fit
 
 
 def measure_vad() -> VadConfig:
@@ -76,7 +77,7 @@ def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.nd
             row.update({"dub_start": round(pl.start, 3), "dub_end": round(pl.end, 3),
                         "ratio_after": round((pl.end - pl.start) / p.duration, 3), "stretch": round(r.stretch, 3),
                         "tempo": round(r.stretch * r.tts_rate, 3), "borrowed_s": round(pl.borrowed, 3),
-                        "cut_s": round(pl.cut, 3), "fit": pl.note})
+                        "cut_s": round(r.cut, 3), "fit": pl.note if r.cut <= 0.01 or pl.cut else "retake overran: cut"})
             lo, hi = bounds[id(r)]
             heard = [(max(a, lo), min(b, hi)) for a, b in dub_regions if a < min(pl.end, hi) and b > max(pl.start, lo)]
             if heard:
@@ -105,7 +106,7 @@ def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.nd
         "tempo_max": max(tempos, default=1.0), "tempo_p95": round(percentile(tempos, 95), 3) if tempos else 1.0,
         "tempo_share_above_1_2": round(sum(t > 1.2 for t in tempos) / len(tempos), 3) if tempos else 0.0,
         "collisions": collisions,
-        "truncations": sum(1 for row in rows if row.get("cut_s")),
+        "truncations": sum(1 for row in rows if (row.get("cut_s") or 0) > 0.01),
         "dropped": sum(1 for r in rendered if r.placement is None),
         "length_difference_samples": output_samples - input_samples,
     }
