@@ -1,13 +1,17 @@
 """s3tvr: speech-to-speech translation in the speaker's own voice, live.
 
 The public API is small: load a :class:`Config`, build a :class:`Translator`
-from it, and run it over a source; or read a latency log with :func:`read_log`.
+from it, and run it over a source; dub a file with a :class:`Dubber`; fetch the model stack's
+weights with :func:`download`; or read a latency log with :func:`read_log`.
 """
 
 from s3tvr.config import Config, load_config
+from s3tvr.dub.dubber import Dubber, DubOptions, DubResult
 from s3tvr.errors import S3tvrError
 from s3tvr.latency import read_log, summarize
+from s3tvr.models import download
 from s3tvr.translator import Translator, RunResult
 
-__all__ = ["Config", "load_config", "S3tvrError", "Translator", "RunResult", "read_log", "summarize"]
+__all__ = ["Config", "load_config", "S3tvrError", "Translator", "RunResult", "Dubber", "DubOptions", "DubResult",
+           "download", "read_log", "summarize"]
 __version__ = "0.1.0"

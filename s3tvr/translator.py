@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-import soundfile as sf
 
+from s3tvr import files
 from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
 from s3tvr.audio.sources import FileSource, MicSource
 from s3tvr.backends import registry
@@ -166,7 +166,7 @@ class Translator:
     def _send(self, seg: SpeechSegment) -> None:
         log.info("utterance %d: %.2f-%.2f s", seg.utt.utt_id, seg.utt.seg_start_s, seg.utt.seg_end_s)
         if self.record_dir is not None:
-            _write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, 16000)
+            files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, 16000)
         self.pipeline.input.put(seg)
 
     def _play(self) -> bool:
@@ -198,7 +198,7 @@ class Translator:
         chunks = self._recorded.pop(utt_id, None)
         if chunks:
             audio = np.concatenate([c.samples for c in chunks])
-            _write_wav(self.record_dir / f"utt{utt_id:05d}_out.wav", audio, chunks[0].sample_rate)
+            files.write_wav(self.record_dir / f"utt{utt_id:05d}_out.wav", audio, chunks[0].sample_rate)
 
     def _collect(self) -> None:
         for utt in self.sink.finished():
@@ -256,7 +256,3 @@ def check_device(device: str) -> None:
             raise SetupError("--device cuda but no CUDA GPU is visible to PyTorch: use --device cpu, or install a CUDA build of torch")
 
 
-def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    sf.write(tmp, audio, rate, format="WAV")
-    tmp.replace(path)

@@ -128,7 +128,7 @@ def build_nllb(folder: Path) -> Path:
                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                           decoder_start_token_id=tokenizer.eos_token_id)
     model = M2M100ForConditionalGeneration(config)
-    _speak_text(model, tokenizer, ("eng_Latn", "spa_Latn"))
+    _speak_text(model, tokenizer, ("eng_Latn", "spa_Latn", "rus_Cyrl"))
     out = folder / "nllb-tiny"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

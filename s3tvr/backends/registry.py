@@ -48,6 +48,9 @@ BACKENDS: list[BackendInfo] = [
 ]
 
 
+STACK_EXTRAS = {"nemo", "mt", "xtts"}
+
+
 def names(kind: str) -> list[str]:
     return [b.name for b in BACKENDS if b.kind == kind]
 
@@ -61,6 +64,8 @@ def info(kind: str, name: str) -> BackendInfo:
 
 def _missing(b: BackendInfo, name: str) -> SetupError:
     hint = f"pip install 's3tvr[{b.extra}]'" if b.extra else "reinstall s3tvr"
+    if b.extra in STACK_EXTRAS:  # they need torch 2.9 with torchaudio: the setup script gets the versions right
+        hint = f"./setup.sh --stack (or {hint} with torch 2.9.1)"
     return SetupError(f"{b.kind} backend {b.name} needs {name} which is not installed: {hint}")
 
 

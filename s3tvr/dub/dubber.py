@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from s3tvr import files
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
@@ -94,7 +95,7 @@ class Dubber:
         if not phrases:
             raise InputError(f"no speech found in {self.input}: nothing to dub")
         self._translate(original, phrases)
-        _write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
+        files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
                                          "phrases": [p.to_json() for p in phrases]})
         rendered = self._render(original, phrases)
         speech = self._place(original, rendered)
@@ -105,15 +106,16 @@ class Dubber:
         tick = self.progress.stage("write", 1)
         media.write(original, mixed, self.output)
         tick()
-        files = [self.output, self.segments_path]
+        written = [self.output, self.segments_path]
         if self.options.subtitles:
-            files += self._subtitles(phrases)
+            written += self._subtitles(phrases)
         sync = report.build(rendered, original.speech16k, speech, original.rate, original.audio.shape[1], mixed.shape[1],
                             self.options.max_tempo)
-        sync["overall"].update({"loudness_target_lufs": round(target, 2), "speech_gain_db": round(gain_db, 2),
+        sync["overall"].update({"loudness_target_lufs": round(target, 2) if np.isfinite(target) else None,
+                                "speech_gain_db": round(gain_db, 2),
                                 "mix_scale": round(scale, 3)})
-        report.write(sync, self.report_path)
-        return DubResult(self.output, sync, files + [self.report_path])
+        files.write_json(self.report_path, sync)
+        return DubResult(self.output, sync, written + [self.report_path])
 
     def _phrases(self, original: media.Original) -> list[Phrase]:
         cache = self.work / f"words-{self._key('asr', 'vad', 'src_lang')}.json"
@@ -125,7 +127,7 @@ class Dubber:
                 raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
             self._ready(self.asr)
             words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)))
-            _write_json(cache, [w.__dict__ for w in words])
+            files.write_json(cache, [w.__dict__ for w in words])
         return group_words(words, self.options.max_phrase_s)
 
     def _edited_phrases(self) -> list[Phrase]:
@@ -155,7 +157,7 @@ class Dubber:
             else:
                 p.translation = self._translation_of(original, p)
                 cache[p.source] = p.translation
-                _write_json(cache_path, cache)
+                files.write_json(cache_path, cache)
             tick()
 
     def _translation_of(self, original: media.Original, p: Phrase) -> str:
@@ -212,9 +214,7 @@ class Dubber:
             audio = soxr.resample(audio, chunks[0].sample_rate, out_rate)
         audio = audio.astype(np.float32)
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        sf.write(tmp, audio, out_rate, format="WAV")
-        tmp.replace(path)
+        files.write_wav(path, audio, out_rate)
         return audio, ""
 
     def _voice(self, original: media.Original, phrases: list[Phrase]) -> None:
@@ -265,13 +265,13 @@ class Dubber:
 
     def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
         stem = self.output.with_suffix("")
-        files = []
+        paths = []
         for lang, text_of in ((self.config.src_lang, lambda p: p.source), (self.config.tgt_lang, lambda p: p.translation)):
             for fmt in ("srt", "vtt"):
                 path = stem.with_name(f"{stem.name}.{lang}.{fmt}")
-                subtitles.write([(p.start, p.end, text_of(p)) for p in phrases], path)
-                files.append(path)
-        return files
+                files.write_text(path, subtitles.render([(p.start, p.end, text_of(p)) for p in phrases], fmt))
+                paths.append(path)
+        return paths
 
     def _ready(self, stage: Any) -> None:
         """Load a stage's model the first time it is needed (a cached stage never loads)."""
@@ -290,12 +290,6 @@ class Dubber:
 def _input_key(path: Path) -> str:
     st = path.stat()
     return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def detect_language(audio16k: np.ndarray) -> str:

@@ -6,9 +6,7 @@ track and on the original, with no pre-roll or tail, and the two are compared at
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -117,12 +115,6 @@ def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.nd
             met[key] = bool(value <= target) if key.endswith("_s") else bool(value == target)
     met["stretch_max"] = bool(overall["stretch_max"] <= max_tempo + 1e-6)
     return {"overall": overall, "targets": {**TARGETS, "stretch_max": max_tempo}, "met": met, "phrases": rows}
-
-
-def write(report: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def format_table(report: dict[str, Any]) -> str:

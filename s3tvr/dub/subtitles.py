@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 from typing import Sequence
 
 LINE = 42  # characters per subtitle line (the usual broadcast limit)
@@ -30,9 +29,3 @@ def render(cues: Sequence[tuple[float, float, str]], fmt: str) -> str:
         head = f"{n}\n" if fmt == "srt" else ""
         blocks.append(f"{head}{_stamp(start, sep)} --> {_stamp(end, sep)}\n{lines}")
     return "\n\n".join(blocks) + "\n"
-
-
-def write(cues: Sequence[tuple[float, float, str]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(render(cues, path.suffix.lstrip(".")), encoding="utf-8")
-    tmp.replace(path)

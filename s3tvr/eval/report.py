@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from s3tvr import files
 from s3tvr.eval.runner import EvalResult
 
 
@@ -41,9 +41,7 @@ def format_table(r: EvalResult) -> str:
 
 
 def write_json(r: EvalResult, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(r.to_dict(), indent=1, ensure_ascii=False, default=lambda x: None))
-    tmp.replace(path)
+    files.write_json(path, r.to_dict())
 
 
 def plot(r: EvalResult, path: Path) -> None:

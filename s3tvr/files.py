@@ -1,0 +1,31 @@
+"""Writing files whole or not at all: a temporary name beside the target, renamed at the end, so
+an interrupted run never leaves a half-written file under the name a user expects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+
+def _temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = _temp(path)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=1, ensure_ascii=False, default=lambda x: None) + "\n")
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
+    tmp = _temp(path)
+    sf.write(tmp, audio, rate, format="WAV")
+    tmp.replace(path)
