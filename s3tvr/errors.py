@@ -1,6 +1,12 @@
 """Errors a user can fix. The CLI prints them as one line and exits non-zero, no traceback."""
 
 
+def brief(exc: BaseException) -> str:
+    """A library's exception in one line, for the message that wraps it: "OSError: first line"."""
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
+
+
 class S3tvrError(Exception):
     """An expected failure: the message names the cause and the fix."""
 

@@ -3,12 +3,19 @@ an interrupted run never leaves a half-written file under the name a user expect
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+
+def file_key(path: Path) -> str:
+    """Identifies a file without reading it (a checkpoint has gigabytes): path, size, modification time."""
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
 
 
 def _temp(path: Path) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from s3tvr.errors import InputError, SetupError
+from s3tvr.errors import InputError, SetupError, brief
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def download(keys: list[str], accept_license: bool = False, ask: Callable[[str],
             snapshot_download(repo.repo_id, revision=repo.revision, local_dir=dest,
                               allow_patterns=list(repo.patterns) if repo.patterns else None)
         except Exception as exc:  # network, disk or hub errors: one line, what is done stays for a resume
-            raise SetupError(f"download of {repo.repo_id} failed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            raise SetupError(f"download of {repo.repo_id} failed ({brief(exc)}); "
                              "check the connection and disk space, then run the same command again to resume") from None
         paths.append(dest)
     return paths

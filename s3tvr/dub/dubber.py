@@ -90,7 +90,7 @@ class Dubber:
             self.config.src_lang = detect_language(original.speech16k)
         self.asr, self.mt, self.tts = build_backends(self.config)
         self.work.mkdir(parents=True, exist_ok=True)
-        self.key = _input_key(self.input)
+        self.key = files.file_key(self.input)
         phrases = self._phrases(original) if not self.options.resume else self._edited_phrases()
         if not phrases:
             raise InputError(f"no speech found in {self.input}: nothing to dub")
@@ -285,11 +285,6 @@ class Dubber:
         settings = {part: cfg.get(part) for part in parts}
         settings["max_phrase_s"] = self.options.max_phrase_s
         return hashlib.sha1(json.dumps([self.key, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _input_key(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
 
 
 def detect_language(audio16k: np.ndarray) -> str:

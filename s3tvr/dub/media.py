@@ -11,8 +11,9 @@ from pathlib import Path
 import av
 import numpy as np
 import soundfile as sf
+import soxr
 
-from s3tvr.audio.decode import load_audio
+from s3tvr.audio.decode import decode
 from s3tvr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,11 @@ class Original:
 
 def read(path: str | Path) -> Original:
     path = Path(path)
-    speech16k = load_audio(path)  # the checks: missing, folder, not media, no audio track, damaged
+    audio, rate = decode(path)  # decoded once: the mix uses it as it is, VAD and ASR a 16 kHz mono copy
+    mono = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
+    speech16k = soxr.resample(mono, rate, 16000, quality="HQ").astype(np.float32) if rate != 16000 else mono
     with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
         has_video = bool(container.streams.video)
-        layout = stream.codec_context.layout.name if stream.codec_context.layout else "mono"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=stream.codec_context.sample_rate)
-        parts = []
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                parts.append(out.to_ndarray())
-        parts += [out.to_ndarray() for out in resampler.resample(None)]
-        rate = stream.codec_context.sample_rate
-    audio = np.concatenate(parts, axis=1).astype(np.float32)
     return Original(path, audio, rate, speech16k, has_video)
 
 

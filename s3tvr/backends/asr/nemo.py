@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from s3tvr import models
 from s3tvr.backends.torch_util import torch_dtype
-from s3tvr.errors import InputError, SetupError
+from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.messages import SpeechSegment, Transcript, Word
 from s3tvr.pipeline import Stage
 
@@ -82,8 +82,7 @@ class Backend(Stage):
             else:
                 self.model = ASRModel.from_pretrained(self.model_name, map_location=self.device)
         except Exception as exc:  # hub, file and config errors alike: one line
-            raise SetupError(f"could not load NeMo model {self.model_name!r} ({exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}): give a .nemo path with asr.model=PATH "
+            raise SetupError(f"could not load NeMo model {self.model_name!r} ({brief(exc)}): give a .nemo path with asr.model=PATH "
                              f"or run s3tvr download asr-{self.src_lang}") from None
         if hasattr(self.model, "ctc_decoder"):  # hybrid transducer/CTC: pick the decoder on purpose
             self.model.change_decoding_strategy(decoder_type=self.config.decoder, verbose=False)

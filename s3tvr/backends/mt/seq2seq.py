@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from s3tvr import models
 from s3tvr.backends.torch_util import torch_dtype
-from s3tvr.errors import SetupError
+from s3tvr.errors import SetupError, brief
 from s3tvr.languages import join_sentences
 from s3tvr.messages import Transcript, Translation
 from s3tvr.pipeline import Stage
@@ -69,7 +69,7 @@ class Seq2SeqBackend(Stage):
             self.model = AutoModelForSeq2SeqLM.from_pretrained(self.model_name, dtype=dtype,
                                                                local_files_only=self.config.local_files_only)
         except (OSError, ValueError) as exc:
-            raise SetupError(f"could not load MT model {self.model_name!r} ({str(exc).splitlines()[0]}): give a local folder "
+            raise SetupError(f"could not load MT model {self.model_name!r} ({brief(exc)}): give a local folder "
                              "with mt.model=PATH, or run s3tvr download mt") from None
         self.model.to(self.device).eval()
         self.check_languages()

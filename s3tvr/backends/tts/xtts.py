@@ -20,9 +20,10 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from s3tvr import files
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.torch_util import torch_dtype
-from s3tvr.errors import InputError, SetupError
+from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
 from s3tvr.messages import AudioChunk
 from s3tvr.pipeline import Stage
@@ -101,10 +102,9 @@ class Backend(Stage):
             self.model.load_checkpoint(self.xtts_config, checkpoint_dir=str(self.model_dir), eval=True,
                                        use_deepspeed=self.config.deepspeed)
         except Exception as exc:
-            raise SetupError(f"could not load XTTS from {self.model_dir} ({exc.__class__.__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}): check that model.pth and config.json belong together") from None
+            raise SetupError(f"could not load XTTS from {self.model_dir} ({brief(exc)}): check that model.pth and config.json belong together") from None
         self.model.to(self.device)
-        model_key = _file_key(self.model_dir / "model.pth")
+        model_key = files.file_key(self.model_dir / "model.pth")
         self.voice = Voice(self.model, self.cache_dir, model_key, self.config)
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
@@ -216,12 +216,6 @@ class Voice:
 
 def voice_clips(config: Config) -> list[Path]:
     return [Path(p.strip()).expanduser() for p in config.reference.split(",") if p.strip()]
-
-
-def _file_key(path: Path) -> str:
-    """Identifies a checkpoint without reading its gigabytes: its path, size and modification time."""
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
 
 
 def _safe(name: str) -> str:
