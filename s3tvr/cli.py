@@ -55,16 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
     run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
     run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
-    xtts = run.add_argument_group("voice cloning (XTTS v2, the stack preset)")
-    xtts.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder with model.pth and vocab.json (s3tvr download xtts): "
-                                                        "speak in your own voice; selects the stack preset")
-    xtts.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
-    xtts.add_argument("--voice", action="append", default=[], metavar="FILE",
-                      help="a recording of the speaker to clone (repeatable: several clips of one person); "
-                           "default: learned from your first utterances")
-    xtts.add_argument("--speaker", metavar="NAME", help="keep the voice learned in this session under NAME and start from it next time")
-    xtts.add_argument("--deepspeed", action="store_true", help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed)")
-    xtts.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
+    _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
     ev = sub.add_parser("eval", help="quality, voice, speed and memory on a folder of clips with references",
                         description="Run the system on every clip of a folder in the format of shared/data/speech/fleurs "
@@ -107,13 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
     dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
-    dub_voice = dub.add_argument_group("voice cloning (XTTS v2)")
-    dub_voice.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder: dub in the speaker's own voice (stack preset)")
-    dub_voice.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: in --xtts-dir)")
-    dub_voice.add_argument("--voice", action="append", default=[], metavar="FILE",
-                           help="recording(s) of the speaker (default: the cleanest 12 s of the original)")
-    dub_voice.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
-    dub.set_defaults(speaker=None, deepspeed=False)
+    _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
 
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
@@ -132,6 +117,32 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("log", metavar="LOG", help="the JSON Lines latency log")
     rep.add_argument("--plot", metavar="PNG", help="also draw the latency distribution and per-stage bars")
     return p
+
+
+def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:
+    """The voice-cloning flags run and dub share (XTTS v2, the stack preset)."""
+    group = parser.add_argument_group("voice cloning (XTTS v2, the stack preset)")
+    group.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder with model.pth and vocab.json (s3tvr download "
+                                                          "xtts): speak in your own voice; selects the stack preset")
+    group.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
+    group.add_argument("--voice", action="append", default=[], metavar="FILE",
+                       help=f"a recording of the speaker to clone (repeatable: several clips of one person); default: {voice_default}")
+    if session:
+        group.add_argument("--speaker", metavar="NAME", help="keep the voice learned in this session under NAME and start from it next time")
+    else:
+        parser.set_defaults(speaker=None)
+    group.add_argument("--deepspeed", action="store_true", help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed)")
+    group.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
+
+
+def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Config":
+    """The preset (offline, or stack when XTTS is asked for), --set overrides, then the voice flags."""
+    from s3tvr.config import load_config
+
+    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
+    config = load_config(preset, args.overrides, src_lang=src_lang, tgt_lang=tgt_lang, device=args.device, dtype=args.dtype)
+    _voice_options(args, config)
+    return config
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -157,14 +168,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s3tvr.config import load_config
     from s3tvr.latency import format_table, summarize
     from s3tvr.translator import Translator
 
     target = args.to or ("es" if args.lang == "en" else "en")
-    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
-    config = load_config(preset, args.overrides, src_lang=args.lang, tgt_lang=target, device=args.device, dtype=args.dtype)
-    _voice_options(args, config)
+    config = _load_config(args, args.lang, target)
     if args.input_device is not None:  # set directly: device names hold characters YAML would parse
         config.audio.input_device = args.input_device
     if args.output_device is not None:
@@ -206,14 +214,10 @@ def _voice_options(args: argparse.Namespace, config: "Config") -> None:
 def _dub(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from s3tvr.config import load_config
     from s3tvr.dub.dubber import Dubber, DubOptions
     from s3tvr.dub.report import format_table
 
-    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
-    config = load_config(preset, args.overrides, src_lang=args.src or "auto", tgt_lang=args.to, device=args.device,
-                         dtype=args.dtype)
-    _voice_options(args, config)
+    config = _load_config(args, args.src or "auto", args.to)
     options = DubOptions(max_tempo=args.max_tempo, duck_db=args.duck_db, max_phrase_s=args.max_phrase,
                          subtitles=not args.no_subtitles, resume=args.resume,
                          work_dir=Path(args.work_dir) if args.work_dir else None)
