@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
     _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
 
+    _finetune_parser(sub)
+
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
     from s3tvr.models import GROUPS, REPOS
@@ -117,6 +119,64 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("log", metavar="LOG", help="the JSON Lines latency log")
     rep.add_argument("--plot", metavar="PNG", help="also draw the latency distribution and per-stage bars")
     return p
+
+
+def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    from s3tvr.finetune.prepare import PrepareOptions
+    from s3tvr.finetune.train import TrainOptions
+
+    prep_defaults, train_defaults = PrepareOptions(), TrainOptions()
+    ft = sub.add_parser("finetune", help="fine-tune XTTS v2 on a speaker's recordings: prepare a dataset, then train",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="A cloned voice closer to the speaker than zero-shot cloning, in two steps.",
+                        epilog="examples:\n  s3tvr finetune prepare recordings/ --speaker-ref me.wav -o dataset/\n"
+                               "  s3tvr finetune train dataset/ --xtts-dir models/xtts_v2 -o models/xtts_me/\n"
+                               "  s3tvr run en --xtts-dir models/xtts_me                     # speaks with the result")
+    steps = ft.add_subparsers(dest="step", required=True, metavar="STEP")
+    prep = steps.add_parser(
+        "prepare", help="recordings -> a clean training set (the target speaker only, denoised, transcribed)",
+        description="Cut recordings at pauses into 1-11.5 s clips; keep the clips in the voice of --speaker-ref that are "
+                    "clean enough (SNR, clipping, denoising that would eat speech, ASR confidence, enough speech); "
+                    "write them loudness-normalised at 22.05 kHz with coqui-tts metadata (train/eval), dataset.json "
+                    "(what was dropped and why) and lengths.png.")
+    prep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files, or folders of them")
+    prep.add_argument("--speaker-ref", action="append", required=True, metavar="FILE",
+                      help="a recording of the target speaker alone (repeatable)")
+    prep.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset folder to create")
+    prep.add_argument("--lang", choices=LANGUAGES, metavar="LANG", help="the recordings' language (default: detected)")
+    prep.add_argument("--speaker-name", default=prep_defaults.speaker_name, metavar="NAME", help="the speaker's name in the metadata")
+    prep.add_argument("--threshold", type=float, default=prep_defaults.threshold, metavar="X",
+                      help="least voice similarity to the reference (0-1, default %(default)s; same speaker scores ~0.85-0.95)")
+    prep.add_argument("--min-snr", type=float, default=prep_defaults.min_snr_db, metavar="DB",
+                      help="least speech-to-noise ratio (default %(default)s dB)")
+    prep.add_argument("--min-confidence", type=float, default=prep_defaults.min_confidence, metavar="X",
+                      help="least mean ASR word probability (default %(default)s)")
+    prep.add_argument("--no-denoise", action="store_true", help="keep the clips as recorded")
+    prep.add_argument("--config", metavar="FILE", help="preset or YAML whose ASR transcribes (default: offline, faster-whisper)")
+    prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help="override a config key")
+    prep.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's)")
+
+    tr = steps.add_parser(
+        "train", help="fine-tune XTTS v2's GPT on a prepared dataset",
+        description="Fine-tune XTTS v2's GPT with coqui-tts's recipe (the DVAE and decoder stay as they are). The best "
+                    "checkpoint by eval loss becomes a folder --xtts-dir loads, with the dataset's clearest clips as its "
+                    "default voice. Trains on the GPU when there is one. Ctrl-C saves a checkpoint; --resume goes on.")
+    tr.add_argument("dataset", metavar="DATASET", help="a folder made by finetune prepare")
+    tr.add_argument("--xtts-dir", default="models/xtts_v2", metavar="PATH",
+                    help="the XTTS v2 model to start from, with dvae.pth and mel_stats.pth (s3tvr download xtts xtts-train)")
+    tr.add_argument("-o", "--output", required=True, metavar="DIR", help="the fine-tuned model's folder")
+    d = train_defaults
+    tr.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help="at most N passes over the data (default %(default)s)")
+    tr.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (a quick run)")
+    tr.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="clips per step (default %(default)s)")
+    tr.add_argument("--grad-accum", type=int, default=d.grad_accum, metavar="N", help="batches per optimizer step (default %(default)s)")
+    tr.add_argument("--lr", type=float, default=d.lr, metavar="X", help="learning rate (default %(default)s, the recipe's)")
+    tr.add_argument("--patience", type=int, default=d.patience, metavar="N",
+                    help="stop when the eval loss has not improved for N epochs (default %(default)s)")
+    tr.add_argument("--min-minutes", type=float, default=d.min_minutes, metavar="M",
+                    help="refuse datasets with less training speech (default %(default)s)")
+    tr.add_argument("--workers", type=int, default=d.workers, metavar="N", help="data loader processes (default %(default)s; 0: none)")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run in the output folder")
 
 
 def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:
@@ -157,7 +217,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        commands = {"run": _run, "dub": _dub, "devices": _devices, "report": _report, "eval": _eval, "download": _download}
+        commands = {"run": _run, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
+                    "download": _download}
         return commands[args.command](args)
     except S3tvrError as exc:
         print(f"s3tvr: error: {exc}", file=sys.stderr)
@@ -229,8 +290,52 @@ def _dub(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    return _finetune_train(args) if args.step == "train" else _finetune_prepare(args)
+
+
+def _finetune_prepare(args: argparse.Namespace) -> int:
+    from s3tvr.config import load_config
+    from s3tvr.finetune.prepare import Preparer, PrepareOptions
+    from s3tvr.finetune.report import format_table
+
+    lang = args.lang or ""
+    config = load_config(args.config or "offline", args.overrides, src_lang=lang or "en", tgt_lang=lang or "en",
+                         device=args.device)
+    options = PrepareOptions(language=lang, speaker_name=args.speaker_name, threshold=args.threshold,
+                             min_snr_db=args.min_snr, min_confidence=args.min_confidence, denoise=not args.no_denoise)
+    with _RichProgress(enabled=not args.quiet) as progress:
+        result = Preparer(config, args.inputs, args.output, args.speaker_ref, options, progress).run()
+    print(format_table(result.report))
+    log.info("wrote %s (dataset.json: every clip and why it was dropped; lengths.png)", result.folder)
+    return 0
+
+
+def _finetune_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from s3tvr.finetune.train import TrainOptions, train
+
+    if args.verbose < 2:  # coqui's trainer prints its step tables to stderr; the progress bar says enough
+        try:
+            from trainer.logger import handler
+
+            handler.setLevel(logging.WARNING)
+        except ImportError:
+            pass  # train() says how to install it
+    options = TrainOptions(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                           lr=args.lr, patience=args.patience, min_minutes=args.min_minutes, workers=args.workers,
+                           resume=args.resume)
+    with _RichProgress(enabled=not args.quiet) as progress:
+        result = train(args.dataset, args.xtts_dir, args.output, options, progress)
+    s = result.summary
+    print(f"{s['steps']} steps, best eval loss {s['best_eval_loss']} ({s['stopped']}): {result.folder}")
+    log.info("speak with it: s3tvr run %s --xtts-dir %s", s["language"], Path(result.folder))
+    return 0
+
+
 class _RichProgress:
-    """A progress bar with ETA per dub stage, on stderr."""
+    """A progress bar with ETA per stage (dub, finetune), on stderr."""
 
     def __init__(self, enabled: bool):
         from rich.console import Console

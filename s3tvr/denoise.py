@@ -30,9 +30,12 @@ class Denoiser(Stage):
         yield SpeechSegment(item.utt, denoise(self._nr, item.audio, item.noise, self.config.prop_decrease), item.noise)
 
 
-def denoise(nr, audio: np.ndarray, noise: np.ndarray, prop_decrease: float) -> np.ndarray:
-    if len(noise) >= MIN_PROFILE_S * SAMPLE_RATE:
-        out = nr.reduce_noise(y=audio, sr=SAMPLE_RATE, y_noise=noise, stationary=True, prop_decrease=prop_decrease, n_jobs=1)
+def denoise(nr, audio: np.ndarray, noise: np.ndarray, prop_decrease: float, rate: int = SAMPLE_RATE,
+            n_std: float = 1.5) -> np.ndarray:
+    """Spectral gating: bins under the noise profile's mean + ``n_std`` deviations are cut by ``prop_decrease``."""
+    if len(noise) >= MIN_PROFILE_S * rate:
+        out = nr.reduce_noise(y=audio, sr=rate, y_noise=noise, stationary=True, prop_decrease=prop_decrease,
+                              n_std_thresh_stationary=n_std, n_jobs=1)
     else:
-        out = nr.reduce_noise(y=audio, sr=SAMPLE_RATE, stationary=False, prop_decrease=prop_decrease, n_jobs=1)
+        out = nr.reduce_noise(y=audio, sr=rate, stationary=False, prop_decrease=prop_decrease, n_jobs=1)
     return np.asarray(out, dtype=np.float32)

@@ -38,6 +38,9 @@ class ModelRepo:
 REPOS = {r.key: r for r in [
     ModelRepo("xtts", "coqui/XTTS-v2", "v2.0.3", "xtts_v2", "1.9 GB",
               ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth", "LICENSE.txt"), XTTS_LICENSE),
+    # What fine-tuning needs besides the model (s3tvr finetune train): the DVAE and its mel statistics.
+    # "main": the v2.0.3 tag's listing could not be checked from here; these files have not changed since upload.
+    ModelRepo("xtts-train", "coqui/XTTS-v2", "main", "xtts_v2", "0.2 GB", ("dvae.pth", "mel_stats.pth"), XTTS_LICENSE),
     ModelRepo("asr-en", "nvidia/parakeet-ctc-1.1b", "main", "parakeet-ctc-1.1b", "4.3 GB", ("*.nemo", "*.md")),
     ModelRepo("asr-en-0.6b", "nvidia/parakeet-ctc-0.6b", "main", "parakeet-ctc-0.6b", "2.4 GB", ("*.nemo", "*.md")),
     ModelRepo("asr-es", "nvidia/stt_es_fastconformer_hybrid_large_pc", "main", "stt_es_fastconformer_hybrid_large_pc",

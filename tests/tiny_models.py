@@ -161,6 +161,19 @@ def build_marian(folder: Path) -> Path:
     return out
 
 
+def _xtts_vocab(tortoise: Path, out: Path) -> None:
+    """Tortoise's BPE vocabulary (shipped in coqui-tts) with the language tokens XTTS v2's
+    vocab.json adds ("[en]", "[es]" …): its tokenizer starts every text with one."""
+    from s3tvr.languages import XTTS_CODES
+
+    vocab = json.loads(tortoise.read_text())
+    next_id = max(len(vocab["model"]["vocab"]), 1 + max(t["id"] for t in vocab["added_tokens"]))
+    for i, code in enumerate(sorted({c.split("-")[0] for c in XTTS_CODES.values()})):
+        vocab["added_tokens"].append({"id": next_id + i, "special": True, "content": f"[{code}]", "single_word": False,
+                                      "lstrip": False, "rstrip": False, "normalized": False})
+    out.write_text(json.dumps(vocab))
+
+
 def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
     """XTTS v2 with a one-layer GPT, using the BPE vocabulary that ships inside coqui-tts; saved
     as model.pth + config.json + vocab.json, as the real download is."""
@@ -172,7 +185,7 @@ def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
 
     out = folder / "xtts-tiny"
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(TTS.__file__).parent / "tts/utils/assets/tortoise/tokenizer.json", out / "vocab.json")
+    _xtts_vocab(Path(TTS.__file__).parent / "tts/utils/assets/tortoise/tokenizer.json", out / "vocab.json")
     args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, decoder_input_dim=32,
                     gpt_max_audio_tokens=max_audio_tokens, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
                     gpt_stop_audio_token=65, gpt_use_perceiver_resampler=True, tokenizer_file=str(out / "vocab.json"))
@@ -183,3 +196,25 @@ def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
     torch.save({"model": model.state_dict()}, out / "model.pth")
     config.save_json(str(out / "config.json"))
     return out
+
+
+def add_xtts_training_files(folder: Path) -> None:
+    """What fine-tuning needs beside a model: the DVAE (coqui-tts's GPT trainer builds it with fixed
+    sizes; random weights here) and the mel statistics (measured on a test clip), as the real
+    dvae.pth and mel_stats.pth."""
+    import torch
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.layers.tortoise.arch_utils import TorchMelSpectrogram
+    from TTS.tts.layers.xtts.dvae import DiscreteVAE
+
+    from s3tvr.audio.decode import load_audio
+
+    config = XttsConfig()
+    config.load_json(str(folder / "config.json"))
+    dvae = DiscreteVAE(channels=80, normalization=None, positional_dims=1, num_tokens=config.model_args.gpt_num_audio_tokens - 2,
+                       codebook_dim=512, hidden_dim=512, num_resnet_blocks=3, kernel_size=3, num_layers=2,
+                       use_transposed_convs=False)
+    torch.save(dvae.state_dict(), folder / "dvae.pth")
+    clip = torch.from_numpy(load_audio(Path(__file__).parent / "data/lj001-0001.ogg", 22050))[None]
+    mel = TorchMelSpectrogram(mel_norm_file=None, sampling_rate=22050)(clip)
+    torch.save(mel.mean(dim=(0, 2)), folder / "mel_stats.pth")

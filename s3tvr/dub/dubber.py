@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import soundfile as sf
@@ -30,6 +30,7 @@ from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, speech_regions, transcribe_regions
 from s3tvr.errors import InputError
 from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
+from s3tvr.progress import Progress
 from s3tvr.translator import build_backends, check_device
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,6 @@ class DubResult:
     output: Path
     report: dict[str, Any]
     files: list[Path] = field(default_factory=list)
-
-
-class Progress:
-    """Stage progress for the CLI (rich bars); silent by default."""
-
-    def stage(self, name: str, total: int) -> Callable[[], None]:
-        return lambda: None
 
 
 class Dubber:

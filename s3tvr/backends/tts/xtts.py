@@ -66,6 +66,10 @@ class Backend(Stage):
                              f"(or s3tvr download xtts), or point --xtts-dir at the folder")
         if not self.config_path.is_file():
             raise SetupError(f"XTTS config {self.config_path} not found: give --xtts-config PATH/config.json")
+        own_voice = sorted((self.model_dir / "voice").glob("*.wav"))  # a fine-tuned model's speaker (s3tvr finetune train)
+        if not config.reference and own_voice:
+            config.reference = ",".join(map(str, own_voice))
+            log.info("voice: the fine-tuned speaker's clips in %s", self.model_dir / "voice")
         for path in voice_clips(config):
             if not path.is_file():
                 raise InputError(f"voice clip {path} not found: give one or more recordings of the speaker (--voice FILE)")
