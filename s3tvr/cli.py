@@ -167,7 +167,7 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("-o", "--output", required=True, metavar="DIR", help="the fine-tuned model's folder")
     d = train_defaults
     tr.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help="at most N passes over the data (default %(default)s)")
-    tr.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (a quick run)")
+    tr.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (batches; a quick run)")
     tr.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="clips per step (default %(default)s)")
     tr.add_argument("--grad-accum", type=int, default=d.grad_accum, metavar="N", help="batches per optimizer step (default %(default)s)")
     tr.add_argument("--lr", type=float, default=d.lr, metavar="X", help="learning rate (default %(default)s, the recipe's)")

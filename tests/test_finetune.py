@@ -164,6 +164,19 @@ def test_prepare_resumes_after_an_interruption(recordings, tmp_path):
     assert result.report["clips_kept"] == 4 and not partial.exists()
 
 
+def test_prepare_keeps_clips_cut_tight_as_recorded(tmp_path):
+    """Recordings with no pauses (already cut, as LJSpeech's) give the denoiser no noise to learn:
+    they are kept as recorded instead of being gated blindly."""
+    from s3tvr.config import load_config
+    from s3tvr.finetune.prepare import Preparer
+
+    clips = [DATA / "lj001-0004.ogg", DATA / "lj001-0006.ogg"]
+    result = Preparer(load_config("offline", [], src_lang="en", tgt_lang="en"), clips, tmp_path / "d", [REFERENCE],
+                      PrepareOptions(language="en")).run()
+    assert [c.reason for c in result.clips] == [None, None]
+    assert all(c.speech_loss_db is None and c.snr_db is None and c.similarity > 0.8 for c in result.clips)
+
+
 def test_cut_clips_at_pauses_within_the_length_limits():
     opts = PrepareOptions(max_clip_s=11.5, max_pause_s=0.6)
     regions = [(1.0, 3.0), (3.4, 6.0), (6.5, 9.0), (10.0, 12.0), (12.2, 13.0), (20.0, 21.5)]

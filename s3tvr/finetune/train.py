@@ -39,7 +39,7 @@ VOICE_DIR = "voice"
 @dataclass
 class TrainOptions:
     epochs: int = 6
-    max_steps: Optional[int] = None  # stop after this many optimizer steps (a quick run)
+    max_steps: Optional[int] = None  # stop after this many steps (batches; a quick run)
     batch_size: int = 2
     grad_accum: int = 1
     lr: float = 5e-6  # the recipe's: higher rates forget the base model's voices and languages
@@ -120,7 +120,7 @@ def train(dataset: str | Path, base: str | Path, output: str | Path, options: Tr
     except Exception as exc:
         raise SetupError(f"could not load XTTS v2 for training from {base} ({brief(exc)}): check that its files belong together") from None
     train_samples, eval_samples = load_tts_samples(config, eval_split=True)
-    steps_per_epoch = math.ceil(len(train_samples) / options.batch_size / options.grad_accum)
+    steps_per_epoch = math.ceil(len(train_samples) / options.batch_size)  # the trainer counts batches as steps
     watch = _Watch(options, progress.stage("train", options.max_steps or options.epochs * steps_per_epoch))
     created = not output.exists()
     try:
@@ -191,7 +191,7 @@ class _Watch:
         self.best = math.inf
         self.stale = 0
         self.stopped = "finished the epochs"
-        self.done = 0  # optimizer steps, those of a resumed run included
+        self.done = 0  # steps (batches), those of a resumed run included
 
     def step(self, trainer: Any) -> None:
         self.done += 1
