@@ -82,9 +82,11 @@ def download(keys: list[str], accept_license: bool = False, ask: Callable[[str],
                 raise InputError(f"unknown model {key!r}: choose from {', '.join([*REPOS, *GROUPS])}")
             if k not in wanted:
                 wanted.append(k)
-    for k in wanted:  # every license question first, so the downloads can run unattended
+    asked: set[str] = set()
+    for k in wanted:  # every license question first (once per license), so the downloads can run unattended
         license = REPOS[k].license
-        if license and not accept_license:
+        if license and not accept_license and license not in asked:
+            asked.add(license)
             print(license, file=sys.stderr)
             if not sys.stdin.isatty() or ask("Accept the license and download? [y/N] ").strip().lower() not in ("y", "yes"):
                 raise InputError(f"the {k} license was not accepted: read it, then rerun with --accept-license")

@@ -42,3 +42,16 @@ def test_backends_find_downloaded_weights(tmp_path, monkeypatch):
     assert models.resolve("facebook/nllb-200-distilled-1.3B") == str(tmp_path / "nllb-200-distilled-1.3B")
     assert models.looks_like_path("models/x/y") and models.looks_like_path("./m") and models.looks_like_path("a.nemo")
     assert not models.looks_like_path("nvidia/parakeet-ctc-1.1b")
+
+
+def test_one_license_question_for_the_model_and_its_training_files(tmp_path, monkeypatch):
+    import pytest
+
+    from s3tvr.errors import SetupError
+
+    monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    questions = []
+    with pytest.raises(SetupError, match="download of coqui/XTTS-v2 failed"):  # offline, after the question
+        models.download(["xtts", "xtts-train"], ask=lambda q: questions.append(q) or "y")
+    assert len(questions) == 1
