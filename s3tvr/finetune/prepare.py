@@ -188,8 +188,8 @@ class Preparer:
         self._setup()
         (self.work / "wavs").mkdir(parents=True, exist_ok=True)
         clips: list[Clip] = []
-        for path in self.files:
-            clips += self._file(path)
+        for n, path in enumerate(self.files, 1):
+            clips += self._file(path, f"{n}/{len(self.files)} {path.name}"[:28])
         kept = [c for c in clips if c.reason is None]
         result = self._write(clips, kept)
         shutil.rmtree(self.output, ignore_errors=True)  # an empty folder the user made
@@ -234,7 +234,7 @@ class Preparer:
 
     # -- one input file -------------------------------------------------------------------------
 
-    def _file(self, path: Path) -> list[Clip]:
+    def _file(self, path: Path, label: str) -> list[Clip]:
         key = self._key(path)
         done = self.work / f"{key}.json"
         if done.is_file():  # finished in an earlier, interrupted run
@@ -248,7 +248,7 @@ class Preparer:
         regions = speech_regions(audio16, self.vad)
         gaps = self._gaps(regions, total_s)
         spans = cut_clips(regions, total_s, self.options)
-        tick = self.progress.stage(path.name[:24], len(spans))
+        tick = self.progress.stage(label, len(spans))
         clips = []
         for n, (start, end) in enumerate(spans):
             clip = Clip(str(path), round(start, 3), round(end, 3))
