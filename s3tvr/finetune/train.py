@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -268,10 +268,10 @@ def _export(trainer: Any, base: Path, dataset: Path, info: dict[str, Any], outpu
             break
         shutil.copyfile(dataset / clip["file"], voice / Path(clip["file"]).name)
         total += clip["end"] - clip["start"]
-    summary = {"base": str(base), "dataset": str(dataset), "language": info["language"], "checkpoint": str(checkpoint),
+    summary = {"base": str(base), "dataset": str(dataset), "language": info["language"], "from_checkpoint": checkpoint.name,
                "steps": watch.done, "stopped": watch.stopped, "best_eval_loss": _avg_best(trainer),
                "epochs": watch.epochs, "minutes_trained_on": info["minutes_train"],
-               "options": options.__dict__}
+               "options": asdict(options)}
     files.write_json(output / RESULT_FILE, summary)
     for stale in run.glob("*.pth"):  # finished: the trainer's checkpoints (model + optimizer, GBs each) are done with
         stale.unlink()
