@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,11 @@ def file_key(path: Path) -> str:
     """Identifies a file without reading it (a checkpoint has gigabytes): path, size, modification time."""
     st = path.stat()
     return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def safe_name(name: str) -> str:
+    """``name`` usable in a file name on any system: runs of other characters become "_"."""
+    return re.sub(r"[^\w.-]+", "_", name)
 
 
 def _temp(path: Path) -> Path:

@@ -14,7 +14,6 @@ import json
 import logging
 import resource
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +27,7 @@ from s3tvr.config import BackendSection, Config, load_config
 from s3tvr.errors import InputError, SetupError
 from s3tvr.eval import metrics
 from s3tvr.messages import SpeechSegment, UttInfo
+from s3tvr.speaker import SpeakerEncoder
 from s3tvr.translator import Translator
 from s3tvr.vad import Segmenter
 
@@ -129,14 +129,9 @@ class _Judge:
             from faster_whisper import WhisperModel
         except ImportError:
             raise SetupError("eval needs faster-whisper: pip install 's3tvr[whisper]'") from None
-        try:
-            with warnings.catch_warnings():  # webrtcvad, under resemblyzer, imports the deprecated pkg_resources
-                warnings.simplefilter("ignore")
-                from resemblyzer import VoiceEncoder
-        except ImportError:
-            raise SetupError("eval needs resemblyzer: pip install 's3tvr[eval]'") from None
+        self.voice = SpeakerEncoder(device, extra="eval")
+        self.voice.setup()
         self.asr = WhisperModel(bundled.resolve(model), device=device, compute_type="default" if device == "cuda" else "int8")
-        self.voice = VoiceEncoder("cuda" if device == "cuda" else "cpu", verbose=False)
 
     def transcribe(self, audio: np.ndarray, language: str) -> str:
         if len(audio) == 0 or float(np.abs(audio).max()) < 1e-4:
@@ -146,10 +141,7 @@ class _Judge:
         return " ".join(s.text.strip() for s in segments).strip()
 
     def embed(self, audio: np.ndarray) -> Optional[np.ndarray]:
-        from resemblyzer import preprocess_wav
-
-        wav = preprocess_wav(audio, source_sr=16000)
-        return self.voice.embed_utterance(wav) if len(wav) >= 16000 * 0.5 else None
+        return self.voice.embed(audio)
 
 
 def _source_transcriber(cfg: Config) -> tuple[Any, str]:

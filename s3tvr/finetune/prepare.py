@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -32,10 +31,11 @@ from s3tvr.config import Config
 from s3tvr.denoise import MIN_PROFILE_S, denoise
 from s3tvr.dub.mix import match_loudness
 from s3tvr.dub.phrases import speech_regions
-from s3tvr.errors import InputError, SetupError
+from s3tvr.errors import InputError
 from s3tvr.languages import XTTS_CODES
 from s3tvr.messages import SAMPLE_RATE
 from s3tvr.progress import Progress
+from s3tvr.speaker import SpeakerEncoder
 from s3tvr.translator import check_device
 
 log = logging.getLogger(__name__)
@@ -200,16 +200,11 @@ class Preparer:
     # -- models ---------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        try:
-            with warnings.catch_warnings():  # webrtcvad, under resemblyzer, imports the deprecated pkg_resources
-                warnings.simplefilter("ignore")
-                from resemblyzer import VoiceEncoder
-        except ImportError:
-            raise SetupError("finetune prepare needs resemblyzer: pip install 's3tvr[finetune]'") from None
         import noisereduce
 
         self._nr = noisereduce
-        self.encoder = VoiceEncoder("cuda" if self.config.device == "cuda" else "cpu", verbose=False)
+        self.encoder = SpeakerEncoder(self.config.device, extra="finetune")
+        self.encoder.setup()
         vad = dataclasses.replace(self.config.vad, endpoint_ms=300, long_after_s=6.0, long_endpoint_ms=150,
                                   max_segment_s=self.options.max_clip_s - 2 * PAD_S)
         self.vad = vad
@@ -219,14 +214,8 @@ class Preparer:
         self.asr.setup()
         self.reference = self._reference_embedding()
 
-    def _embed(self, audio16k: np.ndarray) -> Optional[np.ndarray]:
-        from resemblyzer import preprocess_wav
-
-        wav = preprocess_wav(audio16k, source_sr=SAMPLE_RATE)
-        return self.encoder.embed_utterance(wav) if len(wav) >= SAMPLE_RATE // 2 else None
-
     def _reference_embedding(self) -> np.ndarray:
-        embeddings = [e for e in (self._embed(load_audio(r)) for r in self.references) if e is not None]
+        embeddings = [e for e in (self.encoder.embed(load_audio(r)) for r in self.references) if e is not None]
         if not embeddings:
             raise InputError("the speaker reference holds too little speech: give at least a few seconds of the target speaker")
         mean = np.mean(embeddings, axis=0)
@@ -253,7 +242,7 @@ class Preparer:
         for n, (start, end) in enumerate(spans):
             clip = Clip(str(path), round(start, 3), round(end, 3))
             self._check(clip, audio16, audio, clipped_at[int(start * rate):int(end * rate)], self._noise_near(audio, gaps, start, end),
-                        f"wavs/{_safe(path.stem)}-{key[:6]}-{n:04d}.wav")
+                        f"wavs/{files.safe_name(path.stem)[:40]}-{key[:6]}-{n:04d}.wav")
             clips.append(clip)
             tick()
         files.write_json(done, [dataclasses.asdict(c) for c in clips])
@@ -296,7 +285,7 @@ class Preparer:
                 voice16 = soxr.resample(denoise(self._nr, samples, noise, 0.75, RATE), RATE, SAMPLE_RATE, quality="HQ")
                 samples = cleaned
                 speech16 = soxr.resample(cleaned, RATE, SAMPLE_RATE, quality="HQ").astype(np.float32)
-        embedding = self._embed(voice16.astype(np.float32))
+        embedding = self.encoder.embed(voice16.astype(np.float32))
         if embedding is None:
             clip.reason = "too little speech"
             return
@@ -369,7 +358,3 @@ class Preparer:
             if done.name != DATASET_FILE:
                 done.unlink()
         return PrepareResult(self.work, report, clips)
-
-
-def _safe(stem: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:40]

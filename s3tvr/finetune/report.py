@@ -12,10 +12,10 @@ import numpy as np
 
 def summary(clips: list, train: list, evals: list, options: Any, inputs: list[str], references: list[str]) -> dict[str, Any]:
     kept = train + evals
-    drops = collections.Counter(c.reason for c in clips if c.reason)
-    dropped_s = collections.Counter()
+    drops, dropped_s = collections.Counter(), collections.Counter()
     for c in clips:
         if c.reason:
+            drops[c.reason] += 1
             dropped_s[c.reason] += c.duration
     lengths = [c.duration for c in kept]
     return {

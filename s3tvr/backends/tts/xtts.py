@@ -162,7 +162,7 @@ class Voice:
                                      "Give longer recordings (6 s or more is best)") from None
                 self._save(seconds=0.0)
         elif config.speaker:
-            self.cache_file = cache_dir / f"speaker-{_safe(config.speaker)}-{model_key[:12]}.pt"
+            self.cache_file = cache_dir / f"speaker-{files.safe_name(config.speaker)}-{model_key[:12]}.pt"
             seconds = self._load()
             if seconds is not None:  # go on refining once as much new speech was heard
                 self.next_at = seconds if seconds < self.learn_s else None
@@ -221,6 +221,3 @@ class Voice:
 def voice_clips(config: Config) -> list[Path]:
     return [Path(p.strip()).expanduser() for p in config.reference.split(",") if p.strip()]
 
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
