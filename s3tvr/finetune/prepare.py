@@ -56,8 +56,8 @@ class PrepareOptions:
     max_clip_s: float = 11.5  # XTTS's trainer skips clips over 11.6 s
     max_pause_s: float = 0.6  # pauses kept inside a clip
     denoise: bool = True
-    # Gentle gating (noisereduce): at 0.75/1.5 it removed 2.4 dB of LJSpeech's speech under 20 dB SNR
-    # kitchen noise, at 0.5/1.0 1.1 dB (README: finetune).
+    # Gentle gating (noisereduce): at 0.75/1.5 it removed 2.6 dB of LJSpeech's speech under 20 dB SNR
+    # kitchen noise, at 0.5/1.0 1.1 dB (benchmarks/bench_prepare.py --denoise).
     denoise_strength: float = 0.5  # prop_decrease: how far gated bins are cut
     denoise_n_std: float = 1.0  # gate only bins below the noise mean + this many deviations
     max_speech_loss_db: float = 3.0  # reject a clip when denoising removed more speech-band energy than this
@@ -266,7 +266,7 @@ class Preparer:
         speech16 = audio16[int(clip.start * SAMPLE_RATE):int(clip.end * SAMPLE_RATE)]
         voice16 = speech16
         # Without pauses to measure the noise in (recordings cut tight), SNR is unknown and the
-        # denoiser could only guess (non-stationary gating removed 3.1-3.7 dB of LJSpeech's speech):
+        # denoiser could only guess (non-stationary gating removed 2.4-3.7 dB of clean LJSpeech speech):
         # such clips are kept as recorded.
         if len(noise) >= MIN_PROFILE_S * RATE:
             clip.snr_db = round(min(clip_snr_db(samples, noise, RATE), 99.0), 1)
@@ -279,9 +279,9 @@ class Preparer:
                 if clip.speech_loss_db > opts.max_speech_loss_db:
                     clip.reason = "denoising removed speech"
                     return
-                # The voice is compared on a more strongly denoised copy (noise pulls every voice's
-                # embedding towards it; speech lost there does not matter): LJSpeech against other voices
-                # under 20 dB kitchen noise scored 0.83-0.89 vs 0.57-0.66 there, 0.80-0.87 vs 0.54-0.64 gently denoised.
+                # The voice is compared on a more strongly denoised copy: noise pulls every voice's
+                # embedding towards it, and speech lost there does not matter (on the test's mix it
+                # separated her from the other voices more widely than the gently denoised copy).
                 voice16 = soxr.resample(denoise(self._nr, samples, noise, 0.75, RATE), RATE, SAMPLE_RATE, quality="HQ")
                 samples = cleaned
                 speech16 = soxr.resample(cleaned, RATE, SAMPLE_RATE, quality="HQ").astype(np.float32)
