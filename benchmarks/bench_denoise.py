@@ -71,7 +71,9 @@ def main() -> None:
                         texts.append(" ".join(t.text for t in r))
                     out.append(NORM(" ".join(texts)))
                 refs.append(NORM(c["transcript_fleurs_normalized"]))
-            print(f"{name:<7}{'clean' if snr is None else snr:>5}  {jiwer.wer(refs, raw):>8.3f} {jiwer.wer(refs, clean):>13.3f}  {cost / max(dur, 1e-9) * 1000:.0f}")
+            level = "clean" if snr is None else snr
+            print(f"{name:<7}{level:>5}  {jiwer.wer(refs, raw):>8.3f} {jiwer.wer(refs, clean):>13.3f}  "
+                  f"{cost / max(dur, 1e-9) * 1000:.0f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from s3tvr import Translator, load_config
+from s3tvr import Engine, load_config
 from s3tvr.latency import percentile, stage_compute
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
@@ -41,11 +41,11 @@ def main() -> None:
     src, tgt = args.pair.split("-")
     recordings = clips(src)
     records = []
-    with tempfile.TemporaryDirectory() as tmp:
+    cfg = load_config(args.config, args.overrides, src_lang=src, tgt_lang=tgt, device=args.device)
+    with tempfile.TemporaryDirectory() as tmp, Engine(cfg) as engine:  # the models load once for every clip
         for clip in recordings:
-            cfg = load_config(args.config, args.overrides, src_lang=src, tgt_lang=tgt, device=args.device)
-            log = args.log if args.log else None
-            records += Translator(cfg, input=str(clip), output=str(Path(tmp) / "out.wav"), log_path=log).run().records
+            session = engine.session(input=str(clip), output=str(Path(tmp) / "out.wav"), log_path=args.log or None)
+            records += session.run().records
     vad = cfg.vad
     spoken = [r for r in records if r["latency_s"] is not None]
     lat = [r["latency_s"] for r in spoken]
@@ -57,7 +57,8 @@ def main() -> None:
 
     ratio = [r["latency_s"] / (endpoint(r) + c) for r, c in zip(spoken, compute)]
     print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {args.config} {args.pair} on {cfg.device}; {len(recordings)} recordings, {len(records)} utterances, {len(spoken)} spoken")
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {args.config} {args.pair} on {cfg.device}; "
+          f"{len(recordings)} recordings, {len(records)} utterances, {len(spoken)} spoken")
     print(f"end of speech -> first audio: p50 {percentile(lat, 50):.2f} s  p90 {percentile(lat, 90):.2f} s  "
           f"mean {statistics.fmean(lat):.2f} s  best {min(lat):.2f} s  worst {max(lat):.2f} s")
     stages: dict[str, list[float]] = {}

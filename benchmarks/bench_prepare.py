@@ -30,7 +30,7 @@ import soundfile as sf
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import load_config
 from s3tvr.denoise import denoise
-from s3tvr.finetune.prepare import Preparer, PrepareOptions, speech_loss_db
+from s3tvr.finetune.prepare import PrepareOptions, Preparer, speech_loss_db
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RATE = 22050

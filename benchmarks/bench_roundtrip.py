@@ -15,8 +15,7 @@ from pathlib import Path
 import sacrebleu
 from faster_whisper import WhisperModel
 
-from s3tvr import Translator, load_config
-from s3tvr import bundled
+from s3tvr import Engine, bundled, load_config
 from s3tvr.audio.decode import load_audio
 
 FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "fleurs"
@@ -31,12 +30,13 @@ def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
     """Translate each clip with the offline profile; returns the texts per clip."""
     listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
     out = []
+    engines: dict[str, Engine] = {}  # one per source language: its models load once
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            cfg = load_config("offline", src_lang=clip["lang"], tgt_lang="en")
-            cfg.audio.realtime = False
+            if clip["lang"] not in engines:
+                engines[clip["lang"]] = Engine(load_config("offline", ["audio.realtime=false"], src_lang=clip["lang"], tgt_lang="en"))
             wav = Path(tmp) / (Path(clip["audio"]).stem + ".en.wav")
-            result = Translator(cfg, input=str(folder / clip["audio"]), output=str(wav)).run()
+            result = engines[clip["lang"]].session(input=str(folder / clip["audio"]), output=str(wav)).run()
             text = " ".join(r["tgt_text"] for r in result.records if r["tgt_text"])
             out.append({"audio": clip["audio"], "ref": clip["ref_eng"], "text": text, "heard": back_transcribe(listener, wav)})
     return out

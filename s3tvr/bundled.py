@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from s3tvr.errors import SetupError
+from s3tvr.errors import InputError, SetupError
 
 PREFIX = "bundled:"
 
@@ -73,5 +73,5 @@ def resolve(spec: str) -> str:
         return spec
     name = spec[len(PREFIX):]
     if name not in MODELS:
-        raise SetupError(f"no bundled model {name!r}: choose one of {', '.join(MODELS)}")
+        raise InputError(f"no bundled model {name!r}: choose one of {', '.join(MODELS)}")
     return str(MODELS[name]())

@@ -8,19 +8,29 @@ import os
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from s3tvr.backends.torch_util import DTYPES
-from s3tvr.errors import S3tvrError
+from s3tvr.backends.device import DTYPES
+from s3tvr.errors import InputError, S3tvrError
+from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them, the offline profile translates them into English
 
 if TYPE_CHECKING:
     from s3tvr.config import Config
 
 log = logging.getLogger("s3tvr")
 
-from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them, the offline profile translates them into English
-
 
 def _parser() -> argparse.ArgumentParser:
     from s3tvr.backends import registry
+
+    # The options every command that loads models shares, declared once.
+    models = argparse.ArgumentParser(add_help=False)
+    group = models.add_argument_group("models")
+    group.add_argument("--config", metavar="FILE",
+                       help="a YAML config or preset: offline (CPU, bundled weights; the default), stack (NeMo ASR, NLLB MT, "
+                            "XTTS voice cloning; the default with --xtts-dir) or fake (scripted, no models)")
+    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
+    group.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
+    group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (default auto: float16 on CUDA, float32 on CPU)")
 
     p = argparse.ArgumentParser(prog="s3tvr", description="Speech-to-speech translation in your own voice, live.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more status on stderr (-vv: debug)")
@@ -28,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", help="translate speech live: microphone (or a file) in, translated speech out",
+        "run", parents=[models], help="translate speech live: microphone (or a file) in, translated speech out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
                     "its latency is appended to --log.",
@@ -40,39 +50,29 @@ def _parser() -> argparse.ArgumentParser:
                  "  s3tvr run en --config stack --set mt=marian --voice me.wav    # Marian MT, a fixed reference voice")
     run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
     run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
-    run.add_argument("--config", metavar="FILE",
-                     help="a YAML config or preset in configs/: offline (CPU, bundled weights; the default) or stack "
-                          "(NeMo ASR, NLLB MT, XTTS voice cloning; the default with --xtts-dir)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                     help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
     run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
     run.add_argument("--fast", action="store_true", help="with --input: as fast as possible instead of real-time pace")
     run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
     run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
     run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
-    run.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
-    run.add_argument("--dtype", choices=DTYPES, help="torch models' precision (default auto: float16 on CUDA, float32 on CPU)")
     run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
     run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
     run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
-    ev = sub.add_parser("eval", help="quality, voice, speed and memory on a folder of clips with references",
+    ev = sub.add_parser("eval", parents=[models], help="quality, voice, speed and memory on a folder of clips with references",
                         description="Run the system on every clip of a folder in the format of shared/data/speech/fleurs "
                                     "(manifest.jsonl: audio, lang, transcript, ref_eng/ref_spa/ref_rus) and report ASR-BLEU, "
                                     "chrF, text BLEU, source WER, speaker similarity, latency and memory.")
     ev.add_argument("--data", required=True, metavar="DIR", help="folder with manifest.jsonl and the clips it names")
     ev.add_argument("--pair", required=True, metavar="SRC-TGT", help="e.g. es-en: the clips in SRC, references in TGT")
-    ev.add_argument("--config", metavar="FILE", help="the system's config or preset (default: offline)")
-    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help="override a config key")
     ev.add_argument("--fast", action="store_true", help="replay as fast as possible (quality only: latency then means little)")
     ev.add_argument("--out", default="eval-out", metavar="DIR", help="where eval.json and eval.png go (default: eval-out)")
     ev.add_argument("--judge-model", default="bundled:base", metavar="MODEL",
                     help="Whisper model that transcribes the output for ASR-BLEU (default: bundled:base)")
-    ev.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: cpu)")
 
     dub = sub.add_parser(
-        "dub", help="dub a recording or video into another language, timed to the original",
+        "dub", parents=[models], help="dub a recording or video into another language, timed to the original",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Replace the speech of INPUT by its translation, each phrase timed to the original, the background\n"
                     "kept (the original speech ducked), the video stream copied as it is. Writes beside OUTPUT: source and\n"
@@ -86,10 +86,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
     dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
     dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
-    dub.add_argument("--config", metavar="FILE", help="preset or YAML as for run (default: offline, or stack with --xtts-dir)")
-    dub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help="override a config key")
-    dub.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's)")
-    dub.add_argument("--dtype", choices=DTYPES, help="torch models' precision")
     dub.add_argument("--max-tempo", type=float, default=1.25, metavar="X",
                      help="never play a phrase faster than this (default 1.25); longer ones are cut and reported")
     dub.add_argument("--duck-db", type=float, default=-30.0, metavar="DB",
@@ -100,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
     _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
 
-    _finetune_parser(sub)
+    _finetune_parser(sub, models)
 
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
@@ -121,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentParser) -> None:
     from s3tvr.finetune.prepare import PrepareOptions
     from s3tvr.finetune.train import TrainOptions
 
@@ -134,7 +130,7 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
                                "  s3tvr run en --xtts-dir models/xtts_me                     # speaks with the result")
     steps = ft.add_subparsers(dest="step", required=True, metavar="STEP")
     prep = steps.add_parser(
-        "prepare", help="recordings -> a clean training set (the target speaker only, denoised, transcribed)",
+        "prepare", parents=[models], help="recordings -> a clean training set (the target speaker only, denoised, transcribed)",
         description="Cut recordings at pauses into 1-11.5 s clips; keep the clips in the voice of --speaker-ref that are "
                     "clean enough (SNR, clipping, denoising that would eat speech, ASR confidence, enough speech); "
                     "write them loudness-normalised at 22.05 kHz with coqui-tts metadata (train/eval), dataset.json "
@@ -152,9 +148,6 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--min-confidence", type=float, default=prep_defaults.min_confidence, metavar="X",
                       help="least mean ASR word probability (default %(default)s)")
     prep.add_argument("--no-denoise", action="store_true", help="keep the clips as recorded")
-    prep.add_argument("--config", metavar="FILE", help="preset or YAML whose ASR transcribes (default: offline, faster-whisper)")
-    prep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help="override a config key")
-    prep.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's)")
 
     tr = steps.add_parser(
         "train", help="fine-tune XTTS v2's GPT on a prepared dataset",
@@ -188,7 +181,8 @@ def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, sessio
     group.add_argument("--voice", action="append", default=[], metavar="FILE",
                        help=f"a recording of the speaker to clone (repeatable: several clips of one person); default: {voice_default}")
     if session:
-        group.add_argument("--speaker", metavar="NAME", help="keep the voice learned in this session under NAME and start from it next time")
+        group.add_argument("--speaker", metavar="NAME",
+                           help="keep the voice learned in this session under NAME and start from it next time")
     else:
         parser.set_defaults(speaker=None)
     group.add_argument("--deepspeed", action="store_true", help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed)")
@@ -196,13 +190,12 @@ def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, sessio
 
 
 def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Config":
-    """The preset (offline, or stack when XTTS is asked for), --set overrides, then the voice flags."""
+    """The preset (offline, or stack when XTTS is asked for), --set overrides, then the XTTS flags."""
     from s3tvr.config import load_config
 
     preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
     config = load_config(preset, args.overrides, src_lang=src_lang, tgt_lang=tgt_lang, device=args.device, dtype=args.dtype)
-    _voice_options(args, config)
-    return config
+    return _with_xtts_options(args, config)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -221,6 +214,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "download": _download}
         return commands[args.command](args)
     except S3tvrError as exc:
+        if args.verbose >= 2:  # debugging: where it happened and the library error it stands for
+            log.debug("traceback", exc_info=exc)
+            cause = exc.__cause__ or exc.__context__
+            if cause is not None:
+                log.debug("caused by", exc_info=cause)
         print(f"s3tvr: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -229,29 +227,30 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s3tvr.latency import format_table, summarize
-    from s3tvr.translator import Translator
+    from dataclasses import replace
 
+    from s3tvr.engine import Engine
+    from s3tvr.latency import format_table, summarize
+
+    if args.fast and not args.input:
+        raise InputError("--fast needs --input: a microphone cannot go faster than real time")
     target = args.to or ("es" if args.lang == "en" else "en")
     config = _load_config(args, args.lang, target)
-    if args.input_device is not None:  # set directly: device names hold characters YAML would parse
-        config.audio.input_device = args.input_device
-    if args.output_device is not None:
-        config.audio.output_device = args.output_device
-    if args.fast:
-        config.audio.realtime = False
-    if args.full_duplex:
-        config.audio.full_duplex = True
-    if args.fast and not args.input:
-        raise S3tvrError("--fast needs --input: a microphone cannot go faster than real time")
+    audio = config.audio  # device names are set as given: they hold characters YAML would parse
+    config = replace(config, audio=replace(
+        audio, input_device=audio.input_device if args.input_device is None else args.input_device,
+        output_device=audio.output_device if args.output_device is None else args.output_device,
+        realtime=audio.realtime and not args.fast, full_duplex=audio.full_duplex or args.full_duplex))
+
     def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
         if rec["tgt_text"] or rec["error"]:
             print(f"[{rec['utt_id']}] {rec['tgt_text'] or 'ERROR ' + rec['error']}", flush=True)
 
-    translator = Translator(config, input=args.input, output=args.output, log_path=args.log,
-                            record_dir=args.record_dir, on_record=show)
-    log.info("%s -> %s with %s", args.lang, target, " -> ".join(f"{s.name}:{s.backend}" for s in translator.stages))
-    result = translator.run()
+    with Engine(config) as engine:
+        session = engine.session(input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir,
+                                 on_record=show, voice=args.voice, speaker=args.speaker or "")
+        log.info("%s -> %s with %s", args.lang, target, engine.description)
+        result = session.run()
     if result.records:
         log.info("\n%s", format_table(summarize(result.records)))
     if args.output:
@@ -259,17 +258,21 @@ def _run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _voice_options(args: argparse.Namespace, config: "Config") -> None:
-    """Voice-cloning flags become tts options, set directly: paths hold characters YAML would parse."""
-    given = {"model_dir": args.xtts_dir, "config": args.xtts_config, "reference": ",".join(args.voice) or None,
-             "speaker": args.speaker, "deepspeed": args.deepspeed or None, "seed": args.seed}
+def _with_xtts_options(args: argparse.Namespace, config: "Config") -> "Config":
+    """The XTTS flags as tts options, set as given (paths hold characters YAML would parse). The
+    voice (--voice, --speaker) is not the model's: it goes to the session."""
+    from dataclasses import replace
+
+    from s3tvr.config import BackendSection
+
+    given = {"model_dir": args.xtts_dir, "config": args.xtts_config, "deepspeed": args.deepspeed or None, "seed": args.seed}
     given = {key: value for key, value in given.items() if value is not None}
-    if not given:
-        return
+    if not given and not args.voice and not args.speaker:
+        return config
     if config.tts.backend != "xtts":
-        raise S3tvrError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
+        raise InputError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
                          f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
-    config.tts.options.update(given)
+    return replace(config, tts=BackendSection("xtts", {**config.tts.options, **given}))
 
 
 def _dub(args: argparse.Namespace) -> int:
@@ -283,7 +286,7 @@ def _dub(args: argparse.Namespace) -> int:
                          subtitles=not args.no_subtitles, resume=args.resume,
                          work_dir=Path(args.work_dir) if args.work_dir else None)
     with _RichProgress(enabled=not args.quiet) as progress:
-        result = Dubber(config, args.input, args.output, options, progress).run()
+        result = Dubber(config, args.input, args.output, options, progress, voice=args.voice).run()
     print(format_table(result.report))
     for path in result.files:
         log.info("wrote %s", path)
@@ -296,12 +299,12 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _finetune_prepare(args: argparse.Namespace) -> int:
     from s3tvr.config import load_config
-    from s3tvr.finetune.prepare import Preparer, PrepareOptions
+    from s3tvr.finetune.prepare import PrepareOptions, Preparer
     from s3tvr.finetune.report import format_table
 
     lang = args.lang or ""
     config = load_config(args.config or "offline", args.overrides, src_lang=lang or "en", tgt_lang=lang or "en",
-                         device=args.device)
+                         device=args.device, dtype=args.dtype)
     options = PrepareOptions(language=lang, speaker_name=args.speaker_name, threshold=args.threshold,
                              min_snr_db=args.min_snr, min_confidence=args.min_confidence, denoise=not args.no_denoise)
     with _RichProgress(enabled=not args.quiet) as progress:
@@ -385,7 +388,7 @@ def _report(args: argparse.Namespace) -> int:
 
     records = read_log(args.log)
     if not records:
-        raise S3tvrError(f"{args.log} holds no utterances: run s3tvr run --log {args.log} first")
+        raise InputError(f"{args.log} holds no utterances: run s3tvr run --log {args.log} first")
     print(format_table(summarize(records)))
     if args.plot:
         plot(records, args.plot)
@@ -403,9 +406,9 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise S3tvrError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+        raise InputError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
     result = evaluate(args.data, args.pair, config=args.config, overrides=args.overrides, realtime=not args.fast,
-                      judge_model=args.judge_model, device=args.device)
+                      judge_model=args.judge_model, device=args.device, dtype=args.dtype)
     print(report.format_table(result))
     report.write_json(result, out / "eval.json")
     report.plot(result, out / "eval.png")

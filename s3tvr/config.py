@@ -1,4 +1,4 @@
-"""Configuration: one dataclass per section, YAML presets in configs/, dotted overrides.
+"""Configuration: one dataclass per section, YAML presets in s3tvr/configs/, dotted overrides.
 
 A preset is a YAML file with the sections below; ``key.sub=value`` overrides any key. The
 ``asr``, ``mt`` and ``tts`` sections name a backend; their other keys belong to that backend's
@@ -8,19 +8,19 @@ own config dataclass (see :mod:`s3tvr.backends.registry`) and are checked when t
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
 from s3tvr.errors import InputError
 
-# The presets: configs/ at the repository root, linked into the package so that wheels ship them.
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-
-@dataclass
+@dataclass(frozen=True)
 class AudioConfig:
     input_device: Optional[str] = None  # index or name substring; None: the system default
     output_device: Optional[str] = None
@@ -31,7 +31,7 @@ class AudioConfig:
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VadConfig:
     threshold: float = 0.5  # speech probability that starts speech
     neg_threshold: Optional[float] = None  # below this, speech has stopped (default threshold - 0.15)
@@ -46,26 +46,26 @@ class VadConfig:
     max_gain_db: float = 60.0  # gain normalisation for quiet microphones and recordings
 
 
-@dataclass
+@dataclass(frozen=True)
 class DenoiseConfig:
     enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
     prop_decrease: float = 0.8
     profile_s: float = 2.0  # how much recent non-speech audio forms the noise profile
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackendSection:
     backend: str
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineConfig:
     queue_size: int = 8
     workers: dict[str, int] = field(default_factory=dict)  # stage name -> worker threads
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     src_lang: str = "es"
     tgt_lang: str = "en"
@@ -91,26 +91,36 @@ _SECTIONS = {"audio": AudioConfig, "vad": VadConfig, "denoise": DenoiseConfig, "
 _BACKENDS = ("asr", "mt", "tts")
 
 
-def preset_path(name: str) -> Path:
-    return CONFIG_DIR / f"{name}.yaml"
+def _presets() -> Any:
+    # Package data read through importlib.resources, not a path from __file__: it works from a
+    # wheel, a zip or an editable install alike (pyproject ships configs/*.yaml).
+    return importlib.resources.files("s3tvr") / "configs"
+
+
+def _read_source(source: str | Path) -> tuple[str, str]:
+    """(label, text) of a YAML file path or, for a bare name, the packaged preset of that name."""
+    path = Path(source)
+    if path.is_file():
+        return str(path), path.read_text(encoding="utf-8")
+    if not path.suffix and path.name == str(source):  # a bare name like "stack", not a path
+        preset = _presets() / f"{source}.yaml"
+        if preset.is_file():
+            return str(preset), preset.read_text(encoding="utf-8")
+    names = ", ".join(sorted(p.name[: -len(".yaml")] for p in _presets().iterdir() if p.name.endswith(".yaml")))
+    raise InputError(f"config {source} not found: give a YAML file or a preset name ({names})")
 
 
 def load_config(source: str | Path | None = None, overrides: list[str] | None = None, **top: Any) -> Config:
     """Build a Config from a preset name or YAML path, then ``key=value`` overrides, then ``top`` keys."""
     data: dict[str, Any] = {}
     if source is not None:
-        path = Path(source)
-        if not path.suffix and not path.exists():
-            path = preset_path(str(source))
-        if not path.is_file():
-            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-            raise InputError(f"config {source} not found: give a YAML file or a preset name ({names})")
+        label, text = _read_source(source)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise InputError(f"config {path} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
+            raise InputError(f"config {label} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
         if not isinstance(data, dict):
-            raise InputError(f"config {path} must be a mapping of sections: fix the file")
+            raise InputError(f"config {label} must be a mapping of sections: fix the file")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -133,17 +143,18 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _build(data: dict[str, Any]) -> Config:
-    cfg = Config()
+    # Frozen once built: a run never changes its configuration (dataclasses.replace makes a new one).
+    defaults, given = Config(), {}
     for key, value in data.items():
         if key in _SECTIONS:
-            setattr(cfg, key, _section(_SECTIONS[key], value, key))
+            given[key] = _section(_SECTIONS[key], value, key)
         elif key in _BACKENDS:
-            setattr(cfg, key, _backend_section(getattr(cfg, key), value, key))
+            given[key] = _backend_section(getattr(defaults, key), value, key)
         elif key in ("src_lang", "tgt_lang", "device", "dtype"):
-            setattr(cfg, key, str(value))
+            given[key] = str(value)
         else:
             raise InputError(f"unknown config key {key!r}: known are {', '.join(_known_top())}")
-    return cfg
+    return dataclasses.replace(defaults, **given)
 
 
 def _known_top() -> list[str]:
@@ -174,26 +185,57 @@ def _backend_section(default: BackendSection, value: Any, name: str) -> BackendS
 
 def coerce(cls: type, values: dict[str, Any], where: str) -> Any:
     """Make dataclass ``cls`` from ``values``, turning YAML scalars into the declared types."""
+    # get_type_hints resolves the string annotations that `from __future__ import annotations`
+    # leaves, in the namespace of the module defining cls (backend configs live elsewhere).
+    hints = typing.get_type_hints(cls)
     kwargs = {}
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}
     for key, value in values.items():
-        kind = str(hints[key])
+        hint = _unoptional(hints.get(key, Any))
         try:
-            if value is None or "dict" in kind:
-                kwargs[key] = value
-            elif kind.startswith("bool") or kind == "Optional[bool]":
-                kwargs[key] = _as_bool(value)
-            elif kind.startswith("int") or kind == "Optional[int]":
-                kwargs[key] = int(value)
-            elif kind.startswith("float") or kind == "Optional[float]":
-                kwargs[key] = float(value)
-            elif kind.startswith("str") or kind == "Optional[str]":
-                kwargs[key] = str(value)
-            else:
-                kwargs[key] = value
+            kwargs[key] = value if value is None else _convert(hint, value)
         except (TypeError, ValueError):
-            raise InputError(f"{where}.{key} must be {kind}, not {value!r}") from None
+            name = getattr(typing.get_origin(hint) or hint, "__name__", str(hint))  # "list", not "list[float]"
+            raise InputError(f"{where}.{key} must be {name}, not {value!r}") from None
     return cls(**kwargs)
+
+
+def _unoptional(hint: Any) -> Any:
+    """X for Optional[X] / X | None; other hints unchanged (None values never reach _convert)."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    kind = typing.get_origin(hint) or hint
+    args = typing.get_args(hint)
+    if kind is bool:
+        return _as_bool(value)
+    if kind in (int, float) and isinstance(value, bool):  # YAML's true is not a number
+        raise TypeError(value)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():  # int(2.5) would silently give 2
+            raise ValueError(value)
+        return int(value)
+    if kind is float:
+        return float(value)
+    if kind is str:
+        if isinstance(value, (list, dict)):  # str() would turn a mistaken [a, b] into "['a', 'b']"
+            raise TypeError(value)
+        return str(value)
+    if kind is list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(value)
+        return [_convert(args[0], v) for v in value] if args else list(value)
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise TypeError(value)
+        if len(args) == 2:
+            return {_convert(args[0], k): _convert(args[1], v) for k, v in value.items()}
+        return dict(value)
+    return value  # Any, unions and other hints: nothing to check against
 
 
 def _as_bool(value: Any) -> bool:

@@ -9,7 +9,7 @@ Times are ``time.monotonic()`` seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class UttInfo:
     skipped: Optional[str] = None  # why nothing was spoken, when nothing went wrong (no words heard)
     # The utterance's own speech (16 kHz): a voice-cloning TTS learns the speaker's voice from it.
     speech: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    # The session's voice for a voice-cloning TTS (TtsBackend.new_voice); None: the backend's own.
+    voice: Any = field(default=None, repr=False, compare=False)
+    rate: float = 1.0  # speaking rate asked of a TTS that has that ability (dubbing fits phrases with it)
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""The engine: stages on worker threads, linked by bounded queues.
+"""Stages on worker threads, linked by bounded queues: one session's chain.
 
 A stage is a small class: ``setup()`` loads its model, ``process(item)`` yields zero or more
-outputs, ``cleanup()`` frees it. One generic worker runs every stage; it stamps timings on the
-utterance, isolates failures to the utterance that caused them, and ends every utterance with
-exactly one :class:`UtteranceEnd` so the sink always knows when an utterance is finished.
+outputs, ``cleanup()`` frees it (the :class:`~s3tvr.engine.Engine` calls those, once for all
+sessions). One generic worker runs every stage; it stamps timings on the utterance, isolates
+failures to the utterance that caused them, and ends every utterance with exactly one
+:class:`UtteranceEnd` so the sink always knows when an utterance is finished.
 
 Two ways to stop, as in pipecat: ``DRAIN`` flows down the chain behind the last item so that
 everything queued finishes; :meth:`Pipeline.cancel` stops every worker now.
@@ -15,7 +16,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from contextlib import nullcontext
+from typing import Any, Iterator, Optional
 
 from s3tvr.messages import StageTiming, UtteranceEnd
 
@@ -83,15 +85,17 @@ class Channel:
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
 
-    def qsize(self) -> int:
-        return self._q.qsize()
-
 
 class Pipeline:
-    """Runs a chain of stages: ``input`` → stage 1 → … → stage n → ``output``."""
+    """Runs a chain of loaded stages: ``input`` → stage 1 → … → stage n → ``output``.
 
-    def __init__(self, stages: list[Stage], queue_size: int = 8, workers: Optional[dict[str, int]] = None):
+    ``locks``: stage name → a lock held around each call of that stage (shared by every
+    pipeline over the same models, for stages not safe to call from two threads at once)."""
+
+    def __init__(self, stages: list[Stage], queue_size: int = 8, workers: Optional[dict[str, int]] = None,
+                 locks: Optional[dict[str, threading.Lock]] = None):
         self.stages = stages
+        self.locks = locks or {}
         self.cancelled = threading.Event()
         self.channels = [Channel(queue_size, self.cancelled) for _ in range(len(stages) + 1)]
         self.workers = workers or {}
@@ -110,12 +114,6 @@ class Pipeline:
     @property
     def output(self) -> Channel:
         return self.channels[-1]
-
-    def setup(self, on_progress: Callable[[str], None] = lambda name: None) -> None:
-        """Load every stage's model, in order; the first failure propagates (a run cannot start)."""
-        for stage in self.stages:
-            on_progress(stage.name)
-            stage.setup()
 
     def start(self) -> None:
         for i, stage in enumerate(self.stages):
@@ -142,13 +140,6 @@ class Pipeline:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
 
-    def cleanup(self) -> None:
-        for stage in self.stages:
-            try:
-                stage.cleanup()
-            except Exception:  # cleanup must not hide the run's outcome
-                log.debug("cleanup of %s failed", stage.name, exc_info=True)
-
     def _work(self, stage: Stage, inbox: Channel, outbox: Channel, last: bool) -> None:
         try:
             while True:
@@ -174,11 +165,14 @@ class Pipeline:
         utt.stages[stage.name] = timing
         produced = False
         try:
-            for out in stage.process(item):
-                if timing.first_out is None:
-                    timing.first_out = time.monotonic()
-                produced = True
-                outbox.put(out)
+            # The lock covers the whole call: a streaming model (XTTS) keeps per-call state in the
+            # model between chunks. The session's sink keeps reading, so the puts inside do not stall.
+            with self.locks.get(stage.name) or nullcontext():
+                for out in stage.process(item):
+                    if timing.first_out is None:
+                        timing.first_out = time.monotonic()
+                    produced = True
+                    outbox.put(out)
         except Cancelled:
             raise
         except Exception as exc:  # one bad utterance must not stop the run
@@ -227,7 +221,3 @@ class Reorderer:
             else:
                 break  # still streaming: the rest of it comes later
         return out
-
-    @property
-    def waiting(self) -> int:
-        return sum(len(v) for v in self._waiting.values())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -32,6 +32,15 @@ WINDOW_S = WINDOW / SAMPLE_RATE
 SILENCE_FLOOR = 1e-5  # -100 dBFS: digital silence, never amplified
 TARGET_PEAK = 0.5
 PEAK_RELEASE = 10 ** (-6 / 20 / (1.0 / WINDOW_S))  # the gain's peak memory falls 6 dB a second
+
+
+def load_vad(onnx: bool) -> Any:
+    """A Silero VAD model (ONNX or TorchScript); its stream state belongs to whoever calls it."""
+    try:
+        from silero_vad import load_silero_vad
+    except ImportError:
+        raise SetupError("Silero VAD is not installed: pip install silero-vad") from None
+    return load_silero_vad(onnx=onnx)
 
 
 class Segmenter:
@@ -51,14 +60,12 @@ class Segmenter:
         self.next_id = 0
         self._reset_stream()
 
-    def setup(self) -> None:
-        try:
-            from silero_vad import load_silero_vad
-            import torch
-        except ImportError:
-            raise SetupError("Silero VAD is not installed: pip install silero-vad") from None
+    def setup(self, model: Any = None) -> None:
+        """Use ``model`` (a Silero VAD of this segmenter's own: it keeps stream state), or load one."""
+        self.model = model if model is not None else load_vad(self.config.onnx)
+        import torch  # silero-vad brings it
+
         self._torch = torch
-        self.model = load_silero_vad(onnx=self.config.onnx)
 
     def _reset_stream(self) -> None:
         self._carry = np.zeros(0, dtype=np.float32)
@@ -181,3 +188,16 @@ class Segmenter:
             self._preroll.extend(trailing)
             self._silence = 0
         return seg
+
+
+def speech_regions(audio: np.ndarray, vad: VadConfig, model: Any = None) -> list[tuple[float, float]]:
+    """Where there is speech in 16 kHz ``audio``: (start, end) in seconds, pre-roll included.
+    ``model``: a Silero VAD with fresh state (Engine.vad_model()); None loads one."""
+    segmenter = Segmenter(vad, "xx", "xx", noise_profile_s=0.0)
+    segmenter.setup(model)
+    regions = []
+    step = SAMPLE_RATE // 10
+    for i in range(0, len(audio), step):
+        regions += [(s.utt.seg_start_s, s.utt.seg_end_s) for s in segmenter.push(Block(audio[i:i + step], 0.0))]
+    regions += [(s.utt.seg_start_s, s.utt.seg_end_s) for s in segmenter.flush()]
+    return regions

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from s3tvr import Translator, load_config
+from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.messages import SAMPLE_RATE, Block
 
@@ -107,7 +107,7 @@ def soak(minutes: float, workers: int = 2) -> dict:
             rss.append(process.memory_info().rss / 2**20)
 
     sink = CountingSink()
-    translator = Translator(cfg, source=LoopSource(CLIP, minutes * 60), sink=sink, on_record=on_record, keep_records=False)
+    translator = Engine(cfg).session(source=LoopSource(CLIP, minutes * 60), sink=sink, on_record=on_record, keep_records=False)
     start = time.monotonic()
     result = translator.run()
     took = time.monotonic() - start

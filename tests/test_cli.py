@@ -67,11 +67,26 @@ def test_unsupported_language_pair_names_the_fix():
     assert "asr.task=translate" in err or "MT backend" in err
 
 
-def test_bad_config_keys_and_values(tmp_path):
+def test_bad_config_keys_and_values(data, tmp_path):
     one_line_error(s3tvr("run", "es", "--set", "vad.nope=1"), "vad.nope", "known are")
     one_line_error(s3tvr("run", "es", "--set", "vad.threshold=high"), "vad.threshold")
     one_line_error(s3tvr("run", "es", "--set", "asr.backend=whisperx"), "whisperx", "faster-whisper")
     one_line_error(s3tvr("run", "es", "--config", tmp_path / "none.yaml"), "not found")
+    # A user's mistake exits 2; a model or device that cannot be set up exits 3.
+    assert s3tvr("run", "es", "--set", "asr.task=listen").returncode == 2
+    missing_model = s3tvr("run", "es", "--input", data / "fleurs-es-000.ogg", "--output", tmp_path / "o.wav",
+                          "--set", "asr.model=/no/such")
+    assert missing_model.returncode == 3 and "/no/such" in missing_model.stderr
+
+
+def test_verbose_debugging_shows_the_cause_of_an_expected_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vad: [unclosed\n")
+    quiet = s3tvr("run", "es", "--config", bad)
+    one_line_error(quiet, "not valid YAML")
+    debug = s3tvr("-vv", "run", "es", "--config", bad)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert "caused by" in debug.stderr and "yaml.parser.ParserError" in debug.stderr, debug.stderr
 
 
 def test_output_folder_that_does_not_exist(data, tmp_path):

@@ -5,10 +5,11 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
 from test_cli import one_line_error, s3tvr
 
 from s3tvr import models
+
+from conftest import REPO
 
 
 def test_xtts_needs_the_license_accepted(tmp_path):

@@ -13,15 +13,17 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from test_cli import one_line_error
 
-from conftest import DATA, REPO, s3tvr_cmd
 from s3tvr.audio.decode import load_audio
 from s3tvr.dub import media
-from test_cli import one_line_error
+
+from conftest import DATA, REPO, s3tvr_cmd
 
 VIDEO = DATA / "open-dubbing_englishvideo.mp4"
 sys.path.insert(0, str(REPO / "scripts"))
 from spanish_video import spanish_video  # noqa: E402  (the README's dub example builds its input with it too)
+
 REPORT_FIELDS = {"fit_within_10pct_before", "fit_within_20pct_before", "fit_within_10pct", "fit_within_20pct",
                  "start_offset_median_s", "start_offset_p95_s", "end_offset_median_s", "end_offset_p95_s", "speech_iou",
                  "stretch_max", "tempo_max", "tempo_p95", "tempo_share_above_1_2", "collisions", "truncations", "dropped",

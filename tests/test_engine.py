@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s3tvr import Translator, load_config
+from s3tvr import Engine, load_config
 from s3tvr.audio.sinks import FileSink
 from s3tvr.audio.sources import FileSource
 from s3tvr.messages import AudioChunk, UtteranceEnd, UttInfo
@@ -19,14 +19,12 @@ VIDEO = "open-dubbing_englishvideo.mp4"  # 10 s
 
 
 def fake(*overrides, realtime=False):
-    cfg = load_config("fake", list(overrides), src_lang="en", tgt_lang="es")
-    cfg.audio.realtime = realtime
-    return cfg
+    return load_config("fake", [*overrides, f"audio.realtime={realtime}"], src_lang="en", tgt_lang="es")
 
 
 def test_drain_translates_every_utterance_in_order_and_logs_it(data, tmp_path):
     out, log = tmp_path / "out.wav", tmp_path / "latency.jsonl"
-    result = Translator(fake(), input=str(data / NARRATION), output=str(out), log_path=str(log)).run()
+    result = Engine(fake()).session(input=str(data / NARRATION), output=str(out), log_path=str(log)).run()
 
     assert result.exit_code == 0 and not result.aborted
     ids = [r["utt_id"] for r in result.records]
@@ -55,7 +53,7 @@ def test_drain_translates_every_utterance_in_order_and_logs_it(data, tmp_path):
 def test_order_is_kept_when_a_later_utterance_finishes_first(data, tmp_path):
     # Two ASR workers; utterance 0 takes 1.2 s, the rest 0.02 s, so utterance 1 overtakes it.
     cfg = fake("asr.delays=[1.2, 0.02, 0.02]", "pipeline.workers={asr: 2}")
-    result = Translator(cfg, input=str(data / NARRATION), output=str(tmp_path / "o.wav")).run()
+    result = Engine(cfg).session(input=str(data / NARRATION), output=str(tmp_path / "o.wav")).run()
 
     recs = {r["utt_id"]: r for r in result.records}
     assert recs[1]["stages"]["asr"]["end"] < recs[0]["stages"]["asr"]["end"], "the scenario did not happen"
@@ -84,7 +82,7 @@ def test_reorderer_streams_the_oldest_and_holds_later_utterances():
 
 def test_one_failing_utterance_does_not_stop_the_others(data, tmp_path):
     log = tmp_path / "l.jsonl"
-    result = Translator(fake("asr.fail_on=[1]", "tts.fail_on=[3]"), input=str(data / NARRATION), log_path=str(log),
+    result = Engine(fake("asr.fail_on=[1]", "tts.fail_on=[3]")).session(input=str(data / NARRATION), log_path=str(log),
                         output=str(tmp_path / "o.wav")).run()
 
     assert result.exit_code == 0
@@ -99,7 +97,7 @@ def test_one_failing_utterance_does_not_stop_the_others(data, tmp_path):
 def test_abort_stops_within_two_seconds_and_keeps_finished_utterances(data, tmp_path):
     # Utterance 0 is quick; the TTS then takes 30 s per chunk, so only an abort can end the run soon.
     log = tmp_path / "l.jsonl"
-    translator = Translator(fake("tts.delays=[0.01, 30]"), input=str(data / NARRATION), log_path=str(log),
+    translator = Engine(fake("tts.delays=[0.01, 30]")).session(input=str(data / NARRATION), log_path=str(log),
                             output=str(tmp_path / "o.wav"))
     asked = {}
 
@@ -122,7 +120,7 @@ def test_latency_is_endpoint_wait_plus_scripted_compute(data, tmp_path):
     # Real-time replay: latency must be the 0.5 s endpoint silence plus the scripted stage time,
     # with little engine overhead on top.
     cfg = fake("asr.delays=[0.3]", "mt.delays=[0.05]", "tts.delays=[0.1]", "tts.chunks=2", realtime=True)
-    result = Translator(cfg, input=str(data / VIDEO), output=str(tmp_path / "o.wav")).run()
+    result = Engine(cfg).session(input=str(data / VIDEO), output=str(tmp_path / "o.wav")).run()
 
     assert len(result.records) >= 3
     for rec in result.records:
@@ -150,10 +148,10 @@ class _MicLike(FileSource):
 
 
 def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tmp_path):
-    cfg = fake()
+    engine = Engine(fake())
     source = _MicLike(data / NARRATION, realtime=False)
     source.playing_until_s = 26.0
-    gated = Translator(cfg, source=source, sink=FileSink(tmp_path / "g.wav"))
+    gated = engine.session(source=source, sink=FileSink(tmp_path / "g.wav"))
     gated.gate.tail_s = 0
     source.gate = gated.gate
     heard = gated.run().records
@@ -161,8 +159,8 @@ def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tm
     assert 4 <= len(heard) <= 5
     assert all(r["seg_start_s"] >= 26.0 - 0.35 for r in heard)
 
-    cfg.audio.full_duplex = True  # headphones: the mic is always open
-    duplex = Translator(cfg, source=_MicLike(data / NARRATION, realtime=False), sink=FileSink(tmp_path / "d.wav"))
+    duplex = Engine(fake("audio.full_duplex=true")).session(  # headphones: the mic is always open
+        source=_MicLike(data / NARRATION, realtime=False), sink=FileSink(tmp_path / "d.wav"))
     assert duplex.gate is None
     assert len(duplex.run().records) == 9
 
@@ -190,7 +188,7 @@ def test_speaker_playback_closes_the_gate_until_its_tail_has_passed():
 
 def test_record_dir_keeps_each_utterances_input_and_translation(data, tmp_path):
     rec_dir = tmp_path / "rec"
-    result = Translator(fake(), input=str(data / VIDEO), output=str(tmp_path / "o.wav"), record_dir=str(rec_dir)).run()
+    result = Engine(fake()).session(input=str(data / VIDEO), output=str(tmp_path / "o.wav"), record_dir=str(rec_dir)).run()
     n = len(result.records)
     assert n >= 3
     for r in result.records:

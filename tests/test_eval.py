@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import manifest, s3tvr_cmd
 from s3tvr.eval import metrics
+
+from conftest import manifest, s3tvr_cmd
 
 
 def test_wer_by_hand():
@@ -77,6 +78,9 @@ def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
     proc = subprocess.run([*s3tvr_cmd(), "eval", "--data", folder, "--pair", "es-en", "--fast", "--out", out],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One engine for the three clips: every model loaded once, however many clips.
+    for part in ("vad", "asr", "tts"):
+        assert proc.stderr.count(f"loading {part}\n") == 1, proc.stderr
     for label in ("ASR-BLEU", "chrF", "source WER", "speaker sim.", "p50", "peak_rss_mb"):
         assert label in proc.stdout
     result = json.loads((out / "eval.json").read_text())

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DATA, s3tvr_cmd
 from s3tvr.audio.decode import load_audio
 from s3tvr.finetune.prepare import PrepareOptions, clip_snr_db, cut_clips, speech_loss_db
+
+from conftest import DATA, s3tvr_cmd
 
 RATE = 22050
 TARGET = ["lj001-0004.ogg", "lj001-0005.ogg", "lj001-0006.ogg", "lj001-0009.ogg", "lj001-0011.ogg"]  # LJSpeech
@@ -141,7 +142,8 @@ def test_prepare_resumes_after_an_interruption(recordings, tmp_path):
                     raise KeyboardInterrupt
             return tick
 
-    config = lambda: load_config("offline", [], src_lang="en", tgt_lang="en")
+    def config():
+        return load_config("offline", [], src_lang="en", tgt_lang="en")
     with pytest.raises(KeyboardInterrupt):
         Preparer(config(), [folder], out, [REFERENCE], PrepareOptions(language="en"), Interrupt()).run()
     assert not out.exists()

@@ -7,9 +7,10 @@ import jiwer
 import pytest
 import sacrebleu
 
-from conftest import manifest, s3tvr_cmd
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
+
+from conftest import manifest, s3tvr_cmd
 
 pytestmark = pytest.mark.slow
 

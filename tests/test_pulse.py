@@ -14,9 +14,10 @@ import jiwer
 import numpy as np
 import pytest
 
-from conftest import s3tvr_cmd
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
+
+from conftest import s3tvr_cmd
 
 pytestmark = [pytest.mark.pulse, pytest.mark.slow]
 RATE = 16000

@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DATA, s3tvr_cmd
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends import registry
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError
 from s3tvr.messages import SpeechSegment, Transcript, Translation, UttInfo
 
+from conftest import DATA, s3tvr_cmd
+
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
-def utt(i: int = 0, src: str = "en", tgt: str = "es") -> UttInfo:
-    return UttInfo(i, src, tgt, 0.0, 1.0, 0.0, 0.0)
+def utt(i: int = 0, src: str = "en", tgt: str = "es", voice=None) -> UttInfo:
+    return UttInfo(i, src, tgt, 0.0, 1.0, 0.0, 0.0, voice=voice)
 
 
 def make(kind: str, backend: str, src: str = "en", tgt: str = "es", **options):
@@ -110,35 +111,43 @@ def test_mt_errors_name_the_fix(tmp_path):
 
 # -- XTTS ---------------------------------------------------------------------------------------
 
-def test_xtts_streams_in_the_voice_of_reference_clips(tiny, tmp_path):
+def test_xtts_streams_in_the_voice_of_reference_clips(tiny, tmp_path, monkeypatch):
     clip = DATA / "fleurs-es-002.ogg"
-    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), reference=str(clip), voice_cache=str(tmp_path), seed=3)
+    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), voice_cache=str(tmp_path), seed=3)
     assert tts.languages >= {"en", "es", "ru", "zh"} and tts.sample_rate == 24000
-    chunks = list(tts.process(Translation(utt(), "Hola a todos. ¿Qué tal?")))
+    assert tts.clones_voice and tts.speaking_rate
+    voice = tts.new_voice([clip])
+    chunks = list(tts.process(Translation(utt(voice=voice), "Hola a todos. ¿Qué tal?")))
     assert len(chunks) >= 2 and all(c.sample_rate == 24000 and c.samples.dtype == np.float32 for c in chunks)
     assert sum(len(c.samples) for c in chunks) > 0.5 * 24000
     # The same seed, text and voice: the same audio.
-    again = list(tts.process(Translation(utt(1), "Hola a todos. ¿Qué tal?")))
+    again = list(tts.process(Translation(utt(1, voice=voice), "Hola a todos. ¿Qué tal?")))
     assert np.array_equal(np.concatenate([c.samples for c in chunks]), np.concatenate([c.samples for c in again]))
     # The voice was computed once and cached by the clips' content; a new run loads it.
     cached = list(tmp_path.glob("clips-*.pt"))
     assert len(cached) == 1
-    second = registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "reference": str(clip),
-                                                            "voice_cache": str(tmp_path)}), src_lang="en", tgt_lang="es")
-    second.setup()
-    assert second.voice.next_at is None and second.voice.cond is not None
+    second = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), voice_cache=str(tmp_path))
+    computed = []
+    condition = type(voice)._condition
+    monkeypatch.setattr(type(voice), "_condition", lambda self, clips: computed.append(clips) or condition(self, clips))
+    again = second.new_voice([clip])
+    assert again.next_at is None and again.cond is not None and not computed
+    # No voice given: XTTS says so rather than speaking in an arbitrary one.
+    with pytest.raises(InputError, match="no voice"):
+        list(tts.process(Translation(utt(), "Hola.")))
 
 
 def test_xtts_learns_the_session_voice_without_recomputing_per_utterance(tiny, tmp_path, monkeypatch):
     from s3tvr.backends.tts.xtts import Voice
 
-    tts = make("tts", "xtts", tgt="en", model_dir=str(tiny.xtts), voice_cache=str(tmp_path), speaker="ana", learn_s=20)
+    tts = make("tts", "xtts", tgt="en", model_dir=str(tiny.xtts), voice_cache=str(tmp_path), learn_s=20)
+    voice = tts.new_voice(speaker="ana")
     computed = []
     condition = Voice._condition
     monkeypatch.setattr(Voice, "_condition", lambda self, clips: computed.append(sum(map(len, clips))) or condition(self, clips))
     speech = load_audio(DATA / "fleurs-en-004.ogg")  # 4.3 s
     for i in range(8):
-        u = utt(i, "es", "en")
+        u = utt(i, "es", "en", voice=voice)
         u.speech = speech
         assert list(tts.process(Translation(u, "Hello.")))
     # Heard 4.3, 8.6, … 34 s: the voice is computed at 4.3, 8.6 and 17.3 s, and at 20 s (the
@@ -148,12 +157,13 @@ def test_xtts_learns_the_session_voice_without_recomputing_per_utterance(tiny, t
 
 
 def test_xtts_keeps_sentences_under_the_character_limit(tiny, monkeypatch):
-    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), reference=str(DATA / "fleurs-es-002.ogg"))
+    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts))
+    voice = tts.new_voice([DATA / "fleurs-es-002.ogg"])
     seen = []
     stream = tts.model.inference_stream
     monkeypatch.setattr(tts.model, "inference_stream", lambda text, *a, **k: seen.append(text) or stream(text, *a, **k))
     long = " ".join(["El uso adecuado de los blogs puede empoderar a los alumnos, para que sean más analíticos"] * 4) + "."
-    list(tts.process(Translation(utt(), long)))
+    list(tts.process(Translation(utt(voice=voice), long)))
     assert len(seen) >= 2 and all(len(s) <= 239 for s in seen)
     assert " ".join(seen).split() == long.split()  # nothing dropped
 
@@ -162,8 +172,7 @@ def test_xtts_errors_name_the_fix(tiny, tmp_path):
     with pytest.raises(SetupError, match="xtts_v2_download.py"):
         registry.create("tts", BackendSection("xtts", {"model_dir": str(tmp_path)}), src_lang="en", tgt_lang="es")
     with pytest.raises(InputError, match="voice clip .* not found"):
-        registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "reference": "nope.wav"}),
-                        src_lang="en", tgt_lang="es")
+        make("tts", "xtts", model_dir=str(tiny.xtts)).new_voice([tmp_path / "nope.wav"])
     with pytest.raises(InputError, match="--deepspeed needs --device cuda"):
         registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "deepspeed": True}),
                         src_lang="en", tgt_lang="es")

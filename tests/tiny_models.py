@@ -177,8 +177,8 @@ def _xtts_vocab(tortoise: Path, out: Path) -> None:
 def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
     """XTTS v2 with a one-layer GPT, using the BPE vocabulary that ships inside coqui-tts; saved
     as model.pth + config.json + vocab.json, as the real download is."""
-    import TTS
     import torch
+    import TTS
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
     from TTS.tts.models.xtts import Xtts, XttsArgs

@@ -10,16 +10,17 @@ import numpy as np
 import soxr
 
 from s3tvr.errors import InputError
+from s3tvr.messages import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The first audio track of ``path``, mixed to mono and resampled to ``sample_rate``."""
     audio, rate = decode(path)
     audio = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
     if rate != sample_rate:
-        if rate < 16000:
+        if rate < SAMPLE_RATE:
             log.warning("%s is sampled at %d Hz: narrow-band audio lowers recognition accuracy", path, rate)
         audio = soxr.resample(audio, rate, sample_rate, quality="HQ")
     return audio.astype(np.float32, copy=False)

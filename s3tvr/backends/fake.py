@@ -13,8 +13,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from s3tvr.messages import AudioChunk, SpeechSegment, Transcript, Translation
-from s3tvr.pipeline import Stage
+from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
+from s3tvr.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation
 
 
 @dataclass
@@ -43,13 +43,13 @@ def _delay(delays: list, utt_id: int) -> float:
     return float(delays[utt_id % len(delays)]) if delays else 0.0
 
 
-class _Fake(Stage):
+class _Fake:
     thread_safe = True
     backend = "fake"
 
     def __init__(self, config: Any, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        super().__init__(src_lang, tgt_lang)
         self.config = config
-        self.src_lang, self.tgt_lang = src_lang, tgt_lang
 
     def _wait_or_fail(self, utt_id: int, scale: float = 1.0) -> None:
         time.sleep(_delay(self.config.delays, utt_id) * scale)
@@ -57,29 +57,27 @@ class _Fake(Stage):
             raise RuntimeError(f"scripted failure of utterance {utt_id}")
 
 
-class FakeAsr(_Fake):
-    name = "asr"
-    output_language = property(lambda self: self.src_lang)
+class FakeAsr(_Fake, AsrBackend):
 
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         self._wait_or_fail(item.utt.utt_id)
-        text = self.config.text.format(utt_id=item.utt.utt_id, seconds=len(item.audio) / 16000)
+        text = self.config.text.format(utt_id=item.utt.utt_id, seconds=len(item.audio) / SAMPLE_RATE)
         item.utt.src_text = text
         yield Transcript(item.utt, text, self.src_lang)
 
 
-class FakeMt(_Fake):
-    name = "mt"
+class FakeMt(_Fake, MtBackend):
 
     def process(self, item: Transcript) -> Iterator[Translation]:
         self._wait_or_fail(item.utt.utt_id)
-        item.utt.tgt_text = f"[{self.tgt_lang}] {item.text}"
+        item.utt.tgt_text = self.translate([item.text])[0]
         yield Translation(item.utt, item.utt.tgt_text)
 
+    def translate(self, sentences: list[str]) -> list[str]:
+        return [f"[{self.tgt_lang}] {s}" for s in sentences]
 
-class FakeTts(_Fake):
-    name = "tts"
-    languages = property(lambda self: {self.tgt_lang})
+
+class FakeTts(_Fake, TtsBackend):
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
         cfg = self.config

@@ -43,7 +43,8 @@ BACKENDS: list[BackendInfo] = [
                 ("transformers", "sentencepiece")),
     BackendInfo("mt", "fake", "s3tvr.backends.fake", "", "scripted translation after a scripted delay"),
     BackendInfo("tts", "piper", "s3tvr.backends.tts.piper", "piper", "Piper: a fast CPU voice, no cloning", ("piper",)),
-    BackendInfo("tts", "xtts", "s3tvr.backends.tts.xtts", "xtts", "Coqui XTTS v2: your own voice, 17 languages, streamed", ("TTS", "torchaudio")),
+    BackendInfo("tts", "xtts", "s3tvr.backends.tts.xtts", "xtts", "Coqui XTTS v2: your own voice, 17 languages, streamed",
+                ("TTS", "torchaudio")),
     BackendInfo("tts", "fake", "s3tvr.backends.fake", "", "a tone per word after a scripted delay"),
 ]
 

@@ -15,23 +15,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from s3tvr import files
+from s3tvr.audio.loudness import loudness, match_loudness
+from s3tvr.backends.asr.faster_whisper import detect_language
+from s3tvr.backends.device import check_device
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
-from s3tvr.dub.phrases import Phrase, group_words, speech_regions, transcribe_regions
+from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
+from s3tvr.engine import Engine
 from s3tvr.errors import InputError
 from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
 from s3tvr.progress import Progress
-from s3tvr.translator import build_backends, check_device
+from s3tvr.vad import speech_regions
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,12 @@ class DubResult:
 
 class Dubber:
     def __init__(self, config: Config, input: str | Path, output: str | Path, options: DubOptions | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, voice: Sequence[str | Path] = ()):
         self.config = config
+        self.voice_clips = [Path(v) for v in voice]  # the speaker to clone; default: the original's cleanest speech
+        for clip in self.voice_clips:
+            if not clip.is_file():
+                raise InputError(f"voice clip {clip} not found: give one or more recordings of the speaker (--voice FILE)")
         self.input, self.output = Path(input), Path(output)
         self.options = options or DubOptions()
         self.progress = progress or Progress()
@@ -73,7 +81,7 @@ class Dubber:
         self.segments_path = stem.with_name(stem.name + ".segments.json")
         self.report_path = stem.with_name(stem.name + ".sync.json")
         self.work = self.options.work_dir or stem.with_name(stem.name + ".work")
-        self._loaded: set[int] = set()
+        self.voice: Any = None  # the cloning TTS's voice, made when the TTS first speaks
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -81,8 +89,17 @@ class Dubber:
         original = media.read(self.input)
         media.check_output(self.output, original.has_video)
         if self.config.src_lang == "auto":
-            self.config.src_lang = detect_language(original.speech16k)
-        self.asr, self.mt, self.tts = build_backends(self.config)
+            self.config = replace(self.config, src_lang=detect_language(original.speech16k))
+        self.engine = Engine(self.config)
+        self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
+        if self.voice_clips and not self.tts.clones_voice:
+            raise InputError(f"--voice needs a voice-cloning TTS, but this config uses {self.tts.backend}: add --config stack")
+        try:
+            return self._dub(original)
+        finally:
+            self.engine.cleanup()
+
+    def _dub(self, original: media.Original) -> DubResult:
         self.work.mkdir(parents=True, exist_ok=True)
         self.key = files.file_key(self.input)
         phrases = self._phrases(original) if not self.options.resume else self._edited_phrases()
@@ -93,9 +110,9 @@ class Dubber:
                                          "phrases": [p.to_json() for p in phrases]})
         rendered = self._render(original, phrases)
         speech = self._place(original, rendered)
-        target = mix.loudness(np.concatenate([original.audio[:, int(p.start * original.rate):int(p.end * original.rate)]
-                                              for p in phrases], axis=1), original.rate)
-        speech, gain_db = mix.match_loudness(speech, original.rate, target)
+        target = loudness(np.concatenate([original.audio[:, int(p.start * original.rate):int(p.end * original.rate)]
+                                          for p in phrases], axis=1), original.rate)
+        speech, gain_db = match_loudness(speech, original.rate, target)
         mixed, scale = mix.mix(original.audio, speech, original.rate, [(p.start, p.end) for p in phrases], self.options.duck_db)
         tick = self.progress.stage("write", 1)
         media.write(original, mixed, self.output)
@@ -116,10 +133,10 @@ class Dubber:
         if cache.is_file():
             words = [Word(**w) for w in json.loads(cache.read_text())]
         else:
-            regions = speech_regions(original.speech16k, self.config.vad)
-            if not hasattr(self.asr, "words"):
+            regions = speech_regions(original.speech16k, self.config.vad, self.engine.vad_model())
+            if not self.asr.word_times:
                 raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
-            self._ready(self.asr)
+            self.engine.load("asr")
             words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)))
             files.write_json(cache, [w.__dict__ for w in words])
         return group_words(words, self.options.max_phrase_s)
@@ -157,10 +174,10 @@ class Dubber:
     def _translation_of(self, original: media.Original, p: Phrase) -> str:
         utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0)
         if self.mt is not None:  # text MT from the source words
-            self._ready(self.mt)
+            self.engine.load("mt")
             return " ".join(t.text for t in self.mt.process(Transcript(utt, p.source, self.config.src_lang)))
         # No MT stage: the ASR hears the phrase in the target language (Whisper's translate task).
-        self._ready(self.asr)
+        self.engine.load("asr")
         clip = original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)]
         return " ".join(t.text for t in self.asr.process(SpeechSegment(utt, clip, np.zeros(0, np.float32))))
 
@@ -193,9 +210,10 @@ class Dubber:
         path = self.work / "speech" / f"{p.id:04d}-{key}.wav"
         if path.is_file():
             return sf.read(path, dtype="float32")[0], ""
-        self._ready(self.tts)
-        self.tts.rate = rate
-        utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0)
+        self.engine.load("tts")
+        if self.voice is None and self.tts.clones_voice:
+            self.voice = self.tts.new_voice(self.voice_clips)
+        utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0, voice=self.voice, rate=rate)
         try:
             chunks = list(self.tts.process(Translation(utt, text)))
         except Exception as exc:  # one bad line must not cost the whole dub: reported, the rest goes on
@@ -214,7 +232,7 @@ class Dubber:
     def _voice(self, original: media.Original, phrases: list[Phrase]) -> None:
         """One voice for the whole dub: the cleanest phrases of the original (highest ASR
         confidence), up to VOICE_S seconds, given to a cloning TTS as its reference."""
-        if self.config.tts.backend != "xtts" or self.tts.config.reference:
+        if not self.tts.clones_voice or self.voice_clips or self.tts.own_voice:
             return
         best = sorted(phrases, key=lambda p: -p.confidence)
         parts, total = [], 0.0
@@ -227,7 +245,7 @@ class Dubber:
             parts = [original.speech16k[: int(30 * SAMPLE_RATE)]]
         path = self.work / "voice.wav"
         sf.write(path, np.concatenate(parts), SAMPLE_RATE)
-        self.tts.config.reference = str(path)
+        self.voice_clips = [path]
 
     def _place(self, original: media.Original, rendered: list[report.Rendered]) -> np.ndarray:
         """The dub's speech track at the original's rate and length. The fitting plan says how
@@ -241,7 +259,7 @@ class Dubber:
         tick = self.progress.stage("fit", len(spoken))
         for r, placement in zip(spoken, placements):
             r.placement = placement
-            if placement.tempo > opts.comfortable_tempo + 1e-3:
+            if placement.tempo > opts.comfortable_tempo + 1e-3 and self.tts.speaking_rate:
                 r.tts_rate = min(placement.tempo, opts.max_tts_rate)
                 audio, _ = self._speak(r.phrase, r.tts_rate, original.rate)  # on failure: keep the first take
                 r.audio = audio if len(audio) else r.audio
@@ -267,29 +285,9 @@ class Dubber:
                 paths.append(path)
         return paths
 
-    def _ready(self, stage: Any) -> None:
-        """Load a stage's model the first time it is needed (a cached stage never loads)."""
-        if id(stage) not in self._loaded:
-            stage.setup()
-            self._loaded.add(id(stage))
-
     def _key(self, *parts: str) -> str:
         """A cache key of the input and the settings the stage depends on."""
         cfg = self.config.to_dict()
         settings = {part: cfg.get(part) for part in parts}
         settings["max_phrase_s"] = self.options.max_phrase_s
         return hashlib.sha1(json.dumps([self.key, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def detect_language(audio16k: np.ndarray) -> str:
-    """The spoken language, by Whisper base (the bundled weights)."""
-    try:
-        import faster_whisper
-    except ImportError:
-        raise InputError("the input's language cannot be detected without faster-whisper: give --from LANG") from None
-    from s3tvr import bundled
-
-    model = faster_whisper.WhisperModel(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
-    language, probability, _ = model.detect_language(audio16k[: 30 * SAMPLE_RATE])
-    log.info("detected %s (%.0f %%)", language, probability * 100)
-    return language

@@ -30,10 +30,6 @@ class Placement:
     cut: float  # seconds of stretched audio dropped because it could not fit
     note: str  # "fits", "stretched", "borrowed", "capped and cut"
 
-    @property
-    def fitted(self) -> bool:
-        return self.cut == 0.0
-
 
 def plan(slots: Sequence[Slot], durations: Sequence[float], total: float, max_tempo: float = 1.25,
          comfortable_tempo: float = 1.1, min_gap: float = 0.1) -> list[Placement]:
@@ -71,10 +67,3 @@ def _place(start: float, length: float, gap: float, dur: float, max_tempo: float
         return Placement(start, start + room, tempo, borrow, 0.0, "borrowed and stretched" if borrow > 0 else "stretched")
     return Placement(start, start + room, max_tempo, borrow, dur / max_tempo - room, "capped and cut")
 
-
-def fit_rate(slots: Sequence[Slot], placements: Sequence[Placement], tolerance: float) -> float:
-    """Share of phrases whose dubbed duration is within ``tolerance`` (0.1 = ±10 %) of the original's."""
-    if not slots:
-        return 1.0
-    ok = sum(abs((p.end - p.start) / (s.end - s.start) - 1) <= tolerance for s, p in zip(slots, placements, strict=True))
-    return ok / len(slots)

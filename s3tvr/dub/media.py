@@ -15,6 +15,7 @@ import soxr
 
 from s3tvr.audio.decode import decode
 from s3tvr.errors import InputError
+from s3tvr.messages import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def read(path: str | Path) -> Original:
     path = Path(path)
     audio, rate = decode(path)  # decoded once: the mix uses it as it is, VAD and ASR a 16 kHz mono copy
     mono = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
-    speech16k = soxr.resample(mono, rate, 16000, quality="HQ").astype(np.float32) if rate != 16000 else mono
+    speech16k = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32) if rate != SAMPLE_RATE else mono
     with av.open(str(path)) as container:
         has_video = bool(container.streams.video)
     return Original(path, audio, rate, speech16k, has_video)

@@ -1,13 +1,10 @@
-"""Audio work of the dub: Rubber Band time-stretching, loudness matching (EBU R128), and the mix
-of the dubbed speech over the original with its speech ducked."""
+"""Audio work of the dub: Rubber Band time-stretching and the mix of the dubbed speech over the
+original with its speech ducked (loudness matching is in :mod:`s3tvr.audio.loudness`)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-MAX_GAIN_DB = 20.0  # loudness matching never amplifies or cuts more than this
 FADE_S = 0.05  # ducking ramps: no clicks at phrase edges
 
 
@@ -19,25 +16,6 @@ def stretch(audio: np.ndarray, rate: int, tempo: float) -> np.ndarray:
 
     return time_stretch(audio[None, :].astype(np.float32), float(rate), stretch_factor=float(tempo),
                         high_quality=True)[0]
-
-
-def loudness(audio: np.ndarray, rate: int) -> float:
-    """Integrated loudness in LUFS of mono or (channels, samples) audio; -inf when too short or silent."""
-    import pyloudnorm
-
-    data = audio.T if audio.ndim == 2 else audio
-    if len(data) < int(0.4 * rate) + 1:  # the meter's gating block
-        return -math.inf
-    return float(pyloudnorm.Meter(rate).integrated_loudness(data))
-
-
-def match_loudness(speech: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray, float]:
-    """``speech`` scaled to ``target_lufs``; returns it and the gain applied in dB."""
-    current = loudness(speech, rate)
-    if not math.isfinite(current) or not math.isfinite(target_lufs):
-        return speech, 0.0
-    gain_db = float(np.clip(target_lufs - current, -MAX_GAIN_DB, MAX_GAIN_DB))
-    return speech * 10 ** (gain_db / 20), gain_db
 
 
 def duck_envelope(samples: int, rate: int, regions: list[tuple[float, float]], duck_db: float) -> np.ndarray:
@@ -58,7 +36,8 @@ def duck_envelope(samples: int, rate: int, regions: list[tuple[float, float]], d
     return env
 
 
-def mix(original: np.ndarray, speech: np.ndarray, rate: int, regions: list[tuple[float, float]], duck_db: float) -> tuple[np.ndarray, float]:
+def mix(original: np.ndarray, speech: np.ndarray, rate: int, regions: list[tuple[float, float]],
+        duck_db: float) -> tuple[np.ndarray, float]:
     """The dubbed ``speech`` (mono) over every channel of ``original`` (channels, samples), whose
     speech ``regions`` are ducked to ``duck_db``. Scaled down if it would clip; returns the mix and
     the scale applied (1.0: none)."""

@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from s3tvr.config import VadConfig
-from s3tvr.messages import SAMPLE_RATE, Block, Word
-from s3tvr.vad import Segmenter
+from s3tvr.messages import SAMPLE_RATE, Word
 
 SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
 CLAUSE_END = (",", ";", ":", "，", "、")
@@ -39,19 +37,6 @@ class Phrase:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3),
                 "source": self.source, "translation": self.translation}
-
-
-def speech_regions(audio: np.ndarray, vad: VadConfig, segmenter: Segmenter | None = None) -> list[tuple[float, float]]:
-    """Where there is speech in 16 kHz ``audio``: (start, end) in seconds, pre-roll included."""
-    if segmenter is None:
-        segmenter = Segmenter(vad, "xx", "xx", noise_profile_s=0.0)
-        segmenter.setup()
-    regions = []
-    step = SAMPLE_RATE // 10
-    for i in range(0, len(audio), step):
-        regions += [(s.utt.seg_start_s, s.utt.seg_end_s) for s in segmenter.push(Block(audio[i:i + step], 0.0))]
-    regions += [(s.utt.seg_start_s, s.utt.seg_end_s) for s in segmenter.flush()]
-    return regions
 
 
 def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5) -> list[Phrase]:

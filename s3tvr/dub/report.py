@@ -14,8 +14,10 @@ import soxr
 
 from s3tvr.config import VadConfig
 from s3tvr.dub.fit import Placement
-from s3tvr.dub.phrases import Phrase, speech_regions
+from s3tvr.dub.phrases import Phrase
 from s3tvr.latency import percentile
+from s3tvr.messages import SAMPLE_RATE
+from s3tvr.vad import speech_regions
 
 FRAME_S = 0.01
 # What "in sync" means here; the report says whether each was met. A dub shorter than its
@@ -52,7 +54,7 @@ def _mask(regions: list[tuple[float, float]], total: float) -> np.ndarray:
 def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.ndarray, rate: int,
           input_samples: int, output_samples: int, max_tempo: float) -> dict[str, Any]:
     total = input_samples / rate
-    dub16k = soxr.resample(dub_speech, rate, 16000) if rate != 16000 else dub_speech
+    dub16k = soxr.resample(dub_speech, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else dub_speech
     vad = measure_vad()
     src_regions = speech_regions(source16k, vad)
     dub_regions = speech_regions(dub16k.astype(np.float32), vad)

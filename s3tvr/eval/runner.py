@@ -3,13 +3,13 @@
 Per clip: the translation is spoken to a file, a judge ASR of the target language transcribes it
 (ASR-BLEU, as Seamless and Hibiki report), the text translation and the source transcript are
 scored too (so users see which stage loses quality), and a speaker encoder compares the voice of
-input and output. Speed comes from the run's latency log; memory from the process.
+input and output. Every clip is one session over one engine, so each model loads once; speed
+comes from the sessions' latency logs, memory from that one load and the process's peak.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import logging
 import resource
@@ -22,14 +22,12 @@ import numpy as np
 
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
-from s3tvr.backends import registry
-from s3tvr.config import BackendSection, Config, load_config
+from s3tvr.config import load_config
+from s3tvr.engine import Engine
 from s3tvr.errors import InputError, SetupError
 from s3tvr.eval import metrics
-from s3tvr.messages import SpeechSegment, UttInfo
+from s3tvr.messages import SAMPLE_RATE
 from s3tvr.speaker import SpeakerEncoder
-from s3tvr.translator import Translator
-from s3tvr.vad import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -86,38 +84,17 @@ def read_manifest(folder: Path, src: str, tgt: str) -> list[dict[str, Any]]:
     return clips
 
 
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def model_memory(cfg: Config) -> dict[str, float]:
-    """Resident memory (and CUDA memory) each model adds when it loads, in MiB."""
-    context = cfg.context()
-    cuda = cfg.device == "cuda"
-    if cuda:
-        import torch
+def model_memory(engine: Engine) -> dict[str, float]:
+    """Resident memory (and CUDA memory) each model added when the engine loaded it, in MiB."""
     out: dict[str, float] = {}
-    parts = [("vad", Segmenter(cfg.vad, cfg.src_lang, cfg.tgt_lang))]
-    parts += [(kind, registry.create(kind, getattr(cfg, kind), **context)) for kind in ("asr", "mt", "tts")]
-    loaded = []
-    for name, part in parts:
-        if part is None:
-            continue
-        gc.collect()
-        before, gpu_before = _rss_mb(), (torch.cuda.memory_allocated() if cuda else 0)
-        part.setup()
-        out[f"{name}_rss_mb"] = round(_rss_mb() - before, 1)
-        if cuda:
-            out[f"{name}_cuda_mb"] = round((torch.cuda.memory_allocated() - gpu_before) / 2**20, 1)
-        loaded.append(part)
-    for part in loaded:
-        getattr(part, "cleanup", lambda: None)()
+    for name, load in engine.loads.items():
+        out[f"{name}_rss_mb"] = load["rss_mb"]
+        if "cuda_mb" in load:
+            out[f"{name}_cuda_mb"] = load["cuda_mb"]
     return out
 
 
@@ -144,18 +121,9 @@ class _Judge:
         return self.voice.embed(audio)
 
 
-def _source_transcriber(cfg: Config) -> tuple[Any, str]:
-    """The system's own ASR in transcribe mode, for the source WER when it translates as it listens."""
-    if cfg.asr.options.get("task") != "translate":
-        return None, "the system's ASR transcript"
-    section = BackendSection(cfg.asr.backend, {**cfg.asr.options, "task": "transcribe"})
-    asr = registry.create("asr", section, **cfg.context())
-    return asr, "the system's ASR model in transcribe mode (it translates while running)"
-
-
 def evaluate(data: str | Path, pair: str, config: Optional[str] = None, overrides: Optional[list[str]] = None,
              realtime: bool = True, judge_model: str = "bundled:base", device: Optional[str] = None,
-             work_dir: Optional[str | Path] = None) -> EvalResult:
+             dtype: Optional[str] = None, work_dir: Optional[str | Path] = None) -> EvalResult:
     try:
         src, tgt = pair.split("-")
     except ValueError:
@@ -164,12 +132,21 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
     if not folder.is_dir():
         raise InputError(f"data folder {folder} not found: give a folder with manifest.jsonl and its clips")
     clips = read_manifest(folder, src, tgt)
-    cfg = load_config(config or "offline", overrides, src_lang=src, tgt_lang=tgt, device=device)
-    cfg.audio.realtime = realtime
-    memory = model_memory(cfg)
-    transcriber, wer_how = _source_transcriber(cfg)
-    if transcriber is not None:
-        transcriber.setup()
+    cfg = load_config(config or "offline", overrides, src_lang=src, tgt_lang=tgt, device=device, dtype=dtype)
+    cfg = dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, realtime=realtime))
+    with Engine(cfg) as engine:
+        return _evaluate(engine, folder, clips, pair, judge_model, work_dir)
+
+
+def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: str, judge_model: str,
+              work_dir: Optional[str | Path]) -> EvalResult:
+    cfg, (src, tgt) = engine.config, pair.split("-")
+    engine.setup()
+    memory = model_memory(engine)
+    # When the system translates as it listens, its own ASR's words give the source transcript.
+    translating = engine.asr.output_language != src
+    wer_how = ("the system's ASR model's source-language words (it translates while running)" if translating
+               else "the system's ASR transcript")
 
     runs: list[tuple[dict, Path, list[dict], float]] = []
     records: list[dict] = []
@@ -179,10 +156,10 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
             wav = folder / clip["audio"]
             out = Path(tmp) / f"{n:04d}.wav"
             log.info("clip %d/%d: %s", n + 1, len(clips), clip["audio"])
-            result = Translator(cfg, input=str(wav), output=str(out)).run()
+            result = engine.session(input=str(wav), output=str(out)).run()
             runs.append((clip, out, result.records, round(_peak_rss_mb(), 1)))
             records += result.records
-            audio_s += clip.get("duration_s") or len(load_audio(wav)) / 16000
+            audio_s += clip.get("duration_s") or len(load_audio(wav)) / SAMPLE_RATE
         memory["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         if cfg.device == "cuda":
             import torch
@@ -196,12 +173,12 @@ def evaluate(data: str | Path, pair: str, config: Optional[str] = None, override
             said = _read_output(out)
             heard = judge.transcribe(said, tgt)
             src_text = " ".join(r["src_text"] for r in recs if r["src_text"])
-            if transcriber is not None:
-                src_text = _transcribe_clip(transcriber, source, src, tgt)
+            if translating:
+                src_text = _transcribe_clip(engine.asr, source)
             translation = " ".join(r["tgt_text"] for r in recs if r["tgt_text"])
             a, b = judge.embed(source), judge.embed(said) if heard else None
             results.append(ClipResult(
-                audio=clip["audio"], duration_s=round(len(source) / 16000, 2), reference=clip[REFERENCE_KEYS[tgt]],
+                audio=clip["audio"], duration_s=round(len(source) / SAMPLE_RATE, 2), reference=clip[REFERENCE_KEYS[tgt]],
                 source_reference=clip.get("transcript_fleurs_normalized") or clip.get("transcript", ""),
                 source_text=src_text, translation=translation, heard=heard,
                 bleu=metrics.sentence_bleu(heard, clip[REFERENCE_KEYS[tgt]]),
@@ -233,9 +210,8 @@ def _read_output(path: Path) -> np.ndarray:
     return load_audio(path)
 
 
-def _transcribe_clip(asr: Any, audio: np.ndarray, src: str, tgt: str) -> str:
+def _transcribe_clip(asr: Any, audio: np.ndarray) -> str:
     peak = float(np.abs(audio).max()) if len(audio) else 0.0
-    if peak < 1e-5:
+    if peak < 1e-5 or not asr.word_times:
         return ""
-    utt = UttInfo(0, src, tgt, 0.0, len(audio) / 16000, 0.0, 0.0)
-    return " ".join(t.text for t in asr.process(SpeechSegment(utt, audio * (0.9 / peak), np.zeros(0, np.float32))))
+    return " ".join(w.text for w in asr.words(audio * (0.9 / peak)))

@@ -26,17 +26,17 @@ import soxr
 
 from s3tvr import files
 from s3tvr.audio.decode import decode, load_audio
-from s3tvr.backends import registry
+from s3tvr.audio.loudness import match_loudness
+from s3tvr.backends.device import check_device
 from s3tvr.config import Config
 from s3tvr.denoise import MIN_PROFILE_S, denoise
-from s3tvr.dub.mix import match_loudness
-from s3tvr.dub.phrases import speech_regions
+from s3tvr.engine import Engine
 from s3tvr.errors import InputError
 from s3tvr.languages import XTTS_CODES
 from s3tvr.messages import SAMPLE_RATE
 from s3tvr.progress import Progress
 from s3tvr.speaker import SpeakerEncoder
-from s3tvr.translator import check_device
+from s3tvr.vad import speech_regions
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +179,16 @@ class Preparer:
     def run(self) -> PrepareResult:
         opts = self.options
         if not opts.language:
-            from s3tvr.dub.dubber import detect_language
+            from s3tvr.backends.asr.faster_whisper import detect_language
 
             opts.language = detect_language(load_audio(self.references[0]))
             if opts.language not in XTTS_CODES:
                 raise InputError(f"the reference is in {opts.language!r}, which XTTS v2 does not speak: give --lang LANG")
-        self.config.src_lang = self.config.tgt_lang = opts.language
+        self.config = dataclasses.replace(self.config, src_lang=opts.language, tgt_lang=opts.language)
+        with Engine(self.config, kinds=("asr",)) as self.engine:
+            return self._prepare()
+
+    def _prepare(self) -> PrepareResult:
         self._setup()
         (self.work / "wavs").mkdir(parents=True, exist_ok=True)
         clips: list[Clip] = []
@@ -208,10 +212,10 @@ class Preparer:
         vad = dataclasses.replace(self.config.vad, endpoint_ms=300, long_after_s=6.0, long_endpoint_ms=150,
                                   max_segment_s=self.options.max_clip_s - 2 * PAD_S)
         self.vad = vad
-        self.asr = registry.create("asr", self.config.asr, **self.config.context())
-        if not hasattr(self.asr, "words"):
+        self.asr = self.engine.asr
+        if not self.asr.word_times:
             raise InputError(f"ASR backend {self.asr.backend} gives no word probabilities: use faster-whisper or nemo")
-        self.asr.setup()
+        self.engine.load("vad", "asr")
         self.reference = self._reference_embedding()
 
     def _reference_embedding(self) -> np.ndarray:
@@ -234,7 +238,7 @@ class Preparer:
         audio16 = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32) if rate != SAMPLE_RATE else mono
         audio = soxr.resample(mono, rate, RATE, quality="HQ").astype(np.float32) if rate != RATE else mono
         total_s = len(mono) / rate
-        regions = speech_regions(audio16, self.vad)
+        regions = speech_regions(audio16, self.vad, self.engine.vad_model())
         gaps = self._gaps(regions, total_s)
         spans = cut_clips(regions, total_s, self.options)
         tick = self.progress.stage(label, len(spans))

@@ -11,10 +11,12 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
+
 from s3tvr import bundled
-from s3tvr.errors import SetupError
-from s3tvr.messages import SpeechSegment, Transcript, Word
-from s3tvr.pipeline import Stage
+from s3tvr.backends.kinds import AsrBackend
+from s3tvr.errors import InputError, SetupError
+from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +31,16 @@ class Config:
     local_files_only: bool = False  # True: never download a named model
 
 
-class Backend(Stage):
-    name = "asr"
+class Backend(AsrBackend):
     backend = "faster-whisper"
     thread_safe = True  # CTranslate2 models serve concurrent calls
+    word_times = True
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         if config.task not in ("transcribe", "translate"):
-            raise SetupError(f"asr.task must be transcribe or translate, not {config.task!r}")
+            raise InputError(f"asr.task must be transcribe or translate, not {config.task!r}")
+        super().__init__(src_lang, tgt_lang)
         self.config = config
-        self.src_lang = src_lang
         self.device = device
         self.dtype = dtype
         self.model = None
@@ -65,7 +67,8 @@ class Backend(Stage):
             raise SetupError(f"could not load Whisper model {self.config.model!r}: {exc}. Give a local folder with "
                              "asr.model=PATH, or connect to the internet once to download it") from None
         if not self.model.model.is_multilingual and self.src_lang != "en":
-            raise SetupError(f"Whisper model {self.config.model} is English-only; for {self.src_lang} choose a multilingual one (e.g. bundled:base)")
+            raise SetupError(f"Whisper model {self.config.model} is English-only; for {self.src_lang} choose a multilingual one "
+                             "(e.g. bundled:base)")
 
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         segments, _info = self.model.transcribe(
@@ -97,3 +100,16 @@ class Backend(Stage):
 
     def cleanup(self) -> None:
         self.model = None
+
+
+def detect_language(audio16k: np.ndarray) -> str:
+    """The spoken language of 16 kHz ``audio16k``, by Whisper base (the bundled weights)."""
+    try:
+        import faster_whisper
+    except ImportError:
+        raise InputError("the input's language cannot be detected without faster-whisper: give --from LANG") from None
+
+    model = faster_whisper.WhisperModel(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    language, probability, _ = model.detect_language(audio16k[: 30 * SAMPLE_RATE])
+    log.info("detected %s (%.0f %%)", language, probability * 100)
+    return language

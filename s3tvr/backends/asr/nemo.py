@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from s3tvr import models
-from s3tvr.backends.torch_util import torch_dtype
+from s3tvr.backends.device import torch_dtype
+from s3tvr.backends.kinds import AsrBackend
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.messages import SpeechSegment, Transcript, Word
-from s3tvr.pipeline import Stage
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ class Config:
     restore_case: str = "auto"  # auto: when the model's vocabulary lacks capitals/punctuation; on | off
 
 
-class Backend(Stage):
-    name = "asr"
+class Backend(AsrBackend):
     backend = "nemo"
+    word_times = True
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         if config.decoder not in ("ctc", "rnnt"):
@@ -52,14 +52,12 @@ class Backend(Stage):
         if models.looks_like_path(self.model_name) and not self._nemo_file():
             raise SetupError(f"NeMo model {self.model_name} not found: give a .nemo file or a folder holding one "
                              f"(asr.model=PATH), a hub name, or run s3tvr download asr-{src_lang}")
+        super().__init__(src_lang, tgt_lang)
         self.config = config
-        self.src_lang = src_lang
         self.device = device
         self.dtype_name = dtype
         self.model: Any = None
         self.restore = config.restore_case == "on"
-
-    output_language = property(lambda self: self.src_lang)
 
     def _nemo_file(self) -> Path | None:
         path = Path(self.model_name).expanduser()

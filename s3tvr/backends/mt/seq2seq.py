@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from s3tvr import models
-from s3tvr.backends.torch_util import torch_dtype
+from s3tvr.backends.device import torch_dtype
+from s3tvr.backends.kinds import MtBackend
 from s3tvr.errors import SetupError, brief
 from s3tvr.languages import join_sentences
 from s3tvr.messages import Transcript, Translation
-from s3tvr.pipeline import Stage
 from s3tvr.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,11 @@ class Seq2SeqConfig:
     local_files_only: bool = False  # True: never download a named model
 
 
-class Seq2SeqBackend(Stage):
-    name = "mt"
+class Seq2SeqBackend(MtBackend):
 
     def __init__(self, config: Seq2SeqConfig, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        super().__init__(src_lang, tgt_lang)
         self.config = config
-        self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.device = device
         self.dtype_name = dtype
         self.model_name = models.resolve(config.model or self.default_model())

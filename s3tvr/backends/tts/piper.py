@@ -15,9 +15,9 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from s3tvr import bundled
+from s3tvr.backends.kinds import TtsBackend
 from s3tvr.errors import SetupError
 from s3tvr.messages import AudioChunk
-from s3tvr.pipeline import Stage
 
 
 @dataclass
@@ -28,12 +28,13 @@ class Config:
     first_clause: bool = True  # speak a long first sentence's opening clause on its own: first audio sooner
 
 
-class Backend(Stage):
-    name = "tts"
+class Backend(TtsBackend):
     backend = "piper"
+    speaking_rate = True
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         # dtype does not apply: Piper's ONNX voices are float32
+        super().__init__(src_lang, tgt_lang)
         self.config = config
         self.device = device
         self.voice_path = Path(bundled.resolve(config.voice))
@@ -43,11 +44,10 @@ class Backend(Stage):
         meta = json.loads(self.config_path.read_text())
         self.language = str(meta.get("language", {}).get("code", "")).split("_")[0]
         self.voice: Any = None
-        self.rate = 1.0  # speaking rate: dubbing sets it to fit a phrase into its slot
 
     @property
-    def languages(self) -> set[str]:
-        return {self.language}
+    def languages(self) -> frozenset[str]:
+        return frozenset({self.language})
 
     def setup(self) -> None:
         from piper import PiperVoice
@@ -63,7 +63,7 @@ class Backend(Stage):
         from piper import SynthesisConfig
 
         base = self.config.length_scale or float(self.voice.config.length_scale)
-        syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=base / self.rate)
+        syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=base / item.utt.rate)
         pieces = split_first_clause(item.text) if self.config.first_clause else [item.text]
         for piece in pieces:
             for chunk in self.voice.synthesize(piece, syn_config=syn):

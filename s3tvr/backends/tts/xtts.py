@@ -1,11 +1,12 @@
 """TTS with Coqui XTTS v2 (coqui-tts): the translation spoken in the speaker's own voice, streamed.
 
-The voice (GPT conditioning latents and the speaker embedding) is computed once per speaker:
-from ``reference`` clips, cached on disk by their content, or else learned from the session's own
-speech: from the first utterance, refined as more speech is heard (each time the heard speech
-doubles, up to ``learn_s``), never per utterance. Text goes to the model in sentences under
-XTTS's per-language character limit, so nothing is truncated, and every streamed chunk goes to
-playback as it comes.
+The voice (GPT conditioning latents and the speaker embedding) belongs to a session
+(:meth:`Backend.new_voice`) and is computed once per speaker: from recordings of the speaker,
+cached on disk by their content, or else learned from the session's own speech: from the first
+utterance, refined as more speech is heard (each time the heard speech doubles, up to
+``learn_s``), never per utterance. One loaded model serves every session's voice. Text goes to
+the model in sentences under XTTS's per-language character limit, so nothing is truncated, and
+every streamed chunk goes to playback as it comes.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from s3tvr import files
 from s3tvr.audio.decode import load_audio
-from s3tvr.backends.torch_util import torch_dtype
+from s3tvr.backends.device import torch_dtype
+from s3tvr.backends.kinds import TtsBackend
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
-from s3tvr.messages import AudioChunk
-from s3tvr.pipeline import Stage
+from s3tvr.messages import SAMPLE_RATE, AudioChunk
 from s3tvr.text import split_to_limit
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ MIN_VOICE_S = 0.35  # XTTS ignores conditioning audio under a third of a second
 class Config:
     model_dir: str = "models/xtts_v2"  # folder with model.pth, vocab.json (s3tvr download xtts)
     config: str = ""  # config.json (default: the one in model_dir)
-    reference: str = ""  # recording(s) of the speaker, comma-separated (--voice); empty: learn the voice from the session
-    speaker: str = ""  # keep the voice learned in the session under this name and start from it next time
     voice_cache: str = ""  # where voices are cached (default ~/.cache/s3tvr/voices)
     learn_s: float = 30.0  # session voice: refine it until this much speech was heard
     deepspeed: bool = False  # DeepSpeed's inference kernels for the GPT (CUDA, pip install deepspeed)
@@ -50,13 +49,14 @@ class Config:
     seed: Optional[int] = None  # the same seed, text and voice give the same audio
 
 
-class Backend(Stage):
-    name = "tts"
+class Backend(TtsBackend):
     backend = "xtts"
+    speaking_rate = True
+    clones_voice = True
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        super().__init__(src_lang, tgt_lang)
         self.config = config
-        self.tgt_lang = tgt_lang
         self.device = device
         self.dtype_name = dtype
         self.model_dir = Path(config.model_dir).expanduser()
@@ -66,13 +66,7 @@ class Backend(Stage):
                              f"(or s3tvr download xtts), or point --xtts-dir at the folder")
         if not self.config_path.is_file():
             raise SetupError(f"XTTS config {self.config_path} not found: give --xtts-config PATH/config.json")
-        own_voice = sorted((self.model_dir / "voice").glob("*.wav"))  # a fine-tuned model's speaker (s3tvr finetune train)
-        if not config.reference and own_voice:
-            config.reference = ",".join(map(str, own_voice))
-            log.info("voice: the fine-tuned speaker's clips in %s", self.model_dir / "voice")
-        for path in voice_clips(config):
-            if not path.is_file():
-                raise InputError(f"voice clip {path} not found: give one or more recordings of the speaker (--voice FILE)")
+        self.own_voice = sorted((self.model_dir / "voice").glob("*.wav"))  # a fine-tuned model's speaker (s3tvr finetune train)
         if config.deepspeed and device != "cuda":
             raise InputError("--deepspeed needs --device cuda")
         self.cache_dir = Path(config.voice_cache).expanduser() if config.voice_cache else Path.home() / ".cache/s3tvr/voices"
@@ -85,12 +79,15 @@ class Backend(Stage):
             raise SetupError(f"XTTS config {self.config_path} is not an XTTS config ({exc.__class__.__name__}): "
                              f"give the config.json that came with the checkpoint") from None
         spoken = set(self.xtts_config.languages)
-        self.languages = {lang for lang, code in XTTS_CODES.items() if code in spoken}
+        self._languages = frozenset(lang for lang, code in XTTS_CODES.items() if code in spoken)
         self.sample_rate = int(self.xtts_config.model_args.output_sample_rate)
         self.amp_dtype: Any = None  # half precision for the GPT on CUDA
-        self.rate = 1.0  # speaking rate: dubbing sets it to fit a phrase into its slot
         self.model: Any = None
-        self.voice: Optional[Voice] = None
+        self.model_key = ""
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return self._languages
 
     def setup(self) -> None:
         from TTS.tts.models.xtts import Xtts
@@ -106,17 +103,28 @@ class Backend(Stage):
             self.model.load_checkpoint(self.xtts_config, checkpoint_dir=str(self.model_dir), eval=True,
                                        use_deepspeed=self.config.deepspeed)
         except Exception as exc:
-            raise SetupError(f"could not load XTTS from {self.model_dir} ({brief(exc)}): check that model.pth and config.json belong together") from None
+            raise SetupError(f"could not load XTTS from {self.model_dir} ({brief(exc)}): check that model.pth and config.json "
+                             "belong together") from None
         self.model.to(self.device)
-        model_key = files.file_key(self.model_dir / "model.pth")
-        self.voice = Voice(self.model, self.cache_dir, model_key, self.config)
+        self.model_key = files.file_key(self.model_dir / "model.pth")
+
+    def new_voice(self, clips: Sequence[Path] = (), speaker: str = "") -> "Voice":
+        """A session's voice: ``clips`` of the speaker, else a fine-tuned model's own speaker, else
+        learned from the session's speech (kept under ``speaker`` when named)."""
+        if not clips and not speaker and self.own_voice:
+            log.info("voice: the fine-tuned speaker's clips in %s", self.model_dir / "voice")
+            clips = self.own_voice
+        return Voice(self.model, self.cache_dir, self.model_key, self.config.learn_s, [Path(c) for c in clips], speaker)
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
         import torch
 
         if not re.search(r"\w", item.text):
             return
-        latents, embedding = self.voice.for_utterance(item.utt.speech)
+        voice = item.utt.voice
+        if voice is None:
+            raise InputError("XTTS was given no voice: a session passes one from new_voice()")
+        latents, embedding = voice.for_utterance(item.utt.speech)
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         # Half precision on CUDA through autocast: the GPT's matmuls in fp16, the rest as trained.
@@ -127,27 +135,29 @@ class Backend(Stage):
                 for wav in self.model.inference_stream(
                         piece, XTTS_CODES[self.tgt_lang], latents, embedding,
                         stream_chunk_size=self.config.stream_chunk_size, temperature=self.config.temperature,
-                        speed=self.config.speed * self.rate, enable_text_splitting=False):
+                        speed=self.config.speed * item.utt.rate, enable_text_splitting=False):
                     samples = wav.float().cpu().numpy().astype(np.float32)
                     item.utt.out_dur_s += len(samples) / self.sample_rate
                     yield AudioChunk(item.utt, samples, self.sample_rate)
 
     def cleanup(self) -> None:
-        self.model = self.voice = None
+        self.model = None
 
 
 class Voice:
     """The speaker's conditioning, computed once and cached; from clips, or learned from the session."""
 
-    def __init__(self, model: Any, cache_dir: Path, model_key: str, config: Config):
+    def __init__(self, model: Any, cache_dir: Path, model_key: str, learn_s: float, clips: list[Path], speaker: str):
         self.model = model
-        self.learn_s = config.learn_s
+        self.learn_s = learn_s
         self.heard: list[np.ndarray] = []  # session speech at 16 kHz, up to learn_s
         self.heard_s = 0.0
         self.next_at: Optional[float] = 0.0  # refine once this much speech was heard; None: the voice is final
         self.cond: Optional[tuple[Any, Any]] = None
         self.cache_file: Optional[Path] = None
-        clips = voice_clips(config)
+        for path in clips:
+            if not path.is_file():
+                raise InputError(f"voice clip {path} not found: give one or more recordings of the speaker (--voice FILE)")
         if clips:
             digest = hashlib.sha1(model_key.encode())
             for clip in clips:
@@ -161,21 +171,21 @@ class Voice:
                     raise InputError(f"cannot clone the voice of {', '.join(map(str, clips))}: {exc} "
                                      "Give longer recordings (6 s or more is best)") from None
                 self._save(seconds=0.0)
-        elif config.speaker:
-            self.cache_file = cache_dir / f"speaker-{files.safe_name(config.speaker)}-{model_key[:12]}.pt"
+        elif speaker:
+            self.cache_file = cache_dir / f"speaker-{files.safe_name(speaker)}-{model_key[:12]}.pt"
             seconds = self._load()
             if seconds is not None:  # go on refining once as much new speech was heard
                 self.next_at = seconds if seconds < self.learn_s else None
 
     def for_utterance(self, speech: Optional[np.ndarray]) -> tuple[Any, Any]:
         """The conditioning for the next utterance, refined from ``speech`` (16 kHz) while learning."""
-        if speech is not None and self.next_at is not None and len(speech) / 16000 >= MIN_VOICE_S:
+        if speech is not None and self.next_at is not None and len(speech) / SAMPLE_RATE >= MIN_VOICE_S:
             self.heard.append(speech)
-            self.heard_s += len(speech) / 16000
+            self.heard_s += len(speech) / SAMPLE_RATE
             if self.heard_s >= self.next_at:
                 import soxr
 
-                audio = soxr.resample(np.concatenate(self.heard)[: int(self.learn_s * 16000)], 16000, COND_RATE)
+                audio = soxr.resample(np.concatenate(self.heard)[: int(self.learn_s * SAMPLE_RATE)], SAMPLE_RATE, COND_RATE)
                 self.cond = self._condition([audio])
                 log.info("voice learned from %.1f s of speech", min(self.heard_s, self.learn_s))
                 self._save(seconds=min(self.heard_s, self.learn_s))
@@ -216,8 +226,4 @@ class Voice:
         tmp = self.cache_file.with_name(self.cache_file.name + ".partial")
         torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
         tmp.replace(self.cache_file)
-
-
-def voice_clips(config: Config) -> list[Path]:
-    return [Path(p.strip()).expanduser() for p in config.reference.split(",") if p.strip()]
 

@@ -1,7 +1,11 @@
-"""Wires a run: source → segmenter → denoise → ASR → MT → TTS → sink → latency log.
+"""A session: one run over an engine's models: source → segmenter → denoise → ASR → MT → TTS →
+sink → latency log.
 
-The source and segmenter share one feeder thread; each stage has its own worker(s); the sink
+The source and segmenter share one feeder thread; each stage has its own worker(s) for this
+session, taking the engine's lock around models that two threads must not call at once; the sink
 loop runs on the calling thread, so Ctrl-C (KeyboardInterrupt) lands there and aborts the run.
+Several sessions may run on one engine at the same time, each on its own thread: utterance ids,
+queues, reordering, the voice and the log are per session, so nothing crosses between them.
 """
 
 from __future__ import annotations
@@ -10,19 +14,17 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from s3tvr import files
 from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
 from s3tvr.audio.sources import FileSource, MicSource
-from s3tvr.backends import registry
-from s3tvr.config import Config
-from s3tvr.denoise import Denoiser
+from s3tvr.engine import Engine
 from s3tvr.errors import InputError, S3tvrError, SetupError
 from s3tvr.latency import Clock, Collector
-from s3tvr.messages import AudioChunk, Block, SpeechSegment, UtteranceEnd
+from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.vad import Segmenter
 
@@ -38,27 +40,36 @@ class RunResult:
     overflows: int = 0
 
     @property
-    def failed(self) -> int:
-        return sum(1 for r in self.records if r.get("error"))
-
-    @property
     def exit_code(self) -> int:
         return 130 if self.aborted else 0
 
 
-class Translator:
-    """One run of the live translator. Build it, then ``run()``; nothing loads before ``run()``.
+class Session:
+    """One run of the live translator over ``engine``. Build it, then ``run()``; the engine's
+    models load (once per engine) when the first session runs, after the cheap checks.
 
     ``input``: a file to replay (None: the microphone). ``output``: a WAV file to write (None:
     the speaker; from a microphone, both). ``source``/``sink`` replace the audio ends outright.
-    ``on_record`` sees each utterance's log record as it is written.
+    ``on_record`` sees each utterance's log record as it is written. ``voice``: recordings of
+    the speaker for a voice-cloning TTS, ``speaker``: a name to keep the learned voice under
+    (neither: the voice is learned from this session's speech).
     """
 
-    def __init__(self, config: Config, input: Optional[str] = None, output: Optional[str] = None,
+    def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
                  log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Any = None, sink: Any = None,
-                 on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True):
-        self.config = config
-        check_device(config.device)
+                 on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True,
+                 voice: Sequence[str | Path] = (), speaker: str = ""):
+        self.engine = engine
+        self.config = config = engine.config
+        self.voice_clips = [Path(v).expanduser() for v in voice]
+        self.speaker = speaker
+        if (self.voice_clips or speaker) and not engine.tts.clones_voice:
+            raise InputError(f"--voice and --speaker need a voice-cloning TTS, but this config uses {engine.tts.backend}: "
+                             f"add --config stack or --set tts.backend=xtts")
+        for clip in self.voice_clips:
+            if not clip.is_file():
+                raise InputError(f"voice clip {clip} not found: give one or more recordings of the speaker (--voice FILE)")
+        self.voice: Any = None  # the TTS's voice for this session, made once the models are loaded
         if source is None:
             source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
         self.source = source
@@ -69,8 +80,7 @@ class Translator:
         self.sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang, noise_profile_s=config.denoise.profile_s)
-        self.stages = self._make_stages()
-        self.pipeline = Pipeline(self.stages, config.pipeline.queue_size, config.pipeline.workers)
+        self.pipeline = Pipeline(engine.stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
         self.collector = Collector(log_path, Clock(), keep=keep_records)
         self._stop = threading.Event()
         self._feeder_error: Optional[BaseException] = None
@@ -85,11 +95,6 @@ class Translator:
             return TeeSink(speaker, FileSink(output, cfg.output_sample_rate, timeline=False))
         return speaker
 
-    def _make_stages(self) -> list[Any]:
-        asr, mt, tts = build_backends(self.config)
-        stages = [Denoiser(self.config.denoise)] if self.config.denoise.enabled else []
-        return stages + [s for s in (asr, mt, tts) if s is not None]
-
     # -- running ---------------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -102,9 +107,9 @@ class Translator:
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
         self.sink.open()
-        log.info("loading vad")
-        self.segmenter.setup()
-        self.pipeline.setup(lambda name: log.info("loading %s", name))
+        self.engine.setup()
+        self.segmenter.setup(self.engine.vad_model())
+        self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker)
         self.source.open()
 
     def run(self) -> RunResult:
@@ -132,7 +137,6 @@ class Translator:
             self._close(abort=result.aborted)
             feeder.join(ABORT_GRACE_S)
             self.pipeline.join(ABORT_GRACE_S)
-            self.pipeline.cleanup()
         if self._feeder_error is not None:
             raise self._feeder_error
         result.records = self.collector.records
@@ -165,8 +169,9 @@ class Translator:
 
     def _send(self, seg: SpeechSegment) -> None:
         log.info("utterance %d: %.2f-%.2f s", seg.utt.utt_id, seg.utt.seg_start_s, seg.utt.seg_end_s)
+        seg.utt.voice = self.voice
         if self.record_dir is not None:
-            files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, 16000)
+            files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, SAMPLE_RATE)
         self.pipeline.input.put(seg)
 
     def _play(self) -> bool:
@@ -223,36 +228,4 @@ class Translator:
                 closer()
             except Exception:
                 log.debug("close failed", exc_info=True)
-
-
-def build_backends(cfg: Config) -> tuple[Any, Any, Any]:
-    """The ASR, MT (None for "none") and TTS stages of ``cfg``, not set up yet, after checking
-    that together they lead from the source language to the target's voice."""
-    if cfg.src_lang == cfg.tgt_lang:
-        raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
-    context = cfg.context()
-    asr = registry.create("asr", cfg.asr, **context)
-    mt = registry.create("mt", cfg.mt, **context)
-    tts = registry.create("tts", cfg.tts, **context)
-    heard = asr.output_language
-    if mt is None and heard != cfg.tgt_lang:
-        raise InputError(
-            f"no {cfg.src_lang}->{cfg.tgt_lang} translation: ASR {asr.backend} gives {heard} text and mt is none. "
-            f"Whisper's translate task (asr.task=translate) reaches English only; other targets need an MT backend "
-            f"(mt=…: {', '.join(registry.names('mt'))}), e.g. the model stack: --xtts-dir models/xtts_v2")
-    if cfg.tgt_lang not in tts.languages:
-        raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
-                         f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
-    return asr, mt, tts
-
-
-def check_device(device: str) -> None:
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, not {device!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SetupError("--device cuda but no CUDA GPU is visible to PyTorch: use --device cpu, or install a CUDA build of torch")
-
 

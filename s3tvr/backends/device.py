@@ -1,10 +1,10 @@
-"""Device and dtype for the torch backends (NeMo, transformers, XTTS)."""
+"""Device and dtype checks for the backends (NeMo, transformers, XTTS, Whisper)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from s3tvr.errors import InputError
+from s3tvr.errors import InputError, SetupError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -20,3 +20,14 @@ def torch_dtype(name: str, device: str) -> Any:
     if name == "float16" and device != "cuda":
         raise InputError("dtype float16 needs --device cuda: on the CPU use float32 (or bfloat16)")
     return getattr(torch, name)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device name we do not know, or CUDA where PyTorch sees no GPU, before anything loads."""
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SetupError("--device cuda but no CUDA GPU is visible to PyTorch: use --device cpu, or install a CUDA build of torch")

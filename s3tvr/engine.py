@@ -1,0 +1,152 @@
+"""The engine: the loaded models of one configuration, shared by every session run over it.
+
+Models load once (``setup()``, or ``load(kind)`` for one of them), however many sessions run,
+one after another or at the same time, and are freed once (``cleanup()``). A model that is not
+safe to call from two threads gets a lock that every session's worker takes around it; whatever
+belongs to one run (its audio, segmenter stream, voice, queues, sink and log) lives in its
+:class:`~s3tvr.session.Session`, never in a model object.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from s3tvr.backends import registry
+from s3tvr.backends.device import check_device
+from s3tvr.config import Config
+from s3tvr.denoise import Denoiser
+from s3tvr.errors import InputError
+from s3tvr.vad import load_vad
+
+log = logging.getLogger(__name__)
+
+KINDS = ("asr", "mt", "tts")
+
+
+class Engine:
+    """Build it, then open sessions on it (:meth:`session`); nothing loads before ``setup()``.
+
+    ``kinds``: the backends this engine serves (``("asr",)`` for work that only listens, such as
+    preparing a fine-tuning dataset); with all three, they must lead from the source language
+    to the target's voice."""
+
+    def __init__(self, config: Config, kinds: tuple[str, ...] = KINDS):
+        check_device(config.device)
+        self.config = config
+        self.asr, self.mt, self.tts = build_backends(config, kinds)
+        denoiser = Denoiser(config.denoise) if config.denoise.enabled and self.asr is not None else None
+        self.stages = [s for s in (denoiser, self.asr, self.mt, self.tts) if s is not None]
+        # One lock per model that two threads must not call at once; sessions' workers share it.
+        self.locks = {s.name: threading.Lock() for s in self.stages if not s.thread_safe}
+        self.loads: dict[str, dict[str, float]] = {}  # name -> seconds, rss_mb (and cuda_mb) its load took
+        self._loaded: set[str] = set()
+        self._load_lock = threading.Lock()
+        self._vad: Any = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    @property
+    def description(self) -> str:
+        return " -> ".join(f"{s.name}:{s.backend}" for s in self.stages)
+
+    def setup(self, on_progress: Callable[[str], None] = lambda name: None) -> None:
+        """Load every model that is not loaded yet, in order; the first failure propagates."""
+        self.load("vad", *(s.name for s in self.stages), on_progress=on_progress)
+
+    def load(self, *names: str, on_progress: Callable[[str], None] = lambda name: None) -> None:
+        """Load the named parts (vad, denoise, asr, mt, tts) once; later calls return at once."""
+        with self._load_lock:
+            for name in names:
+                if name in self._loaded:
+                    continue
+                part = self._part(name)
+                on_progress(name)
+                log.info("loading %s", name)
+                before, cuda_before, t0 = _rss_mb(), _cuda_mb(self.config.device), time.monotonic()
+                if name == "vad":
+                    self._vad = load_vad(self.config.vad.onnx)
+                else:
+                    part.setup()
+                self.loads[name] = {"seconds": round(time.monotonic() - t0, 3), "rss_mb": round(_rss_mb() - before, 1)}
+                if self.config.device == "cuda":
+                    self.loads[name]["cuda_mb"] = round(_cuda_mb("cuda") - cuda_before, 1)
+                self._loaded.add(name)
+
+    def _part(self, name: str) -> Any:
+        if name == "vad":
+            return None
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ValueError(f"this engine has no {name} stage")
+
+    def vad_model(self) -> Any:
+        """A Silero VAD for one session: the loaded ONNX model's session shared, its stream state
+        the session's own (TorchScript keeps state inside the module, so it loads anew)."""
+        self.load("vad")
+        if hasattr(self._vad, "session"):  # silero's OnnxWrapper: state in plain attributes
+            model = copy.copy(self._vad)
+            model.reset_states()
+            return model
+        return load_vad(onnx=False)
+
+    def session(self, **kwargs: Any) -> Any:
+        """A new run over this engine's models: see :class:`~s3tvr.session.Session`."""
+        from s3tvr.session import Session
+
+        return Session(self, **kwargs)
+
+    def cleanup(self) -> None:
+        """Free every model; the engine can load them again with setup()."""
+        with self._load_lock:
+            for stage in self.stages:
+                if stage.name in self._loaded:
+                    try:
+                        stage.cleanup()
+                    except Exception:  # cleanup must not hide the run's outcome
+                        log.debug("cleanup of %s failed", stage.name, exc_info=True)
+            self._vad = None
+            self._loaded.clear()
+
+
+def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, Any, Any]:
+    """The ASR, MT (None for "none") and TTS stages of ``cfg`` named in ``kinds``, not set up yet.
+    With all three, check that together they lead from the source language to the target's voice."""
+    context = cfg.context()
+    asr, mt, tts = (registry.create(kind, getattr(cfg, kind), **context) if kind in kinds else None for kind in KINDS)
+    if kinds != KINDS:
+        return asr, mt, tts
+    if cfg.src_lang == cfg.tgt_lang:
+        raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
+    heard = asr.output_language
+    if mt is None and heard != cfg.tgt_lang:
+        raise InputError(
+            f"no {cfg.src_lang}->{cfg.tgt_lang} translation: ASR {asr.backend} gives {heard} text and mt is none. "
+            f"Whisper's translate task (asr.task=translate) reaches English only; other targets need an MT backend "
+            f"(mt=…: {', '.join(registry.names('mt'))}), e.g. the model stack: --xtts-dir models/xtts_v2")
+    if cfg.tgt_lang not in tts.languages:
+        raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
+                         f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
+    return asr, mt, tts
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _cuda_mb(device: str) -> float:
+    if device != "cuda":
+        return 0.0
+    import torch
+
+    return torch.cuda.memory_allocated() / 2**20
