@@ -236,11 +236,14 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
     target = args.to or ("es" if args.lang == "en" else "en")
     config = _load_config(args, args.lang, target)
-    audio = config.audio  # device names are set as given: they hold characters YAML would parse
-    config = replace(config, audio=replace(
-        audio, input_device=audio.input_device if args.input_device is None else args.input_device,
-        output_device=audio.output_device if args.output_device is None else args.output_device,
-        realtime=audio.realtime and not args.fast, full_duplex=audio.full_duplex or args.full_duplex))
+    # Set as given, not through --set: device names hold characters YAML would parse.
+    audio = {key: value for key, value in (("input_device", args.input_device), ("output_device", args.output_device))
+             if value is not None}
+    if args.fast:
+        audio["realtime"] = False
+    if args.full_duplex:
+        audio["full_duplex"] = True
+    config = replace(config, audio=replace(config.audio, **audio))
 
     def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
         if rec["tgt_text"] or rec["error"]:

@@ -22,7 +22,7 @@ from s3tvr import files
 from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
 from s3tvr.audio.sources import FileSource, MicSource
 from s3tvr.engine import Engine
-from s3tvr.errors import InputError, S3tvrError, SetupError
+from s3tvr.errors import S3tvrError, SetupError
 from s3tvr.latency import Clock, Collector
 from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
@@ -61,14 +61,8 @@ class Session:
                  voice: Sequence[str | Path] = (), speaker: str = ""):
         self.engine = engine
         self.config = config = engine.config
-        self.voice_clips = [Path(v).expanduser() for v in voice]
+        self.voice_clips = engine.tts.check_voice(voice, speaker)
         self.speaker = speaker
-        if (self.voice_clips or speaker) and not engine.tts.clones_voice:
-            raise InputError(f"--voice and --speaker need a voice-cloning TTS, but this config uses {engine.tts.backend}: "
-                             f"add --config stack or --set tts.backend=xtts")
-        for clip in self.voice_clips:
-            if not clip.is_file():
-                raise InputError(f"voice clip {clip} not found: give one or more recordings of the speaker (--voice FILE)")
         self.voice: Any = None  # the TTS's voice for this session, made once the models are loaded
         if source is None:
             source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from s3tvr.errors import InputError
 from s3tvr.messages import Word
 from s3tvr.pipeline import Stage
 
@@ -69,10 +70,26 @@ class TtsBackend(Stage):
         """The languages it speaks."""
         return frozenset({self.tgt_lang})
 
+    def check_voice(self, clips: Sequence[str | Path] = (), speaker: str = "") -> list[Path]:
+        """The voice asked for, checked before any model loads: the clips as paths, each of
+        which must exist, and only for a backend that clones voices."""
+        if (clips or speaker) and not self.clones_voice:
+            raise InputError(f"--voice and --speaker need a voice-cloning TTS, but this config uses {self.backend}: "
+                             f"add --config stack or --set tts.backend=xtts")
+        return voice_clips(clips)
+
     def new_voice(self, clips: Sequence[Path] = (), speaker: str = "") -> Any:
         """One session's voice, after setup(): from recordings of the speaker (``clips``), kept on
         disk under a ``speaker`` name, or learned from the session's own speech. None when the
         backend speaks in a fixed voice."""
-        if clips or speaker:
-            raise ValueError(f"TTS backend {self.backend} does not clone voices")
+        self.check_voice(clips, speaker)
         return None
+
+
+def voice_clips(paths: Sequence[str | Path]) -> list[Path]:
+    """Recordings of a speaker as paths, each checked to exist."""
+    clips = [Path(p).expanduser() for p in paths]
+    for clip in clips:
+        if not clip.is_file():
+            raise InputError(f"voice clip {clip} not found: give one or more recordings of the speaker (--voice FILE)")
+    return clips

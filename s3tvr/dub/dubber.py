@@ -27,6 +27,7 @@ from s3tvr import files
 from s3tvr.audio.loudness import loudness, match_loudness
 from s3tvr.backends.asr.faster_whisper import detect_language
 from s3tvr.backends.device import check_device
+from s3tvr.backends.kinds import voice_clips
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
@@ -65,10 +66,7 @@ class Dubber:
     def __init__(self, config: Config, input: str | Path, output: str | Path, options: DubOptions | None = None,
                  progress: Progress | None = None, voice: Sequence[str | Path] = ()):
         self.config = config
-        self.voice_clips = [Path(v) for v in voice]  # the speaker to clone; default: the original's cleanest speech
-        for clip in self.voice_clips:
-            if not clip.is_file():
-                raise InputError(f"voice clip {clip} not found: give one or more recordings of the speaker (--voice FILE)")
+        self.voice_clips = voice_clips(voice)  # the speaker to clone; default: the original's cleanest speech
         self.input, self.output = Path(input), Path(output)
         self.options = options or DubOptions()
         self.progress = progress or Progress()
@@ -92,8 +90,7 @@ class Dubber:
             self.config = replace(self.config, src_lang=detect_language(original.speech16k))
         self.engine = Engine(self.config)
         self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
-        if self.voice_clips and not self.tts.clones_voice:
-            raise InputError(f"--voice needs a voice-cloning TTS, but this config uses {self.tts.backend}: add --config stack")
+        self.tts.check_voice(self.voice_clips)
         try:
             return self._dub(original)
         finally:

@@ -24,7 +24,7 @@ import numpy as np
 from s3tvr import files
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.device import torch_dtype
-from s3tvr.backends.kinds import TtsBackend
+from s3tvr.backends.kinds import TtsBackend, voice_clips
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
 from s3tvr.messages import SAMPLE_RATE, AudioChunk
@@ -114,7 +114,7 @@ class Backend(TtsBackend):
         if not clips and not speaker and self.own_voice:
             log.info("voice: the fine-tuned speaker's clips in %s", self.model_dir / "voice")
             clips = self.own_voice
-        return Voice(self.model, self.cache_dir, self.model_key, self.config.learn_s, [Path(c) for c in clips], speaker)
+        return Voice(self.model, self.cache_dir, self.model_key, self.config.learn_s, clips, speaker)
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
         import torch
@@ -147,7 +147,7 @@ class Backend(TtsBackend):
 class Voice:
     """The speaker's conditioning, computed once and cached; from clips, or learned from the session."""
 
-    def __init__(self, model: Any, cache_dir: Path, model_key: str, learn_s: float, clips: list[Path], speaker: str):
+    def __init__(self, model: Any, cache_dir: Path, model_key: str, learn_s: float, clips: Sequence[Path], speaker: str):
         self.model = model
         self.learn_s = learn_s
         self.heard: list[np.ndarray] = []  # session speech at 16 kHz, up to learn_s
@@ -155,9 +155,7 @@ class Voice:
         self.next_at: Optional[float] = 0.0  # refine once this much speech was heard; None: the voice is final
         self.cond: Optional[tuple[Any, Any]] = None
         self.cache_file: Optional[Path] = None
-        for path in clips:
-            if not path.is_file():
-                raise InputError(f"voice clip {path} not found: give one or more recordings of the speaker (--voice FILE)")
+        clips = voice_clips(clips)
         if clips:
             digest = hashlib.sha1(model_key.encode())
             for clip in clips:
