@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+import signal
 import sys
-from typing import TYPE_CHECKING, Optional
+import threading
+import typing
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 from s3tvr.backends.device import DTYPES
-from s3tvr.errors import InputError, S3tvrError
+from s3tvr.bounds import range_of
+from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped
 from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them, the offline profile translates them into English
 
 if TYPE_CHECKING:
@@ -17,12 +22,45 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("s3tvr")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors in the form of every other error: one line, the cause, where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"s3tvr: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(group: Any, flag: str, owner: type, field: str, help: str, **kwargs: Any) -> None:
+    """A numeric flag whose type, default and range come from ``owner``'s field: the library and
+    the command line refuse the same values, and --help states the range."""
+    hint = typing.get_type_hints(owner)[field]
+    kind = float if float in (typing.get_args(hint) or (hint,)) else int
+    bounds_ = range_of(owner, field)
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'} {bounds_}, "
+                                             f"not {text!r}") from None
+        if not bounds_.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds_}, not {text}")
+        return value
+
+    default = next(f.default for f in dataclasses.fields(owner) if f.name == field)
+    kwargs.setdefault("default", default)
+    shown = f"; default {kwargs['default']}" if kwargs["default"] is not None else ""
+    group.add_argument(flag, type=parse, help=f"{help} ({bounds_}{shown})", **kwargs)
+
 
 def _parser() -> argparse.ArgumentParser:
     from s3tvr.backends import registry
+    from s3tvr.dub.dubber import DubOptions
 
     # The options every command that loads models shares, declared once.
-    models = argparse.ArgumentParser(add_help=False)
+    models = _Parser(add_help=False)
     group = models.add_argument_group("models")
     group.add_argument("--config", metavar="FILE",
                        help="a YAML config or preset: offline (CPU, bundled weights; the default), stack (NeMo ASR, NLLB MT, "
@@ -32,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
     group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (default auto: float16 on CUDA, float32 on CPU)")
 
-    p = argparse.ArgumentParser(prog="s3tvr", description="Speech-to-speech translation in your own voice, live.")
+    p = _Parser(prog="s3tvr", description="Speech-to-speech translation in your own voice, live.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more status on stderr (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,11 +124,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
     dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
     dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
-    dub.add_argument("--max-tempo", type=float, default=1.25, metavar="X",
-                     help="never play a phrase faster than this (default 1.25); longer ones are cut and reported")
-    dub.add_argument("--duck-db", type=float, default=-30.0, metavar="DB",
-                     help="level of the original speech under the dub (default -30; -90 removes it)")
-    dub.add_argument("--max-phrase", type=float, default=12.0, metavar="S", help="longest phrase in seconds (default 12)")
+    _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
+            help="never play a phrase faster than this; longer ones are cut and reported")
+    _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB", help="level of the original speech under the dub; -90 removes it")
+    _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
     dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
     dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
@@ -121,7 +158,6 @@ def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentP
     from s3tvr.finetune.prepare import PrepareOptions
     from s3tvr.finetune.train import TrainOptions
 
-    prep_defaults, train_defaults = PrepareOptions(), TrainOptions()
     ft = sub.add_parser("finetune", help="fine-tune XTTS v2 on a speaker's recordings: prepare a dataset, then train",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="A cloned voice closer to the speaker than zero-shot cloning, in two steps.",
@@ -140,13 +176,11 @@ def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentP
                       help="a recording of the target speaker alone (repeatable)")
     prep.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset folder to create")
     prep.add_argument("--lang", choices=LANGUAGES, metavar="LANG", help="the recordings' language (default: detected)")
-    prep.add_argument("--speaker-name", default=prep_defaults.speaker_name, metavar="NAME", help="the speaker's name in the metadata")
-    prep.add_argument("--threshold", type=float, default=prep_defaults.threshold, metavar="X",
-                      help="least voice similarity to the reference (0-1, default %(default)s; same speaker scores ~0.85-0.95)")
-    prep.add_argument("--min-snr", type=float, default=prep_defaults.min_snr_db, metavar="DB",
-                      help="least speech-to-noise ratio (default %(default)s dB)")
-    prep.add_argument("--min-confidence", type=float, default=prep_defaults.min_confidence, metavar="X",
-                      help="least mean ASR word probability (default %(default)s)")
+    prep.add_argument("--speaker-name", default=PrepareOptions.speaker_name, metavar="NAME", help="the speaker's name in the metadata")
+    _number(prep, "--threshold", PrepareOptions, "threshold", metavar="X",
+            help="least voice similarity to the reference; the same speaker scores ~0.85-0.95")
+    _number(prep, "--min-snr", PrepareOptions, "min_snr_db", metavar="DB", help="least speech-to-noise ratio in dB")
+    _number(prep, "--min-confidence", PrepareOptions, "min_confidence", metavar="X", help="least mean ASR word probability")
     prep.add_argument("--no-denoise", action="store_true", help="keep the clips as recorded")
 
     tr = steps.add_parser(
@@ -158,17 +192,14 @@ def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentP
     tr.add_argument("--xtts-dir", default="models/xtts_v2", metavar="PATH",
                     help="the XTTS v2 model to start from, with dvae.pth and mel_stats.pth (s3tvr download xtts xtts-train)")
     tr.add_argument("-o", "--output", required=True, metavar="DIR", help="the fine-tuned model's folder")
-    d = train_defaults
-    tr.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help="at most N passes over the data (default %(default)s)")
-    tr.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (batches; a quick run)")
-    tr.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="clips per step (default %(default)s)")
-    tr.add_argument("--grad-accum", type=int, default=d.grad_accum, metavar="N", help="batches per optimizer step (default %(default)s)")
-    tr.add_argument("--lr", type=float, default=d.lr, metavar="X", help="learning rate (default %(default)s, the recipe's)")
-    tr.add_argument("--patience", type=int, default=d.patience, metavar="N",
-                    help="stop when the eval loss has not improved for N epochs (default %(default)s)")
-    tr.add_argument("--min-minutes", type=float, default=d.min_minutes, metavar="M",
-                    help="refuse datasets with less training speech (default %(default)s)")
-    tr.add_argument("--workers", type=int, default=d.workers, metavar="N", help="data loader processes (default %(default)s; 0: none)")
+    _number(tr, "--epochs", TrainOptions, "epochs", metavar="N", help="at most N passes over the data")
+    _number(tr, "--max-steps", TrainOptions, "max_steps", metavar="N", help="stop after N steps, batches: a quick run")
+    _number(tr, "--batch-size", TrainOptions, "batch_size", metavar="N", help="clips per step")
+    _number(tr, "--grad-accum", TrainOptions, "grad_accum", metavar="N", help="batches per optimizer step")
+    _number(tr, "--lr", TrainOptions, "lr", metavar="X", help="learning rate; the default is the recipe's")
+    _number(tr, "--patience", TrainOptions, "patience", metavar="N", help="stop when the eval loss has not improved for N epochs")
+    _number(tr, "--min-minutes", TrainOptions, "min_minutes", metavar="M", help="refuse datasets with less training speech")
+    _number(tr, "--workers", TrainOptions, "workers", metavar="N", help="data loader processes, 0: none")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in the output folder")
 
 
@@ -209,6 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command != "download":  # model libraries' own progress bars and config advice, set before they load
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    restore = _stop_on_signals()
     try:
         commands = {"run": _run, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
                     "download": _download}
@@ -221,9 +253,44 @@ def main(argv: Optional[list[str]] = None) -> int:
                 log.debug("caused by", exc_info=cause)
         print(f"s3tvr: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("s3tvr: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        return _stopped(getattr(stop, "signum", signal.SIGINT))
+    finally:
+        restore()
+
+
+def _stop_on_signals() -> Callable[[], None]:
+    """SIGTERM (systemd, docker stop, a supervisor) and SIGHUP (the terminal closed) stop a command
+    the way Ctrl-C does: raised in the main thread, where every command keeps what it finished.
+    Once stopping, further signals are ignored: the stop itself is bounded (about a second; a
+    training checkpoint takes longer) and must not be cut short. Returns what restores the handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # only the main thread may set handlers; a library caller keeps its own
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _stopped(signum: int) -> int:
+    """The last line of a stopped command, and the shell's exit code for a death by that signal."""
+    try:
+        print(f"s3tvr: stopped ({signal.Signals(signum).name}): finished work is kept", file=sys.stderr)
+    except OSError:  # SIGHUP: the terminal is gone
+        pass
+    return 128 + signum
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -247,7 +314,10 @@ def _run(args: argparse.Namespace) -> int:
 
     def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
         if rec["tgt_text"] or rec["error"]:
-            print(f"[{rec['utt_id']}] {rec['tgt_text'] or 'ERROR ' + rec['error']}", flush=True)
+            try:
+                print(f"[{rec['utt_id']}] {rec['tgt_text'] or 'ERROR ' + rec['error']}", flush=True)
+            except OSError:  # the terminal closed (SIGHUP follows) or a reader went away: the log still has it
+                pass
 
     with Engine(config) as engine:
         session = engine.session(input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir,
@@ -256,9 +326,12 @@ def _run(args: argparse.Namespace) -> int:
         result = session.run()
     if result.records:
         log.info("\n%s", format_table(summarize(result.records)))
+    if result.aborted:
+        return _stopped(result.stop_signal)
+    result.check()
     if args.output:
         log.info("wrote %s", args.output)
-    return result.exit_code
+    return 0
 
 
 def _with_xtts_options(args: argparse.Namespace, config: "Config") -> "Config":
@@ -377,8 +450,8 @@ def _devices(args: argparse.Namespace) -> int:
 
     devices = list_devices()
     if not devices:
-        print("no audio devices found", file=sys.stderr)
-        return 1
+        raise SetupError("no audio devices found: connect a microphone or speaker, or start the sound server "
+                         "(PulseAudio or PipeWire); files still work: s3tvr run LANG --input FILE --output OUT.wav")
     print(f"{'idx':>3}  {'in':>3} {'out':>3}  {'rate':>6}  {'api':<10} name")
     for d in devices:
         mark = (" <in" if d["default_input"] else "") + (" <out" if d["default_output"] else "")
@@ -387,8 +460,11 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from s3tvr import files
     from s3tvr.latency import format_table, plot, read_log, summarize
 
+    if args.plot:
+        files.check_output(args.plot, "--plot")
     records = read_log(args.log)
     if not records:
         raise InputError(f"{args.log} holds no utterances: run s3tvr run --log {args.log} first")
@@ -402,17 +478,16 @@ def _report(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from s3tvr import files
     from s3tvr.eval import report
     from s3tvr.eval.runner import evaluate
 
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+    files.check_output(out, "--out", folder=True)  # made once the results exist: a failed eval leaves nothing
     result = evaluate(args.data, args.pair, config=args.config, overrides=args.overrides, realtime=not args.fast,
                       judge_model=args.judge_model, device=args.device, dtype=args.dtype)
     print(report.format_table(result))
+    out.mkdir(parents=True, exist_ok=True)
     report.write_json(result, out / "eval.json")
     report.plot(result, out / "eval.png")
     print(f"s3tvr: wrote {out / 'eval.json'} and {out / 'eval.png'}", file=sys.stderr)

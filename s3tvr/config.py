@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional
 
 import yaml
 
+from s3tvr import bounds
+from s3tvr.bounds import Range, unoptional
 from s3tvr.errors import InputError
 
 
@@ -25,32 +26,33 @@ class AudioConfig:
     input_device: Optional[str] = None  # index or name substring; None: the system default
     output_device: Optional[str] = None
     full_duplex: bool = False  # True with headphones: the mic stays open while translations play
-    echo_tail_ms: int = 300  # half-duplex: the mic stays closed this long after playback
-    jitter_ms: int = 60  # speaker buffer before an utterance starts to play
-    output_sample_rate: int = 24000  # file output rate
+    echo_tail_ms: Annotated[int, Range(0, 5000)] = 300  # half-duplex: the mic stays closed this long after playback
+    jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
+    output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # file output rate
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
 
 
 @dataclass(frozen=True)
 class VadConfig:
-    threshold: float = 0.5  # speech probability that starts speech
-    neg_threshold: Optional[float] = None  # below this, speech has stopped (default threshold - 0.15)
-    endpoint_ms: int = 500  # silence that ends an utterance: fewest split sentences, none merged (benchmarks/bench_vad.py)
-    preroll_ms: int = 300  # audio kept before speech starts, so the first syllable is never clipped
-    min_speech_ms: int = 250  # shorter bursts are dropped (coughs, clicks)
-    long_after_s: float = 8.0  # once an utterance is this long, a shorter pause ends it ...
-    long_endpoint_ms: int = 200  # ... this one: long utterances end sooner, at their next breath
-    max_segment_s: float = 15.0  # force a split at the quietest point for speakers who never pause
-    tail_ms: int = 100  # silence kept after the last speech window
+    threshold: Annotated[float, Range(0, 1, above=True)] = 0.5  # speech probability that starts speech
+    neg_threshold: Optional[Annotated[float, Range(0, 1)]] = None  # below this, speech has stopped (default threshold - 0.15)
+    # Silence that ends an utterance: fewest split sentences, none merged (benchmarks/bench_vad.py).
+    endpoint_ms: Annotated[int, Range(32, 10000)] = 500
+    preroll_ms: Annotated[int, Range(0, 2000)] = 300  # audio kept before speech starts, so the first syllable is never clipped
+    min_speech_ms: Annotated[int, Range(0, 5000)] = 250  # shorter bursts are dropped (coughs, clicks)
+    long_after_s: Annotated[float, Range(0, above=True)] = 8.0  # once an utterance is this long, a shorter pause ends it ...
+    long_endpoint_ms: Annotated[int, Range(32, 10000)] = 200  # ... this one: long utterances end sooner, at their next breath
+    max_segment_s: Annotated[float, Range(1, 60)] = 15.0  # force a split at the quietest point for speakers who never pause
+    tail_ms: Annotated[int, Range(0, 2000)] = 100  # silence kept after the last speech window
     onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)
-    max_gain_db: float = 60.0  # gain normalisation for quiet microphones and recordings
+    max_gain_db: Annotated[float, Range(0, 100)] = 60.0  # gain normalisation for quiet microphones and recordings
 
 
 @dataclass(frozen=True)
 class DenoiseConfig:
     enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
-    prop_decrease: float = 0.8
-    profile_s: float = 2.0  # how much recent non-speech audio forms the noise profile
+    prop_decrease: Annotated[float, Range(0, 1)] = 0.8
+    profile_s: Annotated[float, Range(0, 60, above=True)] = 2.0  # how much recent non-speech audio forms the noise profile
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ class BackendSection:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    queue_size: int = 8
-    workers: dict[str, int] = field(default_factory=dict)  # stage name -> worker threads
+    queue_size: Annotated[int, Range(1, 1000)] = 8
+    workers: dict[str, Annotated[int, Range(1, 64)]] = field(default_factory=dict)  # stage name -> worker threads
 
 
 @dataclass(frozen=True)
@@ -184,28 +186,22 @@ def _backend_section(default: BackendSection, value: Any, name: str) -> BackendS
 
 
 def coerce(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Make dataclass ``cls`` from ``values``, turning YAML scalars into the declared types."""
+    """Make dataclass ``cls`` from ``values``, turning YAML scalars into the declared types and
+    refusing numbers outside their declared ranges."""
     # get_type_hints resolves the string annotations that `from __future__ import annotations`
     # leaves, in the namespace of the module defining cls (backend configs live elsewhere).
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
-        hint = _unoptional(hints.get(key, Any))
+        hint = unoptional(hints.get(key, Any))  # None values never reach _convert
         try:
             kwargs[key] = value if value is None else _convert(hint, value)
         except (TypeError, ValueError):
             name = getattr(typing.get_origin(hint) or hint, "__name__", str(hint))  # "list", not "list[float]"
             raise InputError(f"{where}.{key} must be {name}, not {value!r}") from None
-    return cls(**kwargs)
-
-
-def _unoptional(hint: Any) -> Any:
-    """X for Optional[X] / X | None; other hints unchanged (None values never reach _convert)."""
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return hint
+    obj = cls(**kwargs)
+    bounds.check(obj, where)
+    return obj
 
 
 def _convert(hint: Any, value: Any) -> Any:

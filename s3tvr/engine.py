@@ -124,6 +124,9 @@ def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, An
     asr, mt, tts = (registry.create(kind, getattr(cfg, kind), **context) if kind in kinds else None for kind in KINDS)
     if kinds != KINDS:
         return asr, mt, tts
+    if asr.languages is not None and cfg.src_lang not in asr.languages:
+        raise InputError(f"ASR {asr.backend} does not know the source language {cfg.src_lang!r}: choose one of "
+                         f"{', '.join(sorted(asr.languages))}")
     if cfg.src_lang == cfg.tgt_lang:
         raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
     heard = asr.output_language

@@ -21,3 +21,18 @@ class SetupError(S3tvrError):
     """A model or device could not be set up (missing extra, wrong path, device busy)."""
 
     exit_code = 3
+
+
+class TranslationFailed(S3tvrError):
+    """A run that ended by itself with every utterance failed: nothing was translated."""
+
+    exit_code = 4
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) raised as Ctrl-C's KeyboardInterrupt is, so that
+    every command stops the same way, keeping what is finished; not an error."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

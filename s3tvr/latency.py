@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, TextIO
 
+from s3tvr import files
 from s3tvr.errors import InputError
 from s3tvr.messages import UttInfo
 
@@ -59,7 +60,8 @@ class Clock:
 
 
 class Collector:
-    """Writes one line per finished utterance, flushed at once, so a crash loses nothing finished."""
+    """Writes one line per finished utterance, flushed at once, so a crash loses nothing finished.
+    The file is created with the first line: a run that ends before any utterance leaves none."""
 
     def __init__(self, path: Optional[str | Path], clock: Optional[Clock] = None, keep: bool = True):
         self.path = Path(path) if path else None
@@ -69,22 +71,18 @@ class Collector:
         self._file: Optional[TextIO] = None
         self._lock = threading.Lock()
 
-    def open(self) -> None:
-        if self.path is None:
-            return
-        if not self.path.parent.is_dir():
-            raise InputError(f"log folder {self.path.parent} does not exist: create it or choose another --log")
-        try:
-            self._file = open(self.path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot write log {self.path}: {exc.strerror}") from None
+    def check(self) -> None:
+        if self.path is not None:
+            files.check_output(self.path, "--log")
 
     def record(self, utt: UttInfo) -> dict[str, Any]:
         rec = to_record(utt, self.clock)
         with self._lock:
             if self.keep:
                 self.records.append(rec)
-            if self._file is not None:
+            if self.path is not None:
+                if self._file is None:
+                    self._file = open(self.path, "a", encoding="utf-8")
                 self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 self._file.flush()
         return rec
@@ -97,18 +95,38 @@ class Collector:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a latency log, each checked to have what the report reads."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: give the latency log file written by s3tvr run --log")
     if not path.is_file():
         raise InputError(f"latency log {path} not found: give the file written by s3tvr run --log")
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise InputError(f"{path} line {n} is not JSON: is this a latency log from s3tvr run?") from None
+    for n, rec in files.read_jsonl(path, "the latency log written by s3tvr run --log"):
+        problem = _log_record_problem(rec)
+        if problem:
+            raise InputError(f"{path} line {n} is not a latency record ({problem}): is this a latency log from s3tvr run?")
+        records.append(rec)
     return records
+
+
+def _log_record_problem(rec: Any) -> str:
+    """What makes ``rec`` unreadable by the report ("" if nothing): the keys it needs, of the right types."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    for key in ("src_lang", "tgt_lang"):
+        if not isinstance(rec.get(key), str):
+            return f"no {key}"
+    number = (int, float, type(None))
+    for key in ("latency_s", "t_speech_end", "t_vad_emit"):
+        if isinstance(rec.get(key), bool) or not isinstance(rec.get(key), number):
+            return f"{key} is not a number"
+    stages = rec.get("stages", {})
+    if not isinstance(stages, dict) or not all(isinstance(s, dict) for s in stages.values()):
+        return "stages is not a mapping of stages"
+    if any(not isinstance(s.get(k), number) or isinstance(s.get(k), bool) for s in stages.values() for k in ("start", "end", "first_out")):
+        return "a stage time is not a number"
+    return ""
 
 
 def stage_compute(rec: dict[str, Any]) -> dict[str, float]:
@@ -211,8 +229,5 @@ def plot(records: list[dict[str, Any]], path: str | Path) -> None:
     ax2.set_title("Where the time goes")
     ax2.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, dpi=110)
+    files.write_png(path, fig)
     plt.close(fig)
-    tmp.replace(path)

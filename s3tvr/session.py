@@ -11,6 +11,7 @@ queues, reordering, the voice and the log are per session, so nothing crosses be
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from s3tvr import files
 from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
 from s3tvr.audio.sources import FileSource, MicSource
 from s3tvr.engine import Engine
-from s3tvr.errors import S3tvrError, SetupError
+from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency import Clock, Collector
 from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
@@ -35,13 +36,28 @@ ABORT_GRACE_S = 1.0  # how long an abort waits for workers before leaving them (
 
 @dataclass
 class RunResult:
-    records: list[dict[str, Any]] = field(default_factory=list)
-    aborted: bool = False
+    records: list[dict[str, Any]] = field(default_factory=list)  # each utterance's log record (unless keep_records=False)
+    aborted: bool = False  # stopped before the input ended
+    stop_signal: int = signal.SIGINT  # what stopped an aborted run: Ctrl-C, or SIGTERM/SIGHUP turned into the same
     overflows: int = 0
+    source: str = "the microphone"
+    spoken: int = 0  # utterances whose translation was spoken (or written)
+    failed: int = 0
+    first_error: str = ""
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.aborted else 0
+        return 128 + self.stop_signal if self.aborted else 0  # the shell's convention for a death by signal
+
+    def check(self) -> None:
+        """Raise if a run that was not stopped translated nothing: it must never look like success."""
+        if self.aborted or self.spoken:
+            return
+        if self.failed:
+            raise TranslationFailed(f"none of the {self.failed} utterances heard in {self.source} was translated; the first "
+                                    f"failed with: {self.first_error} (--log keeps each one's error)")
+        raise InputError(f"no speech heard in {self.source}: give a recording with speech "
+                         f"(a very quiet one: lower the speech threshold, e.g. --set vad.threshold=0.3)")
 
 
 class Session:
@@ -64,9 +80,13 @@ class Session:
         self.voice_clips = engine.tts.check_voice(voice, speaker)
         self.speaker = speaker
         self.voice: Any = None  # the TTS's voice for this session, made once the models are loaded
+        for flag, path in (("--output", output), ("--log", log_path)):
+            if input and path:  # writing it would destroy the recording
+                files.check_not_same(input, path, flag)
         if source is None:
             source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
         self.source = source
+        self.result = RunResult(source=str(getattr(source, "path", None) or "the microphone"))
         self.on_record = on_record
         self.gate = None
         if self.source.is_microphone and not config.audio.full_duplex:
@@ -92,23 +112,28 @@ class Session:
     # -- running ---------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Check inputs and open outputs, load models, then start the source last (a microphone
-        must not overflow while models load). Cheap checks come first so mistakes show at once."""
+        """Check the input and every output, load the models, open the outputs, then start the
+        source last (a microphone must not overflow while models load). The cheap checks come
+        first so mistakes show at once, and nothing is created before they pass."""
         self.source.check()
+        self.sink.check()
+        self.collector.check()
+        if self.record_dir is not None:
+            files.check_output(self.record_dir, "--record-dir", folder=True)
         if isinstance(self.sink, FileSink):  # the translation of a file is as long as the file
             self.sink.pad_to_s = getattr(self.source, "duration_s", 0.0)
-        self.collector.open()
+        self.engine.setup()
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
         self.sink.open()
-        self.engine.setup()
         self.segmenter.setup(self.engine.vad_model())
         self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker)
         self.source.open()
 
     def run(self) -> RunResult:
-        """Set up, translate until the input ends (drain) or Ctrl-C (abort), and return the records."""
-        result = RunResult()
+        """Set up, translate until the input ends (drain) or Ctrl-C (abort), and return the records.
+        Whatever was spoken is kept in the output; a run that spoke nothing leaves no output file."""
+        result = self.result
         try:
             self.setup()
         except BaseException:
@@ -120,17 +145,19 @@ class Session:
         log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {getattr(self.source, 'path', 'the input')}")
         try:
             result.aborted = not self._play()
-        except KeyboardInterrupt:
-            result.aborted = True
+        except KeyboardInterrupt as stop:  # Ctrl-C, or a stop signal the caller turned into the same
+            result.aborted, result.stop_signal = True, getattr(stop, "signum", signal.SIGINT)
         finally:
             if result.aborted:
                 log.info("stopping now: finished utterances are kept")
             self._stop.set()
             self.pipeline.cancel()
-            self._collect()
-            self._close(abort=result.aborted)
-            feeder.join(ABORT_GRACE_S)
-            self.pipeline.join(ABORT_GRACE_S)
+            try:
+                self._collect()
+            finally:
+                self._close(abort=result.aborted, discard=not result.spoken)
+                feeder.join(ABORT_GRACE_S)
+                self.pipeline.join(ABORT_GRACE_S)
         if self._feeder_error is not None:
             raise self._feeder_error
         result.records = self.collector.records
@@ -205,21 +232,30 @@ class Session:
             if self.on_record is not None:
                 self.on_record(rec)
             if rec["error"]:
+                self.result.failed += 1
+                self.result.first_error = self.result.first_error or rec["error"]
                 log.warning("utterance %d failed: %s", utt.utt_id, rec["error"])
             elif rec["latency_s"] is not None:
+                self.result.spoken += 1
                 log.info("utterance %d: %.2f s to first audio: %s", utt.utt_id, rec["latency_s"], rec["tgt_text"])
 
     def _close(self, abort: bool, discard: bool = False) -> None:
-        """Close everything; ``discard``: the run never started, so leave no output file."""
+        """Close everything; ``discard``: nothing was spoken, so leave no output file. An output
+        that could not be finished is raised once the rest is closed: it must never pass as written."""
         def close_sink() -> None:
             if discard and hasattr(self.sink, "discard"):
                 self.sink.discard()
             else:
                 self.sink.close(abort)
 
+        unfinished: Optional[S3tvrError] = None
         for closer in (close_sink, self.source.close, self.collector.close):
             try:
                 closer()
+            except S3tvrError as exc:
+                unfinished = unfinished or exc
             except Exception:
                 log.debug("close failed", exc_info=True)
+        if unfinished is not None:
+            raise unfinished
 

@@ -64,6 +64,9 @@ class CountingSink:
         self.out_of_order = 0
         self._finished = []
 
+    def check(self) -> None:
+        pass
+
     def open(self) -> None:
         pass
 

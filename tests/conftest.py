@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +32,23 @@ def _model_cache(tmp_path_factory, monkeypatch):
 def s3tvr_cmd() -> list[str]:
     exe = shutil.which("s3tvr", path=os.path.dirname(sys.executable))
     return [exe] if exe else [sys.executable, "-m", "s3tvr"]
+
+
+def s3tvr(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    """The command as a user runs it."""
+    return subprocess.run([*s3tvr_cmd(), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
+    """An expected error as the README promises it: one line naming the cause, no traceback, an
+    exit code other than 0 and 1 (1 would be an unexpected crash). Returns the line."""
+    assert proc.returncode not in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("s3tvr: error:")]
+    assert len(errors) == 1, proc.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
 
 
 STACK_MODULES = ("nemo.collections.asr", "transformers", "TTS")

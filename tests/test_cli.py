@@ -9,21 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import s3tvr_cmd
-
-
-def s3tvr(*args, timeout=120):
-    return subprocess.run([*s3tvr_cmd(), *map(str, args)], capture_output=True, text=True, timeout=timeout)
-
-
-def one_line_error(proc, *words):
-    assert proc.returncode not in (0, 1), proc.stderr  # 1 would be an unexpected crash
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("s3tvr: error:")]
-    assert len(errors) == 1, proc.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
+from conftest import one_line_error, s3tvr, s3tvr_cmd
 
 
 def test_missing_input_file(tmp_path):

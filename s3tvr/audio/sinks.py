@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from s3tvr import files
 from s3tvr.audio import devices
 from s3tvr.errors import InputError
 from s3tvr.messages import AudioChunk, UttInfo
@@ -68,8 +69,8 @@ class FileSink:
     """A WAV file of the translation. For input with a timeline, each utterance is placed where it
     was spoken (never overlapping the one before), with silence between.
 
-    Written to ``NAME.partial`` and renamed at the end, on drain and on Ctrl-C alike, so the path
-    never holds a half-written file and nothing finished is lost.
+    Written to a hidden ``.NAME.partial`` and renamed at the end, on drain and on a stop alike, so
+    the path never holds a half-written file and nothing finished is lost.
     """
 
     def __init__(self, path: str | Path, sample_rate: int = 24000, timeline: bool = True, stamps: bool = True):
@@ -77,7 +78,7 @@ class FileSink:
         self.stamps = stamps  # False when a speaker beside it stamps the times
         self.rate = sample_rate
         self.timeline = timeline
-        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.tmp = files.partial_path(self.path)
         self._file: Optional[sf.SoundFile] = None
         self._resampler = _Resampler(sample_rate)
         self._cursor = 0  # samples written
@@ -85,11 +86,12 @@ class FileSink:
         self._started: set[int] = set()
         self.pad_to_s = 0.0  # a file input's length: a finished output is at least as long
 
-    def open(self) -> None:
+    def check(self) -> None:
         if self.path.suffix.lower() not in (".wav", ".flac", ".ogg"):
             raise InputError(f"output {self.path}: write .wav, .flac or .ogg")
-        if not self.path.parent.is_dir():
-            raise InputError(f"output folder {self.path.parent} does not exist: create it or choose another --output")
+        files.check_output(self.path, "--output")
+
+    def open(self) -> None:
         try:
             self._file = sf.SoundFile(self.tmp, "w", samplerate=self.rate, channels=1, format=self.path.suffix[1:].upper())
         except (OSError, sf.LibsndfileError, TypeError) as exc:
@@ -135,7 +137,10 @@ class FileSink:
             self._write(np.zeros(end - self._cursor, dtype=np.float32))
         self._file.close()
         self._file = None
-        os.replace(self.tmp, self.path)
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:  # never reported as written: say where the finished audio is
+            raise InputError(f"cannot write {self.path}: {exc.strerror}; the translation is in {self.tmp}") from None
 
     def discard(self) -> None:
         """The run never started: leave no file behind."""
@@ -164,6 +169,9 @@ class SpeakerSink:
         self._stream = None
         self.rate = 0
         self.latency = 0.0
+
+    def check(self) -> None:
+        devices.resolve(self.device_spec, "output")
 
     def open(self) -> None:
         sd = devices.sd()
@@ -264,6 +272,10 @@ class TeeSink:
     def __init__(self, speaker: SpeakerSink, recording: FileSink):
         recording.stamps = False
         self.sinks = (speaker, recording)
+
+    def check(self) -> None:
+        for sink in self.sinks:
+            sink.check()
 
     def open(self) -> None:
         for sink in self.sinks:

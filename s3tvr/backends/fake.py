@@ -9,34 +9,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 import numpy as np
 
 from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
+from s3tvr.bounds import Range
 from s3tvr.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation
 
 
 @dataclass
 class FakeAsrConfig:
-    delays: list = field(default_factory=lambda: [0.05])
+    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])
     fail_on: list = field(default_factory=list)  # utterance ids that raise
     text: str = "utterance {utt_id} lasting {seconds:.1f} seconds"
 
 
 @dataclass
 class FakeMtConfig:
-    delays: list = field(default_factory=lambda: [0.02])
+    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.02])
     fail_on: list = field(default_factory=list)
 
 
 @dataclass
 class FakeTtsConfig:
-    delays: list = field(default_factory=lambda: [0.05])  # per chunk
+    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])  # per chunk
     fail_on: list = field(default_factory=list)
-    chunks: int = 2
-    seconds_per_word: float = 0.3
-    sample_rate: int = 22050
+    chunks: Annotated[int, Range(1, 100)] = 2
+    seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3
+    sample_rate: Annotated[int, Range(8000, 192000)] = 22050
 
 
 def _delay(delays: list, utt_id: int) -> float:

@@ -17,26 +17,27 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from s3tvr import files
+from s3tvr import bounds, files
 from s3tvr.audio.loudness import loudness, match_loudness
 from s3tvr.backends.asr.faster_whisper import detect_language
 from s3tvr.backends.device import check_device
 from s3tvr.backends.kinds import voice_clips
+from s3tvr.bounds import Range
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.engine import Engine
-from s3tvr.errors import InputError
+from s3tvr.errors import InputError, TranslationFailed
 from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
 from s3tvr.progress import Progress
-from s3tvr.vad import speech_regions
+from s3tvr.vad import load_vad, speech_regions
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,17 @@ VOICE_S = 12.0  # seconds of the cleanest speech that make the cloned voice
 
 @dataclass
 class DubOptions:
-    max_tempo: float = 1.25  # the fastest a phrase is ever played
-    comfortable_tempo: float = 1.1  # sped up this much before silence is borrowed
-    max_tts_rate: float = 1.2  # the fastest the TTS is asked to speak when a phrase is far too long
-    duck_db: float = -30.0  # the original's speech under the dub (-90: removed)
-    max_phrase_s: float = 12.0
+    max_tempo: Annotated[float, Range(1.1, 2)] = 1.25  # the fastest a phrase is ever played
+    comfortable_tempo: Annotated[float, Range(1, 2)] = 1.1  # sped up this much before silence is borrowed
+    max_tts_rate: Annotated[float, Range(1, 2)] = 1.2  # the fastest the TTS is asked to speak when a phrase is far too long
+    duck_db: Annotated[float, Range(-90, 0)] = -30.0  # the original's speech under the dub (-90: removed)
+    max_phrase_s: Annotated[float, Range(2, 60)] = 12.0
     subtitles: bool = True
     resume: bool = False  # read the edited segments file; re-render only changed phrases
     work_dir: Optional[Path] = None  # default: OUTPUT.work beside the output
+
+    def __post_init__(self) -> None:
+        bounds.check(self)
 
 
 @dataclass
@@ -73,8 +77,7 @@ class Dubber:
         check_device(config.device)
         if not 1.0 <= self.options.comfortable_tempo <= self.options.max_tempo:
             raise InputError(f"--max-tempo must be at least {self.options.comfortable_tempo}")
-        if self.input.resolve() == self.output.resolve():
-            raise InputError("the output would overwrite the input: choose another -o")
+        files.check_not_same(self.input, self.output, "-o")
         stem = self.output.with_suffix("")
         self.segments_path = stem.with_name(stem.name + ".segments.json")
         self.report_path = stem.with_name(stem.name + ".sync.json")
@@ -86,26 +89,41 @@ class Dubber:
     def run(self) -> DubResult:
         original = media.read(self.input)
         media.check_output(self.output, original.has_video)
-        if self.config.src_lang == "auto":
-            self.config = replace(self.config, src_lang=detect_language(original.speech16k))
+        files.check_output(self.work, "--work-dir", folder=True)
+        regions = None
+        if self.config.src_lang == "auto":  # the language of the speech, once there is sure to be some
+            regions = self._speech_regions(original, load_vad(self.config.vad.onnx))
+            speech = np.concatenate([original.speech16k[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in regions])
+            self.config = replace(self.config, src_lang=detect_language(speech))
         self.engine = Engine(self.config)
         self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
+        if not self.asr.word_times and not self.options.resume:
+            raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
         self.tts.check_voice(self.voice_clips)
         try:
-            return self._dub(original)
+            return self._dub(original, regions)
         finally:
             self.engine.cleanup()
 
-    def _dub(self, original: media.Original) -> DubResult:
-        self.work.mkdir(parents=True, exist_ok=True)
+    def _speech_regions(self, original: media.Original, vad: Any) -> list[tuple[float, float]]:
+        regions = speech_regions(original.speech16k, self.config.vad, vad)
+        if not regions:
+            raise InputError(f"no speech heard in {self.input}: nothing to dub")
+        return regions
+
+    def _dub(self, original: media.Original, regions: Optional[list[tuple[float, float]]]) -> DubResult:
         self.key = files.file_key(self.input)
-        phrases = self._phrases(original) if not self.options.resume else self._edited_phrases()
+        phrases = self._phrases(original, regions) if not self.options.resume else self._edited_phrases()
         if not phrases:
-            raise InputError(f"no speech found in {self.input}: nothing to dub")
+            raise InputError(f"no words heard in {self.input}: nothing to dub")
+        self.work.mkdir(parents=True, exist_ok=True)  # only now: a dub refused early leaves no work folder
         self._translate(original, phrases)
         files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
                                          "phrases": [p.to_json() for p in phrases]})
         rendered = self._render(original, phrases)
+        if not any(r.audio is not None for r in rendered):
+            first = next((r.error for r in rendered if r.error), "nothing to say")
+            raise TranslationFailed(f"none of the {len(rendered)} phrases could be spoken; the first: {first}")
         speech = self._place(original, rendered)
         target = loudness(np.concatenate([original.audio[:, int(p.start * original.rate):int(p.end * original.rate)]
                                           for p in phrases], axis=1), original.rate)
@@ -125,16 +143,15 @@ class Dubber:
         files.write_json(self.report_path, sync)
         return DubResult(self.output, sync, written + [self.report_path])
 
-    def _phrases(self, original: media.Original) -> list[Phrase]:
+    def _phrases(self, original: media.Original, regions: Optional[list[tuple[float, float]]]) -> list[Phrase]:
         cache = self.work / f"words-{self._key('asr', 'vad', 'src_lang')}.json"
         if cache.is_file():
             words = [Word(**w) for w in json.loads(cache.read_text())]
         else:
-            regions = speech_regions(original.speech16k, self.config.vad, self.engine.vad_model())
-            if not self.asr.word_times:
-                raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
+            regions = regions or self._speech_regions(original, self.engine.vad_model())
             self.engine.load("asr")
             words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)))
+            self.work.mkdir(parents=True, exist_ok=True)
             files.write_json(cache, [w.__dict__ for w in words])
         return group_words(words, self.options.max_phrase_s)
 

@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from s3tvr import files
 from s3tvr.audio.decode import decode
 from s3tvr.errors import InputError
 from s3tvr.messages import SAMPLE_RATE
@@ -53,26 +54,20 @@ def check_output(path: Path, has_video: bool) -> None:
         raise InputError(f"output {path.name}: choose an extension s3tvr writes ({', '.join([*VIDEO_OUTPUTS, *AUDIO_OUTPUTS])})")
     if suffix in VIDEO_OUTPUTS and not has_video:
         raise InputError(f"output {path.name} is a video but the input has no video: choose a .wav, .flac or .ogg output")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist: create it or choose another -o")
-    probe = folder / f".{path.name}.probe"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"cannot write to {folder} ({exc.strerror}): choose another -o") from None
+    files.check_output(path, "-o")
 
 
 def write(original: Original, audio: np.ndarray, path: Path) -> None:
     """Write the dub to ``path``: through a temporary file, renamed at the end."""
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    tmp = files.partial_path(path, path.suffix)  # the muxer tells the container by the ending
     try:
         if path.suffix.lower() in AUDIO_OUTPUTS:
             sf.write(tmp, audio.T, original.rate, format=AUDIO_OUTPUTS[path.suffix.lower()])
         else:
             _mux(original.path, tmp, audio, original.rate, VIDEO_OUTPUTS[path.suffix.lower()])
         tmp.replace(path)
+    except OSError as exc:  # checked before the work began, so something changed since: never reported as written
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; the cached work in the work folder makes a rerun quick") from None
     finally:
         tmp.unlink(missing_ok=True)
 

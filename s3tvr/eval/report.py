@@ -63,7 +63,5 @@ def plot(r: EvalResult, path: Path) -> None:
     axes[2].set_xticks(range(len(r.clips)), [Path(c.audio).stem[-6:] for c in r.clips], rotation=45)
     axes[2].set_title(f"ASR-BLEU per clip (corpus {r.asr_bleu['bleu']:.1f})")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, dpi=110)
+    files.write_png(path, fig)
     plt.close(fig)
-    tmp.replace(path)

@@ -10,7 +10,6 @@ comes from the sessions' latency logs, memory from that one load and the process
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import resource
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from s3tvr import bundled
+from s3tvr import bundled, files
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import load_config
 from s3tvr.engine import Engine
@@ -74,13 +73,20 @@ def read_manifest(folder: Path, src: str, tgt: str) -> list[dict[str, Any]]:
         raise InputError(f"{folder} has no manifest.jsonl: give a folder in the format of shared/data/speech/fleurs")
     if tgt not in REFERENCE_KEYS:
         raise InputError(f"no reference translations for target {tgt}: choose one of {', '.join(REFERENCE_KEYS)}")
-    clips = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    clips = []
+    for n, clip in files.read_jsonl(path, "a JSON Lines manifest, one clip's JSON object per line"):
+        if not isinstance(clip, dict) or not isinstance(clip.get("audio"), str):
+            raise InputError(f"{path} line {n} is not a clip: each line needs at least \"audio\" and \"lang\"")
+        clips.append(clip)
     clips = [c for c in clips if c.get("lang") == src]
     if not clips:
         raise InputError(f"{path} has no clips in {src}: choose a --pair whose source language it holds")
-    missing = [c["audio"] for c in clips if not c.get(REFERENCE_KEYS[tgt])]
+    missing = [c["audio"] for c in clips if not isinstance(c.get(REFERENCE_KEYS[tgt]), str) or not c[REFERENCE_KEYS[tgt]]]
     if missing:
         raise InputError(f"{path}: {missing[0]} has no {REFERENCE_KEYS[tgt]} reference")
+    absent = [c["audio"] for c in clips if not (folder / c["audio"]).is_file()]
+    if absent:
+        raise InputError(f"{path} names {absent[0]}, which is not in {folder}: fix the manifest or add the clip")
     return clips
 
 

@@ -19,15 +19,16 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import soxr
 
-from s3tvr import files
+from s3tvr import bounds, files
 from s3tvr.audio.decode import decode, load_audio
 from s3tvr.audio.loudness import match_loudness
 from s3tvr.backends.device import check_device
+from s3tvr.bounds import Range
 from s3tvr.config import Config
 from s3tvr.denoise import MIN_PROFILE_S, denoise
 from s3tvr.engine import Engine
@@ -51,22 +52,26 @@ DATASET_FILE = "dataset.json"
 class PrepareOptions:
     language: str = ""  # the recordings' language (default: detected from the reference or the first input)
     speaker_name: str = "speaker"
-    threshold: float = 0.75  # speaker similarity to the reference (Resemblyzer cosine); same speaker ~0.85-0.95
-    min_clip_s: float = 1.0
-    max_clip_s: float = 11.5  # XTTS's trainer skips clips over 11.6 s
-    max_pause_s: float = 0.6  # pauses kept inside a clip
+    threshold: Annotated[float, Range(0, 1)] = 0.75  # speaker similarity to the reference (Resemblyzer cosine); same speaker ~0.85-0.95
+    min_clip_s: Annotated[float, Range(0.5, 11)] = 1.0
+    max_clip_s: Annotated[float, Range(2, 11.6)] = 11.5  # XTTS's trainer skips clips over 11.6 s
+    max_pause_s: Annotated[float, Range(0.1, 5)] = 0.6  # pauses kept inside a clip
     denoise: bool = True
     # Gentle gating (noisereduce): at 0.75/1.5 it removed 2.6 dB of LJSpeech's speech under 20 dB SNR
     # kitchen noise, at 0.5/1.0 1.1 dB (benchmarks/bench_prepare.py --denoise).
-    denoise_strength: float = 0.5  # prop_decrease: how far gated bins are cut
-    denoise_n_std: float = 1.0  # gate only bins below the noise mean + this many deviations
-    max_speech_loss_db: float = 3.0  # reject a clip when denoising removed more speech-band energy than this
-    min_confidence: float = 0.6  # mean ASR word probability
-    min_speech_share: float = 0.4  # words must cover this share of the clip
-    max_clipped: float = 0.001  # share of samples at full scale
-    min_snr_db: float = 12.0  # speech-band SNR against the recording's pauses: noisier clips teach the model the noise
-    loudness_lufs: float = -20.0
-    eval_every: int = 10  # every 10th kept clip goes to the eval split (at least one)
+    denoise_strength: Annotated[float, Range(0, 1)] = 0.5  # prop_decrease: how far gated bins are cut
+    denoise_n_std: Annotated[float, Range(0, 10)] = 1.0  # gate only bins below the noise mean + this many deviations
+    max_speech_loss_db: Annotated[float, Range(0, 60)] = 3.0  # reject a clip when denoising removed more speech-band energy than this
+    min_confidence: Annotated[float, Range(0, 1)] = 0.6  # mean ASR word probability
+    min_speech_share: Annotated[float, Range(0, 1)] = 0.4  # words must cover this share of the clip
+    max_clipped: Annotated[float, Range(0, 1)] = 0.001  # share of samples at full scale
+    # Speech-band SNR against the recording's pauses: noisier clips teach the model the noise.
+    min_snr_db: Annotated[float, Range(-20, 60)] = 12.0
+    loudness_lufs: Annotated[float, Range(-40, -5)] = -20.0
+    eval_every: Annotated[int, Range(2, 1000)] = 10  # every 10th kept clip goes to the eval split (at least one)
+
+    def __post_init__(self) -> None:
+        bounds.check(self)
 
 
 @dataclass
@@ -172,8 +177,7 @@ class Preparer:
         self.output = Path(output)
         if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
             raise InputError(f"{self.output} already exists and is not empty: choose another -o")
-        if not self.output.parent.is_dir():
-            raise InputError(f"folder {self.output.parent} does not exist: create it or choose another -o")
+        files.check_output(self.output, "-o", folder=True)
         self.work = self.output.with_name(self.output.name + ".partial")
 
     def run(self) -> PrepareResult:

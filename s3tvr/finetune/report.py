@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from s3tvr import files
+
 
 def summary(clips: list, train: list, evals: list, options: Any, inputs: list[str], references: list[str]) -> dict[str, Any]:
     kept = train + evals
@@ -70,7 +72,5 @@ def histogram(clips: list, path: Path) -> None:
     ax.set_title(f"{sum(kept) / 60:.1f} min kept of {sum(kept + dropped) / 60:.1f} min in clips")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial")
-    fig.savefig(tmp, format="png", dpi=100)
+    files.write_png(path, fig, dpi=100)
     plt.close(fig)
-    tmp.replace(path)

@@ -20,9 +20,10 @@ import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
-from s3tvr import files
+from s3tvr import bounds, files
+from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.finetune.prepare import DATASET_FILE
 from s3tvr.languages import XTTS_CODES
@@ -38,17 +39,20 @@ VOICE_DIR = "voice"
 
 @dataclass
 class TrainOptions:
-    epochs: int = 6
-    max_steps: Optional[int] = None  # stop after this many steps (batches; a quick run)
-    batch_size: int = 2
-    grad_accum: int = 1
-    lr: float = 5e-6  # the recipe's: higher rates forget the base model's voices and languages
-    patience: int = 2  # epochs without a better eval loss before stopping
-    min_minutes: float = 1.0  # less training speech than this is refused
-    workers: int = 2  # data loader processes
-    save_step: int = 500  # a checkpoint every this many steps, besides the end of each epoch
+    epochs: Annotated[int, Range(1, 10000)] = 6
+    max_steps: Optional[Annotated[int, Range(1)]] = None  # stop after this many steps (batches; a quick run)
+    batch_size: Annotated[int, Range(1, 1024)] = 2
+    grad_accum: Annotated[int, Range(1, 1024)] = 1
+    lr: Annotated[float, Range(0, 1, above=True)] = 5e-6  # the recipe's: higher rates forget the base model's voices and languages
+    patience: Annotated[int, Range(1, 1000)] = 2  # epochs without a better eval loss before stopping
+    min_minutes: Annotated[float, Range(0)] = 1.0  # less training speech than this is refused
+    workers: Annotated[int, Range(0, 256)] = 2  # data loader processes
+    save_step: Annotated[int, Range(1)] = 500  # a checkpoint every this many steps, besides the end of each epoch
     resume: bool = False
-    voice_s: float = 12.0  # seconds of the clearest clips kept as the model's default voice
+    voice_s: Annotated[float, Range(1, 120)] = 12.0  # seconds of the clearest clips kept as the model's default voice
+
+    def __post_init__(self) -> None:
+        bounds.check(self)
 
 
 @dataclass

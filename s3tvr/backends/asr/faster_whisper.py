@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Annotated, Iterator
 
 import numpy as np
 
 from s3tvr import bundled
 from s3tvr.backends.kinds import AsrBackend
+from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
 from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
 
@@ -26,8 +27,8 @@ class Config:
     model: str = "bundled:base"  # a faster-whisper name (base, small, large-v3 …), a local folder, or bundled:base|tiny.en
     task: str = "transcribe"  # transcribe | translate (to English)
     compute_type: str = "default"  # default: the run's dtype, or int8 on CPU / float16 on CUDA when that is auto
-    beam_size: int = 1  # greedy decoding: beam 5 costs ~2x the time for little gain on short utterances
-    cpu_threads: int = 0  # 0: all cores
+    beam_size: Annotated[int, Range(1, 20)] = 1  # greedy decoding: beam 5 costs ~2x the time for little gain on short utterances
+    cpu_threads: Annotated[int, Range(0, 512)] = 0  # 0: all cores
     local_files_only: bool = False  # True: never download a named model
 
 
@@ -48,6 +49,12 @@ class Backend(AsrBackend):
     @property
     def output_language(self) -> str:
         return "en" if self.config.task == "translate" else self.src_lang
+
+    @property
+    def languages(self) -> frozenset[str]:  # type: ignore[override]
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # Whisper's languages: the library has no public list
+
+        return frozenset(_LANGUAGE_CODES)
 
     def setup(self) -> None:
         path = bundled.resolve(self.config.model)

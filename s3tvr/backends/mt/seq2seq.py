@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 from s3tvr import models
 from s3tvr.backends.device import torch_dtype
 from s3tvr.backends.kinds import MtBackend
+from s3tvr.bounds import Range
 from s3tvr.errors import SetupError, brief
 from s3tvr.languages import join_sentences
 from s3tvr.messages import Transcript, Translation
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class Seq2SeqConfig:
     model: str = ""
-    num_beams: int = 1  # greedy: the lowest latency; 4 is the usual quality setting for offline use
-    max_length_ratio: float = 2.0  # output tokens allowed per input token (scripts differ in token counts)
-    batch_size: int = 16  # sentences per generate() call
+    num_beams: Annotated[int, Range(1, 20)] = 1  # greedy: the lowest latency; 4 is the usual quality setting for offline use
+    # Output tokens allowed per input token (scripts differ in token counts).
+    max_length_ratio: Annotated[float, Range(0, 10, above=True)] = 2.0
+    batch_size: Annotated[int, Range(1, 1024)] = 16  # sentences per generate() call
     local_files_only: bool = False  # True: never download a named model
 
 

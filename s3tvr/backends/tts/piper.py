@@ -10,12 +10,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import numpy as np
 
 from s3tvr import bundled
 from s3tvr.backends.kinds import TtsBackend
+from s3tvr.bounds import Range
 from s3tvr.errors import SetupError
 from s3tvr.messages import AudioChunk
 
@@ -23,8 +24,8 @@ from s3tvr.messages import AudioChunk
 @dataclass
 class Config:
     voice: str = "bundled:joe"  # path to a Piper .onnx voice (its .onnx.json beside it) or bundled:joe
-    length_scale: Optional[float] = None  # >1 speaks slower; None: the voice's own
-    speaker_id: Optional[int] = None  # for multi-speaker voices
+    length_scale: Optional[Annotated[float, Range(0.25, 4)]] = None  # >1 speaks slower; None: the voice's own
+    speaker_id: Optional[Annotated[int, Range(0)]] = None  # for multi-speaker voices
     first_clause: bool = True  # speak a long first sentence's opening clause on its own: first audio sooner
 
 

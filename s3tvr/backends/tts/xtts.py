@@ -17,7 +17,7 @@ import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from s3tvr import files
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.device import torch_dtype
 from s3tvr.backends.kinds import TtsBackend, voice_clips
+from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
 from s3tvr.messages import SAMPLE_RATE, AudioChunk
@@ -41,12 +42,12 @@ class Config:
     model_dir: str = "models/xtts_v2"  # folder with model.pth, vocab.json (s3tvr download xtts)
     config: str = ""  # config.json (default: the one in model_dir)
     voice_cache: str = ""  # where voices are cached (default ~/.cache/s3tvr/voices)
-    learn_s: float = 30.0  # session voice: refine it until this much speech was heard
+    learn_s: Annotated[float, Range(0, 600)] = 30.0  # session voice: refine it until this much speech was heard
     deepspeed: bool = False  # DeepSpeed's inference kernels for the GPT (CUDA, pip install deepspeed)
-    stream_chunk_size: int = 20  # GPT tokens per streamed chunk: fewer = first audio sooner
-    temperature: float = 0.75
-    speed: float = 1.0
-    seed: Optional[int] = None  # the same seed, text and voice give the same audio
+    stream_chunk_size: Annotated[int, Range(1, 400)] = 20  # GPT tokens per streamed chunk: fewer = first audio sooner
+    temperature: Annotated[float, Range(0, 2, above=True)] = 0.75
+    speed: Annotated[float, Range(0.5, 2)] = 1.0
+    seed: Optional[Annotated[int, Range(0, 2**32 - 1)]] = None  # the same seed, text and voice give the same audio
 
 
 class Backend(TtsBackend):
@@ -221,7 +222,7 @@ class Voice:
         if self.cache_file is None:
             return
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(self.cache_file.name + ".partial")
+        tmp = files.partial_path(self.cache_file)
         torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
         tmp.replace(self.cache_file)
 
