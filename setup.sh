@@ -36,3 +36,6 @@ else
     .venv/bin/python -m pip install -q torch==2.13.0
     .venv/bin/python -m pip install -q -e '.[test]'
 fi
+# Smart Turn v3.2's weights (vad.turn, s3tvr/turn.py) ship in pipecat's wheel: only its ONNX file is used,
+# so none of pipecat's many dependencies (`pip check` lists them as missing; nothing imports pipecat).
+.venv/bin/python -m pip install -q --no-deps pipecat-ai==1.14.0

@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
     run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
     run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
+    run.add_argument("--mode", choices=["sentence", "simultaneous"],
+                     help="sentence: translate each utterance once the speaker pauses (the default); simultaneous: "
+                          "clause by clause while the speaker goes on (sets simultaneous.mode)")
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
     ev = sub.add_parser("eval", parents=[models], help="quality, voice, speed and memory on a folder of clips with references",
@@ -311,6 +314,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.full_duplex:
         audio["full_duplex"] = True
     config = replace(config, audio=replace(config.audio, **audio))
+    if args.mode:
+        config = replace(config, simultaneous=replace(config.simultaneous, mode=args.mode))
 
     def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
         if rec["tgt_text"] or rec["error"]:

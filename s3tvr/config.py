@@ -46,6 +46,15 @@ class VadConfig:
     tail_ms: Annotated[int, Range(0, 2000)] = 100  # silence kept after the last speech window
     onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)
     max_gain_db: Annotated[float, Range(0, 100)] = 60.0  # gain normalisation for quiet microphones and recordings
+    # Smart Turn v3.2 (s3tvr/turn.py) instead of the fixed endpoint: after turn_silence_ms of silence it asks, once
+    # per pause, whether the speaker has finished; yes ends the utterance, no waits up to turn_max_ms (long_endpoint_ms
+    # still ends long utterances). Off: on bench_vad.py's 22 sentences it split more than the fixed endpoint at every
+    # silence (300 ms: 4 split, wait p50 0.44 s; 200 ms: 10, 0.36 s; fixed 500 ms: 2, 0.51 s): read speech's clause
+    # pauses sound finished to it.
+    turn: bool = False
+    turn_silence_ms: Annotated[int, Range(32, 2000)] = 300
+    turn_threshold: Annotated[float, Range(0, 1)] = 0.5  # probability of a finished turn above which it ends
+    turn_max_ms: Annotated[int, Range(32, 10000)] = 1000  # silence that ends an utterance the model called unfinished
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,19 @@ class DenoiseConfig:
     enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
     prop_decrease: Annotated[float, Range(0, 1)] = 0.8
     profile_s: Annotated[float, Range(0, 60, above=True)] = 2.0  # how much recent non-speech audio forms the noise profile
+
+
+@dataclass(frozen=True)
+class SimultaneousConfig:
+    """How an utterance is translated while it is being spoken (mode simultaneous)."""
+
+    mode: str = "sentence"  # sentence: each utterance once it has ended | simultaneous: clause by clause as it is spoken
+    step_s: Annotated[float, Range(0.2, 5)] = 1.0  # re-read the utterance heard so far this often (when the ASR is free)
+    min_audio_s: Annotated[float, Range(0.2, 10)] = 2.0  # the first look: shorter prefixes make Whisper guess (tests/test_streaming.py)
+    trim_s: Annotated[float, Range(2, 30)] = 10.0  # longer buffers are cut at the last committed sentence end
+    clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
+    clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither
+    clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    simultaneous: SimultaneousConfig = field(default_factory=SimultaneousConfig)
     asr: BackendSection = field(default_factory=lambda: BackendSection("faster-whisper"))
     mt: BackendSection = field(default_factory=lambda: BackendSection("none"))
     tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))
@@ -89,7 +112,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"audio": AudioConfig, "vad": VadConfig, "denoise": DenoiseConfig, "pipeline": PipelineConfig}
+_SECTIONS = {"audio": AudioConfig, "vad": VadConfig, "denoise": DenoiseConfig, "simultaneous": SimultaneousConfig,
+             "pipeline": PipelineConfig}
 _BACKENDS = ("asr", "mt", "tts")
 
 

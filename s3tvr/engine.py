@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from s3tvr import turn as smart_turn
 from s3tvr.backends import registry
 from s3tvr.backends.device import check_device
 from s3tvr.config import Config
@@ -46,6 +47,7 @@ class Engine:
         self._loaded: set[str] = set()
         self._load_lock = threading.Lock()
         self._vad: Any = None
+        self._turn: Any = None
 
     def __enter__(self) -> "Engine":
         return self
@@ -59,10 +61,10 @@ class Engine:
 
     def setup(self, on_progress: Callable[[str], None] = lambda name: None) -> None:
         """Load every model that is not loaded yet, in order; the first failure propagates."""
-        self.load("vad", *(s.name for s in self.stages), on_progress=on_progress)
+        self.load("vad", *(["turn"] if self.config.vad.turn else []), *(s.name for s in self.stages), on_progress=on_progress)
 
     def load(self, *names: str, on_progress: Callable[[str], None] = lambda name: None) -> None:
-        """Load the named parts (vad, denoise, asr, mt, tts) once; later calls return at once."""
+        """Load the named parts (vad, turn, denoise, asr, mt, tts) once; later calls return at once."""
         with self._load_lock:
             for name in names:
                 if name in self._loaded:
@@ -73,6 +75,8 @@ class Engine:
                 before, cuda_before, t0 = _rss_mb(), _cuda_mb(self.config.device), time.monotonic()
                 if name == "vad":
                     self._vad = load_vad(self.config.vad.onnx)
+                elif name == "turn":
+                    self._turn = smart_turn.shared()
                 else:
                     part.setup()
                 self.loads[name] = {"seconds": round(time.monotonic() - t0, 3), "rss_mb": round(_rss_mb() - before, 1)}
@@ -81,7 +85,7 @@ class Engine:
                 self._loaded.add(name)
 
     def _part(self, name: str) -> Any:
-        if name == "vad":
+        if name in ("vad", "turn"):
             return None
         for stage in self.stages:
             if stage.name == name:
@@ -98,6 +102,12 @@ class Engine:
             return model
         return load_vad(onnx=False)
 
+    def turn_model(self) -> Any:
+        """Smart Turn (vad.turn), for every session's segmenter: stateless, so one for the whole
+        process (s3tvr.turn.shared(), which a segmenter set up without it uses too)."""
+        self.load("turn")
+        return self._turn
+
     def session(self, **kwargs: Any) -> Any:
         """A new run over this engine's models: see :class:`~s3tvr.session.Session`."""
         from s3tvr.session import Session
@@ -113,7 +123,7 @@ class Engine:
                         stage.cleanup()
                     except Exception:  # cleanup must not hide the run's outcome
                         log.debug("cleanup of %s failed", stage.name, exc_info=True)
-            self._vad = None
+            self._vad = self._turn = None
             self._loaded.clear()
 
 

@@ -32,12 +32,20 @@ class UttInfo:
     seg_start_s: float  # where the speech sits on the input timeline
     seg_end_s: float
     t_speech_end: float  # wall clock when the last speech sample entered the program
-    t_vad_emit: float  # wall clock when the segmenter released the utterance
+    t_vad_emit: float  # wall clock when the segmenter released the utterance (a clause: when ASR committed it)
+    # Simultaneous mode speaks an utterance clause by clause; each clause travels as an utterance
+    # of its own (its own utt_id, in spoken order) that names the source utterance it belongs to.
+    source_id: Optional[int] = None  # the source utterance (None: this utterance is its own source)
+    last_clause: bool = True  # the source utterance's last clause: its end is the end of the source speech
+    t_speech_start: Optional[float] = None  # wall clock when the source utterance's first speech sample entered
     stages: dict[str, StageTiming] = field(default_factory=dict)
     src_text: str = ""
     tgt_text: str = ""
     t_first_audio: Optional[float] = None
     t_play_end: Optional[float] = None
+    # Every chunk of translated speech as a listener hears it: (wall clock it starts playing,
+    # its seconds), stamped by the sink; the field's latency metrics are computed from these.
+    played: list[tuple[float, float]] = field(default_factory=list)
     out_dur_s: float = 0.0
     error: Optional[str] = None
     skipped: Optional[str] = None  # why nothing was spoken, when nothing went wrong (no words heard)
@@ -61,6 +69,19 @@ class SpeechSegment:
     utt: UttInfo
     audio: np.ndarray  # 16 kHz mono float32
     noise: np.ndarray  # recent non-speech audio, a noise profile for the denoiser
+
+
+@dataclass
+class SpeechUpdate:
+    """Simultaneous mode: the speech of an utterance heard so far, sent to the ASR every step
+    while the speaker goes on; ``final`` is the segmenter's finished segment (all of it)."""
+
+    key: int  # the source utterance (its first window on the input timeline): the same for each update of it
+    audio: np.ndarray  # 16 kHz mono float32, from the utterance's start
+    start_s: float  # where ``audio`` starts on the input timeline
+    t_speech_start: float  # wall clock when its first speech sample entered the program
+    t_audio_end: float  # wall clock when the last sample of ``audio`` entered the program
+    final: Optional[SpeechSegment] = None
 
 
 @dataclass

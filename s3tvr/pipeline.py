@@ -160,7 +160,12 @@ class Pipeline:
             return
 
     def _run_one(self, stage: Stage, item: Any, outbox: Channel, last: bool) -> None:
-        utt = item.utt
+        utt = getattr(item, "utt", None)
+        if utt is None:  # a stream update (simultaneous ASR): the stage starts, times and ends its utterances itself
+            with self.locks.get(stage.name) or nullcontext():
+                for out in stage.process(item):
+                    outbox.put(out)
+            return
         timing = StageTiming(start=time.monotonic(), backend=stage.backend)
         utt.stages[stage.name] = timing
         produced = False

@@ -25,9 +25,10 @@ from s3tvr.audio.sources import FileSource, MicSource
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency import Clock, Collector
-from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
+from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
 from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
-from s3tvr.vad import Segmenter
+from s3tvr.simultaneous import IncrementalAsr
+from s3tvr.vad import WINDOW_S, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,20 @@ class Session:
         self.sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang, noise_profile_s=config.denoise.profile_s)
-        self.pipeline = Pipeline(engine.stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
+        self.incremental: Optional[IncrementalAsr] = None
+        stages = engine.stages
+        simul = config.simultaneous
+        if simul.clause_min_words > simul.clause_max_words:
+            raise InputError(f"simultaneous.clause_min_words ({simul.clause_min_words}) must be at most clause_max_words "
+                             f"({simul.clause_max_words})")
+        if simul.mode == "simultaneous":  # this session's own recognition state over the engine's ASR
+            self.incremental = IncrementalAsr(engine.asr, config.simultaneous)
+            stages = [self.incremental, *(s for s in engine.stages if s.name not in ("denoise", "asr"))]
+        elif config.simultaneous.mode != "sentence":
+            raise InputError(f"simultaneous.mode must be sentence or simultaneous, not {config.simultaneous.mode!r}")
+        self._sent_s = 0.0  # how much of the open utterance the last update held
+        self._wrote_audio = False  # nothing written: the output file is not kept
+        self.pipeline = Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
         self.collector = Collector(log_path, Clock(), keep=keep_records)
         self._stop = threading.Event()
         self._feeder_error: Optional[BaseException] = None
@@ -155,7 +169,7 @@ class Session:
             try:
                 self._collect()
             finally:
-                self._close(abort=result.aborted, discard=not result.spoken)
+                self._close(abort=result.aborted, discard=not self._wrote_audio)
                 feeder.join(ABORT_GRACE_S)
                 self.pipeline.join(ABORT_GRACE_S)
         if self._feeder_error is not None:
@@ -177,8 +191,11 @@ class Session:
                     # Half-duplex: the speaker is playing; what the mic hears now is our own voice.
                     zeros = zeros if zeros is not None and len(zeros) == len(block.samples) else np.zeros_like(block.samples)
                     block = Block(zeros, block.t_arrival)
-                for seg in self.segmenter.push(block):
+                segments = self.segmenter.push(block)
+                for seg in segments:
                     self._send(seg)
+                if self.incremental is not None and not segments:
+                    self._update(block.t_arrival)
             for seg in self.segmenter.flush():
                 self._send(seg)
             self.pipeline.input.put(DRAIN)
@@ -193,7 +210,27 @@ class Session:
         seg.utt.voice = self.voice
         if self.record_dir is not None:
             files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, SAMPLE_RATE)
-        self.pipeline.input.put(seg)
+        if self.incremental is None:
+            self.pipeline.input.put(seg)
+            return
+        self._sent_s = 0.0
+        utt, key = seg.utt, int(round(seg.utt.seg_start_s / WINDOW_S))
+        tail_s = utt.seg_start_s + len(seg.audio) / SAMPLE_RATE - utt.seg_end_s  # the silence kept after the speech
+        self.pipeline.input.put(SpeechUpdate(key, seg.audio, utt.seg_start_s, utt.t_speech_start or utt.t_speech_end,
+                                             utt.t_speech_end + tail_s, final=seg))
+
+    def _update(self, t_arrival: float) -> None:
+        """Simultaneous mode: the utterance heard so far, to the ASR, every step while it is free
+        (a pass slower than the step is never queued behind another: the next one reads more)."""
+        cfg, heard_s = self.config.simultaneous, self.segmenter.open_s
+        if heard_s < self._sent_s:  # a new utterance began
+            self._sent_s = 0.0
+        if heard_s < cfg.min_audio_s or heard_s - self._sent_s < cfg.step_s or not self.incremental.idle.is_set():
+            return
+        key, start_s, t_start, audio = self.segmenter.open_speech()
+        self._sent_s = heard_s
+        self.incremental.idle.clear()
+        self.pipeline.input.put(SpeechUpdate(key, audio, start_s, t_start, t_arrival))
 
     def _play(self) -> bool:
         """Hand the translated audio to the sink in spoken order; True once the input has drained."""
@@ -213,6 +250,7 @@ class Session:
             for m in reorder.push(msg):
                 if isinstance(m, AudioChunk):
                     self.sink.write(m)
+                    self._wrote_audio = True
                     if self.record_dir is not None:
                         self._recorded.setdefault(m.utt.utt_id, []).append(m)
                 elif isinstance(m, UtteranceEnd):
@@ -229,8 +267,6 @@ class Session:
     def _collect(self) -> None:
         for utt in self.sink.finished():
             rec = self.collector.record(utt)
-            if self.on_record is not None:
-                self.on_record(rec)
             if rec["error"]:
                 self.result.failed += 1
                 self.result.first_error = self.result.first_error or rec["error"]
@@ -238,6 +274,8 @@ class Session:
             elif rec["latency_s"] is not None:
                 self.result.spoken += 1
                 log.info("utterance %d: %.2f s to first audio: %s", utt.utt_id, rec["latency_s"], rec["tgt_text"])
+            if self.on_record is not None:  # last: a stop signal may land in it
+                self.on_record(rec)
 
     def _close(self, abort: bool, discard: bool = False) -> None:
         """Close everything; ``discard``: nothing was spoken, so leave no output file. An output

@@ -6,7 +6,9 @@ when a window scores above ``threshold`` and ends after ``endpoint_ms`` below ``
 its next breath instead of waiting for a full pause).
 Each utterance keeps ``preroll_ms`` from before its start, so the first syllable is never
 clipped, and bursts shorter than ``min_speech_ms`` are dropped. A speaker who never pauses is
-split at the quietest window once a segment reaches ``max_segment_s``.
+split at the quietest window once a segment reaches ``max_segment_s``. With ``turn`` (off by
+default), Smart Turn v3.2 (s3tvr/turn.py) is asked once per pause, after ``turn_silence_ms``,
+whether the speaker has finished: yes ends the utterance, no waits up to ``turn_max_ms``.
 
 Quiet input (a distant microphone, recordings peaking near -60 dBFS) is brought up by a slow
 automatic gain before Silero sees it, and every segment is peak-normalised before ASR.
@@ -32,6 +34,7 @@ WINDOW_S = WINDOW / SAMPLE_RATE
 SILENCE_FLOOR = 1e-5  # -100 dBFS: digital silence, never amplified
 TARGET_PEAK = 0.5
 PEAK_RELEASE = 10 ** (-6 / 20 / (1.0 / WINDOW_S))  # the gain's peak memory falls 6 dB a second
+TURN_WINDOWS = int(8 / WINDOW_S) + 1  # Smart Turn hears the last 8 s
 
 
 def load_vad(onnx: bool) -> Any:
@@ -56,13 +59,21 @@ class Segmenter:
         self.min_speech_windows = max(1, int(round(config.min_speech_ms / 1000 / WINDOW_S)))
         self.max_windows = max(self.endpoint_windows * 2, int(config.max_segment_s / WINDOW_S))
         self.max_gain = 10 ** (config.max_gain_db / 20)
+        self.turn_windows = max(1, int(round(config.turn_silence_ms / 1000 / WINDOW_S)))
+        self.turn_max_windows = max(self.turn_windows, int(round(config.turn_max_ms / 1000 / WINDOW_S)))
         self.model = None
+        self.turn: Any = None  # Smart Turn (s3tvr/turn.py) when config.turn
         self.next_id = 0
         self._reset_stream()
 
-    def setup(self, model: Any = None) -> None:
-        """Use ``model`` (a Silero VAD of this segmenter's own: it keeps stream state), or load one."""
+    def setup(self, model: Any = None, turn: Any = None) -> None:
+        """Use ``model`` (a Silero VAD of this segmenter's own: it keeps stream state), or load one;
+        with config.turn, ``turn`` (a SmartTurn: stateless, shared), or the process's shared one."""
         self.model = model if model is not None else load_vad(self.config.onnx)
+        if self.config.turn:
+            from s3tvr import turn as smart_turn
+
+            self.turn = turn if turn is not None else smart_turn.shared()
         import torch  # silero-vad brings it
 
         self._torch = torch
@@ -82,6 +93,7 @@ class Segmenter:
         self._first_speech = 0  # offsets into self._windows
         self._last_speech = 0
         self._silence = 0
+        self._finished = False  # Smart Turn's verdict on the current pause
 
     def push(self, block: Block) -> list[SpeechSegment]:
         data = np.concatenate([self._carry, block.samples.astype(np.float32, copy=False)])
@@ -93,6 +105,23 @@ class Segmenter:
                 out.append(seg)
         self._carry = data[n * WINDOW:]
         return out
+
+    def open_speech(self) -> Optional[tuple[int, float, float, np.ndarray]]:
+        """Simultaneous mode: the utterance being spoken, so far: (its key: the first window's
+        index, where it starts on the input timeline, the wall clock its speech started, its
+        audio normalised as a finished segment's is). None between utterances."""
+        if not self._in_speech:
+            return None
+        audio = np.concatenate(self._windows)
+        peak = float(np.abs(audio).max())
+        gain = 1.0 if peak < SILENCE_FLOOR else min(self.max_gain, 0.9 / peak)
+        return (self._start_index, self._start_index * WINDOW_S, self._arrivals[self._first_speech],
+                (audio * gain).astype(np.float32))
+
+    @property
+    def open_s(self) -> float:
+        """Seconds of the utterance being spoken (0 between utterances): cheap, for deciding when to look."""
+        return len(self._windows) * WINDOW_S if self._in_speech else 0.0
 
     def flush(self) -> list[SpeechSegment]:
         """End of input: release the open segment, if it holds enough speech."""
@@ -138,11 +167,23 @@ class Segmenter:
         elif prob < self.neg_threshold or self._silence:
             self._silence += 1
         long = self._last_speech - self._first_speech >= self.long_windows
-        if self._silence >= (self.long_endpoint_windows if long else self.endpoint_windows):
+        if self._silence and self._ended(long):
             return self._cut(self._last_speech + 1 + self.tail_windows)
         if len(self._windows) >= self.max_windows:
             return self._split()
         return None
+
+    def _ended(self, long: bool) -> bool:
+        """Does the pause of ``self._silence`` windows end the utterance? A fixed silence, or with
+        Smart Turn's verdict, asked once per pause after turn_silence_ms (up to turn_max_ms; past
+        long_after_s, long_endpoint_ms still ends it)."""
+        if self.turn is None:
+            return self._silence >= (self.long_endpoint_windows if long else self.endpoint_windows)
+        if self._silence == self.turn_windows:
+            audio = np.concatenate(self._windows[-TURN_WINDOWS:])
+            self._finished = self.turn.probability(audio) > self.config.turn_threshold
+        cap = min(self.turn_max_windows, self.long_endpoint_windows) if long else self.turn_max_windows
+        return self._silence >= self.turn_windows and self._finished or self._silence >= cap
 
     def _split(self) -> Optional[SpeechSegment]:
         """Cut at the quietest window of the segment's second half; the rest stays open."""
@@ -177,6 +218,7 @@ class Segmenter:
                 seg_end_s=(self._start_index + self._last_speech + 1) * WINDOW_S,
                 t_speech_end=self._arrivals[self._last_speech],
                 t_vad_emit=time.monotonic(),
+                t_speech_start=self._arrivals[self._first_speech],
             )
             self.next_id += 1
             seg = SpeechSegment(utt, (audio * gain).astype(np.float32), (noise * gain).astype(np.float32))

@@ -1,8 +1,10 @@
 """Where translated speech goes: the speaker, a file, or both.
 
 A sink receives the chunks of each utterance in spoken order (the engine's reorderer sees to
-that), then ``end(utt)``. It stamps ``t_first_audio`` and ``t_play_end`` on the utterance and
-reports it through ``finished()`` once it has been played, so the collector can log it.
+that), then ``end(utt)``. It stamps ``played`` on the utterance (each chunk as a listener hears
+it: when it starts playing, and its seconds), ``t_first_audio`` (the first chunk's start) and
+``t_play_end`` (the last one's end), and reports it through ``finished()`` once it has been
+played, so the collector can log it.
 """
 
 from __future__ import annotations
@@ -67,7 +69,15 @@ class PlaybackGate:
 
 class FileSink:
     """A WAV file of the translation. For input with a timeline, each utterance is placed where it
-    was spoken (never overlapping the one before), with silence between.
+    was spoken (never overlapping the one before), with silence between; a clause of simultaneous
+    mode (an utterance with a ``source_id``) is placed where it would have played instead, as its
+    source is still being spoken then.
+
+    Its ``played`` stamps are what a listener of a file replayed at real-time pace would hear:
+    each chunk starts once it is written and the chunk before it has finished. A clause lands in
+    the file at that moment on the input's timeline: ``start - input_start``, where the input
+    started playing at ``t_speech_end - seg_end_s`` (the least of it over the clauses so far: the
+    clock only ever stamps speech late, when the feeder lags).
 
     Written to a hidden ``.NAME.partial`` and renamed at the end, on drain and on a stop alike, so
     the path never holds a half-written file and nothing finished is lost.
@@ -84,6 +94,8 @@ class FileSink:
         self._cursor = 0  # samples written
         self._finished: list[UttInfo] = []
         self._started: set[int] = set()
+        self._heard_until = 0.0  # wall clock when the last chunk written would have finished playing
+        self._input_start = float("inf")  # wall clock when the input's timeline began (clauses' estimate)
         self.pad_to_s = 0.0  # a file input's length: a finished output is at least as long
 
     def check(self) -> None:
@@ -101,25 +113,44 @@ class FileSink:
         utt = chunk.utt
         if utt.utt_id not in self._started:
             self._started.add(utt.utt_id)
-            if self.stamps:
-                utt.t_first_audio = time.monotonic()
-            if self.timeline:  # silence up to where the utterance was spoken
-                start = int(round(utt.seg_start_s * self.rate))
-                if start > self._cursor:
-                    self._write(np.zeros(start - self._cursor, dtype=np.float32))
-        self._write(self._resampler.chunk(chunk))
+            if self.timeline and utt.source_id is None:  # silence up to where the utterance was spoken
+                self._silence_to(utt.seg_start_s)
+        self._play(utt, self._resampler.chunk(chunk))
+
+    def _play(self, utt: UttInfo, samples: np.ndarray) -> None:
+        """Write a chunk, stamped when a listener would hear it: once written, after the one before."""
+        if not len(samples):
+            return
+        start, seconds = max(time.monotonic(), self._heard_until), len(samples) / self.rate
+        self._heard_until = start + seconds
+        if self.stamps:
+            utt.played.append((start, seconds))
+            if utt.t_first_audio is None:
+                utt.t_first_audio = start
+        if self.timeline and utt.source_id is not None:  # a clause: where it would have played
+            self._input_start = min(self._input_start, utt.t_speech_end - utt.seg_end_s)
+            self._silence_to(start - self._input_start)
+        self._write(samples)
+
+    def _silence_to(self, at_s: float) -> None:
+        """Silence up to ``at_s`` on the input's timeline (nothing if the file is already past it, or
+        one sample short of it: chunks played back to back are not split by a rounding)."""
+        at = int(round(at_s * self.rate))
+        if at > self._cursor + 1:
+            self._write(np.zeros(at - self._cursor, dtype=np.float32))
 
     def _write(self, samples: np.ndarray) -> None:
         self._file.write(samples)
         self._cursor += len(samples)
 
     def end(self, utt: UttInfo) -> None:
-        self._write(self._resampler.end(utt))
+        self._play(utt, self._resampler.end(utt))
         self._started.discard(utt.utt_id)
         if not self.stamps:
             return
-        if utt.t_first_audio is not None:  # when its last sample would have finished playing
-            utt.t_play_end = utt.t_first_audio + utt.out_dur_s
+        if utt.played:  # when its last sample would have finished playing
+            start, seconds = utt.played[-1]
+            utt.t_play_end = start + seconds
         self._finished.append(utt)
 
     def finished(self) -> list[UttInfo]:
@@ -218,15 +249,20 @@ class SpeakerSink:
                     self._pieces.popleft()
                     self._ended.discard(utt.utt_id)
                     self._buffered.pop(utt.utt_id, None)
-                    if utt.t_first_audio is not None:
-                        utt.t_play_end = now + filled / self.rate + self.latency
+                    if utt.played:  # the end of its last chunk, as heard
+                        start, seconds = utt.played[-1]
+                        utt.t_play_end = start + seconds
                     self._finished.append(utt)
                     continue
                 if utt.t_first_audio is None:
                     ready = self._buffered[utt.utt_id] >= self.jitter_s * self.rate or utt.utt_id in self._ended
                     if not ready:
                         break
-                    utt.t_first_audio = now + filled / self.rate + self.latency
+                if pos == 0:  # the chunk starts to play: when it leaves the speaker
+                    start = now + filled / self.rate + self.latency
+                    utt.played.append((start, len(samples) / self.rate))
+                    if utt.t_first_audio is None:
+                        utt.t_first_audio = start
                 n = min(frames - filled, len(samples) - pos)
                 out[filled:filled + n] = samples[pos:pos + n, None]  # the same voice on every channel
                 filled += n
@@ -267,7 +303,8 @@ class SpeakerSink:
 
 
 class TeeSink:
-    """The speaker and a recording of what it played; the speaker stamps the times."""
+    """The speaker and a recording of what it played (back to back, no timeline: the input is a
+    microphone); the speaker stamps the times, ``played`` included."""
 
     def __init__(self, speaker: SpeakerSink, recording: FileSink):
         recording.stamps = False

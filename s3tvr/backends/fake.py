@@ -15,7 +15,7 @@ import numpy as np
 
 from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
 from s3tvr.bounds import Range
-from s3tvr.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation
+from s3tvr.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation, Word
 
 
 @dataclass
@@ -59,12 +59,23 @@ class _Fake:
 
 
 class FakeAsr(_Fake, AsrBackend):
+    WORD_S = 0.4  # hypotheses hear one word per 0.4 s of audio, a sentence every 8 words
 
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         self._wait_or_fail(item.utt.utt_id)
         text = self.config.text.format(utt_id=item.utt.utt_id, seconds=len(item.audio) / SAMPLE_RATE)
         item.utt.src_text = text
         yield Transcript(item.utt, text, self.src_lang)
+
+    def words(self, audio: np.ndarray) -> list[Word]:
+        """Scripted, stable words: a longer prefix of the same speech gives a longer prefix of
+        the same words, as a real ASR mostly does; the last word is only half heard and unstable."""
+        self._wait_or_fail(0)
+        n = int(len(audio) / SAMPLE_RATE / self.WORD_S)
+        words = [Word(f"w{k}" + ("." if k % 8 == 7 else ""), k * self.WORD_S, (k + 0.8) * self.WORD_S) for k in range(n)]
+        if words and (len(audio) / SAMPLE_RATE) % self.WORD_S < self.WORD_S / 2:
+            words[-1] = Word(words[-1].text + "-", words[-1].start, words[-1].end)
+        return words
 
 
 class FakeMt(_Fake, MtBackend):

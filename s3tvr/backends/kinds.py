@@ -37,6 +37,14 @@ class AsrBackend(Stage):
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task."""
         raise NotImplementedError(f"ASR backend {self.backend} gives no word times")
 
+    def hypothesis(self, audio: np.ndarray, prompt: str = "") -> list[Word]:
+        """The words of ``audio`` (16 kHz) in :attr:`output_language`, with their times: one pass of
+        simultaneous recognition over the speech heard so far. ``prompt``: the text already
+        committed before this audio, for a model that can be conditioned on it."""
+        if self.output_language != self.src_lang:
+            raise NotImplementedError(f"ASR backend {self.backend} cannot recognise incrementally in its task")
+        return self.words(audio)
+
 
 class MtBackend(Stage):
     """Text in one language to another: ``process(Transcript)`` yields one ``Translation``."""

@@ -30,6 +30,10 @@ def format_table(r: EvalResult) -> str:
         "  per stage (mean s): " + "  ".join(f"{k} {v:.2f}" for k, v in lat["stage_mean_s"].items()),
         f"  real-time factor {_f(lat['rtf'])}   overhead ratio p50 {_f(lat['overhead_p50'])} p90 {_f(lat['overhead_p90'])}",
         "",
+        "speed as the field reports it (per source utterance, s; LAAL/YAAL by OmniSTEval on words timed as heard)",
+        *(f"  {name:<12} p50 {_f(m['p50']):>6}   mean {_f(m['mean']):>6}   p90 {_f(m['p90']):>6}   ({m['n']} source utterances)"
+          for name, m in lat.get("field", {}).items()),
+        "",
         "memory (MiB)",
         "  " + "  ".join(f"{k} {v:.0f}" for k, v in mem.items()),
         "",

@@ -25,6 +25,7 @@ from s3tvr.config import load_config
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, SetupError
 from s3tvr.eval import metrics
+from s3tvr.latency import field_figures, source_latencies
 from s3tvr.messages import SAMPLE_RATE
 from s3tvr.speaker import SpeakerEncoder
 
@@ -194,6 +195,11 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
     refs = [c.reference for c in results]
     sims = [c.speaker_similarity for c in results if c.speaker_similarity is not None]
     vad = cfg.vad
+    latency = metrics.latency_figures(records, vad.endpoint_ms / 1000, vad.long_endpoint_ms / 1000,
+                                      vad.long_after_s + vad.preroll_ms / 1000, audio_s)
+    sources = source_latencies(records)  # the field's metrics: StartOffset, EndOffset, first audio, LAAL, YAAL
+    latency["field"] = field_figures(sources)
+    latency["field_per_source"] = [dataclasses.asdict(s) for s in sources]
     return EvalResult(
         pair=pair, clips=results,
         asr_bleu=metrics.bleu_chrf([c.heard for c in results], refs),
@@ -201,8 +207,7 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
         source_wer=metrics.wer([c.source_reference for c in results], [c.source_text for c in results]),
         source_wer_how=wer_how,
         speaker_similarity=float(np.mean(sims)) if sims else None,
-        latency=metrics.latency_figures(records, vad.endpoint_ms / 1000, vad.long_endpoint_ms / 1000,
-                                        vad.long_after_s + vad.preroll_ms / 1000, audio_s),
+        latency=latency,
         memory=memory, judge=f"faster-whisper {judge_model}",
     )
 

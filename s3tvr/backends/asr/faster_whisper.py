@@ -105,6 +105,16 @@ class Backend(AsrBackend):
             beam_size=self.config.beam_size, condition_on_previous_text=False, word_timestamps=True, vad_filter=False)
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
+    def hypothesis(self, audio: np.ndarray, prompt: str = "") -> list[Word]:
+        """One pass of simultaneous recognition, in the task's language (English when translating),
+        conditioned on what was already committed."""
+        segments, _info = self.model.transcribe(
+            audio, language=self.src_lang if self.model.model.is_multilingual else None, task=self.config.task,
+            beam_size=self.config.beam_size, initial_prompt=prompt or None, condition_on_previous_text=False,
+            word_timestamps=True, vad_filter=False,
+            temperature=0.0)  # no fallback re-decoding: on a short prefix it costs seconds and makes words up
+        return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
+
     def cleanup(self) -> None:
         self.model = None
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sentence mode against simultaneous mode in one command: the offline profile on the shared Spanish
+# FLEURS clips at real-time pace, each mode's quality (ASR-BLEU, text BLEU) and latency the way the
+# field reports it (StartOffset, EndOffset, first audio after the end of speech, LAAL/YAAL).
+# Writes eval-out/sentence/ and eval-out/simultaneous/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for mode in sentence simultaneous; do
+    echo "== $mode"
+    .venv/bin/s3tvr eval --data ../shared/data/speech/fleurs --pair es-en --out "eval-out/$mode" --set "simultaneous.mode=$mode" "$@"
+done

@@ -1,0 +1,113 @@
+"""Simultaneous translation: an utterance is recognised while it is being spoken, and released
+downstream clause by clause, so translation and speech start before the speaker pauses.
+
+The session's feeder sends the speech heard so far (:class:`SpeechUpdate`) every step while the
+ASR is free, and the finished segment at the end. :class:`IncrementalAsr` re-reads it with the
+engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2), and cuts the
+committed words into clauses. Each clause travels on as an utterance of its own (its own
+``utt_id``, in spoken order, naming its ``source_id``), so MT, TTS, the reorderer, the sinks and
+the log treat it like any utterance; the source's last clause carries the source's end of speech.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Iterator, Optional
+
+from s3tvr.backends.kinds import AsrBackend
+from s3tvr.config import SimultaneousConfig
+from s3tvr.messages import SAMPLE_RATE, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
+from s3tvr.pipeline import Stage
+from s3tvr.streaming import ClauseSplitter, LocalAgreement, clause_text
+
+log = logging.getLogger(__name__)
+
+
+class IncrementalAsr(Stage):
+    """One session's simultaneous recognition over the engine's ASR (its lock is taken around each
+    pass, as for the ASR stage it replaces). One worker: updates must be read in order."""
+
+    name = "asr"
+
+    def __init__(self, asr: AsrBackend, config: SimultaneousConfig):
+        self.asr = asr
+        self.backend = asr.backend
+        self.config = config
+        self.idle = threading.Event()  # set when no update waits or runs: the feeder sends the next only then
+        self.idle.set()
+        self.next_id = 0  # clause utterance ids, consecutive in spoken order
+        self.sources = 0
+        self._key: Optional[int] = None
+        self._source_id = 0
+        self._agreement = LocalAgreement(config.trim_s)
+        self._clauses = ClauseSplitter(config.clause_max_words, config.clause_min_words, config.clause_pause_s)
+
+    def process(self, update: SpeechUpdate) -> Iterator[Any]:
+        try:
+            if update.key != self._key:  # a new source utterance
+                self._key, self._source_id = update.key, self.sources
+                self.sources += 1
+                self._agreement = LocalAgreement(self.config.trim_s)
+                self._clauses = ClauseSplitter(self.config.clause_max_words, self.config.clause_min_words,
+                                               self.config.clause_pause_s)
+            t0 = time.monotonic()
+            try:
+                clauses = self._pass(update)
+            except Exception as exc:  # one failed pass costs this utterance, not the run
+                log.warning("recognition failed: %s", exc)
+                if update.final is None:
+                    return  # the next pass (or the final one) tries again
+                utt = self._clause_utt(update, [], t0)
+                utt.error = f"asr: {type(exc).__name__}: {exc}"
+                yield UtteranceEnd(utt)
+                return
+            for n, words in enumerate(clauses):
+                last = update.final is not None and n == len(clauses) - 1
+                utt = self._clause_utt(update, words, t0, last)
+                yield Transcript(utt, utt.src_text or utt.tgt_text, self.asr.output_language)
+            if update.final is not None and not clauses:
+                # Its clauses (if any) are already on their way: an empty last clause carries the
+                # source's end of speech to the log, so its end offset can be measured.
+                utt = self._clause_utt(update, [], t0)
+                utt.skipped = "end of the utterance" if self._agreement.committed else "no words recognised"
+                yield UtteranceEnd(utt)
+        finally:
+            self.idle.set()
+
+    def _pass(self, update: SpeechUpdate) -> list[list[Word]]:
+        """One look at the speech so far: the clauses it completes (at the end: all that is left)."""
+        agreement = self._agreement
+        start = agreement.buffer_start_s
+        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt)
+        if update.final is None:
+            clauses = self._clauses.push(agreement.update(words, start))
+            agreement.trim(len(update.audio) / SAMPLE_RATE)
+            return clauses
+        clauses = self._clauses.push(agreement.finish(words, start))
+        rest = self._clauses.flush()
+        return clauses + ([rest] if rest else [])
+
+    def _clause_utt(self, update: SpeechUpdate, words: list[Word], t0: float, last: bool = True) -> UttInfo:
+        """A clause as an utterance: where it was spoken, and when its last word had been heard."""
+        now = time.monotonic()
+        heard_s = len(update.audio) / SAMPLE_RATE
+        start, end = (words[0].start, words[-1].end) if words else (heard_s, heard_s)
+        final = update.final.utt if last and update.final is not None else None
+        utt = UttInfo(
+            utt_id=self.next_id, src_lang=self.asr.src_lang, tgt_lang=self.asr.tgt_lang,
+            seg_start_s=update.start_s + start, seg_end_s=final.seg_end_s if final else update.start_s + end,
+            t_speech_end=final.t_speech_end if final else update.t_audio_end - max(0.0, heard_s - end),
+            t_vad_emit=now, source_id=self._source_id, last_clause=last, t_speech_start=update.t_speech_start,
+        )
+        self.next_id += 1
+        utt.stages["asr"] = StageTiming(start=t0, end=now, first_out=now, backend=self.backend)
+        text = clause_text(words)
+        if self.asr.output_language == self.asr.src_lang:
+            utt.src_text = text
+        else:
+            utt.tgt_text = text
+        if final is not None:  # a voice-cloning TTS learns the speaker from the whole utterance
+            utt.speech = update.final.audio
+        return utt
