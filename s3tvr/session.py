@@ -140,7 +140,7 @@ class Session:
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
         self.sink.open()
-        self.segmenter.setup(self.engine.vad_model())
+        self.segmenter.setup(self.engine.vad_model(), turn=self.engine.turn_model() if self.config.vad.turn else None)
         self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker)
         self.source.open()
 

@@ -1,0 +1,212 @@
+"""The command line's arguments: every command's flags, declared once. Numeric flags take their
+type, default and range from the option dataclass they fill, so the command line and the library
+refuse the same values."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any, NoReturn
+
+from s3tvr.backends.device import DTYPES
+from s3tvr.bounds import range_of
+from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them, the offline profile translates them into English
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors in the form of every other error: one line, the cause, where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"s3tvr: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(group: Any, flag: str, owner: type, field: str, help: str, **kwargs: Any) -> None:
+    """A numeric flag whose type, default and range come from ``owner``'s field: the library and
+    the command line refuse the same values, and --help states the range."""
+    hint = typing.get_type_hints(owner)[field]
+    kind = float if float in (typing.get_args(hint) or (hint,)) else int
+    bounds_ = range_of(owner, field)
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'} {bounds_}, "
+                                             f"not {text!r}") from None
+        if not bounds_.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds_}, not {text}")
+        return value
+
+    default = next(f.default for f in dataclasses.fields(owner) if f.name == field)
+    kwargs.setdefault("default", default)
+    shown = f"; default {kwargs['default']}" if kwargs["default"] is not None else ""
+    group.add_argument(flag, type=parse, help=f"{help} ({bounds_}{shown})", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from s3tvr.backends import registry
+    from s3tvr.dub.dubber import DubOptions
+
+    # The options every command that loads models shares, declared once.
+    models = _Parser(add_help=False)
+    group = models.add_argument_group("models")
+    group.add_argument("--config", metavar="FILE",
+                       help="a YAML config or preset: offline (CPU, bundled weights; the default), stack (NeMo ASR, NLLB MT, "
+                            "XTTS voice cloning; the default with --xtts-dir) or fake (scripted, no models)")
+    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
+    group.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
+    group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (default auto: float16 on CUDA, float32 on CPU)")
+
+    p = _Parser(prog="s3tvr", description="Speech-to-speech translation in your own voice, live.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more status on stderr (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", parents=[models], help="translate speech live: microphone (or a file) in, translated speech out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
+                    "its latency is appended to --log.",
+        epilog="backends (choose with --set asr.backend=NAME, mt=NAME, tts.backend=NAME):\n" + registry.describe()
+               + "\n\nexamples:\n  s3tvr run es                                   # microphone -> speaker\n"
+                 "  s3tvr run es --input talk.ogg --output talk.en.wav --log latency.jsonl\n"
+                 "  s3tvr run es --set vad.endpoint_ms=300 --set asr.model=small\n"
+                 "  s3tvr run en --xtts-dir models/xtts_v2 --device cuda          # the model stack: NeMo, NLLB, XTTS\n"
+                 "  s3tvr run en --config stack --set mt=marian --voice me.wav    # Marian MT, a fixed reference voice")
+    run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
+    run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
+    run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
+    run.add_argument("--fast", action="store_true", help="with --input: as fast as possible instead of real-time pace")
+    run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
+    run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
+    run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
+    run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
+    run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
+    run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
+    run.add_argument("--mode", choices=["sentence", "simultaneous"],
+                     help="sentence: translate each utterance once the speaker pauses (the default); simultaneous: "
+                          "clause by clause while the speaker goes on (sets simultaneous.mode)")
+    _voice_arguments(run, voice_default="learned from your first utterances", session=True)
+
+    ev = sub.add_parser("eval", parents=[models], help="quality, voice, speed and memory on a folder of clips with references",
+                        description="Run the system on every clip of a folder in the format of shared/data/speech/fleurs "
+                                    "(manifest.jsonl: audio, lang, transcript, ref_eng/ref_spa/ref_rus) and report ASR-BLEU, "
+                                    "chrF, text BLEU, source WER, speaker similarity, latency and memory.")
+    ev.add_argument("--data", required=True, metavar="DIR", help="folder with manifest.jsonl and the clips it names")
+    ev.add_argument("--pair", required=True, metavar="SRC-TGT", help="e.g. es-en: the clips in SRC, references in TGT")
+    ev.add_argument("--fast", action="store_true", help="replay as fast as possible (quality only: latency then means little)")
+    ev.add_argument("--out", default="eval-out", metavar="DIR", help="where eval.json and eval.png go (default: eval-out)")
+    ev.add_argument("--judge-model", default="bundled:base", metavar="MODEL",
+                    help="Whisper model that transcribes the output for ASR-BLEU (default: bundled:base)")
+
+    dub = sub.add_parser(
+        "dub", parents=[models], help="dub a recording or video into another language, timed to the original",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Replace the speech of INPUT by its translation, each phrase timed to the original, the background\n"
+                    "kept (the original speech ducked), the video stream copied as it is. Writes beside OUTPUT: source and\n"
+                    "translated subtitles (.srt, .vtt), an editable segments file (.segments.json; edit, then --resume)\n"
+                    "and a sync report (.sync.json, also printed).",
+        epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
+               "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
+               "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected")
+    dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
+    dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                     help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
+    dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
+    dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
+    _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
+            help="never play a phrase faster than this; longer ones are cut and reported")
+    _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB", help="level of the original speech under the dub; -90 removes it")
+    _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
+    dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
+    dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
+    dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
+    _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
+
+    _finetune_parser(sub, models)
+
+    sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
+
+    from s3tvr.models import GROUPS, REPOS
+
+    dl = sub.add_parser("download", help="fetch model weights into models/ (the stack: XTTS v2, NeMo ASR, NLLB)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Fetch weights from Hugging Face at pinned revisions into models/ (or $S3TVR_MODELS). "
+                                    "An interrupted download resumes when run again.",
+                        epilog="models:\n" + "\n".join(f"  {r.key:<12} {r.repo_id} @ {r.revision} ({r.size})" for r in REPOS.values())
+                               + "\n  all          " + " + ".join(GROUPS["all"]))
+    dl.add_argument("models", nargs="+", metavar="MODEL", help="xtts, asr-en, asr-es, mt, all …")
+    dl.add_argument("--accept-license", action="store_true", help="accept the XTTS v2 license (CPML, non-commercial) without asking")
+
+    rep = sub.add_parser("report", help="latency table (and plot) from a log written by run --log")
+    rep.add_argument("log", metavar="LOG", help="the JSON Lines latency log")
+    rep.add_argument("--plot", metavar="PNG", help="also draw the latency distribution and per-stage bars")
+    return p
+
+
+def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentParser) -> None:
+    from s3tvr.finetune.prepare import PrepareOptions
+    from s3tvr.finetune.train import TrainOptions
+
+    ft = sub.add_parser("finetune", help="fine-tune XTTS v2 on a speaker's recordings: prepare a dataset, then train",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="A cloned voice closer to the speaker than zero-shot cloning, in two steps.",
+                        epilog="examples:\n  s3tvr finetune prepare recordings/ --speaker-ref me.wav -o dataset/\n"
+                               "  s3tvr finetune train dataset/ --xtts-dir models/xtts_v2 -o models/xtts_me/\n"
+                               "  s3tvr run en --xtts-dir models/xtts_me                     # speaks with the result")
+    steps = ft.add_subparsers(dest="step", required=True, metavar="STEP")
+    prep = steps.add_parser(
+        "prepare", parents=[models], help="recordings -> a clean training set (the target speaker only, denoised, transcribed)",
+        description="Cut recordings at pauses into 1-11.5 s clips; keep the clips in the voice of --speaker-ref that are "
+                    "clean enough (SNR, clipping, denoising that would eat speech, ASR confidence, enough speech); "
+                    "write them loudness-normalised at 22.05 kHz with coqui-tts metadata (train/eval), dataset.json "
+                    "(what was dropped and why) and lengths.png.")
+    prep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files, or folders of them")
+    prep.add_argument("--speaker-ref", action="append", required=True, metavar="FILE",
+                      help="a recording of the target speaker alone (repeatable)")
+    prep.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset folder to create")
+    prep.add_argument("--lang", choices=LANGUAGES, metavar="LANG", help="the recordings' language (default: detected)")
+    prep.add_argument("--speaker-name", default=PrepareOptions.speaker_name, metavar="NAME", help="the speaker's name in the metadata")
+    _number(prep, "--threshold", PrepareOptions, "threshold", metavar="X",
+            help="least voice similarity to the reference; the same speaker scores ~0.85-0.95")
+    _number(prep, "--min-snr", PrepareOptions, "min_snr_db", metavar="DB", help="least speech-to-noise ratio in dB")
+    _number(prep, "--min-confidence", PrepareOptions, "min_confidence", metavar="X", help="least mean ASR word probability")
+    prep.add_argument("--no-denoise", action="store_true", help="keep the clips as recorded")
+
+    tr = steps.add_parser(
+        "train", help="fine-tune XTTS v2's GPT on a prepared dataset",
+        description="Fine-tune XTTS v2's GPT with coqui-tts's recipe (the DVAE and decoder stay as they are). The best "
+                    "checkpoint by eval loss becomes a folder --xtts-dir loads, with the dataset's clearest clips as its "
+                    "default voice. Trains on the GPU when there is one. Ctrl-C saves a checkpoint; --resume goes on.")
+    tr.add_argument("dataset", metavar="DATASET", help="a folder made by finetune prepare")
+    tr.add_argument("--xtts-dir", default="models/xtts_v2", metavar="PATH",
+                    help="the XTTS v2 model to start from, with dvae.pth and mel_stats.pth (s3tvr download xtts xtts-train)")
+    tr.add_argument("-o", "--output", required=True, metavar="DIR", help="the fine-tuned model's folder")
+    _number(tr, "--epochs", TrainOptions, "epochs", metavar="N", help="at most N passes over the data")
+    _number(tr, "--max-steps", TrainOptions, "max_steps", metavar="N", help="stop after N steps, batches: a quick run")
+    _number(tr, "--batch-size", TrainOptions, "batch_size", metavar="N", help="clips per step")
+    _number(tr, "--grad-accum", TrainOptions, "grad_accum", metavar="N", help="batches per optimizer step")
+    _number(tr, "--lr", TrainOptions, "lr", metavar="X", help="learning rate; the default is the recipe's")
+    _number(tr, "--patience", TrainOptions, "patience", metavar="N", help="stop when the eval loss has not improved for N epochs")
+    _number(tr, "--min-minutes", TrainOptions, "min_minutes", metavar="M", help="refuse datasets with less training speech")
+    _number(tr, "--workers", TrainOptions, "workers", metavar="N", help="data loader processes, 0: none")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run in the output folder")
+
+
+def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:
+    """The voice-cloning flags run and dub share (XTTS v2, the stack preset)."""
+    group = parser.add_argument_group("voice cloning (XTTS v2, the stack preset)")
+    group.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder with model.pth and vocab.json (s3tvr download "
+                                                          "xtts): speak in your own voice; selects the stack preset")
+    group.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
+    group.add_argument("--voice", action="append", default=[], metavar="FILE",
+                       help=f"a recording of the speaker to clone (repeatable: several clips of one person); default: {voice_default}")
+    if session:
+        group.add_argument("--speaker", metavar="NAME",
+                           help="keep the voice learned in this session under NAME and start from it next time")
+    else:
+        parser.set_defaults(speaker=None)
+    group.add_argument("--deepspeed", action="store_true", help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed)")
+    group.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
