@@ -85,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
     run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
     run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
-    run.add_argument("--mode", choices=["sentence", "simultaneous"],
-                     help="sentence: translate each utterance once the speaker pauses (the default); simultaneous: "
-                          "clause by clause while the speaker goes on (sets simultaneous.mode)")
+    run.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
+                     help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
+                          "while the speaker goes on; auto (the default): simultaneous on a GPU, sentence on a CPU, "
+                          "where simultaneous costs more than real time and ends no sooner (sets simultaneous.mode)")
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
     ev = sub.add_parser("eval", parents=[models], help="quality, voice, speed and memory on a folder of clips with references",

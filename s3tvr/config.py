@@ -30,6 +30,11 @@ class AudioConfig:
     jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
     output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # file output rate
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
+    # Lag control (s3tvr/pacing.py): past this much translated audio not yet heard, speak faster
+    # (up to max_rate at twice it) and cut the pauses around sentences to max_gap_s.
+    lag_s: Annotated[float, Range(0.5, 600)] = 1.0
+    max_rate: Annotated[float, Range(1, 2)] = 1.25  # the dubbing cap: faster stops sounding natural
+    max_gap_s: Annotated[float, Range(0, 2)] = 0.1
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,26 @@ class DenoiseConfig:
 class SimultaneousConfig:
     """How an utterance is translated while it is being spoken (mode simultaneous)."""
 
-    mode: str = "sentence"  # sentence: each utterance once it has ended | simultaneous: clause by clause as it is spoken
+    # sentence: each utterance once it has ended | simultaneous: clause by clause as it is spoken |
+    # auto: simultaneous where recognition passes are cheap (CUDA); on a CPU they cost more than
+    # real time and end no sooner (README: benchmarks/bench_simultaneous.sh), so sentence there.
+    mode: str = "auto"
     step_s: Annotated[float, Range(0.2, 5)] = 1.0  # re-read the utterance heard so far this often (when the ASR is free)
     min_audio_s: Annotated[float, Range(0.2, 10)] = 2.0  # the first look: shorter prefixes make Whisper guess (tests/test_streaming.py)
     trim_s: Annotated[float, Range(2, 30)] = 10.0  # longer buffers are cut at the last committed sentence end
     clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
     clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither
     clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35
+
+
+def resolve_mode(config: "Config") -> str:
+    """The mode a session runs in: ``simultaneous.mode``, with auto decided by the device."""
+    mode = config.simultaneous.mode
+    if mode == "auto":
+        return "simultaneous" if config.device == "cuda" else "sentence"
+    if mode not in ("sentence", "simultaneous"):
+        raise InputError(f"simultaneous.mode must be auto, sentence or simultaneous, not {mode!r}")
+    return mode
 
 
 @dataclass(frozen=True)

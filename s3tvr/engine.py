@@ -108,6 +108,20 @@ class Engine:
         self.load("turn")
         return self._turn
 
+    def check_languages(self, src: str, tgt: str) -> None:
+        """Raise InputError unless a session may translate ``src`` → ``tgt`` over these models: the
+        engine's own pair, or another source language for an ASR that hears any (``any_source``)
+        when its text is already in the target language (Whisper's translate task into English)."""
+        cfg = self.config
+        if (src, tgt) == (cfg.src_lang, cfg.tgt_lang):
+            return
+        _check_source(self.asr, src, tgt)
+        any_source = self.asr.any_source and self.mt is None and self.asr.output_language == cfg.tgt_lang
+        if not (any_source and tgt == cfg.tgt_lang):
+            raise InputError(f"these models are loaded for {cfg.src_lang}->{cfg.tgt_lang}"
+                             f"{f' (any source into {cfg.tgt_lang})' if any_source else ''}, not {src}->{tgt}: ask for "
+                             f"a pair they make, or load models for it (--from {src} --to {tgt})")
+
     def session(self, **kwargs: Any) -> Any:
         """A new run over this engine's models: see :class:`~s3tvr.session.Session`."""
         from s3tvr.session import Session
@@ -134,11 +148,7 @@ def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, An
     asr, mt, tts = (registry.create(kind, getattr(cfg, kind), **context) if kind in kinds else None for kind in KINDS)
     if kinds != KINDS:
         return asr, mt, tts
-    if asr.languages is not None and cfg.src_lang not in asr.languages:
-        raise InputError(f"ASR {asr.backend} does not know the source language {cfg.src_lang!r}: choose one of "
-                         f"{', '.join(sorted(asr.languages))}")
-    if cfg.src_lang == cfg.tgt_lang:
-        raise InputError(f"source and target language are both {cfg.src_lang}: choose another target with --to")
+    _check_source(asr, cfg.src_lang, cfg.tgt_lang)
     heard = asr.output_language
     if mt is None and heard != cfg.tgt_lang:
         raise InputError(
@@ -149,6 +159,14 @@ def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, An
         raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
                          f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
     return asr, mt, tts
+
+
+def _check_source(asr: Any, src: str, tgt: str) -> None:
+    if asr.languages is not None and src not in asr.languages:
+        raise InputError(f"ASR {asr.backend} does not know the source language {src!r}: choose one of "
+                         f"{', '.join(sorted(asr.languages))}")
+    if src == tgt:
+        raise InputError(f"source and target language are both {src}: choose another target with --to")
 
 
 def _rss_mb() -> float:

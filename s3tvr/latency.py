@@ -62,6 +62,7 @@ def to_record(utt: UttInfo, clock: "Clock") -> dict[str, Any]:
         "src_text": utt.src_text,
         "tgt_text": utt.tgt_text,
         "out_dur_s": round(utt.out_dur_s, 3),
+        "rate": round(utt.rate, 3),  # the speaking rate lag control asked of the TTS (1.0: natural)
         "error": utt.error,
         "skipped": utt.skipped,
         "t0_unix": clock.t0_unix,
@@ -136,7 +137,7 @@ def _log_record_problem(rec: Any) -> str:
         if not isinstance(rec.get(key), str):
             return f"no {key}"
     number = (int, float, type(None))
-    for key in ("latency_s", "t_speech_end", "t_vad_emit", "t_speech_start", "t_first_audio", "t_play_end", "out_dur_s"):
+    for key in ("latency_s", "t_speech_end", "t_vad_emit", "t_speech_start", "t_first_audio", "t_play_end", "out_dur_s", "rate"):
         if isinstance(rec.get(key), bool) or not isinstance(rec.get(key), number):
             return f"{key} is not a number"
     played = rec.get("played", [])
@@ -186,6 +187,8 @@ class PairSummary:
     p90: float
     stage_means: dict[str, float]
     endpoint_wait: float  # mean seconds from speech end to the segmenter's release
+    sped_up: int = 0  # utterances lag control spoke faster than natural
+    top_rate: float = 1.0  # the fastest of them
     # The field's metrics per source utterance: name -> {"n", "p50", "mean", "p90"} (field_figures)
     field_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -206,6 +209,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[PairSummary]:
             for name, sec in stage_compute(r).items():
                 stages.setdefault(name, []).append(sec)
         waits = [r["t_vad_emit"] - r["t_speech_end"] for r in recs if r.get("t_vad_emit") is not None]
+        rates = [r.get("rate") or 1.0 for r in recs]  # logs written before lag control have none
         nan = float("nan")
         out.append(PairSummary(
             pair=pair, utterances=len(recs), spoken=len(lat), failed=sum(1 for r in recs if r.get("error")),
@@ -213,6 +217,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[PairSummary]:
             p50=percentile(lat, 50), p90=percentile(lat, 90),
             stage_means={n: statistics.fmean(stages[n]) for n in STAGE_ORDER if n in stages},
             endpoint_wait=statistics.fmean(waits) if waits else nan,
+            sped_up=sum(1 for r in rates if r > 1.0), top_rate=max(rates),
             field_metrics=field_figures(sources.get(pair, [])),
         ))
     return out
@@ -228,6 +233,8 @@ def format_table(summaries: list[PairSummary]) -> str:
     lines.append("mean per stage (s): endpoint wait, then each stage's compute (to first output when streaming)")
     for s in summaries:
         parts = [f"endpoint {s.endpoint_wait:.2f}"] + [f"{n} {v:.2f}" for n, v in s.stage_means.items()]
+        if s.sped_up:  # lag control: the log's "rate" says which and how much
+            parts.append(f"sped up {s.sped_up} of {s.utterances} (up to {s.top_rate:.2f}x)")
         lines.append(f"{s.pair:<7}" + "  ".join(parts))
     lines += ["", *format_field(summaries)]
     return "\n".join(lines)

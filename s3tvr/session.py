@@ -22,10 +22,12 @@ import numpy as np
 from s3tvr import files
 from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
 from s3tvr.audio.sources import FileSource, MicSource
+from s3tvr.config import resolve_mode
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency import Clock, Collector
 from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
+from s3tvr.pacing import PacedTts
 from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.simultaneous import IncrementalAsr
 from s3tvr.vad import WINDOW_S, Segmenter
@@ -69,15 +71,18 @@ class Session:
     the speaker; from a microphone, both). ``source``/``sink`` replace the audio ends outright.
     ``on_record`` sees each utterance's log record as it is written. ``voice``: recordings of
     the speaker for a voice-cloning TTS, ``speaker``: a name to keep the learned voice under
-    (neither: the voice is learned from this session's speech).
+    (neither: the voice is learned from this session's speech). ``src_lang``/``tgt_lang``: this
+    session's pair when it is not the engine's (one the engine can serve: Engine.check_languages).
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
                  log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Any = None, sink: Any = None,
                  on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True,
-                 voice: Sequence[str | Path] = (), speaker: str = ""):
+                 voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = ""):
         self.engine = engine
         self.config = config = engine.config
+        self.src_lang, self.tgt_lang = src_lang or config.src_lang, tgt_lang or config.tgt_lang
+        engine.check_languages(self.src_lang, self.tgt_lang)
         self.voice_clips = engine.tts.check_voice(voice, speaker)
         self.speaker = speaker
         self.voice: Any = None  # the TTS's voice for this session, made once the models are loaded
@@ -94,18 +99,21 @@ class Session:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
         self.sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
-        self.segmenter = Segmenter(config.vad, config.src_lang, config.tgt_lang, noise_profile_s=config.denoise.profile_s)
+        self.segmenter = Segmenter(config.vad, self.src_lang, self.tgt_lang, noise_profile_s=config.denoise.profile_s)
         self.incremental: Optional[IncrementalAsr] = None
         stages = engine.stages
         simul = config.simultaneous
         if simul.clause_min_words > simul.clause_max_words:
             raise InputError(f"simultaneous.clause_min_words ({simul.clause_min_words}) must be at most clause_max_words "
                              f"({simul.clause_max_words})")
-        if simul.mode == "simultaneous":  # this session's own recognition state over the engine's ASR
-            self.incremental = IncrementalAsr(engine.asr, config.simultaneous)
+        self.mode = resolve_mode(config)
+        if self.mode == "simultaneous":  # this session's own recognition state over the engine's ASR
+            self.incremental = IncrementalAsr(engine.asr, config.simultaneous, self.src_lang, self.tgt_lang)
             stages = [self.incremental, *(s for s in engine.stages if s.name not in ("denoise", "asr"))]
-        elif config.simultaneous.mode != "sentence":
-            raise InputError(f"simultaneous.mode must be sentence or simultaneous, not {config.simultaneous.mode!r}")
+        if hasattr(self.sink, "backlog_s"):  # lag control: the TTS speeds up when the listener falls behind
+            audio = config.audio
+            paced = PacedTts(engine.tts, self.sink.backlog_s, audio.lag_s, audio.max_rate, audio.max_gap_s)
+            stages = [paced if s.name == "tts" else s for s in stages]
         self._sent_s = 0.0  # how much of the open utterance the last update held
         self._wrote_audio = False  # nothing written: the output file is not kept
         self.pipeline = Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
@@ -235,28 +243,41 @@ class Session:
     def _play(self) -> bool:
         """Hand the translated audio to the sink in spoken order; True once the input has drained."""
         reorder = Reorderer(first_id=0)
+        held: list[Any] = []  # in spoken order, waiting for the person to pause (half-duplex)
         while not self._stop.is_set():
             try:
                 msg = self.pipeline.output.get(timeout=0.05)
             except Cancelled:
                 return False
             self._collect()
-            if msg is None:
-                continue
             if msg is DRAIN:
+                for m in held:
+                    self._deliver(m)
                 self.sink.drain(timeout=120.0)
                 self._collect()
                 return True
-            for m in reorder.push(msg):
-                if isinstance(m, AudioChunk):
-                    self.sink.write(m)
-                    self._wrote_audio = True
-                    if self.record_dir is not None:
-                        self._recorded.setdefault(m.utt.utt_id, []).append(m)
-                elif isinstance(m, UtteranceEnd):
-                    self.sink.end(m.utt)
-                    self._record_output(m.utt.utt_id)
+            if msg is not None:
+                held.extend(reorder.push(msg))
+            if held and not self._hold():
+                for m in held:
+                    self._deliver(m)
+                held.clear()
         return False
+
+    def _hold(self) -> bool:
+        """Half-duplex simultaneous mode: the translation is computed while the person speaks, and
+        played once they pause (playing would close the microphone on their own words)."""
+        return self.gate is not None and self.incremental is not None and self.segmenter.open_s > 0
+
+    def _deliver(self, m: Any) -> None:
+        if isinstance(m, AudioChunk):
+            self.sink.write(m)
+            self._wrote_audio = True
+            if self.record_dir is not None:
+                self._recorded.setdefault(m.utt.utt_id, []).append(m)
+        elif isinstance(m, UtteranceEnd):
+            self.sink.end(m.utt)
+            self._record_output(m.utt.utt_id)
 
     def _record_output(self, utt_id: int) -> None:
         chunks = self._recorded.pop(utt_id, None)

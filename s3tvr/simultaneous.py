@@ -31,8 +31,9 @@ class IncrementalAsr(Stage):
 
     name = "asr"
 
-    def __init__(self, asr: AsrBackend, config: SimultaneousConfig):
+    def __init__(self, asr: AsrBackend, config: SimultaneousConfig, src_lang: str = "", tgt_lang: str = ""):
         self.asr = asr
+        self.src_lang, self.tgt_lang = src_lang or asr.src_lang, tgt_lang or asr.tgt_lang
         self.backend = asr.backend
         self.config = config
         self.idle = threading.Event()  # set when no update waits or runs: the feeder sends the next only then
@@ -80,7 +81,9 @@ class IncrementalAsr(Stage):
         """One look at the speech so far: the clauses it completes (at the end: all that is left)."""
         agreement = self._agreement
         start = agreement.buffer_start_s
-        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt)
+        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt, self.src_lang)
+        log.debug("pass over %.1f s of source %d%s: %s", len(update.audio) / SAMPLE_RATE - start, self._source_id,
+                  " (final)" if update.final is not None else "", " ".join(w.text for w in words))
         if update.final is None:
             clauses = self._clauses.push(agreement.update(words, start))
             agreement.trim(len(update.audio) / SAMPLE_RATE)
@@ -96,7 +99,7 @@ class IncrementalAsr(Stage):
         start, end = (words[0].start, words[-1].end) if words else (heard_s, heard_s)
         final = update.final.utt if last and update.final is not None else None
         utt = UttInfo(
-            utt_id=self.next_id, src_lang=self.asr.src_lang, tgt_lang=self.asr.tgt_lang,
+            utt_id=self.next_id, src_lang=self.src_lang, tgt_lang=self.tgt_lang,
             seg_start_s=update.start_s + start, seg_end_s=final.seg_end_s if final else update.start_s + end,
             t_speech_end=final.t_speech_end if final else update.t_audio_end - max(0.0, heard_s - end),
             t_vad_emit=now, source_id=self._source_id, last_clause=last, t_speech_start=update.t_speech_start,
@@ -104,7 +107,7 @@ class IncrementalAsr(Stage):
         self.next_id += 1
         utt.stages["asr"] = StageTiming(start=t0, end=now, first_out=now, backend=self.backend)
         text = clause_text(words)
-        if self.asr.output_language == self.asr.src_lang:
+        if self.asr.output_language != self.asr.tgt_lang:  # source text (MT follows), or already the target's
             utt.src_text = text
         else:
             utt.tgt_text = text

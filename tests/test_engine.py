@@ -1,6 +1,7 @@
 """The engine with scripted fake backends and the real Silero VAD: order, drain, abort, failures, latency."""
 
 import json
+import re
 import threading
 import time
 
@@ -11,6 +12,7 @@ import soundfile as sf
 from s3tvr import Engine, load_config
 from s3tvr.audio.sinks import FileSink
 from s3tvr.audio.sources import FileSource
+from s3tvr.errors import InputError
 from s3tvr.messages import AudioChunk, UtteranceEnd, UttInfo
 from s3tvr.pipeline import Reorderer
 
@@ -197,3 +199,20 @@ def test_record_dir_keeps_each_utterances_input_and_translation(data, tmp_path):
         said, rate = sf.read(rec_dir / f"utt{r['utt_id']:05d}_out.wav")
         assert len(said) / rate == pytest.approx(r["out_dur_s"], abs=0.01)
     assert not list(rec_dir.glob("*.partial"))
+
+
+def test_a_session_may_ask_for_another_source_language_where_the_asr_hears_any(data):
+    """s3tvr serve: each connection names its pair. Whisper's translate task hears any of its
+    languages into English, so one engine serves them all; a pair the loaded models cannot make
+    is refused with the reason, before anything loads."""
+    engine = Engine(load_config("offline", src_lang="es", tgt_lang="en"))
+    engine.check_languages("de", "en")
+    session = engine.session(input=str(data / "fleurs-es-000.ogg"), src_lang="de")
+    assert (session.segmenter.src_lang, session.segmenter.tgt_lang) == ("de", "en")
+    for pair, reason in ((("de", "fr"), "loaded for es->en (any source into en), not de->fr"),
+                         (("xx", "en"), "does not know the source language 'xx'"), (("en", "en"), "both en")):
+        with pytest.raises(InputError, match=re.escape(reason)):
+            engine.session(input=str(data / "fleurs-es-000.ogg"), src_lang=pair[0], tgt_lang=pair[1])
+    # A backend built for its pair (the fakes, like NeMo or Marian) serves that pair only.
+    with pytest.raises(InputError, match=re.escape("loaded for es->en, not de->en")):
+        Engine(load_config("fake", src_lang="es", tgt_lang="en")).check_languages("de", "en")

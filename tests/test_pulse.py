@@ -55,6 +55,7 @@ class Microphone(threading.Thread):
     def __init__(self, fifo):
         super().__init__(daemon=True)
         self.fifo, self.stop, self.queue = fifo, threading.Event(), []
+        self.spoken_at = []  # when the last sample of each speak() went in
 
     def speak(self, audio):
         self.queue.append((np.clip(audio, -1, 1) * 32767).astype("<i2"))
@@ -64,11 +65,14 @@ class Microphone(threading.Thread):
         with open(self.fifo, "wb", buffering=0) as f:
             start, sent = time.monotonic(), 0
             while not self.stop.is_set():
-                data = self.queue.pop(0) if self.queue else np.zeros(block, "<i2")
+                speech = bool(self.queue)
+                data = self.queue.pop(0) if speech else np.zeros(block, "<i2")
                 for i in range(0, len(data), block):
                     f.write(data[i:i + block].tobytes())
                     sent += len(data[i:i + block])
                     time.sleep(max(0.0, start + sent / RATE - time.monotonic()))
+                if speech:
+                    self.spoken_at.append(time.monotonic())
 
 
 class Speaker(threading.Thread):
@@ -76,15 +80,23 @@ class Speaker(threading.Thread):
 
     def __init__(self, fifo):
         super().__init__(daemon=True)
-        self.fifo, self.chunks = fifo, []
+        self.fifo, self.chunks, self.times = fifo, [], []
 
     def run(self):
         with open(self.fifo, "rb") as f:
             while chunk := f.read(3200):
                 self.chunks.append(chunk)
+                self.times.append(time.monotonic())  # the sink is paced by the clock: when it was played
 
     def audio(self):
         return np.frombuffer(b"".join(self.chunks), "<i2").astype(np.float32) / 32768
+
+    def first_loud_at(self):
+        """When the first chunk with sound in it was played (None: nothing yet)."""
+        for chunk, t in zip(self.chunks, self.times):
+            if np.abs(np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")).max(initial=0) > 0.02 * 32768:
+                return t
+        return None
 
 
 def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse, data, tmp_path):
@@ -138,3 +150,63 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
     heard = " ".join(s.text for s in segments)
     norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
     assert jiwer.wer(norm(rec["tgt_text"]), norm(heard)) <= 0.3, (rec["tgt_text"], heard)
+
+
+def speak_simultaneous(pulse, data, tmp_path, *flags):
+    """Fake models, simultaneous mode, the clip spoken into the virtual microphone: (when the first
+    sound was played, when the clip had been spoken, the log's records once its last clause played)."""
+    env, mic_fifo, speaker_fifo = pulse
+    speaker = Speaker(speaker_fifo)
+    speaker.start()
+    mic = Microphone(mic_fifo)
+    mic.start()
+    log = tmp_path / "latency.jsonl"
+    proc = subprocess.Popen([*s3tvr_cmd(), "run", "es", "--config", "fake", "--input-device", "pulse", "--output-device",
+                             "pulse", *flags, "--mode", "simultaneous", "--set", "simultaneous.trim_s=30",
+                             "--set", "tts.seconds_per_word=0.2", "--log", log],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = []
+    threading.Thread(target=lambda: status.extend(proc.stderr), daemon=True).start()
+    records = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("listening" in line for line in status):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
+            time.sleep(0.1)
+        mic.speak(load_audio(data / "fleurs-es-000.ogg"))  # 12.8 s: one long sentence
+        deadline = time.monotonic() + 60
+        while not any(r["last_clause"] for r in records):  # until its last clause has played
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
+            time.sleep(0.2)
+            records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        mic.stop.set()
+    assert proc.returncode == 130, "".join(status)
+    assert len(records) >= 2 and len({r["source_id"] for r in records}) == 1, records  # clauses of one utterance
+    assert speaker.first_loud_at() is not None, "nothing was played"
+    return speaker.first_loud_at(), mic.spoken_at[0], records
+
+
+def test_full_duplex_simultaneous_speaks_while_the_clip_is_still_being_spoken(pulse, data, tmp_path):
+    """Headphones (--full-duplex): the translation of the clip's first clause comes out of the
+    speaker while the rest of the clip is still going into the microphone. The scripted models make
+    the clauses come on time (one word every 0.4 s, a sentence every 8 words); with Whisper base on
+    two cores they come when its passes agree (tests/test_streaming.py)."""
+    first_sound, clip_spoken, records = speak_simultaneous(pulse, data, tmp_path, "--full-duplex")
+    assert first_sound < clip_spoken - 2.0, (first_sound - clip_spoken, records)  # heard while still speaking
+    first, last = records[0], records[-1]
+    assert first["error"] is None and first["tgt_text"] and first["t_first_audio"] < last["t_speech_end"] - 2.0
+
+
+def test_half_duplex_simultaneous_computes_while_speaking_and_plays_at_the_pause(pulse, data, tmp_path):
+    """Loudspeakers (half-duplex): the clauses are translated and spoken while the person talks, but
+    played only once they pause (playing would close the microphone on their words), at once then."""
+    first_sound, clip_spoken, records = speak_simultaneous(pulse, data, tmp_path)
+    first, last = records[0], records[-1]
+    assert first["stages"]["tts"]["end"] < last["t_speech_end"] - 2.0, records  # ready well before the pause
+    assert first["t_first_audio"] > last["t_speech_end"], records  # but held until the person paused
+    assert first_sound > clip_spoken - 1.0, (first_sound - clip_spoken, records)  # (the clip ends in 0.8 s of silence)
+    # Once they pause: the endpoint (0.5 s) and the final pass, not the whole translation.
+    assert first["t_first_audio"] - last["t_speech_end"] < 2.0, records

@@ -5,6 +5,7 @@ the speaker is still talking, and no word is lost, doubled or reordered."""
 import re
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
+from s3tvr.config import resolve_mode
 from s3tvr.messages import SAMPLE_RATE
 from s3tvr.vad import WINDOW_S, speech_regions
 
@@ -109,3 +111,12 @@ def test_samples_per_word_are_what_the_fake_promises():
     words = fake.words(np.zeros(int(4.0 * SAMPLE_RATE), np.float32))
     assert [re.sub(r"[.\-]", "", w.text) for w in words] == [f"w{k}" for k in range(10)]
     assert [w.text.endswith(".") for w in words].index(True) == 7  # a sentence every 8 words
+
+
+def test_auto_mode_is_simultaneous_on_a_gpu_and_sentence_on_a_cpu():
+    # On this 2-core CPU simultaneous passes cost 1.7 CPU-seconds a second and end no sooner (README).
+    cpu = load_config("fake")
+    assert cpu.simultaneous.mode == "auto" and resolve_mode(cpu) == "sentence"
+    assert resolve_mode(replace(cpu, device="cuda")) == "simultaneous"
+    for mode in ("sentence", "simultaneous"):
+        assert resolve_mode(replace(cpu, device="cuda", simultaneous=replace(cpu.simultaneous, mode=mode))) == mode

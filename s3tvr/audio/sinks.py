@@ -143,6 +143,10 @@ class FileSink:
         self._file.write(samples)
         self._cursor += len(samples)
 
+    def backlog_s(self) -> float:
+        """Seconds written that a listener has not heard yet."""
+        return max(0.0, self._heard_until - time.monotonic())
+
     def end(self, utt: UttInfo) -> None:
         self._play(utt, self._resampler.end(utt))
         self._started.discard(utt.utt_id)
@@ -218,6 +222,12 @@ class SpeakerSink:
     def write(self, chunk: AudioChunk) -> None:
         samples = self._resampler.chunk(chunk)
         self._push(chunk.utt, samples)
+
+    def backlog_s(self) -> float:
+        """Seconds written that have not been played yet."""
+        with self._lock:
+            queued = sum(len(samples) - pos for _, samples, pos in self._pieces if samples is not None)
+        return queued / self.rate if self.rate else 0.0
 
     def end(self, utt: UttInfo) -> None:
         tail = self._resampler.end(utt)
@@ -328,6 +338,9 @@ class TeeSink:
 
     def finished(self) -> list[UttInfo]:
         return self.sinks[0].finished()
+
+    def backlog_s(self) -> float:
+        return self.sinks[0].backlog_s()
 
     def drain(self, timeout: float = 30.0) -> None:
         self.sinks[0].drain(timeout)

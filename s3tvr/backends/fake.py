@@ -36,7 +36,8 @@ class FakeTtsConfig:
     delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])  # per chunk
     fail_on: list = field(default_factory=list)
     chunks: Annotated[int, Range(1, 100)] = 2
-    seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3
+    seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3  # at the natural rate (UttInfo.rate 1.0)
+    pause_s: Annotated[float, Range(0, 10)] = 0.0  # silence after the speech, as a TTS leaves after a sentence
     sample_rate: Annotated[int, Range(8000, 192000)] = 22050
 
 
@@ -90,13 +91,15 @@ class FakeMt(_Fake, MtBackend):
 
 
 class FakeTts(_Fake, TtsBackend):
+    speaking_rate = True
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
         cfg = self.config
         words = max(1, len(item.text.split()))
-        total = int(words * cfg.seconds_per_word * cfg.sample_rate)
+        total = int(words * cfg.seconds_per_word / item.utt.rate * cfg.sample_rate)
         t = np.arange(total) / cfg.sample_rate
         tone = (0.3 * np.sin(2 * np.pi * (220 + 20 * (item.utt.utt_id % 10)) * t)).astype(np.float32)
+        tone = np.concatenate([tone, np.zeros(int(cfg.pause_s * cfg.sample_rate), dtype=np.float32)])
         for part in np.array_split(tone, cfg.chunks):
             self._wait_or_fail(item.utt.utt_id)
             item.utt.out_dur_s += len(part) / cfg.sample_rate

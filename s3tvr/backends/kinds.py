@@ -24,6 +24,9 @@ class AsrBackend(Stage):
     name = "asr"
     languages: Optional[frozenset[str]] = None  # source languages it hears; None: any it was given
     word_times = False  # words() gives each word's time (and probability): dubbing and fine-tuning need them
+    # Hears each utterance in its own source language (UttInfo.src_lang), so one loaded model serves
+    # sessions in several languages (s3tvr serve); otherwise it hears only the language it was built for.
+    any_source = False
 
     def __init__(self, src_lang: str, tgt_lang: str):
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
@@ -37,10 +40,11 @@ class AsrBackend(Stage):
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task."""
         raise NotImplementedError(f"ASR backend {self.backend} gives no word times")
 
-    def hypothesis(self, audio: np.ndarray, prompt: str = "") -> list[Word]:
+    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
         """The words of ``audio`` (16 kHz) in :attr:`output_language`, with their times: one pass of
         simultaneous recognition over the speech heard so far. ``prompt``: the text already
-        committed before this audio, for a model that can be conditioned on it."""
+        committed before this audio, for a model that can be conditioned on it; ``language``: the
+        session's source language (an ``any_source`` backend's; others hear their own)."""
         if self.output_language != self.src_lang:
             raise NotImplementedError(f"ASR backend {self.backend} cannot recognise incrementally in its task")
         return self.words(audio)

@@ -21,6 +21,10 @@ from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
+# Whisper decodes at most 448 tokens, prompt included, and faster-whisper keeps up to 223 of the
+# prompt: the new tokens of a prompted pass must stay under the rest.
+MAX_TOKENS = 200
+
 
 @dataclass
 class Config:
@@ -36,6 +40,7 @@ class Backend(AsrBackend):
     backend = "faster-whisper"
     thread_safe = True  # CTranslate2 models serve concurrent calls
     word_times = True
+    any_source = True  # the language is a decoding hint per call
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         if config.task not in ("transcribe", "translate"):
@@ -80,7 +85,7 @@ class Backend(AsrBackend):
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         segments, _info = self.model.transcribe(
             item.audio,
-            language=self.src_lang if self.model.model.is_multilingual else None,
+            language=self._language(item.utt.src_lang),
             task=self.config.task,
             beam_size=self.config.beam_size,
             condition_on_previous_text=False,  # each utterance stands alone; avoids repetition loops
@@ -101,19 +106,26 @@ class Backend(AsrBackend):
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task
         (dubbing times phrases by them and subtitles the source with them)."""
         segments, _info = self.model.transcribe(
-            audio, language=self.src_lang if self.model.model.is_multilingual else None, task="transcribe",
+            audio, language=self._language(self.src_lang), task="transcribe",
             beam_size=self.config.beam_size, condition_on_previous_text=False, word_timestamps=True, vad_filter=False)
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
-    def hypothesis(self, audio: np.ndarray, prompt: str = "") -> list[Word]:
+    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
         """One pass of simultaneous recognition, in the task's language (English when translating),
         conditioned on what was already committed."""
         segments, _info = self.model.transcribe(
-            audio, language=self.src_lang if self.model.model.is_multilingual else None, task=self.config.task,
+            audio, language=self._language(language or self.src_lang), task=self.config.task,
             beam_size=self.config.beam_size, initial_prompt=prompt or None, condition_on_previous_text=False,
             word_timestamps=True, vad_filter=False,
-            temperature=0.0)  # no fallback re-decoding: on a short prefix it costs seconds and makes words up
+            temperature=0.0,  # no fallback re-decoding: on a short prefix it costs seconds and makes words up
+            # A prefix cut mid-word can send the decoder into a repetition loop ("of the output of the
+            # output …") that runs to the token limit: seconds lost, the next passes delayed. Speech
+            # is well under 8 tokens a second.
+            max_new_tokens=min(MAX_TOKENS, 10 + int(8 * len(audio) / SAMPLE_RATE)))
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
+
+    def _language(self, lang: str) -> str | None:
+        return lang if self.model.model.is_multilingual else None  # an English-only model takes no language
 
     def cleanup(self) -> None:
         self.model = None

@@ -1,0 +1,95 @@
+"""Does the lag grow over a long talk? Sentence mode against simultaneous mode on long Spanish
+input, at real-time pace, offline profile: the shared 60 s talk, and a talk of at least 10
+minutes built from the shared recordings (the 60 s talk and the five FLEURS clips, 1 s apart,
+repeated). For each: the field's latency per source utterance (StartOffset, EndOffset, first
+audio), the mean EndOffset over the first and over the last minute of speech (the issue's
+target: last <= first + 1 s), how many utterances lag control sped up, and CPU seconds per
+second of input (the real-time factor; below 1 keeps up).
+
+    .venv/bin/python benchmarks/bench_lag.py [--minutes 10] [--modes sentence simultaneous] [--out eval-out/lag]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from s3tvr.audio.decode import load_audio  # noqa: E402
+from s3tvr.latency import field_figures, read_log, source_latencies  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "speech"
+TALK = SHARED / "long" / "silero_es.wav"
+CLIPS = sorted((SHARED / "fleurs").glob("fleurs-es-*.ogg"))
+RATE = 16000
+
+
+def long_input(path: Path, minutes: float) -> Path:
+    """The 60 s talk and the FLEURS clips, 1 s of silence after each, repeated to ``minutes``."""
+    if path.exists():
+        return path
+    gap = np.zeros(RATE, dtype=np.float32)
+    round_ = np.concatenate([part for clip in [TALK, *CLIPS] for part in (load_audio(clip, RATE), gap)])
+    audio = np.tile(round_, int(np.ceil(minutes * 60 * RATE / len(round_))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio, RATE)
+    return path
+
+
+def run(mode: str, audio: Path, out: Path) -> dict:
+    log = out / f"{audio.stem}-{mode}.jsonl"
+    log.unlink(missing_ok=True)
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    subprocess.run([str(ROOT / ".venv/bin/s3tvr"), "-q", "run", "es", "--input", str(audio), "--mode", mode,
+                    "--output", str(out / f"{audio.stem}-{mode}.wav"), "--log", str(log)], check=True)
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    seconds = sf.info(audio).duration
+    records = read_log(log)
+    sources = source_latencies(records)
+    start = min(r["t0_mono"] for r in records)  # the run's clock origin; speech ends are on the same clock
+    ends = [(s, max(r["t_speech_end"] for r in records if r["source_id"] == s.source_id) - start) for s in sources]
+    timed = [(t, s.end_offset) for s, t in ends if s.end_offset is not None]
+    last = max(t for t, _ in timed)
+    first_minute = [e for t, e in timed if t <= timed[0][0] + 60]
+    last_minute = [e for t, e in timed if t >= last - 60]
+    field = field_figures(sources)
+    return {
+        "input": audio.name, "mode": mode, "input_s": round(seconds, 1), "wall_s": round(wall, 1),
+        "cpu_rtf": round((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds, 3),
+        "sources": len(sources), "utterances": len(records), "sped_up": sum(1 for r in records if (r.get("rate") or 1) > 1),
+        "first_minute_end_offset": round(statistics.fmean(first_minute), 2),
+        "last_minute_end_offset": round(statistics.fmean(last_minute), 2),
+        **{f"{name}_p50": round(m["p50"], 2) for name, m in field.items()},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--modes", nargs="+", default=["sentence", "simultaneous"])
+    ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "lag")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    inputs = [TALK, long_input(args.out / f"es-{args.minutes:g}min.wav", args.minutes)]
+    rows = [run(mode, audio, args.out) for audio in inputs for mode in args.modes]
+    keys = ["input", "mode", "input_s", "sources", "StartOffset_p50", "EndOffset_p50", "first audio_p50",
+            "first_minute_end_offset", "last_minute_end_offset", "sped_up", "cpu_rtf"]
+    print("  ".join(keys))
+    for row in rows:
+        print("  ".join(str(row.get(k)) for k in keys))
+    (args.out / "lag.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
