@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3tvr.audio.decode import load_audio  # noqa: E402
-from s3tvr.latency import field_figures, read_log, source_latencies  # noqa: E402
+from s3tvr.latency import read_log  # noqa: E402
+from s3tvr.offsets import field_figures, source_latencies  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "speech"
 TALK = SHARED / "long" / "silero_es.wav"

@@ -25,8 +25,8 @@ from s3tvr.config import load_config
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, SetupError
 from s3tvr.eval import metrics
-from s3tvr.latency import field_figures, source_latencies
 from s3tvr.messages import SAMPLE_RATE
+from s3tvr.offsets import field_figures, source_latencies
 from s3tvr.speaker import SpeakerEncoder
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,152 @@
+"""The latency the simultaneous translation field reports, per source utterance (the clauses of
+simultaneous mode grouped by their ``source_id``; a sentence-mode utterance is its own source):
+
+* StartOffset: the first translated audio heard - the start of the source speech (SimulEval's).
+* EndOffset: the end of the last translated audio heard - the end of the source speech (SimulEval's).
+* first audio: the first audio of its last spoken clause - the end of the source speech (in
+  sentence mode, ``latency_s``: end of speech -> first translated audio).
+* LAAL and YAAL, computed by OmniSTEval's scorers (:func:`omnisteval_lags`) with each target word
+  timed when the listener has heard it whole (its text spread over its audio by characters: an
+  estimate, no forced alignment), from the start of the source speech, over the source speech's
+  length. One instance per source utterance, as IWSLT's speech-to-speech evaluations score one
+  per (re)segmented sentence; YAAL is the long-form variant with no recording end, so every word
+  heard counts (the audio here is timed as played, not emitted at once as in a simulation).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from s3tvr.errors import SetupError
+
+FIELD_METRICS = ("StartOffset", "EndOffset", "first audio", "LAAL", "YAAL")
+_CHARACTER_UNITS = ("zh", "ja")  # languages written without spaces: latency counts characters (as OmniSTEval's)
+
+
+@dataclass
+class SourceLatency:
+    """One source utterance's latency as the field measures it, in seconds (None: not measurable)."""
+
+    pair: str
+    source_id: Any
+    utterances: int  # its log records: itself in sentence mode, its clauses in simultaneous mode
+    words: int  # target words (characters for zh/ja) heard
+    source_s: Optional[float]  # the source speech's length: its first speech sample to its last
+    start_offset: Optional[float]
+    end_offset: Optional[float]
+    first_audio: Optional[float]
+    laal: Optional[float]
+    yaal: Optional[float]
+
+    def metric(self, name: str) -> Optional[float]:
+        return {"StartOffset": self.start_offset, "EndOffset": self.end_offset, "first audio": self.first_audio,
+                "LAAL": self.laal, "YAAL": self.yaal}[name]
+
+
+def played_chunks(rec: dict[str, Any]) -> list[tuple[float, float]]:
+    """The record's audio as heard, (start, seconds) per chunk. A log from before ``played`` was
+    written is read as one chunk from ``t_first_audio`` (or ``t_speech_end + latency_s``) to
+    ``t_play_end`` (or for ``out_dur_s``); seconds NaN when neither says how long it was."""
+    if "played" in rec:
+        return [(float(t), float(sec)) for t, sec in rec["played"]]
+    start = rec.get("t_first_audio")
+    if start is None and rec.get("latency_s") is not None and rec.get("t_speech_end") is not None:
+        start = rec["t_speech_end"] + rec["latency_s"]
+    if start is None:
+        return []
+    end, dur = rec.get("t_play_end"), rec.get("out_dur_s")
+    return [(start, end - start if end is not None else dur if dur is not None else math.nan)]
+
+
+def word_delays(rec: dict[str, Any]) -> list[float]:
+    """When each word of the record's ``tgt_text`` had been heard whole (wall clock): the words
+    spread over its played audio in proportion to their characters (no forced alignment)."""
+    chunks = played_chunks(rec)
+    text = rec.get("tgt_text") or ""
+    units = list(text.replace(" ", "")) if rec.get("tgt_lang", "").startswith(_CHARACTER_UNITS) else text.split()
+    if not units or not chunks or not all(math.isfinite(sec) for _, sec in chunks):
+        return []
+    total, chars = sum(sec for _, sec in chunks), sum(len(u) for u in units)
+    delays, heard, k, chunk_from = [], 0, 0, 0.0  # chunk_from: audio seconds before chunk k
+    for unit in units:
+        heard += len(unit)
+        at = total * heard / chars  # where in the audio the word ends
+        while k < len(chunks) - 1 and at > chunk_from + chunks[k][1] + 1e-9:
+            chunk_from += chunks[k][1]
+            k += 1
+        delays.append(chunks[k][0] + min(at - chunk_from, chunks[k][1]))
+    return delays
+
+
+def omnisteval_lags(delays_s: list[float], source_s: float) -> tuple[Optional[float], Optional[float]]:
+    """LAAL and YAAL of one source utterance by OmniSTEval's scorers: ``delays_s``, when each target
+    word was heard, in seconds from the start of the source speech; ``source_s``, its length. No
+    reference: the target length is the words heard. YAAL is the long-form one (LongYAAL) with no
+    recording end; OmniSTEval's shortform YAAL would drop every utterance of sentence mode, whose
+    words all come after its source ends. None where a scorer skips the instance."""
+    try:
+        from omnisteval.data import Instance
+        from omnisteval.scoring import LAALScorer, YAALScorer
+    except ImportError:
+        raise SetupError("LAAL and YAAL are computed with OmniSTEval: pip install 'omnisteval>=0.1.10'") from None
+    ins = Instance(reference=None, source_length=source_s * 1000, emission_cu=[d * 1000 for d in delays_s], longform=True)
+    laal, yaal = LAALScorer().compute(ins), YAALScorer(is_longform=True).compute(ins)  # milliseconds, as SimulEval's
+    return (None if laal is None else laal / 1000), (None if yaal is None else yaal / 1000)
+
+
+def omnisteval_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("omnisteval")
+    except Exception:
+        return "(not installed)"
+
+
+def source_latencies(records: Iterable[dict[str, Any]]) -> list[SourceLatency]:
+    """Each source utterance's figures, in log order. Records group by session (``t0_unix``,
+    ``t0_mono``: ids restart in each), pair and ``source_id`` (missing: the record's own ``utt_id``,
+    a log from before simultaneous mode)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for n, rec in enumerate(records):
+        pair = f"{rec['src_lang']}-{rec['tgt_lang']}"
+        source = rec.get("source_id", rec.get("utt_id", f"line {n + 1}"))
+        groups.setdefault((pair, rec.get("t0_unix"), rec.get("t0_mono"), source), []).append(rec)
+    out = []
+    for (pair, _, _, source), recs in groups.items():
+        chunks = [c for r in recs for c in played_chunks(r)]
+        starts = [r["t_speech_start"] for r in recs if r.get("t_speech_start") is not None]
+        t_start = starts[0] if starts else None
+        last = [r for r in recs if r.get("last_clause", True)]  # None yet: the run stopped while it was spoken
+        t_end = last[-1].get("t_speech_end") if last else None
+        spoken = [r for r in recs if played_chunks(r)]
+        heard_until = max(t + sec for t, sec in chunks) if chunks else math.nan
+        delays = [d for r in spoken for d in word_delays(r)]
+        source_s = t_end - t_start if t_start is not None and t_end is not None else None
+        laal = yaal = None
+        if delays and source_s is not None and source_s > 0:
+            laal, yaal = omnisteval_lags([d - t_start for d in delays], source_s)
+        out.append(SourceLatency(
+            pair=pair, source_id=source, utterances=len(recs), words=len(delays), source_s=source_s,
+            start_offset=chunks[0][0] - t_start if chunks and t_start is not None else None,
+            end_offset=heard_until - t_end if t_end is not None and math.isfinite(heard_until) else None,
+            first_audio=played_chunks(spoken[-1])[0][0] - t_end if spoken and t_end is not None else None,
+            laal=laal, yaal=yaal,
+        ))
+    return out
+
+
+def field_figures(sources: list[SourceLatency]) -> dict[str, dict[str, float]]:
+    """Median, mean and p90 of each of the field's metrics over the source utterances that have it
+    (the mean of LAAL and YAAL is OmniSTEval's system score: it averages its instances)."""
+    from s3tvr.latency import percentile  # the report's; imported here, as the report imports this module
+
+    out = {}
+    for name in FIELD_METRICS:
+        values = [v for v in (s.metric(name) for s in sources) if v is not None]
+        out[name] = {"n": len(values), "p50": percentile(values, 50), "mean": statistics.fmean(values) if values else math.nan,
+                     "p90": percentile(values, 90)}
+    return out
