@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from typing import Any, NoReturn
 
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "while the speaker goes on; auto (the default): simultaneous on a GPU, sentence on a CPU, "
                           "where simultaneous costs more than real time and ends no sooner (sets simultaneous.mode)")
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
+
+    _serve_parsers(sub, models)
 
     ev = sub.add_parser("eval", parents=[models], help="quality, voice, speed and memory on a folder of clips with references",
                         description="Run the system on every clip of a folder in the format of shared/data/speech/fleurs "
@@ -194,6 +197,50 @@ def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentP
     _number(tr, "--min-minutes", TrainOptions, "min_minutes", metavar="M", help="refuse datasets with less training speech")
     _number(tr, "--workers", TrainOptions, "workers", metavar="N", help="data loader processes, 0: none")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in the output folder")
+
+
+def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentParser) -> None:
+    from s3tvr.serve import ServeOptions
+
+    srv = sub.add_parser(
+        "serve", parents=[models], help="translate for browsers and clients over a WebSocket: one engine, many sessions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load the models once and serve the web page at / and a WebSocket at /ws: each connection is a\n"
+                    "session with its own languages (any pair the models make) and latency log (the README's WebSocket protocol).",
+        epilog="examples:\n  s3tvr serve                                    # http://127.0.0.1:8000/ on this machine\n"
+               "  s3tvr serve --host 0.0.0.0 --token \"$(openssl rand -hex 16)\" --log-dir logs/\n"
+               "  s3tvr serve --from en --to es --xtts-dir models/xtts_v2      # the model stack, each client's own voice")
+    srv.add_argument("--host", default=ServeOptions.host, help=f"address to listen on (default {ServeOptions.host}: this machine only)")
+    _number(srv, "--port", ServeOptions, "port", metavar="N", help="TCP port")
+    srv.add_argument("--from", dest="src", default="es", choices=LANGUAGES, metavar="LANG",
+                     help="the models' source language (default es); sessions may ask for other pairs they make")
+    srv.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the models' target language (default: es for en, en otherwise)")
+    srv.add_argument("--token", default=os.environ.get("S3TVR_TOKEN") or None, metavar="TOKEN",
+                     help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it)")
+    _number(srv, "--max-sessions", ServeOptions, "max_sessions", metavar="N", help="sessions at once; more are refused until one ends")
+    srv.add_argument("--log-dir", metavar="DIR", help="write each session's latency log to DIR/SESSION.jsonl")
+    _number(srv, "--max-ahead", ServeOptions, "max_ahead_s", metavar="S", help="seconds a client may send ahead of real time")
+    _number(srv, "--max-unread", ServeOptions, "max_unread_s", metavar="S",
+            help="seconds of translated speech a client may leave unread before it is dropped")
+    _voice_arguments(srv, voice_default="learned from each session's first utterances", session=False)
+
+    cl = sub.add_parser(
+        "client", help="translate a file or the microphone through an s3tvr serve server",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Stream speech to a server started with s3tvr serve and play or write its translation. Each\n"
+                    "utterance's text and translation are printed on stdout as they arrive, then a summary.",
+        epilog="examples:\n  s3tvr client ws://127.0.0.1:8000/ws --from es --to en --input talk.ogg --output talk.en.wav\n"
+               "  s3tvr client ws://gpu-box:8000/ws --from en --to de --token \"$S3TVR_TOKEN\"    # microphone -> speaker")
+    cl.add_argument("url", metavar="URL", help="the server's WebSocket, ws://HOST:PORT/ws")
+    cl.add_argument("--from", dest="src", required=True, metavar="LANG", help="the language spoken (ISO 639-1, e.g. es)")
+    cl.add_argument("--to", required=True, metavar="LANG", help="the language to hear (e.g. en)")
+    cl.add_argument("--input", metavar="FILE", help="stream a file (audio, or a video's audio track) at real-time pace, not the microphone")
+    cl.add_argument("--output", metavar="FILE", help="write the translation to a WAV file instead of playing it")
+    cl.add_argument("--token", default=os.environ.get("S3TVR_TOKEN") or None, metavar="TOKEN",
+                    help="the server's token (default: $S3TVR_TOKEN)")
+    cl.add_argument("--speaker", metavar="NAME", help="a voice-cloning server keeps the voice it learns of you under NAME")
+    cl.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
+    cl.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
 
 
 def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:

@@ -44,7 +44,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     restore = _stop_on_signals()
     try:
         commands = {"run": _run, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
-                    "download": _download}
+                    "download": _download, "serve": _serve, "client": _client}
         return commands[args.command](args)
     except S3tvrError as exc:
         if args.verbose >= 2:  # debugging: where it happened and the library error it stands for
@@ -134,6 +134,34 @@ def _run(args: argparse.Namespace) -> int:
     result.check()
     if args.output:
         log.info("wrote %s", args.output)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from s3tvr.engine import Engine
+    from s3tvr.serve import ServeOptions
+    from s3tvr.serve.server import serve
+
+    target = args.to or ("es" if args.src == "en" else "en")
+    config = _load_config(args, args.src, target)
+    options = ServeOptions(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions, log_dir=args.log_dir,
+                           max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice))
+    # Stopped by SIGINT/SIGTERM: uvicorn closes every session, then raises the signal again, and
+    # it ends here as run's stop does (128 + the signal's number).
+    with Engine(config) as engine:
+        serve(engine, options)
+    return 0
+
+
+def _client(args: argparse.Namespace) -> int:
+    from s3tvr.serve import client
+
+    if args.input and args.input_device:
+        raise InputError("--input-device is the microphone's: leave it out with --input")
+    result = client.run(args.url, args.src, args.to, input=args.input, output=args.output, token=args.token, speaker=args.speaker,
+                        input_device=args.input_device, output_device=args.output_device,
+                        show=lambda line: print(line, flush=True))
+    print(result.summary(), flush=True)
     return 0
 
 

@@ -1,0 +1,285 @@
+"""One WebSocket connection of ``s3tvr serve``: admitted or refused, then its session.
+
+The session's blocking ``run()`` has a thread of its own, so neither a slow session nor a slow
+client holds up the event loop or another session; three tasks on the loop read the client's
+frames, send the translation, and watch that the client keeps reading. Whatever a client sends,
+the worst it gets is its own connection closed with a code and a one-line reason (the README's WebSocket protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from s3tvr.errors import InputError, S3tvrError, brief
+from s3tvr.messages import SAMPLE_RATE
+from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
+
+if TYPE_CHECKING:
+    from s3tvr.serve.server import Server
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 1 << 20  # bytes a client frame may have
+CLOSE_TIMEOUT_S = 5.0  # a refused client that does not read its close frame is left after this
+FINISH_TIMEOUT_S = 60.0  # after done: how long the last frames may take to leave
+WATCH_S = 0.25  # how often a connection's unread audio is looked at
+# A client sends audio all the time, silence included: one that goes quiet holds a session (of
+# --max-sessions) that others could use. After "end" it only waits, so then there is no limit.
+IDLE_S = 30.0
+
+
+class _Gone(Exception):
+    """The client went away: nothing more can be said to it."""
+
+
+def close_reason(reason: str) -> str:
+    """A close frame's reason: at most 123 bytes of UTF-8, cut at a character."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
+
+
+class Connection:
+    """One client: admitted (or refused), its session run on a thread, the frames in both directions."""
+
+    def __init__(self, server: "Server", ws: WebSocket):
+        self.server, self.ws = server, ws
+        client = ws.client
+        self.peer = f"{client.host}:{client.port}" if client else "a client"
+        self.id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.name = f"refused {self.peer}"  # what the log calls it: the session's id once it has one
+        self.loop = asyncio.get_running_loop()
+        self.outbox: asyncio.Queue = asyncio.Queue()  # (kind, payload, samples of audio) to send, in order
+        self.failure: asyncio.Future = self.loop.create_future()  # a refusal raised on the session's thread
+        self.ended = False  # the client sent end
+        self.utterances = 0
+
+    async def run(self) -> None:
+        server = self.server
+        try:
+            server.check_token(self.ws)
+            src, tgt, speaker = server.check_query(self.ws)
+            server.check_room()
+            server.active += 1  # no await since the check: no other connection slips in between
+            try:
+                session = self._open(src, tgt, speaker)
+            except BaseException:
+                server.active -= 1
+                raise
+        except Refusal as refusal:
+            await self._refuse(refusal)
+            return
+        server.served += 1
+        self.name = f"session {self.id}"
+        log.info("session %s: %s -> %s for %s (%d/%d)", self.id, src, tgt, self.peer, server.active, server.max_sessions)
+        await self._serve(session, src, tgt)
+
+    def _open(self, src: str, tgt: str, speaker: str) -> Any:
+        server = self.server
+        self.source = WebSocketSource(f"the connection from {self.peer}", server.max_ahead_s)
+        rate = server.engine.config.audio.output_sample_rate
+        self.sink = WebSocketSink(self._post, rate, server.max_unread_s, on_unread=self._unread)
+        log_path = server.log_dir / f"{self.id}.jsonl" if server.log_dir else None
+        try:
+            return server.engine.session(source=self.source, sink=self.sink, on_record=self._record, log_path=log_path,
+                                         keep_records=False, voice=server.options.voice, speaker=speaker, src_lang=src, tgt_lang=tgt)
+        except InputError as exc:
+            raise Refusal(4400, str(exc)) from None
+        except S3tvrError as exc:
+            raise Refusal(1011, f"the session could not start: {exc}") from None
+        except Exception as exc:  # a bug: this client is told, the server goes on
+            log.error("%s could not start", self.name, exc_info=exc)
+            raise Refusal(1011, f"the session could not start: {brief(exc)}") from None
+
+    async def _serve(self, session: Any, src: str, tgt: str) -> None:
+        rate = self.server.engine.config.audio.output_sample_rate
+        try:
+            await self.ws.send_text(json.dumps({"type": "ready", "session": self.id, "sample_rate": rate, "input_rate": SAMPLE_RATE,
+                                                "from": src, "to": tgt}))
+        except BaseException as exc:
+            self.server.active -= 1  # no thread has taken the place
+            if isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
+                log.info("%s: the client left before it started", self.name)
+                return
+            raise
+        self.source.start()
+        done = self._in_thread(session.run)
+        tasks = [asyncio.ensure_future(t) for t in (self._receive(), self._send(), self._watch())]
+        receiver, sender, _ = tasks
+        waiting: set = {done, self.failure, *tasks}
+        refusal: Optional[Refusal] = None
+        deadline = None
+        try:
+            while True:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                finished, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not finished:
+                    log.warning("%s: the last frames did not leave in %.0f s: connection left", self.name, FINISH_TIMEOUT_S)
+                    return
+                if done in finished:  # the session is over: done, then a normal close after everything queued
+                    waiting.discard(done)
+                    result = self._result(done)
+                    self._post("text", json.dumps({"type": "done", "utterances": self.utterances, "spoken": result.spoken,
+                                                   "failed": result.failed}), 0)
+                    self._post("close", (1000, ""), 0)
+                    deadline = time.monotonic() + FINISH_TIMEOUT_S
+                    continue
+                if sender in finished:
+                    sender.result()  # _Gone if it could not send
+                    self.server.closes[1000] += 1
+                    log.info("session %s: done (%d utterances)", self.id, self.utterances)
+                    return
+                for task in finished:
+                    task.result()  # a refusal raises; the receiver returns when the client left
+                log.info("session %s: the client left%s", self.id, "" if done.done() else ": cancelled")
+                return
+        except Refusal as exc:
+            refusal = exc
+        except _Gone:
+            log.info("session %s: the client left", self.id)
+        finally:
+            session.cancel()
+            self.sink.cancel()
+            self.source.close()
+            for task in tasks:
+                task.cancel()
+            if refusal is not None:
+                await self._refuse(refusal)
+            await asyncio.wait({done})  # the thread ends within about a second of cancel()
+
+    def _result(self, done: asyncio.Future) -> Any:
+        try:
+            return done.result()
+        except S3tvrError as exc:
+            raise Refusal(1011, f"the session failed: {exc}") from None
+        except Exception as exc:
+            log.error("session %s failed", self.id, exc_info=exc)
+            raise Refusal(1011, f"the session failed: {brief(exc)}") from None
+
+    def _in_thread(self, run: Any) -> asyncio.Future:
+        """``run()`` on a thread of its own; its slot is given back when the thread ends."""
+        future = self.loop.create_future()
+
+        def settle(result: Any, error: Optional[BaseException]) -> None:
+            self.server.active -= 1
+            if not future.done():
+                future.set_exception(error) if error is not None else future.set_result(result)
+
+        def target() -> None:
+            result, error = None, None
+            try:
+                result = run()
+            except BaseException as exc:  # reported on the event loop
+                error = exc
+            try:
+                self.loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the loop is closed: the server has stopped
+                pass
+
+        threading.Thread(target=target, name=f"s3tvr-session-{self.id}", daemon=True).start()
+        return future
+
+    # -- the session's thread to the loop ----------------------------------------------------
+
+    def _post(self, kind: str, payload: Any, samples: int) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.outbox.put_nowait, (kind, payload, samples))
+        except RuntimeError:  # the loop is closed: nobody to send to
+            pass
+
+    def _unread(self, reason: str) -> None:
+        def fail() -> None:
+            if not self.failure.done():
+                self.failure.set_exception(Refusal(1008, reason))
+        try:
+            self.loop.call_soon_threadsafe(fail)
+        except RuntimeError:
+            pass
+
+    def _record(self, rec: dict[str, Any]) -> None:
+        self.utterances += 1
+        if rec.get("error"):
+            self.sink.event({"type": "error", "message": f"utterance {rec['utt_id']} failed: {rec['error']}"})
+        self.sink.event({"type": "latency", "record": rec})
+
+    # -- the event loop's tasks --------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        """The client's frames into the source until it leaves (returns) or breaks a rule (Refusal)."""
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), None if self.ended else IDLE_S)
+            except asyncio.TimeoutError:
+                raise Refusal(1008, f"nothing received for {IDLE_S:g} s: send audio (silence too) at real-time pace, "
+                                    "and end with {\"type\": \"end\"}") from None
+            if message["type"] == "websocket.disconnect":
+                return
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                await self._audio(data)
+            elif text is not None:
+                self._text(text)
+
+    async def _audio(self, data: bytes) -> None:
+        if len(data) > MAX_FRAME:
+            raise Refusal(1009, f"a frame of {len(data)} bytes: at most {MAX_FRAME} (1 MiB) per frame")
+        if len(data) % 2:
+            raise Refusal(1007, f"PCM s16le has 2 bytes per sample, but this frame has {len(data)} bytes")
+        if self.ended:
+            return  # after end: nothing more is heard
+        while not self.source.push(data):  # the feeder is behind: stop reading until it catches up
+            await asyncio.sleep(0.02)
+
+    def _text(self, text: str) -> None:
+        try:
+            message = json.loads(text) if len(text) < 1000 else None
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "end":
+            raise Refusal(1003, 'unsupported text frame: the only one a client sends is {"type": "end"}')
+        if not self.ended:
+            self.ended = True
+            self.source.end()
+
+    async def _send(self) -> None:
+        while True:
+            kind, payload, samples = await self.outbox.get()
+            try:
+                if kind == "bytes":
+                    await self.ws.send_bytes(payload)
+                    self.sink.sent(samples)
+                elif kind == "text":
+                    await self.ws.send_text(payload)
+                else:
+                    await self.ws.close(*payload)
+                    return
+            except (WebSocketDisconnect, OSError, RuntimeError) as exc:
+                raise _Gone() from exc
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_S)
+            unread = self.sink.unread_s()
+            if unread > self.server.max_unread_s:
+                raise Refusal(1008, unread_reason(unread, self.server.max_unread_s))
+
+    async def _refuse(self, refusal: Refusal) -> None:
+        """The reason as an error event and as the close frame's; never waits long on the client."""
+        log.warning("%s: closed %d: %s", self.name, refusal.code, refusal.reason)
+        self.server.closes[refusal.code] += 1
+
+        async def say() -> None:
+            await self.ws.send_text(json.dumps({"type": "error", "message": refusal.reason}, ensure_ascii=False))
+            await self.ws.close(refusal.code, close_reason(refusal.reason))
+
+        try:
+            await asyncio.wait_for(say(), CLOSE_TIMEOUT_S)
+        except (asyncio.TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
+            pass

@@ -1,0 +1,177 @@
+"""``s3tvr serve``: one engine, loaded once, translating for every WebSocket client at the same
+time; each connection at ``/ws`` is one session (the README's WebSocket protocol; :mod:`s3tvr.serve.connection`),
+``/`` the web page. Here: who is let in (token, query, room), the app, and uvicorn around it.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import ipaddress
+import logging
+import re
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from starlette.applications import Starlette
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from s3tvr import files
+from s3tvr.engine import Engine
+from s3tvr.errors import InputError
+from s3tvr.serve import ServeOptions
+from s3tvr.serve.connection import MAX_FRAME, Connection
+from s3tvr.serve.transport import Refusal
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+LANG = re.compile(r"[a-z]{2,3}")  # ISO 639-1 (and -3): anything else never reaches the engine
+SPEAKER = re.compile(r"[\w.-]{1,64}")
+SNDBUF = 128 * 1024  # bytes the kernel holds for a client (see bind)
+
+
+class Server:
+    """The sessions of one engine (loaded already: :func:`serve` sees to that), as an ASGI app."""
+
+    def __init__(self, engine: Engine, options: Optional[ServeOptions] = None):
+        self.engine = engine
+        self.options = options = options or ServeOptions()
+        self.token = options.token or None
+        self.max_sessions = options.max_sessions
+        self.log_dir = Path(options.log_dir) if options.log_dir else None
+        self.max_ahead_s, self.max_unread_s = options.max_ahead_s, options.max_unread_s
+        self.active = 0  # sessions whose thread runs (changed on the event loop only)
+        self.served = 0  # sessions opened since start
+        self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
+
+    def app(self) -> Starlette:
+        app = Starlette(routes=[
+            Route("/", self._index),
+            WebSocketRoute("/ws", self._websocket),
+            Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        ])
+        app.state.server = self
+        return app
+
+    async def _index(self, request: Any) -> Response:
+        page = STATIC / "index.html"
+        if not page.is_file():
+            return PlainTextResponse("the web page is not installed; the WebSocket is at /ws", status_code=404)
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def _websocket(self, ws: WebSocket) -> None:
+        await ws.accept()  # first: a browser sees a refusal's reason only on an open connection
+        await Connection(self, ws).run()
+
+    # -- admission -------------------------------------------------------------------------
+
+    def check_token(self, ws: WebSocket) -> None:
+        if self.token is None:
+            return
+        given = ws.query_params.get("token")
+        auth = ws.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not given:
+            raise Refusal(1008, "this server needs a token: add token=TOKEN to the URL (or send Authorization: Bearer TOKEN)")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):  # constant time: nothing to learn from timing
+            raise Refusal(1008, "wrong token")
+
+    def check_query(self, ws: WebSocket) -> tuple[str, str, str]:
+        """The session's (from, to, speaker), or a 4400 refusal naming what is wrong."""
+        q = ws.query_params
+        langs = []
+        for key in ("from", "to"):
+            value = q.get(key)
+            if not value:
+                raise Refusal(4400, f"missing {key}: connect to /ws?from=LANG&to=LANG (ISO 639-1 codes, e.g. from=es&to=en)")
+            if not LANG.fullmatch(value):
+                raise Refusal(4400, f"unknown language {value[:16]!r} in {key}: give an ISO 639-1 code such as es or en")
+            langs.append(value)
+        speaker = q.get("speaker", "")
+        if speaker and not SPEAKER.fullmatch(speaker):
+            raise Refusal(4400, "speaker must be 1-64 letters, digits, '.', '-' or '_'")
+        try:
+            self.engine.check_languages(langs[0], langs[1])
+        except InputError as exc:
+            raise Refusal(4400, str(exc)) from None
+        return langs[0], langs[1], speaker
+
+    def check_room(self) -> None:
+        if self.active >= self.max_sessions:
+            raise Refusal(1013, f"the server is busy: it already holds {self.max_sessions} sessions (--max-sessions); try again later")
+
+
+def create_app(engine: Engine, options: Optional[ServeOptions] = None) -> Starlette:
+    """The ASGI app over a loaded engine (``app.state.server`` is its :class:`Server`)."""
+    return Server(engine, options).app()
+
+
+def serve(engine: Engine, options: Optional[ServeOptions] = None) -> None:
+    """Load the engine's models, then serve until SIGINT/SIGTERM (uvicorn's handlers stop it
+    gracefully, then raise the signal again for the caller's own handler)."""
+    import uvicorn
+
+    options = options or ServeOptions()
+    host = options.host
+    if not options.token and not is_loopback(host):
+        log.warning("serving on %s without a token: anyone who can reach it can use it; set --token (or S3TVR_TOKEN)", host)
+    if options.log_dir:
+        files.check_output(options.log_dir, "--log-dir", folder=True)
+    sock = bind(host, options.port)  # before the models load: a busy port shows at once; clients are accepted once loaded
+    try:
+        engine.setup()
+        if options.log_dir:
+            Path(options.log_dir).mkdir(parents=True, exist_ok=True)
+        app = create_app(engine, options)
+        shown = f"[{host}]" if ":" in host else host
+        log.info("serving %s -> %s with %s on http://%s:%d/ (WebSocket /ws, at most %d sessions; Ctrl-C stops)",
+                 engine.config.src_lang, engine.config.tgt_lang, engine.description, shown, sock.getsockname()[1], options.max_sessions)
+        uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def uvicorn_config(app: Starlette) -> Any:
+    """How uvicorn runs the app: our logging (its own only when debugging: it logs each
+    connection's URL, token included), frames up to twice MAX_FRAME read (larger ones uvicorn
+    closes with 1009 itself; those between get the reason), a bounded graceful shutdown."""
+    import uvicorn
+
+    debug = logging.getLogger("s3tvr").getEffectiveLevel() <= logging.DEBUG
+    return uvicorn.Config(app, log_config=None, log_level="info" if debug else "warning", access_log=debug, lifespan="off",
+                          ws_max_size=2 * MAX_FRAME, timeout_graceful_shutdown=5)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, not listening yet (connections are refused until the server starts)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise InputError(f"cannot serve on {host}: {exc.strerror}: give an address of this machine (--host)") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for old connections to time out
+        # Connections inherit it: the kernel holds at most this much (about 3 s of audio) for a client
+        # that stops reading, so the server's own count of its unread audio is nearly all of it.
+        # Autotuning would allow 4 MB; 128 KiB still carries the audio over a 1 s round trip.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port (or stop what uses it)") from None
+    return sock
