@@ -15,7 +15,8 @@ for arg in "$@"; do
 done
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=()
-    for pkg in libportaudio2 ffmpeg pulseaudio pulseaudio-utils libasound2-plugins; do
+    # chromium, chromium-driver: the web page's browser test (tests/test_browser.py drives headless Chromium).
+    for pkg in libportaudio2 ffmpeg pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

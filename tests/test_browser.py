@@ -1,0 +1,188 @@
+"""The web page of ``s3tvr serve`` (s3tvr/serve/static): the files it is made of, served as a browser
+needs them, and the page itself in a real browser: Debian's headless Chromium, driven by Selenium,
+its fake microphone playing a Spanish FLEURS clip, translates it through the real server (the
+offline profile: Whisper base's translate task and Piper) into English captions, latency records
+and played speech."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import manifest, s3tvr_cmd
+
+STATIC = Path(__file__).parent.parent / "s3tvr" / "serve" / "static"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CLIP = "fleurs-es-000.ogg"
+# Without the networking flags Chromium keeps calling home, which on a closed network floods
+# the log and slows its start. The fake microphone plays the file in a loop.
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.headers.get("content-type", ""), response.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``s3tvr serve`` as a user starts it (es -> en, the offline profile), on a free port; its URL
+    once it answers HTTP. Stopped, and killed if it must be, whatever the tests did."""
+    logs = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    # As conftest's autouse fixture sets them for in-process tests: the one model cache, no download.
+    env = {**os.environ, "S3TVR_CACHE": str(tmp_path_factory.getbasetemp() / "s3tvr-cache"), "HF_HUB_OFFLINE": "1"}
+    with open(logs / "serve.log", "wb") as log:
+        proc = subprocess.Popen([*s3tvr_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--from", "es", "--to", "en"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180  # the models load before it listens
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"s3tvr serve exited with {proc.returncode}:\n{(logs / 'serve.log').read_text()}")
+            try:
+                get(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"s3tvr serve did not answer in 180 s:\n{(logs / 'serve.log').read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_page_and_its_scripts_are_served_with_their_types(server):
+    status, ctype, body = get(server)
+    assert status == 200 and ctype.startswith("text/html")
+    page = body.decode()
+    assert '<meta name="viewport"' in page and 'id="start"' in page
+    scripts = re.findall(r'src="(/static/[^"]+\.js)"', page)
+    assert scripts == ["/static/app.js"]
+    app = get(server.rstrip("/") + scripts[0])[2].decode()
+    # The worklet module app.js loads (relative to itself) and the stylesheet.
+    assert 'new URL("worklets.js", import.meta.url)' in app
+    for path in ("/static/app.js", "/static/worklets.js"):
+        status, ctype, body = get(server.rstrip("/") + path)
+        assert status == 200 and re.match(r"(text|application)/javascript", ctype), (path, ctype)
+        assert body == (STATIC / path.rsplit("/", 1)[1]).read_bytes()
+    status, ctype, _ = get(server.rstrip("/") + "/static/style.css")
+    assert status == 200 and ctype.startswith("text/css")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (only to check the scripts' syntax)")
+@pytest.mark.parametrize("script", ["app.js", "worklets.js"])
+def test_the_scripts_parse(script):
+    subprocess.run(["node", "--check", "--input-type=module"], input=(STATIC / script).read_text(), text=True, check=True)
+
+
+@pytest.fixture
+def browser(tmp_path, data):
+    """Headless Chromium whose microphone plays the Spanish clip (then 3 s of silence, so that its
+    utterance ends), in a fresh profile. Quit whatever the test did."""
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (./setup.sh as root installs them)")
+    import soundfile as sf
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from s3tvr.audio.decode import load_audio
+
+    audio = load_audio(data / CLIP, 16000)
+    wav = tmp_path / "microphone.wav"
+    sf.write(wav, np.concatenate([audio, np.zeros(3 * 16000, np.float32)]), 16000, subtype="PCM_16")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}", f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # A driver path given: Selenium Manager (which would look for drivers online) is not run.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def hooks(driver) -> dict:
+    return driver.execute_script("return window.s3tvr")
+
+
+def wait_for(driver, what, condition, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        h = hooks(driver)
+        if condition(h):
+            return h
+        if time.monotonic() > deadline:
+            console = [e["message"] for e in driver.get_log("browser")][-20:]
+            pytest.fail(f"the page did not {what} in {timeout:.0f} s: {json.dumps(h)[:3000]}\nconsole: {console}")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_the_page_translates_the_microphone_into_captions_and_speech(server, browser):
+    import sacrebleu
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    assert hooks(browser)["state"] == "idle"
+    assert browser.execute_script("return window.isSecureContext")  # localhost: the microphone is allowed
+    assert browser.find_element(By.ID, "insecure").get_attribute("hidden") is not None
+    start = browser.find_element(By.ID, "start")
+    start.click()
+    # The first utterance's English caption, and at least a second of its speech played.
+    h = wait_for(browser, "show a caption and play a second of speech",
+                 lambda h: h["captions"] and h["sampleRate"] and h["playedSamples"] >= h["sampleRate"], timeout=90)
+    assert h["state"] == "running" and not h["errors"], h
+    assert h["sentSamples"] > 16000  # the microphone reached the server, at 16 kHz
+
+    # Its latency record arrives once it has been heard, and the page shows it.
+    h = wait_for(browser, "show a latency record", lambda h: h["records"], timeout=60)
+    record = h["records"][0]
+    assert record["utt_id"] == h["captions"][0]["uttId"] and record["latency_s"] > 0
+    meta = browser.find_element(By.CSS_SELECTOR, f'.caption[data-utt="{record["utt_id"]}"] .meta').text
+    assert "first audio" in meta, meta
+
+    # Stop: the rest is translated, then done and a normal close, the last speech played out.
+    start.click()
+    h = wait_for(browser, "finish after Stop", lambda h: h["state"] == "stopped", timeout=90)
+    assert h["done"] and h["closeCode"] == 1000 and not h["errors"], h
+    assert h["receivedSamples"] >= h["sampleRate"] and abs(h["playedSamples"] - h["receivedSamples"]) < h["sampleRate"] / 100
+
+    # English text of the clip's meaning: the clip loops in the fake microphone, so each caption
+    # is compared with the reference alone (Whisper base's translations are loose: a low bound).
+    ref = manifest()[CLIP]["ref_eng"]
+    captions = [c["tgt"] for c in h["captions"]]
+    shown = [e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, ".caption .tgt")]
+    assert shown == captions
+    best = max(sacrebleu.sentence_chrf(" ".join(captions[i:i + 2]), [ref]).score for i in range(len(captions)))
+    assert best > 25, (captions, ref, best)  # the right translation scores ~38, an unrelated sentence ~11
+    words = re.findall(r"[A-Za-z']+", " ".join(captions))
+    assert len(words) >= 5, captions
