@@ -1,7 +1,9 @@
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,37 @@ def _model_cache(tmp_path_factory, monkeypatch):
 def s3tvr_cmd() -> list[str]:
     exe = shutil.which("s3tvr", path=os.path.dirname(sys.executable))
     return [exe] if exe else [sys.executable, "-m", "s3tvr"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(*args, log: Path, env=None, timeout: float = 180):
+    """``s3tvr serve ARGS`` as a user starts it, its output in ``log``: the process once it says it
+    is serving (the models load first). Stopped, and killed if it must be, whatever the test did."""
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([*s3tvr_cmd(), "serve", *map(str, args)], stdout=f, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while "serving" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"s3tvr serve did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def s3tvr(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:

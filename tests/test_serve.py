@@ -29,7 +29,7 @@ from s3tvr.serve import ServeOptions, client, connection
 from s3tvr.serve.server import bind, create_app, uvicorn_config
 from s3tvr.serve.transport import float_to_pcm
 
-from conftest import manifest, one_line_error, s3tvr, s3tvr_cmd
+from conftest import free_port, manifest, one_line_error, s3tvr, s3tvr_cmd, serving
 
 TOKEN = "s3cret"
 CLIP = "fleurs-es-002.ogg"  # 9.7 s, one utterance (speech 2.1-9.0 s)
@@ -472,21 +472,9 @@ def test_the_client_from_the_microphone_to_the_speaker(fake, data, request):
 
 
 def test_serve_command_warns_refuses_a_busy_port_and_stops_on_sigterm(data, tmp_path, speech):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path / "serve.log"
+    port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, "S3TVR_TOKEN": TOKEN}
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([*s3tvr_cmd(), "serve", "--config", "fake", "--host", "0.0.0.0", "--port", str(port)],
-                                stdout=f, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while "serving" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with serving("--config", "fake", "--host", "0.0.0.0", "--port", port, log=log, env=env, timeout=60) as proc:
         assert "without a token" not in log.read_text()  # the token came from S3TVR_TOKEN
         one_line_error(s3tvr("serve", "--config", "fake", "--host", "0.0.0.0", "--port", port, "--token", "t", timeout=60),
                        "cannot listen", str(port), "--port")
@@ -495,24 +483,11 @@ def test_serve_command_warns_refuses_a_busy_port_and_stops_on_sigterm(data, tmp_
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 128 + signal.SIGTERM
         assert "stopped (SIGTERM)" in log.read_text() and "Traceback" not in log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    one_line_error(s3tvr("serve", "--config", "fake", "--host", "0.0.0.0", "--port", port, "--max-sessions", "0"), "--max-sessions")
     # Anything but loopback without a token: served, with a warning.
-    proc = s3tvr("serve", "--config", "fake", "--host", "0.0.0.0", "--port", port, "--max-sessions", "0")
-    one_line_error(proc, "--max-sessions")
     env.pop("S3TVR_TOKEN")
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([*s3tvr_cmd(), "serve", "--config", "fake", "--host", "0.0.0.0", "--port", str(port)],
-                                stdout=f, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while "serving" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with serving("--config", "fake", "--host", "0.0.0.0", "--port", port, log=log, env=env, timeout=60) as proc:
         assert "without a token" in log.read_text()
-    finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 128 + signal.SIGINT
 
@@ -524,30 +499,11 @@ def test_serve_command_warns_refuses_a_busy_port_and_stops_on_sigterm(data, tmp_
 def offline(tmp_path_factory):
     """``s3tvr serve`` with the offline profile (es -> en), as a user starts it; its URL and log folder."""
     pytest.importorskip("faster_whisper")
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    logs = tmp_path_factory.mktemp("offline-serve")
+    port, logs = free_port(), tmp_path_factory.mktemp("offline-serve")
     env = {**os.environ, "S3TVR_CACHE": str(tmp_path_factory.getbasetemp() / "s3tvr-cache"), "HF_HUB_OFFLINE": "1"}
-    with open(logs / "serve.log", "wb") as f:
-        proc = subprocess.Popen([*s3tvr_cmd(), "serve", "--from", "es", "--to", "en", "--port", str(port), "--max-sessions", "4",
-                                 "--log-dir", str(logs / "sessions")], stdout=f, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 180
-        while "serving" not in (logs / "serve.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"s3tvr serve did not start:\n{(logs / 'serve.log').read_text()}")
-            time.sleep(0.2)
+    with serving("--from", "es", "--to", "en", "--port", port, "--max-sessions", "4", "--log-dir", logs / "sessions",
+                 log=logs / "serve.log", env=env):
         yield SimpleNamespace(url=f"ws://127.0.0.1:{port}/ws", logs=logs)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
