@@ -1,6 +1,8 @@
 import contextlib
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -37,8 +39,6 @@ def s3tvr_cmd() -> list[str]:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -52,7 +52,7 @@ def serving(*args, log: Path, env=None, timeout: float = 180):
         proc = subprocess.Popen([*s3tvr_cmd(), "serve", *map(str, args)], stdout=f, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + timeout
-        while "serving" not in log.read_text():
+        while not _accepts(log.read_text()):  # the models load first; it listens a moment after saying so
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"s3tvr serve did not start:\n{log.read_text()}")
             time.sleep(0.1)
@@ -65,6 +65,19 @@ def serving(*args, log: Path, env=None, timeout: float = 180):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _accepts(log: str) -> bool:
+    """Has the server whose output is ``log`` said where it serves, and does it accept connections there?"""
+    found = re.search(r"on http://\[?([^\]/]+?)\]?:(\d+)/ \(WebSocket /ws", log)
+    if not found:
+        return False
+    host = "127.0.0.1" if found[1] in ("0.0.0.0", "::") else found[1]
+    try:
+        socket.create_connection((host, int(found[2])), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def s3tvr(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import manifest, s3tvr_cmd
+from conftest import free_port, manifest, serving
 
 STATIC = Path(__file__).parent.parent / "s3tvr" / "serve" / "static"
 CHROMIUM = "/usr/bin/chromium"
@@ -33,12 +32,6 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url: str, timeout: float = 5):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.status, response.headers.get("content-type", ""), response.read()
@@ -46,36 +39,12 @@ def get(url: str, timeout: float = 5):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``s3tvr serve`` as a user starts it (es -> en, the offline profile), on a free port; its URL
-    once it answers HTTP. Stopped, and killed if it must be, whatever the tests did."""
-    logs = tmp_path_factory.mktemp("serve")
-    port = free_port()
+    """``s3tvr serve`` as a user starts it (es -> en, the offline profile), on a free port; its URL."""
+    logs, port = tmp_path_factory.mktemp("serve"), free_port()
     # As conftest's autouse fixture sets them for in-process tests: the one model cache, no download.
     env = {**os.environ, "S3TVR_CACHE": str(tmp_path_factory.getbasetemp() / "s3tvr-cache"), "HF_HUB_OFFLINE": "1"}
-    with open(logs / "serve.log", "wb") as log:
-        proc = subprocess.Popen([*s3tvr_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port), "--from", "es", "--to", "en"],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180  # the models load before it listens
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"s3tvr serve exited with {proc.returncode}:\n{(logs / 'serve.log').read_text()}")
-            try:
-                get(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"s3tvr serve did not answer in 180 s:\n{(logs / 'serve.log').read_text()}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving("--host", "127.0.0.1", "--port", port, "--from", "es", "--to", "en", log=logs / "serve.log", env=env):
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_the_page_and_its_scripts_are_served_with_their_types(server):
