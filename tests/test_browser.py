@@ -47,7 +47,16 @@ def server(tmp_path_factory):
         yield f"http://127.0.0.1:{port}/"
 
 
-def test_the_page_and_its_scripts_are_served_with_their_types(server):
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory):
+    """``s3tvr serve`` over the fake backends (no model to load): enough to serve the page's files."""
+    logs, port = tmp_path_factory.mktemp("serve-fake"), free_port()
+    with serving("--config", "fake", "--host", "127.0.0.1", "--port", port, log=logs / "serve.log", timeout=60):
+        yield f"http://127.0.0.1:{port}/"
+
+
+def test_the_page_and_its_scripts_are_served_with_their_types(fake_server):
+    server = fake_server
     status, ctype, body = get(server)
     assert status == 200 and ctype.startswith("text/html")
     page = body.decode()
