@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
     group.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
-    group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (default auto: float16 on CUDA, float32 on CPU)")
+    group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (auto: bfloat16 or float16 on CUDA, float32 on CPU)")
 
     p = _Parser(prog="s3tvr", description="Speech-to-speech translation in your own voice, live.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more status on stderr (-vv: debug)")

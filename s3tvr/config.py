@@ -112,7 +112,7 @@ class Config:
     src_lang: str = "es"
     tgt_lang: str = "en"
     device: str = "cpu"
-    dtype: str = "auto"  # torch backends: auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
+    dtype: str = "auto"  # torch backends: auto (bfloat16 on CUDA where native, else float16; float32 on CPU) | float32 | float16 | bfloat16
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)

@@ -1,6 +1,6 @@
 """Model weights users fetch once (``s3tvr download``) and where the backends find them.
 
-Each entry is a Hugging Face repository at a fixed revision, downloaded into ``models/`` (or
+Each entry is a Hugging Face repository at a fixed commit, downloaded into ``models/`` (or
 ``$S3TVR_MODELS``). Backends given a hub name look there first, so after a download every run
 works offline; a local path always works as it is.
 """
@@ -35,21 +35,29 @@ class ModelRepo:
     license: Optional[str] = None  # shown, and must be accepted, before the download
 
 
+# Each revision is a commit of the repository's main branch (its tree page on huggingface.co is
+# the source named), holding the files fetched. The weights' format is the one present at that
+# commit: NLLB's main has only pytorch_model.bin (its model.safetensors sits in a pull-request
+# branch), so exactly that is fetched, never two copies of 2.5-5.5 GB.
+XTTS_V2_0_3 = "8b3db4399dee942f7a5ea9abe08f8dce0993b13f"  # model.pth "Update to v2.0.3" (sha256 98f72973…)
 REPOS = {r.key: r for r in [
-    ModelRepo("xtts", "coqui/XTTS-v2", "v2.0.3", "xtts_v2", "1.9 GB",
+    ModelRepo("xtts", "coqui/XTTS-v2", XTTS_V2_0_3, "xtts_v2", "1.9 GB",
               ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth", "LICENSE.txt"), XTTS_LICENSE),
     # What fine-tuning needs besides the model (s3tvr finetune train): the DVAE and its mel statistics.
-    # "main": the v2.0.3 tag's listing could not be checked from here; these files have not changed since upload.
-    ModelRepo("xtts-train", "coqui/XTTS-v2", "main", "xtts_v2", "0.2 GB", ("dvae.pth", "mel_stats.pth"), XTTS_LICENSE),
-    ModelRepo("asr-en", "nvidia/parakeet-ctc-1.1b", "main", "parakeet-ctc-1.1b", "4.3 GB", ("*.nemo", "*.md")),
+    ModelRepo("xtts-train", "coqui/XTTS-v2", XTTS_V2_0_3, "xtts_v2", "0.2 GB", ("dvae.pth", "mel_stats.pth"), XTTS_LICENSE),
+    ModelRepo("asr-en", "nvidia/parakeet-ctc-1.1b", "c87e16293e62b96640c77da4c6dd67cc9585e994", "parakeet-ctc-1.1b",
+              "4.3 GB", ("*.nemo", "*.md")),
+    # Not pinned: no commit of this repository after its .nemo upload (ef72460, Dec 28 2023) could
+    # be read from here with its full hash. Pin it when one can be (huggingface.co/nvidia/parakeet-ctc-0.6b/commits/main).
     ModelRepo("asr-en-0.6b", "nvidia/parakeet-ctc-0.6b", "main", "parakeet-ctc-0.6b", "2.4 GB", ("*.nemo", "*.md")),
-    ModelRepo("asr-es", "nvidia/stt_es_fastconformer_hybrid_large_pc", "main", "stt_es_fastconformer_hybrid_large_pc",
-              "0.5 GB", ("*.nemo", "*.md")),
-    ModelRepo("mt", "facebook/nllb-200-distilled-1.3B", "main", "nllb-200-distilled-1.3B", "5.5 GB",
-              ("*.json", "*.model", "*.bin", "*.safetensors")),
-    ModelRepo("mt-600m", "facebook/nllb-200-distilled-600M", "main", "nllb-200-distilled-600M", "2.5 GB",
-              ("*.json", "*.model", "*.bin", "*.safetensors")),
+    ModelRepo("asr-es", "nvidia/stt_es_fastconformer_hybrid_large_pc", "65f775445d5947d6784c3e80d9a14d859571947f",
+              "stt_es_fastconformer_hybrid_large_pc", "0.5 GB", ("*.nemo", "*.md")),
+    ModelRepo("mt", "facebook/nllb-200-distilled-1.3B", "e43ee79ff1768201e83dea963fcb082f47d6eb17", "nllb-200-distilled-1.3B",
+              "5.5 GB", ("*.json", "*.model", "pytorch_model.bin")),
+    ModelRepo("mt-600m", "facebook/nllb-200-distilled-600M", "716b434935682cabef30af23dc1128d84b9003d2", "nllb-200-distilled-600M",
+              "2.5 GB", ("*.json", "*.model", "pytorch_model.bin")),
 ]}
+UNPINNED = {"asr-en-0.6b"}  # see its entry
 GROUPS = {"all": ["xtts", "asr-en", "asr-es", "mt"]}
 
 

@@ -56,3 +56,21 @@ def test_one_license_question_for_the_model_and_its_training_files(tmp_path, mon
     with pytest.raises(SetupError, match="download of coqui/XTTS-v2 failed"):  # offline, after the question
         models.download(["xtts", "xtts-train"], ask=lambda q: questions.append(q) or "y")
     assert len(questions) == 1
+
+
+def test_every_model_is_pinned_to_a_commit_and_one_weights_format():
+    """A tag or branch can move: each download names a commit, so every machine gets the same
+    bytes; a repository holding a model in two formats must not be fetched twice."""
+    import re
+    from fnmatch import fnmatch
+
+    from s3tvr.models import REPOS, UNPINNED
+
+    for key, repo in REPOS.items():
+        if key not in UNPINNED:
+            assert re.fullmatch(r"[0-9a-f]{40}", repo.revision), f"{key}: {repo.revision!r} is not a commit"
+        patterns = repo.patterns or ("*",)
+        formats = {fmt for fmt, name in (("bin", "pytorch_model.bin"), ("safetensors", "model.safetensors"))
+                   if any(fnmatch(name, p) for p in patterns)}
+        assert len(formats) <= 1, f"{key} would download the weights as {' and '.join(sorted(formats))}"
+    assert UNPINNED <= {"asr-en-0.6b"}  # an optional alternative whose commit hash could not be read here

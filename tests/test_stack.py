@@ -94,12 +94,48 @@ def test_mt_translates_every_sentence_in_one_batch(tiny, backend, monkeypatch):
     assert max_new >= 2 * shape[1]  # the output may be twice the input: never cut short
 
 
+@pytest.mark.parametrize("backend", ["nllb", "marian"])
+def test_mt_stops_at_the_end_of_each_sentence(tiny, backend, monkeypatch):
+    """Generation ends at end-of-sentence, before the length cap, for each sentence of a batch of
+    different lengths (padded), and nothing after the end leaks into the text."""
+    mt = make("mt", backend, src="en", tgt="es", model=str(getattr(tiny, backend)))
+    outputs = []
+    generate = mt.model.generate
+    monkeypatch.setattr(mt.model, "generate", lambda **kw: outputs.append((kw["max_new_tokens"], generate(**kw))) or outputs[-1][1])
+    text = "Hello. The cabbage juice changes color when it is mixed with an acid or a base, as we saw."
+    out = list(mt.process(Transcript(utt(), text, "en")))
+    (cap, ids), = outputs
+    eos = mt.tokenizer.eos_token_id
+    for row in ids.tolist():
+        assert eos in row[1:] and row[1:].index(eos) < cap  # stopped by itself
+    assert out and out[0].text.strip() and "</s>" not in out[0].text
+
+
 def test_nllb_uses_the_language_codes(tiny, monkeypatch):
     mt = make("mt", "nllb", src="es", tgt="en", model=str(tiny.nllb))
     assert mt.tokenizer.src_lang == "spa_Latn"
     assert mt.generate_kwargs()["forced_bos_token_id"] == mt.tokenizer.convert_tokens_to_ids("eng_Latn")
     enc = mt.tokenizer(["Hola."])
     assert enc["input_ids"][0][0] == mt.tokenizer.convert_tokens_to_ids("spa_Latn")
+
+
+def test_marian_multi_target_models_get_their_target_token(tmp_path):
+    """Tatoeba-era multi-target models name targets in ISO 639-3 with a script (>>cmn_Hans<<):
+    the target's token is found, and a model with no token for the target is refused, never
+    left to translate into a language of its choosing."""
+    from tiny_models import build_marian
+
+    model = build_marian(tmp_path, tags=(">>spa<<", ">>cmn_Hans<<", ">>rus<<"))
+    mt = make("mt", "marian", src="en", tgt="zh", model=str(model))
+    assert mt.tag == ">>cmn_Hans<<"
+    calls = []
+    generate = mt.model.generate
+    mt.model.generate = lambda **kw: calls.append(kw["input_ids"][:, 0].tolist()) or generate(**kw)
+    assert list(mt.process(Transcript(utt(src="en", tgt="zh"), "Hello. How are you?", "en")))
+    assert calls == [[mt.tokenizer.convert_tokens_to_ids(">>cmn_Hans<<")] * 2]
+    assert make("mt", "marian", src="en", tgt="es", model=str(model)).tag == ">>spa<<"
+    with pytest.raises(SetupError, match="has no target token for de .*>>cmn_Hans<<"):
+        make("mt", "marian", src="en", tgt="de", model=str(model))
 
 
 def test_mt_errors_name_the_fix(tmp_path):
@@ -176,6 +212,89 @@ def test_xtts_errors_name_the_fix(tiny, tmp_path):
     with pytest.raises(InputError, match="--deepspeed needs --device cuda"):
         registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts), "deepspeed": True}),
                         src_lang="en", tgt_lang="es")
+
+
+def test_xtts_reads_the_real_checkpoint_format_without_rewriting_it(tiny, tmp_path):
+    """The real model.pth holds a pickled XttsConfig, as the tiny one does; coqui-tts would convert
+    it and save the 1.8 GB file back in place on first load."""
+    import hashlib
+    import shutil
+
+    import torch
+    from TTS.tts.configs.xtts_config import XttsConfig
+
+    folder = tmp_path / "xtts"
+    shutil.copytree(tiny.xtts, folder)
+    pth = folder / "model.pth"
+    assert isinstance(torch.load(pth, map_location="cpu", weights_only=False)["config"], XttsConfig)
+    before = (hashlib.sha256(pth.read_bytes()).hexdigest(), pth.stat().st_mtime_ns)
+    tts = make("tts", "xtts", tgt="es", model_dir=str(folder), voice_cache=str(tmp_path / "voices"))
+    assert list(tts.process(Translation(utt(voice=tts.new_voice([DATA / "fleurs-es-002.ogg"])), "Hola.")))
+    assert (hashlib.sha256(pth.read_bytes()).hexdigest(), pth.stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("lang,text", [("zh", "你好，世界。我们明天见。"), ("ja", "こんにちは、世界。また明日。"),
+                                       ("ko", "안녕하세요. 내일 봐요."), ("hi", "मेरे पास 12 आम और १५ केले हैं, कीमत 3.5 रुपये।")])
+def test_xtts_speaks_languages_with_their_own_text_cleaning(tiny, tmp_path, lang, text, monkeypatch):
+    """Chinese and Japanese go through romanisers the xtts extra installs; Hindi digits, which
+    num2words cannot spell, are spelled first; each text starts with the language token the real
+    vocabulary has ("[zh-cn]" for Chinese)."""
+    from s3tvr.languages import XTTS_CODES
+
+    tts = make("tts", "xtts", src="en", tgt=lang, model_dir=str(tiny.xtts), voice_cache=str(tmp_path), seed=1)
+    encoded = []
+    encode = tts.model.tokenizer.encode
+    monkeypatch.setattr(tts.model.tokenizer, "encode", lambda txt, lang: encoded.append(encode(txt, lang)) or encoded[-1])
+    voice = tts.new_voice([DATA / "fleurs-en-004.ogg"])
+    chunks = list(tts.process(Translation(utt(src="en", tgt=lang, voice=voice), text)))
+    assert chunks and sum(len(c.samples) for c in chunks) > 0
+    token = tts.model.tokenizer.tokenizer.token_to_id(f"[{XTTS_CODES[lang]}]")
+    assert token is not None and all(ids[0] == token for ids in encoded)
+
+
+def test_xtts_hindi_numbers_are_spelled_in_hindi():
+    from s3tvr.backends.tts.xtts import spell_hindi_numbers
+
+    assert spell_hindi_numbers("मेरे पास 12 आम हैं") == "मेरे पास बारह आम हैं"
+    assert spell_hindi_numbers("१५ केले") == "पन्द्रह केले"  # Devanagari digits too
+    assert spell_hindi_numbers("3.5 रुपये") == "तीन दशमलव पाँच रुपये"
+    assert spell_hindi_numbers("1,00,000 लोग") == "एक लाख लोग"  # Indian digit grouping
+
+
+def test_xtts_without_a_romaniser_says_what_to_install(tiny, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cutlet" else find_spec(name, *a))
+    with pytest.raises(SetupError, match=r"XTTS needs cutlet to speak ja: pip install cutlet 'fugashi\[unidic-lite\]'"):
+        registry.create("tts", BackendSection("xtts", {"model_dir": str(tiny.xtts)}), src_lang="en", tgt_lang="ja")
+
+
+def test_xtts_follows_the_checkpoint_config(tiny, tmp_path, monkeypatch):
+    """Sampling and conditioning come from config.json (XTTS v2's: repetition_penalty 5.0, 4 s
+    conditioning chunks, each reference cut to max_ref_len), not coqui-tts's function defaults."""
+    tts = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), voice_cache=str(tmp_path))
+    config = tts.xtts_config
+    assert (config.repetition_penalty, config.gpt_cond_chunk_len, config.max_ref_len) == (5.0, 4, 30)
+    heard, latents_args = [], []
+    embed, latents = tts.model.get_speaker_embedding, tts.model.get_gpt_cond_latents
+    monkeypatch.setattr(tts.model, "get_speaker_embedding", lambda audio, sr: heard.append(audio.shape[-1] / sr) or embed(audio, sr))
+    monkeypatch.setattr(tts.model, "get_gpt_cond_latents", lambda audio, sr, length, chunk_length:
+                        latents_args.append((length, chunk_length)) or latents(audio, sr, length, chunk_length))
+    long_clip = tmp_path / "long.wav"
+    speech = load_audio(DATA / "fleurs-es-002.ogg", 22050)
+    sf.write(long_clip, np.tile(speech, int(60 * 22050 / len(speech)) + 1)[: 60 * 22050], 22050)  # a 60 s recording
+    voice = tts.new_voice([long_clip])
+    assert heard == [30.0] and latents_args == [(30, 4)]
+    kwargs = []
+    stream = tts.model.inference_stream
+    monkeypatch.setattr(tts.model, "inference_stream", lambda *a, **k: kwargs.append(k) or stream(*a, **k))
+    list(tts.process(Translation(utt(voice=voice), "Hola.")))
+    assert {k: kwargs[0][k] for k in ("repetition_penalty", "temperature", "top_k", "top_p", "length_penalty")} == {
+        "repetition_penalty": 5.0, "temperature": 0.75, "top_k": config.top_k, "top_p": config.top_p,
+        "length_penalty": config.length_penalty}
+    louder = make("tts", "xtts", tgt="es", model_dir=str(tiny.xtts), temperature=0.5)
+    assert louder.sampling()["temperature"] == 0.5  # a user's setting still rules
 
 
 # -- the CLI, end to end ------------------------------------------------------------------------

@@ -107,12 +107,18 @@ def build_nemo_hybrid(folder: Path) -> Path:
 def _speak_text(model, tokenizer, languages: tuple[str, ...] = ()) -> None:
     """Random weights pick special tokens as often as words, and greedy decoding repeats one token.
     The generation config (shipped with the model, as real ones are) forbids specials other than
-    the ``languages`` codes NLLB forces first, and repeats, so the output is words until the length cap."""
-    forbidden = set(tokenizer.all_special_ids) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    end-of-sentence and the ``languages`` codes NLLB forces first, and repeated pairs, so the
+    output is words; and it makes end-of-sentence ever likelier after four tokens, so that generation stops
+    by itself, as a trained model's does, well before the length cap."""
+    forbidden = set(tokenizer.all_special_ids) | {tokenizer.pad_token_id}
     forbidden |= {i for tok, i in tokenizer.get_vocab().items() if "_" in tok and tok[-4:].istitle() and len(tok) == 8}
-    forbidden -= {tokenizer.convert_tokens_to_ids(code) for code in languages}
+    forbidden -= {tokenizer.convert_tokens_to_ids(code) for code in languages} | {tokenizer.eos_token_id}
     model.generation_config.suppress_tokens = sorted(i for i in forbidden if i is not None)
-    model.generation_config.no_repeat_ngram_size = 1
+    # Pairs, not single tokens: NLLB's decoder starts with end-of-sentence, which a ban on
+    # repeating any single token would forbid for good.
+    model.generation_config.no_repeat_ngram_size = 2
+    model.generation_config.min_new_tokens = 3
+    model.generation_config.exponential_decay_length_penalty = (4, 2.0)
     model.generation_config.forced_eos_token_id = None
 
 
@@ -135,13 +141,17 @@ def build_nllb(folder: Path) -> Path:
     return out
 
 
-def build_marian(folder: Path) -> Path:
+def build_marian(folder: Path, tags: tuple[str, ...] = ()) -> Path:
+    """A Marian model; ``tags`` (">>spa<<", ">>cmn_Hans<<" …) make it a multi-target one, whose
+    vocabulary holds a token per target language as the OPUS-MT multi-target models' do."""
     import sentencepiece as spm
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     sp_model = train_sentencepiece(folder / "spm", "spm")
     sp = spm.SentencePieceProcessor(model_file=str(sp_model))
     vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    for tag in tags:
+        vocab[tag] = len(vocab)
     vocab.setdefault("<pad>", len(vocab))
     src = folder / "marian-src"
     src.mkdir(parents=True, exist_ok=True)
@@ -162,13 +172,14 @@ def build_marian(folder: Path) -> Path:
 
 
 def _xtts_vocab(tortoise: Path, out: Path) -> None:
-    """Tortoise's BPE vocabulary (shipped in coqui-tts) with the language tokens XTTS v2's
-    vocab.json adds ("[en]", "[es]" …): its tokenizer starts every text with one."""
+    """Tortoise's BPE vocabulary (shipped in coqui-tts) with the language tokens of XTTS v2's
+    vocab.json, spelled as the real tokenizer emits them ("[en]", "[zh-cn]" …): its encode()
+    starts every text with one, and a token missing here would be split into pieces unseen."""
     from s3tvr.languages import XTTS_CODES
 
     vocab = json.loads(tortoise.read_text())
     next_id = max(len(vocab["model"]["vocab"]), 1 + max(t["id"] for t in vocab["added_tokens"]))
-    for i, code in enumerate(sorted({c.split("-")[0] for c in XTTS_CODES.values()})):
+    for i, code in enumerate(sorted(set(XTTS_CODES.values()))):
         vocab["added_tokens"].append({"id": next_id + i, "special": True, "content": f"[{code}]", "single_word": False,
                                       "lstrip": False, "rstrip": False, "normalized": False})
     out.write_text(json.dumps(vocab))
@@ -176,11 +187,13 @@ def _xtts_vocab(tortoise: Path, out: Path) -> None:
 
 def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
     """XTTS v2 with a one-layer GPT, using the BPE vocabulary that ships inside coqui-tts; saved
-    as model.pth + config.json + vocab.json, as the real download is."""
+    as the real download is: model.pth holding the weights and, as coqui's trainer pickled it, the
+    XttsConfig object; config.json with v2's sampling and conditioning settings; vocab.json."""
     import torch
     import TTS
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models import xtts as coqui_xtts
     from TTS.tts.models.xtts import Xtts, XttsArgs
 
     out = folder / "xtts-tiny"
@@ -189,11 +202,17 @@ def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
     args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, decoder_input_dim=32,
                     gpt_max_audio_tokens=max_audio_tokens, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
                     gpt_stop_audio_token=65, gpt_use_perceiver_resampler=True, tokenizer_file=str(out / "vocab.json"))
-    config = XttsConfig(model_args=args)
+    # XTTS v2's config.json values where coqui-tts's defaults differ (temperature 0.85,
+    # repetition_penalty 2.0, gpt_cond_len 12, max_ref_len 10 there).
+    config = XttsConfig(model_args=args, temperature=0.75, repetition_penalty=5.0, gpt_cond_len=30,
+                        gpt_cond_chunk_len=4, max_ref_len=30)
     model = Xtts(config)
     model.tokenizer = VoiceBpeTokenizer(vocab_file=str(out / "vocab.json"))
     model.init_models()
-    torch.save({"model": model.state_dict()}, out / "model.pth")
+    # The real file was pickled when XttsArgs/XttsAudioConfig lived in TTS.tts.models.xtts:
+    # coqui-tts's _legacy_safe_globals gives the classes that module name again while saving.
+    with coqui_xtts._legacy_safe_globals():
+        torch.save({"model": model.state_dict(), "config": config}, out / "model.pth")
     config.save_json(str(out / "config.json"))
     return out
 

@@ -10,13 +10,20 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 def torch_dtype(name: str, device: str) -> Any:
-    """``auto``: float16 on CUDA (half the memory and time), float32 on the CPU (half is slow there)."""
+    """``auto``: half precision on CUDA (half the memory and time), float32 on the CPU (half is slow there).
+
+    On CUDA, bfloat16 where the GPU computes it natively (Ampere and newer), float16 before that:
+    bfloat16 has float32's range, so activations past float16's 65504 stay finite (NeMo's own
+    transcription script offers the same: compute_dtype=bfloat16 with amp off).
+    """
     import torch
 
     if name not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {name!r}")
     if name == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
+        if device != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if name == "float16" and device != "cuda":
         raise InputError("dtype float16 needs --device cuda: on the CPU use float32 (or bfloat16)")
     return getattr(torch, name)

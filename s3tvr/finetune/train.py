@@ -118,9 +118,12 @@ def train(dataset: str | Path, base: str | Path, output: str | Path, options: Tr
     except ImportError:
         raise SetupError("training needs coqui-tts: ./setup.sh --stack (or pip install 's3tvr[xtts]')") from None
 
+    from s3tvr.backends.tts.xtts import checkpoints_read_only
+
     config = _config(base, dataset, info, runs, options)
     try:
-        model = GPTTrainer(config)
+        with checkpoints_read_only():  # the base model.pth is the user's download: never rewritten
+            model = GPTTrainer(config)
     except Exception as exc:
         raise SetupError(f"could not load XTTS v2 for training from {base} ({brief(exc)}): check that its files belong together") from None
     train_samples, eval_samples = load_tts_samples(config, eval_split=True)

@@ -7,14 +7,23 @@ utterance, refined as more speech is heard (each time the heard speech doubles, 
 ``learn_s``), never per utterance. One loaded model serves every session's voice. Text goes to
 the model in sentences under XTTS's per-language character limit, so nothing is truncated, and
 every streamed chunk goes to playback as it comes.
+
+What the real v2.0.3 checkpoint needs beyond coqui-tts's defaults: its model.pth holds a pickled
+config, which coqui-tts would rewrite in place on first load (read here, never written); its
+config.json's sampling and conditioning settings (repetition_penalty 5.0, 4 s conditioning chunks,
+each reference clip cut to max_ref_len) rule over coqui-tts's function defaults; Chinese and
+Japanese need their romanisers installed, and Hindi digits are spelled here (num2words has no
+Hindi).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
+import pickle
 import re
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional, Sequence
@@ -33,6 +42,9 @@ from s3tvr.text import split_to_limit
 
 log = logging.getLogger(__name__)
 
+# What coqui-tts's text cleaning imports for a language, beyond its own dependencies.
+ROMANISERS = {"zh": ("pypinyin", "pypinyin"), "ja": ("cutlet", "cutlet 'fugashi[unidic-lite]'")}
+
 COND_RATE = 22050  # XTTS computes its conditioning at this rate
 MIN_VOICE_S = 0.35  # XTTS ignores conditioning audio under a third of a second
 
@@ -45,7 +57,7 @@ class Config:
     learn_s: Annotated[float, Range(0, 600)] = 30.0  # session voice: refine it until this much speech was heard
     deepspeed: bool = False  # DeepSpeed's inference kernels for the GPT (CUDA, pip install deepspeed)
     stream_chunk_size: Annotated[int, Range(1, 400)] = 20  # GPT tokens per streamed chunk: fewer = first audio sooner
-    temperature: Annotated[float, Range(0, 2, above=True)] = 0.75
+    temperature: Optional[Annotated[float, Range(0, 2, above=True)]] = None  # default: the checkpoint's config.json (0.75)
     speed: Annotated[float, Range(0.5, 2)] = 1.0
     seed: Optional[Annotated[int, Range(0, 2**32 - 1)]] = None  # the same seed, text and voice give the same audio
 
@@ -79,10 +91,14 @@ class Backend(TtsBackend):
         except Exception as exc:
             raise SetupError(f"XTTS config {self.config_path} is not an XTTS config ({exc.__class__.__name__}): "
                              f"give the config.json that came with the checkpoint") from None
+        if tgt_lang in ROMANISERS:
+            module, packages = ROMANISERS[tgt_lang]
+            if importlib.util.find_spec(module) is None:
+                raise SetupError(f"XTTS needs {module} to speak {tgt_lang}: pip install {packages} (or pip install 's3tvr[xtts]')")
         spoken = set(self.xtts_config.languages)
         self._languages = frozenset(lang for lang, code in XTTS_CODES.items() if code in spoken)
         self.sample_rate = int(self.xtts_config.model_args.output_sample_rate)
-        self.amp_dtype: Any = None  # half precision for the GPT on CUDA
+        self.amp_dtype: Any = None  # half precision for the GPT on CUDA (None: float32)
         self.model: Any = None
         self.model_key = ""
 
@@ -91,23 +107,44 @@ class Backend(TtsBackend):
         return self._languages
 
     def setup(self) -> None:
-        from TTS.tts.models.xtts import Xtts
+        import torch
 
         if self.config.deepspeed:
             try:
                 import deepspeed  # noqa: F401
             except ImportError:
-                raise SetupError("--deepspeed needs DeepSpeed: pip install deepspeed (DS_BUILD_OPS=0 builds without CUDA tools)") from None
-        self.amp_dtype = torch_dtype(self.dtype_name, self.device)
+                raise SetupError("--deepspeed needs DeepSpeed: pip install deepspeed; it compiles its kernels on first use, "
+                                 "which needs the CUDA toolkit (nvcc) of torch's CUDA version") from None
+        dtype = torch_dtype(self.dtype_name, self.device)
+        self.amp_dtype = dtype if self.device == "cuda" and dtype != torch.float32 else None
+        from TTS.tts.models.xtts import Xtts
+
         try:
             self.model = Xtts(self.xtts_config)  # what Xtts.init_from_config does (deprecated in coqui-tts 0.28)
-            self.model.load_checkpoint(self.xtts_config, checkpoint_dir=str(self.model_dir), eval=True,
-                                       use_deepspeed=self.config.deepspeed)
+            with checkpoints_read_only():
+                self.model.load_checkpoint(self.xtts_config, checkpoint_dir=str(self.model_dir), eval=True,
+                                           use_deepspeed=self.config.deepspeed)
         except Exception as exc:
             raise SetupError(f"could not load XTTS from {self.model_dir} ({brief(exc)}): check that model.pth and config.json "
                              "belong together") from None
         self.model.to(self.device)
+        if self.amp_dtype is not None:
+            _decode_in_float32(self.model.hifigan_decoder)
         self.model_key = files.file_key(self.model_dir / "model.pth")
+
+    def autocast(self) -> Any:
+        """Half precision on CUDA through autocast: the GPT's matmuls in half precision, the rest as trained."""
+        import torch
+
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
+
+    def sampling(self) -> dict[str, Any]:
+        """The GPT's sampling settings: the checkpoint's config.json, not inference_stream's defaults
+        (repetition_penalty 10.0 there, 5.0 in XTTS v2's config)."""
+        c = self.xtts_config
+        return {"temperature": c.temperature if self.config.temperature is None else self.config.temperature,
+                "length_penalty": c.length_penalty, "repetition_penalty": c.repetition_penalty,
+                "top_k": c.top_k, "top_p": c.top_p}
 
     def new_voice(self, clips: Sequence[Path] = (), speaker: str = "") -> "Voice":
         """A session's voice: ``clips`` of the speaker, else a fine-tuned model's own speaker, else
@@ -115,7 +152,7 @@ class Backend(TtsBackend):
         if not clips and not speaker and self.own_voice:
             log.info("voice: the fine-tuned speaker's clips in %s", self.model_dir / "voice")
             clips = self.own_voice
-        return Voice(self.model, self.cache_dir, self.model_key, self.config.learn_s, clips, speaker)
+        return Voice(self.model, self.xtts_config, self.cache_dir, self.model_key, self.config.learn_s, clips, speaker)
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
         import torch
@@ -128,14 +165,12 @@ class Backend(TtsBackend):
         latents, embedding = voice.for_utterance(item.utt.speech)
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
-        # Half precision on CUDA through autocast: the GPT's matmuls in fp16, the rest as trained.
-        half = self.device == "cuda" and self.amp_dtype != torch.float32
-        amp = torch.autocast("cuda", dtype=self.amp_dtype) if half else nullcontext()
-        with torch.inference_mode(), amp:
-            for piece in split_to_limit(item.text, XTTS_CHAR_LIMITS[self.tgt_lang]):
+        text = spell_hindi_numbers(item.text) if self.tgt_lang == "hi" else item.text
+        with torch.inference_mode(), self.autocast():
+            for piece in split_to_limit(text, XTTS_CHAR_LIMITS[self.tgt_lang]):
                 for wav in self.model.inference_stream(
                         piece, XTTS_CODES[self.tgt_lang], latents, embedding,
-                        stream_chunk_size=self.config.stream_chunk_size, temperature=self.config.temperature,
+                        stream_chunk_size=self.config.stream_chunk_size, **self.sampling(),
                         speed=self.config.speed * item.utt.rate, enable_text_splitting=False):
                     samples = wav.float().cpu().numpy().astype(np.float32)
                     item.utt.out_dur_s += len(samples) / self.sample_rate
@@ -148,8 +183,10 @@ class Backend(TtsBackend):
 class Voice:
     """The speaker's conditioning, computed once and cached; from clips, or learned from the session."""
 
-    def __init__(self, model: Any, cache_dir: Path, model_key: str, learn_s: float, clips: Sequence[Path], speaker: str):
+    def __init__(self, model: Any, xtts_config: Any, cache_dir: Path, model_key: str, learn_s: float,
+                 clips: Sequence[Path], speaker: str):
         self.model = model
+        self.xtts_config = xtts_config
         self.learn_s = learn_s
         self.heard: list[np.ndarray] = []  # session speech at 16 kHz, up to learn_s
         self.heard_s = 0.0
@@ -196,13 +233,21 @@ class Voice:
         return self.cond
 
     def _condition(self, clips: list[np.ndarray]) -> tuple[Any, Any]:
-        """XTTS's own recipe (get_conditioning_latents), on arrays: the GPT latents from all clips
-        together, the speaker embedding averaged over the clips."""
+        """XTTS's own recipe (get_conditioning_latents), on arrays, with the checkpoint's settings:
+        each clip cut to max_ref_len seconds (a long recording would otherwise go whole through the
+        speaker encoder and can exhaust GPU memory), the speaker embedding averaged over the clips,
+        the GPT latents from the clips together, gpt_cond_len seconds in gpt_cond_chunk_len chunks."""
         import torch
 
-        tensors = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32))[None].to(self.model.device) for c in clips]
+        c = self.xtts_config
+        cut = int(c.max_ref_len * COND_RATE)
+        tensors = [torch.from_numpy(np.ascontiguousarray(clip[:cut], dtype=np.float32))[None].to(self.model.device)
+                   for clip in clips]
+        if c.sound_norm_refs:
+            tensors = [t / t.abs().max().clamp(min=1e-8) * 0.75 for t in tensors]
         embedding = torch.stack([self.model.get_speaker_embedding(t, COND_RATE) for t in tensors]).mean(dim=0)
-        latents = self.model.get_gpt_cond_latents(torch.cat(tensors, dim=-1), COND_RATE, length=30, chunk_length=6)
+        latents = self.model.get_gpt_cond_latents(torch.cat(tensors, dim=-1), COND_RATE, length=c.gpt_cond_len,
+                                                  chunk_length=c.gpt_cond_chunk_len)
         return latents, embedding
 
     def _load(self) -> Optional[float]:
@@ -226,3 +271,60 @@ class Voice:
         torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
         tmp.replace(self.cache_file)
 
+
+
+@contextmanager
+def checkpoints_read_only() -> Iterator[None]:
+    """While inside, coqui-tts's XTTS reads model.pth without ever writing it. The real v2.0.3 file
+    holds a pickled XttsConfig; coqui-tts converts that to a dict and saves the 1.8 GB file back
+    in place on first load: not atomic, impossible in a read-only folder (where it fails with a
+    misleading message), and a changed file to anything that checks it (the voice cache's key).
+    Used around loading for speech and for fine-tuning (GPTTrainer loads through the same method)."""
+    import torch
+    from TTS.tts.models import xtts as coqui_xtts
+
+    def read(self: Any, model_path: Path) -> dict:
+        try:
+            return coqui_xtts.load_fsspec(model_path, map_location=torch.device("cpu"))["model"]
+        except pickle.UnpicklingError:  # weights_only refused the pickled config: allow XTTS's own classes
+            with coqui_xtts._legacy_safe_globals():
+                return torch.load(model_path, map_location=torch.device("cpu"), weights_only=True)["model"]
+
+    original = coqui_xtts.Xtts._load_checkpoint
+    coqui_xtts.Xtts._load_checkpoint = read
+    try:
+        yield
+    finally:
+        coqui_xtts.Xtts._load_checkpoint = original
+
+
+def _decode_in_float32(decoder: Any) -> None:
+    """Run the HiFi-GAN decoder in float32 even under autocast: it is 6 % of XTTS's parameters and
+    sums long upsampling stacks, where half precision is a risk no GPU here could rule out."""
+    import torch
+
+    forward = decoder.forward
+
+    def forward_float32(latents: Any, g: Any = None) -> Any:
+        with torch.autocast("cuda", enabled=False):
+            return forward(latents.float(), g=None if g is None else g.float())
+
+    decoder.forward = forward_float32
+
+
+_NUMBER = re.compile(r"\d+(?:,\d+)*(?:\.\d+)?")  # \d: ASCII and Devanagari digits alike
+
+
+def spell_hindi_numbers(text: str) -> str:
+    """Numbers in Hindi words ("12" and "१२" -> "बारह"; "3.5" -> "तीन दशमलव पाँच"), which XTTS's
+    cleaner would pass to num2words, which has no Hindi and fails the utterance."""
+    from num_to_words import num_to_word
+
+    def spell(m: re.Match) -> str:
+        whole, _, fraction = m.group(0).replace(",", "").partition(".")
+        words = num_to_word(whole, lang="hi", separator=" ", combiner=" ")
+        if fraction:
+            words += " दशमलव " + " ".join(num_to_word(d, lang="hi") for d in fraction)
+        return words
+
+    return _NUMBER.sub(spell, text)
