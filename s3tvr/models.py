@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -47,9 +48,9 @@ REPOS = {r.key: r for r in [
     ModelRepo("xtts-train", "coqui/XTTS-v2", XTTS_V2_0_3, "xtts_v2", "0.2 GB", ("dvae.pth", "mel_stats.pth"), XTTS_LICENSE),
     ModelRepo("asr-en", "nvidia/parakeet-ctc-1.1b", "c87e16293e62b96640c77da4c6dd67cc9585e994", "parakeet-ctc-1.1b",
               "4.3 GB", ("*.nemo", "*.md")),
-    # Not pinned: no commit of this repository after its .nemo upload (ef72460, Dec 28 2023) could
-    # be read from here with its full hash. Pin it when one can be (huggingface.co/nvidia/parakeet-ctc-0.6b/commits/main).
-    ModelRepo("asr-en-0.6b", "nvidia/parakeet-ctc-0.6b", "main", "parakeet-ctc-0.6b", "2.4 GB", ("*.nemo", "*.md")),
+    # 62ce393: the README update right after the .nemo upload (ef72460), from its blob page on huggingface.co.
+    ModelRepo("asr-en-0.6b", "nvidia/parakeet-ctc-0.6b", "62ce393877a15d872febd89d9848a7ff2c94bdc0", "parakeet-ctc-0.6b",
+              "2.4 GB", ("*.nemo", "*.md")),
     ModelRepo("asr-es", "nvidia/stt_es_fastconformer_hybrid_large_pc", "65f775445d5947d6784c3e80d9a14d859571947f",
               "stt_es_fastconformer_hybrid_large_pc", "0.5 GB", ("*.nemo", "*.md")),
     ModelRepo("mt", "facebook/nllb-200-distilled-1.3B", "e43ee79ff1768201e83dea963fcb082f47d6eb17", "nllb-200-distilled-1.3B",
@@ -57,7 +58,6 @@ REPOS = {r.key: r for r in [
     ModelRepo("mt-600m", "facebook/nllb-200-distilled-600M", "716b434935682cabef30af23dc1128d84b9003d2", "nllb-200-distilled-600M",
               "2.5 GB", ("*.json", "*.model", "pytorch_model.bin")),
 ]}
-UNPINNED = {"asr-en-0.6b"}  # see its entry
 GROUPS = {"all": ["xtts", "asr-en", "asr-es", "mt"]}
 
 
@@ -113,5 +113,15 @@ def download(keys: list[str], accept_license: bool = False, ask: Callable[[str],
         except Exception as exc:  # network, disk or hub errors: one line, what is done stays for a resume
             raise SetupError(f"download of {repo.repo_id} failed ({brief(exc)}); "
                              "check the connection and disk space, then run the same command again to resume") from None
+        _check_complete(repo, dest)
         paths.append(dest)
     return paths
+
+
+def _check_complete(repo: ModelRepo, dest: Path) -> None:
+    """Each file pattern matched something: a commit without the weights downloads "successfully"."""
+    files = [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() and ".cache" not in p.parts]
+    missing = [p for p in repo.patterns or () if not any(fnmatch(f, p) for f in files)]
+    if missing:
+        raise SetupError(f"{repo.repo_id} at commit {repo.revision[:7]} has no {', '.join(missing)}: "
+                         f"the pinned commit does not hold this model; report it (s3tvr/models.py, {repo.key!r})")

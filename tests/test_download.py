@@ -64,13 +64,35 @@ def test_every_model_is_pinned_to_a_commit_and_one_weights_format():
     import re
     from fnmatch import fnmatch
 
-    from s3tvr.models import REPOS, UNPINNED
+    from s3tvr.models import REPOS
 
     for key, repo in REPOS.items():
-        if key not in UNPINNED:
-            assert re.fullmatch(r"[0-9a-f]{40}", repo.revision), f"{key}: {repo.revision!r} is not a commit"
+        assert re.fullmatch(r"[0-9a-f]{40}", repo.revision), f"{key}: {repo.revision!r} is not a commit"
         patterns = repo.patterns or ("*",)
         formats = {fmt for fmt, name in (("bin", "pytorch_model.bin"), ("safetensors", "model.safetensors"))
                    if any(fnmatch(name, p) for p in patterns)}
         assert len(formats) <= 1, f"{key} would download the weights as {' and '.join(sorted(formats))}"
-    assert UNPINNED <= {"asr-en-0.6b"}  # an optional alternative whose commit hash could not be read here
+
+
+def test_a_commit_without_the_weights_is_an_error_not_a_download(tmp_path, monkeypatch):
+    """snapshot_download succeeds when a commit has no file matching a pattern (a wrong pin, or
+    weights moved to another format): the download must say so instead of leaving half a model."""
+    import huggingface_hub
+    import pytest
+
+    from s3tvr.errors import SetupError
+
+    def hub_at(files):
+        def snapshot_download(repo_id, revision, local_dir, allow_patterns):
+            for name in files:  # what the hub gives at that commit, filtered as it would be
+                path = os.path.join(local_dir, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "w").close()
+        return snapshot_download
+
+    monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_at(["README.md", ".cache/huggingface/x.nemo"]))
+    with pytest.raises(SetupError, match=r"nvidia/parakeet-ctc-0.6b at commit 62ce393 has no \*\.nemo"):
+        models.download(["asr-en-0.6b"])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_at(["README.md", "parakeet-ctc-0.6b.nemo"]))
+    assert models.download(["asr-en-0.6b"]) == [tmp_path / "parakeet-ctc-0.6b"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,9 +215,10 @@ def test_xtts_errors_name_the_fix(tiny, tmp_path):
                         src_lang="en", tgt_lang="es")
 
 
-def test_xtts_reads_the_real_checkpoint_format_without_rewriting_it(tiny, tmp_path):
+def test_xtts_reads_the_real_checkpoint_format_without_rewriting_it(tiny, tmp_path, monkeypatch):
     """The real model.pth holds a pickled XttsConfig, as the tiny one does; coqui-tts would convert
-    it and save the 1.8 GB file back in place on first load."""
+    it and save the 1.8 GB file back in place on first load, after reading it twice (its first,
+    refused attempt reads every tensor before the config)."""
     import hashlib
     import shutil
 
@@ -228,7 +230,16 @@ def test_xtts_reads_the_real_checkpoint_format_without_rewriting_it(tiny, tmp_pa
     pth = folder / "model.pth"
     assert isinstance(torch.load(pth, map_location="cpu", weights_only=False)["config"], XttsConfig)
     before = (hashlib.sha256(pth.read_bytes()).hexdigest(), pth.stat().st_mtime_ns)
+    reads, load = [], torch.load  # a path or, through fsspec, an open file
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(Path(str(getattr(f, "path", f))).name)
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
     tts = make("tts", "xtts", tgt="es", model_dir=str(folder), voice_cache=str(tmp_path / "voices"))
+    assert reads.count("model.pth") == 1
+    monkeypatch.setattr(torch, "load", load)
     assert list(tts.process(Translation(utt(voice=tts.new_voice([DATA / "fleurs-es-002.ogg"])), "Hola.")))
     assert (hashlib.sha256(pth.read_bytes()).hexdigest(), pth.stat().st_mtime_ns) == before
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
-from conftest import manifest
+from conftest import REPO, manifest
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import stack_models  # noqa: E402  (the real checkpoint formats, shared with the benchmark)
 
 
 def _corpus(lower: bool = False) -> list[str]:
@@ -171,50 +175,15 @@ def build_marian(folder: Path, tags: tuple[str, ...] = ()) -> Path:
     return out
 
 
-def _xtts_vocab(tortoise: Path, out: Path) -> None:
-    """Tortoise's BPE vocabulary (shipped in coqui-tts) with the language tokens of XTTS v2's
-    vocab.json, spelled as the real tokenizer emits them ("[en]", "[zh-cn]" …): its encode()
-    starts every text with one, and a token missing here would be split into pieces unseen."""
-    from s3tvr.languages import XTTS_CODES
-
-    vocab = json.loads(tortoise.read_text())
-    next_id = max(len(vocab["model"]["vocab"]), 1 + max(t["id"] for t in vocab["added_tokens"]))
-    for i, code in enumerate(sorted(set(XTTS_CODES.values()))):
-        vocab["added_tokens"].append({"id": next_id + i, "special": True, "content": f"[{code}]", "single_word": False,
-                                      "lstrip": False, "rstrip": False, "normalized": False})
-    out.write_text(json.dumps(vocab))
-
-
 def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
-    """XTTS v2 with a one-layer GPT, using the BPE vocabulary that ships inside coqui-tts; saved
-    as the real download is: model.pth holding the weights and, as coqui's trainer pickled it, the
-    XttsConfig object; config.json with v2's sampling and conditioning settings; vocab.json."""
-    import torch
-    import TTS
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
-    from TTS.tts.models import xtts as coqui_xtts
-    from TTS.tts.models.xtts import Xtts, XttsArgs
-
+    """XTTS v2 with a one-layer GPT of 32 channels and 64 audio codes, saved as the real download
+    is (benchmarks/stack_models.py: the pickled config, v2's config.json values, the real
+    language tokens)."""
     out = folder / "xtts-tiny"
-    out.mkdir(parents=True, exist_ok=True)
-    _xtts_vocab(Path(TTS.__file__).parent / "tts/utils/assets/tortoise/tokenizer.json", out / "vocab.json")
-    args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, decoder_input_dim=32,
-                    gpt_max_audio_tokens=max_audio_tokens, gpt_num_audio_tokens=66, gpt_start_audio_token=64,
-                    gpt_stop_audio_token=65, gpt_use_perceiver_resampler=True, tokenizer_file=str(out / "vocab.json"))
-    # XTTS v2's config.json values where coqui-tts's defaults differ (temperature 0.85,
-    # repetition_penalty 2.0, gpt_cond_len 12, max_ref_len 10 there).
-    config = XttsConfig(model_args=args, temperature=0.75, repetition_penalty=5.0, gpt_cond_len=30,
-                        gpt_cond_chunk_len=4, max_ref_len=30)
-    model = Xtts(config)
-    model.tokenizer = VoiceBpeTokenizer(vocab_file=str(out / "vocab.json"))
-    model.init_models()
-    # The real file was pickled when XttsArgs/XttsAudioConfig lived in TTS.tts.models.xtts:
-    # coqui-tts's _legacy_safe_globals gives the classes that module name again while saving.
-    with coqui_xtts._legacy_safe_globals():
-        torch.save({"model": model.state_dict(), "config": config}, out / "model.pth")
-    config.save_json(str(out / "config.json"))
-    return out
+    config = stack_models.xtts_config(str(stack_models.xtts_vocab(out)), gpt_layers=1, gpt_n_model_channels=32,
+                                      gpt_n_heads=2, decoder_input_dim=32, gpt_max_audio_tokens=max_audio_tokens,
+                                      gpt_num_audio_tokens=66, gpt_start_audio_token=64, gpt_stop_audio_token=65)
+    return stack_models.save_xtts(config, out)
 
 
 def add_xtts_training_files(folder: Path) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import pickle
 import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -284,11 +283,10 @@ def checkpoints_read_only() -> Iterator[None]:
     from TTS.tts.models import xtts as coqui_xtts
 
     def read(self: Any, model_path: Path) -> dict:
-        try:
-            return coqui_xtts.load_fsspec(model_path, map_location=torch.device("cpu"))["model"]
-        except pickle.UnpicklingError:  # weights_only refused the pickled config: allow XTTS's own classes
-            with coqui_xtts._legacy_safe_globals():
-                return torch.load(model_path, map_location=torch.device("cpu"), weights_only=True)["model"]
+        # One read with XTTS's own classes allowed. coqui-tts tries without them first, but the config
+        # is unpickled after every tensor, so the refusal comes once the 1.8 GB has been read.
+        with coqui_xtts._legacy_safe_globals():
+            return torch.load(model_path, map_location=torch.device("cpu"), weights_only=True)["model"]
 
     original = coqui_xtts.Xtts._load_checkpoint
     coqui_xtts.Xtts._load_checkpoint = read
