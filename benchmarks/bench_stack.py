@@ -273,6 +273,9 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     print(f"\nwall time {result['wall_s'] / 60:.1f} min")
+    # Left for the next run, but all six take 16 GB: a full disk otherwise surprises whoever runs next.
+    kept = sum(f.stat().st_size for f in args.work.rglob("*") if f.is_file())
+    print(f"the built models stay in {args.work} ({kept / 1e9:.1f} GB) for the next run; delete it when done")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ class ModelRepo:
 # branch), so exactly that is fetched, never two copies of 2.5-5.5 GB.
 XTTS_V2_0_3 = "8b3db4399dee942f7a5ea9abe08f8dce0993b13f"  # model.pth "Update to v2.0.3" (sha256 98f72973…)
 REPOS = {r.key: r for r in [
+    # No speakers_xtts.pth: coqui's studio voices came on Dec 11 2023, after this commit (Nov 24), and
+    # s3tvr speaks in the user's voice, never a studio one.
     ModelRepo("xtts", "coqui/XTTS-v2", XTTS_V2_0_3, "xtts_v2", "1.9 GB",
-              ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth", "LICENSE.txt"), XTTS_LICENSE),
+              ("model.pth", "config.json", "vocab.json", "LICENSE.txt"), XTTS_LICENSE),
     # What fine-tuning needs besides the model (s3tvr finetune train): the DVAE and its mel statistics.
     ModelRepo("xtts-train", "coqui/XTTS-v2", XTTS_V2_0_3, "xtts_v2", "0.2 GB", ("dvae.pth", "mel_stats.pth"), XTTS_LICENSE),
     ModelRepo("asr-en", "nvidia/parakeet-ctc-1.1b", "c87e16293e62b96640c77da4c6dd67cc9585e994", "parakeet-ctc-1.1b",
