@@ -176,16 +176,19 @@ def build_nllb(name: str, folder: Path) -> Path:
 
 # --- XTTS v2 -------------------------------------------------------------------------------------
 
+XTTS_V2_ARGS = dict(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_number_text_tokens=6681,
+                    gpt_num_audio_tokens=1026, gpt_start_audio_token=1024, gpt_stop_audio_token=1025,
+                    gpt_max_audio_tokens=605, gpt_max_text_tokens=402, gpt_max_prompt_tokens=70,
+                    gpt_use_perceiver_resampler=True, gpt_use_masking_gt_prompt_approach=True,
+                    decoder_input_dim=1024, d_vector_dim=512)
+
+
 def xtts_config(vocab_file: str = "", **sizes):
-    """XTTS v2's config.json values; ``sizes`` override the model's (the tests' tiny XTTS)."""
+    """XTTS v2's config.json values; ``sizes`` override XTTS_V2_ARGS (the tests' tiny XTTS)."""
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.models.xtts import XttsArgs
 
-    args = XttsArgs(**{**dict(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_number_text_tokens=6681,
-                              gpt_num_audio_tokens=1026, gpt_start_audio_token=1024, gpt_stop_audio_token=1025,
-                              gpt_max_audio_tokens=605, gpt_max_text_tokens=402, gpt_max_prompt_tokens=70,
-                              gpt_use_perceiver_resampler=True, gpt_use_masking_gt_prompt_approach=True,
-                              decoder_input_dim=1024, d_vector_dim=512), **sizes}, tokenizer_file=vocab_file)
+    args = XttsArgs(**{**XTTS_V2_ARGS, **sizes}, tokenizer_file=vocab_file)
     # Where coqui-tts's defaults differ (temperature 0.85, repetition_penalty 2.0, gpt_cond_len 12,
     # max_ref_len 10 there).
     return XttsConfig(model_args=args, temperature=0.75, repetition_penalty=5.0, top_k=50, top_p=0.85,

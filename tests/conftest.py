@@ -13,6 +13,9 @@ import pytest
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 SHARED = REPO.parent / "shared" / "data"
+# The benchmarks' model builders (stack_models: the stack at full size, the real checkpoint formats)
+# serve the tests too: tiny_models builds its XTTS with them, test_stack_sizes counts them.
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def manifest() -> dict:

@@ -4,14 +4,8 @@ allocating the full weights (stack_models.count_params)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-import stack_models  # noqa: E402
+import stack_models  # benchmarks/, on the path through conftest
 
 pytestmark = [pytest.mark.stack]
 

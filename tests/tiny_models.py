@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from conftest import REPO, manifest
+import stack_models  # benchmarks/, on the path through conftest: the real checkpoint formats
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-import stack_models  # noqa: E402  (the real checkpoint formats, shared with the benchmark)
+from conftest import manifest
 
 
 def _corpus(lower: bool = False) -> list[str]:
