@@ -18,6 +18,7 @@ Hindi).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -126,6 +127,7 @@ class Backend(TtsBackend):
         except Exception as exc:
             raise SetupError(f"could not load XTTS from {self.model_dir} ({brief(exc)}): check that model.pth and config.json "
                              "belong together") from None
+        _pass_the_cache_by_its_old_name(self.model.gpt.gpt_inference)
         self.model.to(self.device)
         if self.amp_dtype is not None:
             _decode_in_float32(self.model.hifigan_decoder)
@@ -294,6 +296,26 @@ def checkpoints_read_only() -> Iterator[None]:
         yield
     finally:
         coqui_xtts.Xtts._load_checkpoint = original
+
+
+def _pass_the_cache_by_its_old_name(gpt: Any) -> None:
+    """Let coqui-tts 0.28's GPT see the generation cache under transformers 5.24 and newer.
+
+    transformers 5.24 renamed the cache that ``generate()`` hands the model's ``forward`` from
+    ``past_key_values`` to ``cache``. coqui-tts's GPT2InferenceModel.forward takes ``**kwargs`` and
+    reads ``past_key_values``, so it got None and failed on the first token with "'NoneType' object
+    has no attribute 'get_seq_length'". Under its old name the cache reaches the model as before
+    (transformers still accepts ``past_key_values`` inside the model, and older transformers never
+    pass ``cache``: nothing changes for them). ``wraps`` keeps the signature generate() inspects."""
+    forward = gpt.forward
+
+    @functools.wraps(forward)
+    def forward_with_cache(*args: Any, cache: Any = None, **kwargs: Any) -> Any:
+        if cache is not None and kwargs.get("past_key_values") is None:
+            kwargs["past_key_values"] = cache
+        return forward(*args, **kwargs)
+
+    gpt.forward = forward_with_cache
 
 
 def _decode_in_float32(decoder: Any) -> None:
