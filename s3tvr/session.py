@@ -233,7 +233,8 @@ class Session:
         cfg, heard_s = self.config.simultaneous, self.segmenter.open_s
         if heard_s < self._sent_s:  # a new utterance began
             self._sent_s = 0.0
-        if heard_s < cfg.min_audio_s or heard_s - self._sent_s < cfg.step_s or not self.incremental.idle.is_set():
+        pacer = self.incremental.pacer
+        if heard_s < cfg.min_audio_s or heard_s - self._sent_s < pacer.step_s or pacer.stopped or not self.incremental.idle.is_set():
             return
         key, start_s, t_start, audio = self.segmenter.open_speech()
         self._sent_s = heard_s

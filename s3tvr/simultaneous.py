@@ -7,6 +7,7 @@ engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2), a
 committed words into clauses. Each clause travels on as an utterance of its own (its own
 ``utt_id``, in spoken order, naming its ``source_id``), so MT, TTS, the reorderer, the sinks and
 the log treat it like any utterance; the source's last clause carries the source's end of speech.
+:class:`PassPacer` keeps the passes to what the machine affords, so the lag cannot grow on a slow one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,35 @@ from s3tvr.pipeline import Stage
 from s3tvr.streaming import ClauseSplitter, LocalAgreement, clause_text
 
 log = logging.getLogger(__name__)
+
+
+class PassPacer:
+    """How often this machine affords a simultaneous pass, judged by what the last one cost.
+
+    Every pass re-reads the utterance so far, so its cost grows with the utterance, and on a slow
+    machine passes back to back would take all the CPU from MT, TTS and the final pass: the lag
+    would grow with every sentence. Passes may take ``budget`` of the time: after a pass of c
+    seconds the next waits for max(step_s, c / budget) of new speech ("slowed"). When that wait
+    would be longer than ``max_step_s``, recognition cannot keep pace: the rest of the utterance is
+    recognised once, when it ends, as in sentence mode ("stopped"); the next utterance starts over.
+    """
+
+    def __init__(self, step_s: float, max_step_s: float, budget: float):
+        self.base_step_s, self.max_step_s, self.budget = step_s, max_step_s, budget
+        self.step_s = step_s  # the speech to wait for before the next pass
+        self.stopped = False  # no more passes in this utterance: its final pass recognises the rest
+
+    @property
+    def state(self) -> str:
+        return "stopped" if self.stopped else "slowed" if self.step_s > self.base_step_s else ""
+
+    def passed(self, cost_s: float, final: bool) -> str:
+        """A pass took ``cost_s``: the next step. Returns the state the pass ran under."""
+        ran_under = self.state
+        need = cost_s / self.budget
+        self.step_s = min(self.max_step_s, max(self.base_step_s, need))
+        self.stopped = not final and need > self.max_step_s
+        return ran_under
 
 
 class IncrementalAsr(Stage):
@@ -44,6 +74,8 @@ class IncrementalAsr(Stage):
         self._source_id = 0
         self._agreement = LocalAgreement(config.trim_s)
         self._clauses = ClauseSplitter(config.clause_max_words, config.clause_min_words, config.clause_pause_s)
+        self.pacer = PassPacer(config.step_s, config.max_step_s, config.pass_budget)
+        self._said: set[str] = set()  # pacing states already logged: each is said once per session
 
     def process(self, update: SpeechUpdate) -> Iterator[Any]:
         try:
@@ -64,18 +96,36 @@ class IncrementalAsr(Stage):
                 utt.error = f"asr: {type(exc).__name__}: {exc}"
                 yield UtteranceEnd(utt)
                 return
+            pacing = self._paced(time.monotonic() - t0, update)
             for n, words in enumerate(clauses):
                 last = update.final is not None and n == len(clauses) - 1
                 utt = self._clause_utt(update, words, t0, last)
+                utt.asr_pacing = pacing
                 yield Transcript(utt, utt.src_text or utt.tgt_text, self.asr.output_language)
             if update.final is not None and not clauses:
                 # Its clauses (if any) are already on their way: an empty last clause carries the
                 # source's end of speech to the log, so its end offset can be measured.
                 utt = self._clause_utt(update, [], t0)
                 utt.skipped = "end of the utterance" if self._agreement.committed else "no words recognised"
+                utt.asr_pacing = pacing
                 yield UtteranceEnd(utt)
         finally:
             self.idle.set()
+
+    def _paced(self, cost_s: float, update: SpeechUpdate) -> str:
+        """Tell the pacer what the pass cost; say (once a session) when passes had to slow or stop."""
+        ran_under = self.pacer.passed(cost_s, final=update.final is not None)
+        state, heard_s = self.pacer.state, len(update.audio) / SAMPLE_RATE
+        if state and state not in self._said:
+            self._said.add(state)
+            if state == "slowed":
+                log.info("simultaneous: a pass over %.1f s of speech took %.2f s here: passes every %.1f s instead of %.1f s",
+                         heard_s, cost_s, self.pacer.step_s, self.pacer.base_step_s)
+            else:
+                log.warning("simultaneous: recognition cannot keep pace on this machine (a pass over %.1f s of speech "
+                            "took %.2f s): an utterance whose passes cost that much is recognised when it ends",
+                            heard_s, cost_s)
+        return ran_under
 
     def _pass(self, update: SpeechUpdate) -> list[list[Word]]:
         """One look at the speech so far: the clauses it completes (at the end: all that is left)."""

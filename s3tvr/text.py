@@ -14,6 +14,30 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s and s.strip()]
 
 
+def split_clauses(text: str, min_words: int = 4, max_words: int = 12) -> list[str]:
+    """``text`` in the pieces a TTS can speak one by one: its sentences, and a sentence longer than
+    ``max_words`` cut at its clause marks into clauses of at least ``min_words`` (shorter clauses
+    join the next), so the first can play while the rest is synthesised. "However, due to the slow
+    channels of that time, styles could lag behind by years." -> ["However, due to the slow channels
+    of that time,", "styles could lag behind by years."]. Nothing is dropped or reordered."""
+    pieces: list[str] = []
+    for sentence in split_sentences(text):
+        if len(sentence.split()) <= max_words:
+            pieces.append(sentence)
+            continue
+        clauses: list[str] = []
+        current = ""
+        for part in (p.strip() for p in _CLAUSE_END.split(sentence)):
+            current = f"{current} {part}".strip()
+            if len(current.split()) >= min_words:
+                clauses.append(current)
+                current = ""
+        if current:  # a short tail joins the clause before it
+            clauses[-1:] = [f"{clauses[-1]} {current}"] if clauses else [current]
+        pieces += clauses
+    return pieces
+
+
 def split_to_limit(text: str, limit: int) -> list[str]:
     """Sentences of ``text``, each at most ``limit`` characters: a longer sentence is cut at clause
     ends, then at word boundaries, then (for text without spaces) anywhere. Nothing is dropped."""

@@ -4,6 +4,7 @@ import json
 import subprocess
 
 import jiwer
+import numpy as np
 import pytest
 import sacrebleu
 
@@ -98,13 +99,31 @@ def test_a_wrong_model_path_fails_at_once_and_leaves_no_output(data, tmp_path):
     assert not out.exists() and not (tmp_path / "o.wav.partial").exists()
 
 
-def test_a_long_first_sentence_speaks_its_opening_clause_first():
-    from s3tvr.backends.tts.piper import split_first_clause
+def test_long_sentences_are_spoken_clause_by_clause():
+    from s3tvr.text import split_clauses
 
     text = "However, due to the slow communication channels, styles in the west could lag behind. Next."
-    assert split_first_clause(text) == ["However, due to the slow communication channels,",
-                                        "styles in the west could lag behind. Next."]
-    assert split_first_clause("Short, and sweet. Then a second sentence, which is long enough to matter here.") == [
-        "Short, and sweet. Then a second sentence, which is long enough to matter here."]
+    assert split_clauses(text) == ["However, due to the slow communication channels,", "styles in the west could lag behind.", "Next."]
+    assert split_clauses("Short, and sweet. Then a second sentence, which is long enough to matter here, and more follows, ok.") == [
+        "Short, and sweet.", "Then a second sentence,", "which is long enough to matter here,", "and more follows, ok."]
     no_commas = "The number of people present was so large that it was not possible for everybody to gain access"
-    assert split_first_clause(no_commas) == [no_commas]
+    assert split_clauses(no_commas) == [no_commas]
+
+
+@pytest.mark.slow
+def test_piper_starts_speaking_before_the_utterance_is_synthesised():
+    from s3tvr.backends.tts.piper import Backend, Config
+    from s3tvr.messages import Translation, UttInfo
+
+    piper = Backend(Config(), "es", "en")
+    piper.setup()
+    text = ("However, due to the slow communication channels of those years, styles in the west could lag behind "
+            "by twenty five to thirty years, which surprised the visitors.")
+    out = list(piper.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text)))
+    chunks, rate = [c.samples for c in out], out[0].sample_rate
+    # One sentence, three clauses: three chunks, the first handed on while two thirds are still to come.
+    assert len(chunks) == 3 and len(chunks[0]) < 0.5 * sum(len(c) for c in chunks)
+    for before, after in zip(chunks, chunks[1:]):
+        assert before[-1] == after[0] == 0.0  # ramps at the joins: no click
+        quiet = np.flatnonzero(np.abs(np.concatenate([before, after])) > 0.01)
+        assert np.diff(quiet).max() / rate < 0.5  # and no gap: a comma's pause at most

@@ -9,12 +9,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
 from s3tvr.config import resolve_mode
+from s3tvr.latency import format_table, summarize
 from s3tvr.messages import SAMPLE_RATE
+from s3tvr.offsets import source_latencies
+from s3tvr.simultaneous import PassPacer
 from s3tvr.vad import WINDOW_S, speech_regions
 
 CLIP = "fleurs-es-000.ogg"  # 12.8 s of Spanish, a long first utterance
@@ -120,3 +124,33 @@ def test_auto_mode_is_simultaneous_on_a_gpu_and_sentence_on_a_cpu():
     assert resolve_mode(replace(cpu, device="cuda")) == "simultaneous"
     for mode in ("sentence", "simultaneous"):
         assert resolve_mode(replace(cpu, device="cuda", simultaneous=replace(cpu.simultaneous, mode=mode))) == mode
+
+
+
+def test_passes_slow_down_then_stop_when_they_cost_more_than_the_budget():
+    pacer = PassPacer(step_s=0.5, max_step_s=3.0, budget=0.5)
+    assert pacer.passed(0.2, final=False) == "" and pacer.step_s == 0.5  # cheap: every step
+    assert pacer.passed(1.0, final=False) == "" and (pacer.step_s, pacer.state) == (2.0, "slowed")  # half the time at most
+    assert pacer.passed(1.6, final=False) == "slowed" and (pacer.step_s, pacer.state) == (3.0, "stopped")
+    assert pacer.passed(4.0, final=True) == "stopped"  # the final pass recognised what the passes left
+    assert (pacer.stopped, pacer.step_s) == (False, 3.0)  # the next utterance starts over, cautiously
+    assert pacer.passed(0.3, final=False) == "slowed" and (pacer.step_s, pacer.state) == (0.6, "slowed")
+
+
+def test_a_recognizer_slower_than_real_time_never_lets_the_lag_grow(data, tmp_path, caplog):
+    """A 32 s talk (three FLEURS sentences, 1 s apart) with an ASR whose pass over the utterance so
+    far takes 0.3 s plus 0.3 s per second heard: passes back to back would keep it busy all the time."""
+    talk = np.concatenate([np.concatenate([load_audio(data / clip), np.zeros(SAMPLE_RATE, np.float32)])
+                           for clip in ("fleurs-es-002.ogg", "fleurs-es-004.ogg", "fleurs-es-002.ogg")])
+    sf.write(tmp_path / "talk.wav", talk, SAMPLE_RATE)
+    cfg = simultaneous(**{"simultaneous.step_s": 0.5, "asr.delays": "[0.3]", "asr.delay_per_s": 0.3})
+    with caplog.at_level("INFO", logger="s3tvr.simultaneous"), Engine(cfg) as engine:
+        result = engine.session(input=str(tmp_path / "talk.wav"), output=str(tmp_path / "o.wav")).run()
+    offsets = [s.end_offset for s in source_latencies(result.records)]
+    assert not result.aborted and len(offsets) >= 3
+    assert offsets[-1] <= offsets[0] + 1.0, offsets
+    # Said, not silent: once each in the log, per clause in the latency log, and in the report.
+    said = [r.message for r in caplog.records if r.message.startswith("simultaneous:")]
+    assert len(said) == 2 and "passes every" in said[0] and "cannot keep pace" in said[1], said
+    assert {r["asr_pacing"] for r in result.records} >= {"slowed", "stopped"}
+    assert "recognition slowed for" in format_table(summarize(result.records))

@@ -23,6 +23,9 @@ class FakeAsrConfig:
     delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])
     fail_on: list = field(default_factory=list)  # utterance ids that raise
     text: str = "utterance {utt_id} lasting {seconds:.1f} seconds"
+    # words() and hypothesis() also take this long per second of audio: a pass over the utterance so far
+    # costs more as it grows, as Whisper's does
+    delay_per_s: Annotated[float, Range(0, 10)] = 0.0
 
 
 @dataclass
@@ -72,6 +75,7 @@ class FakeAsr(_Fake, AsrBackend):
         """Scripted, stable words: a longer prefix of the same speech gives a longer prefix of
         the same words, as a real ASR mostly does; the last word is only half heard and unstable."""
         self._wait_or_fail(0)
+        time.sleep(self.config.delay_per_s * len(audio) / SAMPLE_RATE)
         n = int(len(audio) / SAMPLE_RATE / self.WORD_S)
         words = [Word(f"w{k}" + ("." if k % 8 == 7 else ""), k * self.WORD_S, (k + 0.8) * self.WORD_S) for k in range(n)]
         if words and (len(audio) / SAMPLE_RATE) % self.WORD_S < self.WORD_S / 2:

@@ -21,6 +21,7 @@ import numpy as np
 
 from s3tvr import bundled, files
 from s3tvr.audio.decode import load_audio
+from s3tvr.backends.asr.faster_whisper import WINDOW_MARGIN_S, windowed_model_class, with_window
 from s3tvr.config import load_config
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, SetupError
@@ -110,18 +111,19 @@ class _Judge:
 
     def __init__(self, model: str, device: str):
         try:
-            from faster_whisper import WhisperModel
+            whisper = windowed_model_class()
         except ImportError:
             raise SetupError("eval needs faster-whisper: pip install 's3tvr[whisper]'") from None
         self.voice = SpeakerEncoder(device, extra="eval")
         self.voice.setup()
-        self.asr = WhisperModel(bundled.resolve(model), device=device, compute_type="default" if device == "cuda" else "int8")
+        self.asr = whisper(bundled.resolve(model), device=device, compute_type="default" if device == "cuda" else "int8")
 
     def transcribe(self, audio: np.ndarray, language: str) -> str:
         if len(audio) == 0 or float(np.abs(audio).max()) < 1e-4:
             return ""
         lang = language if self.asr.model.is_multilingual else None
-        segments, _ = self.asr.transcribe(audio, language=lang, beam_size=1, condition_on_previous_text=False)
+        window = with_window(self.asr, len(audio) / SAMPLE_RATE + WINDOW_MARGIN_S)
+        segments, _ = window.transcribe(audio, language=lang, beam_size=1, condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segments).strip()
 
     def embed(self, audio: np.ndarray) -> Optional[np.ndarray]:

@@ -2,14 +2,22 @@
 
 Whisper's translate task turns speech in any of its languages into English text, a complete
 speech→English path with no MT stage (``task: translate`` with ``mt: none``).
+
+Every pass reads an encoder window the length of its audio plus a margin, not Whisper's 30 s:
+faster-whisper pads each segment to 3,000 mel frames, so a pass over 2 s of speech costs what one
+over 28 s does, while Whisper's encoder (CTranslate2's) reads any shorter window. The margin keeps
+the decoder from running past the speech into a repetition loop, which a window cut at the speech's
+end invites; ``asr.full_window=true`` restores the 30 s window.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import os
 from dataclasses import dataclass
-from typing import Annotated, Iterator
+from typing import Annotated, Any, Iterator
 
 import numpy as np
 
@@ -24,6 +32,9 @@ log = logging.getLogger(__name__)
 # Whisper decodes at most 448 tokens, prompt included, and faster-whisper keeps up to 223 of the
 # prompt: the new tokens of a prompted pass must stay under the rest.
 MAX_TOKENS = 200
+FRAMES_PER_S = 100  # Whisper's mel frames (10 ms hop)
+FULL_WINDOW_S = 30  # what faster-whisper pads every segment to
+WINDOW_MARGIN_S = 1.0  # chosen by benchmarks/bench_window.py
 
 
 @dataclass
@@ -34,6 +45,8 @@ class Config:
     beam_size: Annotated[int, Range(1, 20)] = 1  # greedy decoding: beam 5 costs ~2x the time for little gain on short utterances
     cpu_threads: Annotated[int, Range(0, 512)] = 0  # 0: all cores
     local_files_only: bool = False  # True: never download a named model
+    window_margin_s: Annotated[float, Range(0.5, 30)] = WINDOW_MARGIN_S  # encoder window = the audio + this (whole seconds)
+    full_window: bool = False  # True: Whisper's 30 s window for every pass, whatever the audio's length
 
 
 class Backend(AsrBackend):
@@ -65,13 +78,12 @@ class Backend(AsrBackend):
         path = bundled.resolve(self.config.model)
         if os.sep in path and not os.path.isdir(path):
             raise SetupError(f"Whisper model folder {path} not found: give a model name (e.g. base) or a folder with model.bin")
-        import faster_whisper
 
         compute = self.config.compute_type
         if compute == "default":
             compute = self.dtype if self.dtype != "auto" else ("float16" if self.device == "cuda" else "int8")
         try:
-            self.model = faster_whisper.WhisperModel(
+            self.model = windowed_model_class()(
                 path, device=self.device, compute_type=compute, cpu_threads=self.config.cpu_threads,
                 local_files_only=self.config.local_files_only,
             )
@@ -82,8 +94,15 @@ class Backend(AsrBackend):
             raise SetupError(f"Whisper model {self.config.model} is English-only; for {self.src_lang} choose a multilingual one "
                              "(e.g. bundled:base)")
 
+    def window(self, audio: np.ndarray) -> Any:
+        """The model, reading an encoder window as long as ``audio`` plus the margin, in whole seconds.
+        A shallow copy per call: the loaded weights are shared, the window is this call's alone."""
+        if self.config.full_window:
+            return self.model
+        return with_window(self.model, len(audio) / SAMPLE_RATE + self.config.window_margin_s)
+
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
-        segments, _info = self.model.transcribe(
+        segments, _info = self.window(item.audio).transcribe(
             item.audio,
             language=self._language(item.utt.src_lang),
             task=self.config.task,
@@ -91,6 +110,7 @@ class Backend(AsrBackend):
             condition_on_previous_text=False,  # each utterance stands alone; avoids repetition loops
             without_timestamps=True,
             vad_filter=False,  # the segmenter already found the speech
+            max_new_tokens=token_cap(item.audio),
         )
         text = " ".join(s.text.strip() for s in segments).strip()
         if not text:
@@ -105,23 +125,21 @@ class Backend(AsrBackend):
     def words(self, audio) -> list[Word]:
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task
         (dubbing times phrases by them and subtitles the source with them)."""
-        segments, _info = self.model.transcribe(
+        segments, _info = self.window(audio).transcribe(
             audio, language=self._language(self.src_lang), task="transcribe",
-            beam_size=self.config.beam_size, condition_on_previous_text=False, word_timestamps=True, vad_filter=False)
+            beam_size=self.config.beam_size, condition_on_previous_text=False, word_timestamps=True, vad_filter=False,
+            max_new_tokens=token_cap(audio))
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
     def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
         """One pass of simultaneous recognition, in the task's language (English when translating),
         conditioned on what was already committed."""
-        segments, _info = self.model.transcribe(
+        segments, _info = self.window(audio).transcribe(
             audio, language=self._language(language or self.src_lang), task=self.config.task,
             beam_size=self.config.beam_size, initial_prompt=prompt or None, condition_on_previous_text=False,
             word_timestamps=True, vad_filter=False,
             temperature=0.0,  # no fallback re-decoding: on a short prefix it costs seconds and makes words up
-            # A prefix cut mid-word can send the decoder into a repetition loop ("of the output of the
-            # output …") that runs to the token limit: seconds lost, the next passes delayed. Speech
-            # is well under 8 tokens a second.
-            max_new_tokens=min(MAX_TOKENS, 10 + int(8 * len(audio) / SAMPLE_RATE)))
+            max_new_tokens=token_cap(audio))
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
     def _language(self, lang: str) -> str | None:
@@ -131,14 +149,45 @@ class Backend(AsrBackend):
         self.model = None
 
 
+def token_cap(audio: np.ndarray) -> int:
+    """The most tokens a pass over ``audio`` may write. A prefix cut mid-word, or a window that ends
+    close to the speech, can send the decoder into a repetition loop ("of the output of the output
+    …") that runs to Whisper's token limit: seconds lost, the next passes delayed. Speech is well
+    under 8 tokens a second."""
+    return min(MAX_TOKENS, 10 + int(8 * len(audio) / SAMPLE_RATE))
+
+
+def windowed_model_class() -> type:
+    """faster-whisper's WhisperModel, whose encoder reads ``window_frames`` of each padded segment."""
+    import faster_whisper
+
+    class WindowedWhisperModel(faster_whisper.WhisperModel):
+        window_frames = FULL_WINDOW_S * FRAMES_PER_S
+
+        def encode(self, features: np.ndarray):
+            # Every segment arrives padded to 3,000 frames; the frames past the window are that padding
+            # (a segment is never longer than its audio, and the window is the audio plus the margin).
+            return super().encode(features[..., : self.window_frames])
+
+    return WindowedWhisperModel
+
+
+def with_window(model: Any, seconds: float) -> Any:
+    """``model`` reading an encoder window of ``seconds`` (rounded up to whole seconds, 30 at most)."""
+    windowed = copy.copy(model)
+    windowed.window_frames = min(FULL_WINDOW_S, math.ceil(seconds)) * FRAMES_PER_S
+    return windowed
+
+
 def detect_language(audio16k: np.ndarray) -> str:
     """The spoken language of 16 kHz ``audio16k``, by Whisper base (the bundled weights)."""
     try:
-        import faster_whisper
+        whisper = windowed_model_class()
     except ImportError:
         raise InputError("the input's language cannot be detected without faster-whisper: give --from LANG") from None
 
-    model = faster_whisper.WhisperModel(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
-    language, probability, _ = model.detect_language(audio16k[: 30 * SAMPLE_RATE])
+    model = whisper(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    audio = audio16k[: FULL_WINDOW_S * SAMPLE_RATE]
+    language, probability, _ = with_window(model, len(audio) / SAMPLE_RATE + WINDOW_MARGIN_S).detect_language(audio)
     log.info("detected %s (%.0f %%)", language, probability * 100)
     return language

@@ -1,0 +1,100 @@
+"""Whisper's encoder window cut to the speech: pass time and quality against the full 30 s window.
+
+faster-whisper pads every pass to 30 s of mel frames; s3tvr's faster-whisper backend reads a window
+as long as the audio plus a margin (s3tvr/backends/asr/faster_whisper.py). This prints, on this
+machine, with Whisper base (int8, all cores) as s3tvr runs it:
+
+1. the time of one pass (Spanish -> English, translate task) over 2, 5, 10 and 20 s of speech (the
+   head of the shared 60 s Spanish talk), full window against cut windows: medians of --repeats;
+2. quality on every FLEURS clip in ../shared (both languages): corpus BLEU / chrF of the translate
+   task against the FLORES English references, and WER of the transcribe task against FLEURS's
+   transcripts (lowercase, no punctuation), for the full window and each margin.
+
+    .venv/bin/python benchmarks/bench_window.py [--margins 0.5 1 2] [--repeats 5] [--out eval-out/window.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from s3tvr import bundled  # noqa: E402
+from s3tvr.audio.decode import load_audio  # noqa: E402
+from s3tvr.backends.asr.faster_whisper import token_cap, windowed_model_class, with_window  # noqa: E402
+from s3tvr.eval.metrics import bleu_chrf, wer  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "speech"
+TALK = SHARED / "long" / "silero_es.wav"
+FLEURS = SHARED / "fleurs"
+RATE = 16000
+LENGTHS_S = (2, 5, 10, 20)
+
+
+def run(model, audio, lang: str, task: str, margin: float | None) -> tuple[str, float]:
+    """One pass as the backend makes it (process()); margin None: the full window."""
+    windowed = model if margin is None else with_window(model, len(audio) / RATE + margin)
+    start = time.perf_counter()
+    segments, _ = windowed.transcribe(audio, language=lang, task=task, beam_size=1, condition_on_previous_text=False,
+                                      without_timestamps=True, vad_filter=False, max_new_tokens=token_cap(audio))
+    text = " ".join(s.text.strip() for s in segments).strip()
+    return text, time.perf_counter() - start
+
+
+def pass_times(model, margins: list[float], repeats: int) -> list[dict]:
+    talk = load_audio(TALK, RATE)
+    rows = []
+    for seconds in LENGTHS_S:
+        audio = talk[: seconds * RATE]
+        row = {"speech_s": seconds}
+        for margin in [None, *margins]:
+            run(model, audio, "es", "translate", margin)  # warm-up
+            row["full" if margin is None else f"margin_{margin:g}"] = statistics.median(
+                run(model, audio, "es", "translate", margin)[1] for _ in range(repeats))
+        rows.append(row)
+        print(f"{seconds:>3} s of speech: full window {row['full']:.2f} s, "
+              + ", ".join(f"+{m:g} s {row[f'margin_{m:g}']:.2f} s ({row[f'margin_{m:g}'] / row['full']:.2f}x)" for m in margins),
+              flush=True)
+    return rows
+
+
+def quality(model, margins: list[float]) -> dict:
+    clips = [json.loads(line) for line in (FLEURS / "manifest.jsonl").read_text().splitlines()]
+    out: dict = {}
+    for lang in sorted({c["lang"] for c in clips}):
+        mine = [c for c in clips if c["lang"] == lang]
+        audio = [load_audio(FLEURS / c["audio"], RATE) for c in mine]
+        for margin in [None, *margins]:
+            name = "full" if margin is None else f"margin_{margin:g}"
+            translated = [run(model, a, lang, "translate", margin)[0] for a in audio]
+            heard = [run(model, a, lang, "transcribe", margin)[0] for a in audio]
+            scores = bleu_chrf(translated, [c["ref_eng"] for c in mine])
+            row = {"bleu": scores["bleu"], "chrf": scores["chrf"],
+                   "wer": wer([c["transcript_fleurs_normalized"] for c in mine], heard), "translations": translated}
+            out.setdefault(lang, {})[name] = row
+            print(f"{lang} ({len(mine)} clips) {name:>10}: translate BLEU {row['bleu']:.1f} chrF {row['chrf']:.1f}, "
+                  f"transcribe WER {100 * row['wer']:.1f} %", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--margins", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path("eval-out/window.json"))
+    args = ap.parse_args()
+    model = windowed_model_class()(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    result = {"pass_s": pass_times(model, args.margins, args.repeats), "quality": quality(model, args.margins)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
