@@ -4,11 +4,14 @@ faster-whisper pads every pass to 30 s of mel frames; s3tvr's faster-whisper bac
 as long as the audio plus a margin (s3tvr/backends/asr/faster_whisper.py). This prints, on this
 machine, with Whisper base (int8, all cores) as s3tvr runs it:
 
-1. the time of one pass (Spanish -> English, translate task) over 2, 5, 10 and 20 s of speech (the
-   head of the shared 60 s Spanish talk), full window against cut windows: medians of --repeats;
+1. the time of one pass (Spanish -> English, translate task, greedy without temperature fallback,
+   whose retries would time the decoder's luck) over 2, 3, 5, 10 and 20 s of speech (the head of
+   the shared 60 s Spanish talk), and of the encoder alone, full window against cut windows:
+   medians of --repeats;
 2. quality on every FLEURS clip in ../shared (both languages): corpus BLEU / chrF of the translate
    task against the FLORES English references, and WER of the transcribe task against FLEURS's
-   transcripts (lowercase, no punctuation), for the full window and each margin.
+   transcripts (lowercase, no punctuation), for the full window and each margin; and, five
+   sentences a language being few, the transcribe WER on the 32 shared LJSpeech sentences too.
 
     .venv/bin/python benchmarks/bench_window.py [--margins 0.5 1 2] [--repeats 5] [--out eval-out/window.json]
 """
@@ -22,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -33,18 +38,31 @@ from s3tvr.eval.metrics import bleu_chrf, wer  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data" / "speech"
 TALK = SHARED / "long" / "silero_es.wav"
 FLEURS = SHARED / "fleurs"
+LJSPEECH = SHARED / "ljspeech"
 RATE = 16000
-LENGTHS_S = (2, 5, 10, 20)
+LENGTHS_S = (2, 3, 5, 10, 20)
 
 
-def run(model, audio, lang: str, task: str, margin: float | None) -> tuple[str, float]:
+def windowed(model, audio, margin: float | None):
+    return model if margin is None else with_window(model, len(audio) / RATE + margin)
+
+
+def run(model, audio, lang: str, task: str, margin: float | None, **options) -> tuple[str, float]:
     """One pass as the backend makes it (process()); margin None: the full window."""
-    windowed = model if margin is None else with_window(model, len(audio) / RATE + margin)
     start = time.perf_counter()
-    segments, _ = windowed.transcribe(audio, language=lang, task=task, beam_size=1, condition_on_previous_text=False,
-                                      without_timestamps=True, vad_filter=False, max_new_tokens=token_cap(audio))
+    segments, _ = windowed(model, audio, margin).transcribe(
+        audio, language=lang, task=task, beam_size=1, condition_on_previous_text=False, without_timestamps=True,
+        vad_filter=False, max_new_tokens=token_cap(audio), **options)
     text = " ".join(s.text.strip() for s in segments).strip()
     return text, time.perf_counter() - start
+
+
+def encode_time(model, audio, margin: float | None) -> float:
+    features = model.feature_extractor(audio)[:, :3000]  # as faster-whisper pads a segment: 30 s of frames
+    features = np.pad(features, ((0, 0), (0, 3000 - features.shape[1])))
+    start = time.perf_counter()
+    windowed(model, audio, margin).encode(features)
+    return time.perf_counter() - start
 
 
 def pass_times(model, margins: list[float], repeats: int) -> list[dict]:
@@ -52,15 +70,16 @@ def pass_times(model, margins: list[float], repeats: int) -> list[dict]:
     rows = []
     for seconds in LENGTHS_S:
         audio = talk[: seconds * RATE]
-        row = {"speech_s": seconds}
+        row: dict = {"speech_s": seconds}
         for margin in [None, *margins]:
-            run(model, audio, "es", "translate", margin)  # warm-up
-            row["full" if margin is None else f"margin_{margin:g}"] = statistics.median(
-                run(model, audio, "es", "translate", margin)[1] for _ in range(repeats))
+            name = "full" if margin is None else f"margin_{margin:g}"
+            run(model, audio, "es", "translate", margin, temperature=0.0)  # warm-up
+            row[name] = statistics.median(run(model, audio, "es", "translate", margin, temperature=0.0)[1] for _ in range(repeats))
+            row[f"{name}_encoder"] = statistics.median(encode_time(model, audio, margin) for _ in range(repeats))
         rows.append(row)
-        print(f"{seconds:>3} s of speech: full window {row['full']:.2f} s, "
-              + ", ".join(f"+{m:g} s {row[f'margin_{m:g}']:.2f} s ({row[f'margin_{m:g}'] / row['full']:.2f}x)" for m in margins),
-              flush=True)
+        print(f"{seconds:>3} s of speech: full window {row['full']:.2f} s (encoder {row['full_encoder']:.2f} s), "
+              + ", ".join(f"+{m:g} s {row[f'margin_{m:g}']:.2f} s = {row[f'margin_{m:g}'] / row['full']:.2f}x "
+                          f"(encoder {row[f'margin_{m:g}_encoder'] / row['full_encoder']:.2f}x)" for m in margins), flush=True)
     return rows
 
 
@@ -80,12 +99,20 @@ def quality(model, margins: list[float]) -> dict:
             out.setdefault(lang, {})[name] = row
             print(f"{lang} ({len(mine)} clips) {name:>10}: translate BLEU {row['bleu']:.1f} chrF {row['chrf']:.1f}, "
                   f"transcribe WER {100 * row['wer']:.1f} %", flush=True)
+    lines = (LJSPEECH / "transcripts.tsv").read_text().splitlines()[1:]
+    refs = dict(line.split("\t", 1) for line in lines)
+    audio = [load_audio(LJSPEECH / f"{name}.flac", RATE) for name in refs]
+    for margin in [None, *margins]:
+        name = "full" if margin is None else f"margin_{margin:g}"
+        heard = [run(model, a, "en", "transcribe", margin)[0] for a in audio]
+        out.setdefault("ljspeech", {})[name] = {"wer": wer(list(refs.values()), heard)}
+        print(f"ljspeech ({len(audio)} clips) {name:>10}: transcribe WER {100 * out['ljspeech'][name]['wer']:.1f} %", flush=True)
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--margins", type=float, nargs="+", default=[0.5, 1.0, 2.0])
+    ap.add_argument("--margins", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("eval-out/window.json"))
     args = ap.parse_args()
