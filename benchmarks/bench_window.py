@@ -11,7 +11,11 @@ machine, with Whisper base (int8, all cores) as s3tvr runs it:
 2. quality on every FLEURS clip in ../shared (both languages): corpus BLEU / chrF of the translate
    task against the FLORES English references, and WER of the transcribe task against FLEURS's
    transcripts (lowercase, no punctuation), for the full window and each margin; and, five
-   sentences a language being few, the transcribe WER on the 32 shared LJSpeech sentences too.
+   sentences a language being few, the transcribe WER on the 32 shared LJSpeech sentences too;
+3. the translate task on --flores FLORES-200 devtest Spanish sentences spoken by espeak-ng (Debian's
+   espeak-ng; 0.5 s of silence either side, as the segmenter leaves): BLEU / chrF against the
+   English references, full window against the chosen margin (synthetic speech, but a hundred
+   sentences tell a difference that five cannot).
 
     .venv/bin/python benchmarks/bench_window.py [--margins 0.5 1 2] [--repeats 5] [--out eval-out/window.json]
 """
@@ -20,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 from s3tvr import bundled  # noqa: E402
 from s3tvr.audio.decode import load_audio  # noqa: E402
-from s3tvr.backends.asr.faster_whisper import token_cap, windowed_model_class, with_window  # noqa: E402
+from s3tvr.backends.asr.faster_whisper import WINDOW_MARGIN_S, token_cap, windowed_model_class, with_window  # noqa: E402
 from s3tvr.eval.metrics import bleu_chrf, wer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "speech"
 TALK = SHARED / "long" / "silero_es.wav"
 FLEURS = SHARED / "fleurs"
 LJSPEECH = SHARED / "ljspeech"
+FLORES = ROOT.parent / "shared" / "data" / "text" / "flores200_devtest"
 RATE = 16000
 LENGTHS_S = (2, 3, 5, 10, 20)
 
@@ -110,14 +118,39 @@ def quality(model, margins: list[float]) -> dict:
     return out
 
 
+def spoken_flores(model, sentences: int) -> dict:
+    if not shutil.which("espeak-ng"):
+        print("no espeak-ng: apt-get install espeak-ng for the FLORES comparison")
+        return {}
+    spanish = (FLORES / "spa_Latn.devtest").read_text().splitlines()[:sentences]
+    english = (FLORES / "eng_Latn.devtest").read_text().splitlines()[:sentences]
+    heard: dict[str, list[str]] = {"full": [], f"margin_{WINDOW_MARGIN_S:g}": []}
+    silence = np.zeros(RATE // 2, np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        for text in spanish:
+            subprocess.run(["espeak-ng", "-v", "es", "-s", "150", "-w", f"{tmp}/s.wav", text], check=True)
+            audio = np.concatenate([silence, load_audio(Path(tmp) / "s.wav", RATE), silence])
+            for name, margin in zip(heard, (None, WINDOW_MARGIN_S)):
+                heard[name].append(run(model, audio, "es", "translate", margin)[0])
+    out = {name: bleu_chrf(texts, english) for name, texts in heard.items()}
+    out["identical"] = sum(a == b for a, b in zip(*heard.values()))
+    for name in heard:
+        print(f"FLORES es ({len(spanish)} sentences, espeak-ng) {name:>10}: translate BLEU {out[name]['bleu']:.1f} "
+              f"chrF {out[name]['chrf']:.1f}", flush=True)
+    print(f"identical translations: {out['identical']} of {len(spanish)}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--margins", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--flores", type=int, default=100, help="FLORES sentences spoken by espeak-ng (0: none)")
     ap.add_argument("--out", type=Path, default=Path("eval-out/window.json"))
     args = ap.parse_args()
     model = windowed_model_class()(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
-    result = {"pass_s": pass_times(model, args.margins, args.repeats), "quality": quality(model, args.margins)}
+    result = {"pass_s": pass_times(model, args.margins, args.repeats), "quality": quality(model, args.margins),
+              "flores_espeak": spoken_flores(model, args.flores) if args.flores else {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
