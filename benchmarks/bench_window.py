@@ -52,7 +52,7 @@ LENGTHS_S = (2, 3, 5, 10, 20)
 
 
 def windowed(model, audio, margin: float | None):
-    return model if margin is None else with_window(model, len(audio) / RATE + margin)
+    return model if margin is None else with_window(model, audio, margin)
 
 
 def run(model, audio, lang: str, task: str, margin: float | None, **options) -> tuple[str, float]:

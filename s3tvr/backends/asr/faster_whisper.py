@@ -98,11 +98,8 @@ class Backend(AsrBackend):
                              "(e.g. bundled:base)")
 
     def window(self, audio: np.ndarray) -> Any:
-        """The model, reading an encoder window as long as ``audio`` plus the margin, in whole seconds.
-        A shallow copy per call: the loaded weights are shared, the window is this call's alone."""
-        if self.config.full_window:
-            return self.model
-        return with_window(self.model, len(audio) / SAMPLE_RATE + self.config.window_margin_s)
+        """The model, reading an encoder window as long as ``audio`` plus the margin (or the full 30 s)."""
+        return self.model if self.config.full_window else with_window(self.model, audio, self.config.window_margin_s)
 
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         segments, _info = self.window(item.audio).transcribe(
@@ -175,10 +172,11 @@ def windowed_model_class() -> type:
     return WindowedWhisperModel
 
 
-def with_window(model: Any, seconds: float) -> Any:
-    """``model`` reading an encoder window of ``seconds`` (rounded up to whole seconds, 30 at most)."""
+def with_window(model: Any, audio: np.ndarray, margin_s: float = WINDOW_MARGIN_S) -> Any:
+    """``model`` reading an encoder window as long as ``audio`` plus ``margin_s``, rounded up to whole
+    seconds (30 at most). A shallow copy: the loaded weights are shared, the window is the copy's alone."""
     windowed = copy.copy(model)
-    windowed.window_frames = min(FULL_WINDOW_S, math.ceil(seconds)) * FRAMES_PER_S
+    windowed.window_frames = min(FULL_WINDOW_S, math.ceil(len(audio) / SAMPLE_RATE + margin_s)) * FRAMES_PER_S
     return windowed
 
 
@@ -191,6 +189,6 @@ def detect_language(audio16k: np.ndarray) -> str:
 
     model = whisper(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
     audio = audio16k[: FULL_WINDOW_S * SAMPLE_RATE]
-    language, probability, _ = with_window(model, len(audio) / SAMPLE_RATE + WINDOW_MARGIN_S).detect_language(audio)
+    language, probability, _ = with_window(model, audio).detect_language(audio)
     log.info("detected %s (%.0f %%)", language, probability * 100)
     return language
