@@ -4,7 +4,8 @@ the offline profile. Per N: first audio after the end of speech (p50/p90 over ev
 EndOffset p50, the server's CPU use (cores busy) and peak memory, sessions that failed. Then the
 most sessions held before the p50 passes twice the single-session figure.
 
-    .venv/bin/python benchmarks/bench_serve.py [--clients 1 2 4 8] [--config offline] [--out eval-out/serve.json]
+    .venv/bin/python benchmarks/bench_serve.py [--clients 1 2 4 8] [--config offline] [--set KEY=VALUE]
+                                               [--out eval-out/serve.json]
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from s3tvr.latency import percentile  # noqa: E402
 from s3tvr.offsets import field_figures, source_latencies  # noqa: E402
 from s3tvr.serve.client import stream_file  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_window import reference_pass_s  # noqa: E402
+
 CLIPS = sorted((ROOT.parent / "shared" / "data" / "speech" / "fleurs").glob("fleurs-es-*.ogg"))
 
 
@@ -39,9 +43,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(config: str, port: int, sessions: int, log: Path) -> subprocess.Popen:
+def start_server(config: str, port: int, sessions: int, log: Path, sets: list[str]) -> subprocess.Popen:
     server = subprocess.Popen([str(ROOT / ".venv/bin/s3tvr"), "serve", "--config", config, "--port", str(port),
-                               "--max-sessions", str(sessions)], stderr=log.open("w"))
+                               "--max-sessions", str(sessions), *(a for kv in sets for a in ("--set", kv))],
+                              stderr=log.open("w"))
     deadline = time.monotonic() + 180
     while True:  # the models load before the port opens
         try:
@@ -94,12 +99,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--config", default="offline")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for the server, e.g. simultaneous.mode=sentence (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "serve.json")
     args = ap.parse_args()
+    reference = reference_pass_s()
     clips = [load_audio(c, 16000) for c in CLIPS]
     port = free_port()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    server = start_server(args.config, port, max(args.clients), args.out.with_suffix(".log"))
+    server = start_server(args.config, port, max(args.clients), args.out.with_suffix(".log"), args.sets)
     try:
         url = f"ws://127.0.0.1:{port}/ws"
         rows = [measure(url, server.pid, clips, n) for n in args.clients]
@@ -108,7 +116,8 @@ def main() -> None:
         server.wait(timeout=30)
     keys = ["clients", "finished", "utterances", "first_audio_p50", "first_audio_p90", "end_offset_p50", "cores_busy",
             "peak_rss_mb", "wall_s"]
-    print(f"machine: {os.cpu_count()} cores; config {args.config}; clips streamed at real-time pace")
+    print(f"machine: {os.cpu_count()} cores, a full-window Whisper base pass over 10 s takes {reference:.2f} s; "
+          f"config {args.config} {' '.join(args.sets)}; clips streamed at real-time pace")
     print("  ".join(keys))
     for row in rows:
         print("  ".join(str(row[k]) for k in keys) + (f"  errors: {row['errors']}" if row["errors"] else ""))

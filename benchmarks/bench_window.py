@@ -91,6 +91,15 @@ def pass_times(model, margins: list[float], repeats: int) -> list[dict]:
     return rows
 
 
+def reference_pass_s(repeats: int = 5) -> float:
+    """This machine's full-window pass over 10 s of Spanish speech (median of ``repeats``): the
+    figure that lets a reader scale any absolute time measured here to their machine."""
+    model = windowed_model_class()(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    audio = load_audio(TALK, RATE)[: 10 * RATE]
+    run(model, audio, "es", "translate", None, temperature=0.0)  # warm-up
+    return statistics.median(run(model, audio, "es", "translate", None, temperature=0.0)[1] for _ in range(repeats))
+
+
 def quality(model, margins: list[float]) -> dict:
     clips = [json.loads(line) for line in (FLEURS / "manifest.jsonl").read_text().splitlines()]
     out: dict = {}

@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
     run.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
                      help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
-                          "while the speaker goes on; auto (the default): simultaneous on a GPU, sentence on a CPU, "
-                          "where simultaneous costs more than real time and ends no sooner (sets simultaneous.mode)")
+                          "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
+                          "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
     _serve_parsers(sub, models)

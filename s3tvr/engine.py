@@ -9,11 +9,12 @@ belongs to one run (its audio, segmenter stream, voice, queues, sink and log) li
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from s3tvr import turn as smart_turn
 from s3tvr.backends import registry
@@ -21,6 +22,7 @@ from s3tvr.backends.device import check_device
 from s3tvr.config import Config
 from s3tvr.denoise import Denoiser
 from s3tvr.errors import InputError
+from s3tvr.simultaneous import auto_mode, pass_cost_s
 from s3tvr.vad import load_vad
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ class Engine:
         self.loads: dict[str, dict[str, float]] = {}  # name -> seconds, rss_mb (and cuda_mb) its load took
         self._loaded: set[str] = set()
         self._load_lock = threading.Lock()
+        self.pass_s: Optional[float] = None  # a simultaneous pass over 10 s here, timed by setup() in mode auto
+        self._calibrated = False
+        self._simultaneous = 0  # sessions running in simultaneous mode: their passes share the ASR
+        self._modes_lock = threading.Lock()
         self._vad: Any = None
         self._turn: Any = None
 
@@ -62,6 +68,7 @@ class Engine:
     def setup(self, on_progress: Callable[[str], None] = lambda name: None) -> None:
         """Load every model that is not loaded yet, in order; the first failure propagates."""
         self.load("vad", *(["turn"] if self.config.vad.turn else []), *(s.name for s in self.stages), on_progress=on_progress)
+        self._calibrate()
 
     def load(self, *names: str, on_progress: Callable[[str], None] = lambda name: None) -> None:
         """Load the named parts (vad, turn, denoise, asr, mt, tts) once; later calls return at once."""
@@ -83,6 +90,39 @@ class Engine:
                 if self.config.device == "cuda":
                     self.loads[name]["cuda_mb"] = round(_cuda_mb("cuda") - cuda_before, 1)
                 self._loaded.add(name)
+
+    def _calibrate(self) -> None:
+        """Time one simultaneous pass, once, so that mode auto chooses by what this machine affords
+        (for sessions only: setup() calls it; dubbing and fine-tuning load models one by one)."""
+        with self._load_lock:
+            if self._calibrated or self.config.simultaneous.mode != "auto":
+                return
+            with self.locks.get("asr", contextlib.nullcontext()):
+                self.pass_s = pass_cost_s(self.asr)
+            self._calibrated = True
+        mode, why = auto_mode(self.pass_s, 1, self.config.simultaneous)
+        log.info("mode auto: %s (%s)", mode, why)
+
+    def open_mode(self, live: bool = True) -> tuple[str, str]:
+        """The mode of a session starting now, and why; a simultaneous one counts until
+        :meth:`close_mode`, so that auto gives the next session sentence mode once the passes of
+        those running would no longer fit. ``live``: its input comes at the pace it was spoken (a
+        file read as fast as possible has no speaker to keep pace with: auto gives it sentence mode,
+        which translates whole utterances, better)."""
+        mode = self.config.simultaneous.mode
+        with self._modes_lock:
+            if mode == "auto" and not live:
+                mode, why = "sentence", "the input is read as fast as possible: there is no speaker to keep pace with"
+            elif mode == "auto":
+                mode, why = auto_mode(self.pass_s, self._simultaneous + 1, self.config.simultaneous)
+            else:
+                why = f"simultaneous.mode={mode}"
+            self._simultaneous += mode == "simultaneous"
+        return mode, why
+
+    def close_mode(self, mode: str) -> None:
+        with self._modes_lock:
+            self._simultaneous -= mode == "simultaneous"
 
     def _part(self, name: str) -> Any:
         if name in ("vad", "turn"):

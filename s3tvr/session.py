@@ -22,14 +22,13 @@ import numpy as np
 from s3tvr import files
 from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
 from s3tvr.audio.sources import FileSource, MicSource
-from s3tvr.config import resolve_mode
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency import Clock, Collector
 from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
 from s3tvr.pacing import PacedTts
 from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
-from s3tvr.simultaneous import IncrementalAsr
+from s3tvr.simultaneous import IncrementalAsr, check_mode
 from s3tvr.vad import WINDOW_S, Segmenter
 
 log = logging.getLogger(__name__)
@@ -100,27 +99,33 @@ class Session:
         self.sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, self.src_lang, self.tgt_lang, noise_profile_s=config.denoise.profile_s)
-        self.incremental: Optional[IncrementalAsr] = None
-        stages = engine.stages
         simul = config.simultaneous
+        check_mode(simul.mode)
         if simul.clause_min_words > simul.clause_max_words:
             raise InputError(f"simultaneous.clause_min_words ({simul.clause_min_words}) must be at most clause_max_words "
                              f"({simul.clause_max_words})")
-        self.mode = resolve_mode(config)
+        self.mode = ""  # sentence or simultaneous, decided once the models are loaded (auto measures the machine)
+        self.incremental: Optional[IncrementalAsr] = None
+        self.pipeline: Optional[Pipeline] = None  # built in setup(), for the mode
+        self._sent_s = 0.0  # how much of the open utterance the last update held
+        self._wrote_audio = False  # nothing written: the output file is not kept
+        self.collector = Collector(log_path, Clock(), keep=keep_records)
+        self._stop = threading.Event()
+        self._feeder_error: Optional[BaseException] = None
+        self._recorded: dict[int, list[AudioChunk]] = {}
+
+    def _build_pipeline(self) -> Pipeline:
+        """This session's stages over the engine's models, for its mode."""
+        engine, config = self.engine, self.config
+        stages = engine.stages
         if self.mode == "simultaneous":  # this session's own recognition state over the engine's ASR
-            self.incremental = IncrementalAsr(engine.asr, config.simultaneous, self.src_lang, self.tgt_lang)
+            self.incremental = IncrementalAsr(engine.asr, config.simultaneous, self.src_lang, self.tgt_lang, self.voice)
             stages = [self.incremental, *(s for s in engine.stages if s.name not in ("denoise", "asr"))]
         if hasattr(self.sink, "backlog_s"):  # lag control: the TTS speeds up when the listener falls behind
             audio = config.audio
             paced = PacedTts(engine.tts, self.sink.backlog_s, audio.lag_s, audio.max_rate, audio.max_gap_s)
             stages = [paced if s.name == "tts" else s for s in stages]
-        self._sent_s = 0.0  # how much of the open utterance the last update held
-        self._wrote_audio = False  # nothing written: the output file is not kept
-        self.pipeline = Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
-        self.collector = Collector(log_path, Clock(), keep=keep_records)
-        self._stop = threading.Event()
-        self._feeder_error: Optional[BaseException] = None
-        self._recorded: dict[int, list[AudioChunk]] = {}
+        return Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
 
     def _make_sink(self, output: Optional[str]) -> Any:
         cfg = self.config.audio
@@ -150,6 +155,9 @@ class Session:
         self.sink.open()
         self.segmenter.setup(self.engine.vad_model(), turn=self.engine.turn_model() if self.config.vad.turn else None)
         self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker)
+        self.mode, why = self.engine.open_mode(live=getattr(self.source, "realtime", True))
+        log.info("%s mode (%s)", self.mode, why)
+        self.pipeline = self._build_pipeline()
         self.source.open()
 
     def run(self) -> RunResult:
@@ -189,7 +197,8 @@ class Session:
     def cancel(self) -> None:
         """Stop now, from another thread (the same as Ctrl-C)."""
         self._stop.set()
-        self.pipeline.cancel()
+        if self.pipeline is not None:
+            self.pipeline.cancel()
 
     def _feed(self) -> None:
         zeros = None
@@ -308,6 +317,8 @@ class Session:
             else:
                 self.sink.close(abort)
 
+        if self.mode:
+            self.engine.close_mode(self.mode)
         unfinished: Optional[S3tvrError] = None
         for closer in (close_sink, self.source.close, self.collector.close):
             try:

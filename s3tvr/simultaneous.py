@@ -7,7 +7,8 @@ engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2), a
 committed words into clauses. Each clause travels on as an utterance of its own (its own
 ``utt_id``, in spoken order, naming its ``source_id``), so MT, TTS, the reorderer, the sinks and
 the log treat it like any utterance; the source's last clause carries the source's end of speech.
-:class:`PassPacer` keeps the passes to what the machine affords, so the lag cannot grow on a slow one.
+:class:`PassPacer` keeps the passes to what the machine affords, so the lag cannot grow on a slow one;
+:func:`pass_cost_s` and :func:`auto_mode` decide whether a session in mode ``auto`` runs simultaneously.
 """
 
 from __future__ import annotations
@@ -15,15 +16,66 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from s3tvr.backends.kinds import AsrBackend
 from s3tvr.config import SimultaneousConfig
+from s3tvr.errors import InputError
 from s3tvr.messages import SAMPLE_RATE, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
 from s3tvr.pipeline import Stage
 from s3tvr.streaming import ClauseSplitter, LocalAgreement, clause_text
 
 log = logging.getLogger(__name__)
+
+MODES = ("auto", "sentence", "simultaneous")
+# 10 s of read English speech (LJSpeech LJ001-0001, public domain): the buffer a pass typically
+# re-reads (simultaneous.trim_s), as dense as speech comes, so the calibration errs on the slow side.
+CALIBRATION_CLIP = Path(__file__).parent / "data" / "calibration.ogg"
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise InputError(f"simultaneous.mode must be auto, sentence or simultaneous, not {mode!r}")
+
+
+def pass_cost_s(asr: AsrBackend) -> Optional[float]:
+    """What one simultaneous pass over 10 s of speech costs on this machine, in seconds (the
+    second of two passes: the first pays for warm-up); None if ``asr`` cannot recognise
+    incrementally (then simultaneous mode is not possible at all)."""
+    from s3tvr.audio.decode import load_audio
+
+    audio = load_audio(CALIBRATION_CLIP, SAMPLE_RATE)
+    cost = None
+    for _ in range(2):
+        t0 = time.perf_counter()
+        try:
+            asr.hypothesis(audio, "", "en")
+        except NotImplementedError:
+            return None
+        except Exception as exc:  # a failed measurement must not stop the run: sentence mode needs none
+            log.warning("could not time a recognition pass (%s: %s)", type(exc).__name__, exc)
+            return None
+        cost = time.perf_counter() - t0
+    return cost
+
+
+def auto_mode(pass_s: Optional[float], sessions: int, config: SimultaneousConfig) -> tuple[str, str]:
+    """Mode ``auto``'s choice for a session that would make ``sessions`` running simultaneously on
+    one engine, and why: simultaneous while :class:`PassPacer` would keep passes over 10 s of speech
+    going. Sessions share the engine's ASR (one pass at a time), so each one's passes can come only
+    every ``sessions`` × pass / ``pass_budget`` seconds; past ``max_step_s`` the pacer would leave
+    every long utterance to its end, which is sentence mode with more work. Measured (README,
+    benchmarks/bench_lag.py): on one core, where passes could come every 2.8 s, simultaneous mode
+    still ended sooner than sentence mode (EndOffset, LAAL) and the lag did not grow."""
+    if pass_s is None:
+        return "sentence", "no recognition pass could be timed: this ASR cannot recognise incrementally, or failed"
+    every = sessions * pass_s / config.pass_budget
+    others = f" with {sessions - 1} other simultaneous session{'s' * (sessions > 2)}" if sessions > 1 else ""
+    measured = f"a recognition pass over 10 s of speech takes {pass_s:.2f} s here: passes{others} could come every {every:.1f} s"
+    if every <= config.max_step_s:
+        return "simultaneous", measured
+    return "sentence", f"{measured}, more than simultaneous.max_step_s ({config.max_step_s:g} s)"
 
 
 class PassPacer:
@@ -61,8 +113,10 @@ class IncrementalAsr(Stage):
 
     name = "asr"
 
-    def __init__(self, asr: AsrBackend, config: SimultaneousConfig, src_lang: str = "", tgt_lang: str = ""):
+    def __init__(self, asr: AsrBackend, config: SimultaneousConfig, src_lang: str = "", tgt_lang: str = "",
+                 voice: Any = None):
         self.asr = asr
+        self.voice = voice  # the session's, for every clause (a voice-cloning TTS speaks in it)
         self.src_lang, self.tgt_lang = src_lang or asr.src_lang, tgt_lang or asr.tgt_lang
         self.backend = asr.backend
         self.config = config
@@ -72,6 +126,7 @@ class IncrementalAsr(Stage):
         self.sources = 0
         self._key: Optional[int] = None
         self._source_id = 0
+        self._voice_fed = 0  # samples of the source's speech already given to the voice (UttInfo.speech)
         self._agreement = LocalAgreement(config.trim_s)
         self._clauses = ClauseSplitter(config.clause_max_words, config.clause_min_words, config.clause_pause_s)
         self.pacer = PassPacer(config.step_s, config.max_step_s, config.pass_budget)
@@ -83,6 +138,7 @@ class IncrementalAsr(Stage):
                 self._key, self._source_id = update.key, self.sources
                 self.sources += 1
                 self._agreement = LocalAgreement(self.config.trim_s)
+                self._voice_fed = 0
                 self._clauses = ClauseSplitter(self.config.clause_max_words, self.config.clause_min_words,
                                                self.config.clause_pause_s)
             t0 = time.monotonic()
@@ -153,6 +209,7 @@ class IncrementalAsr(Stage):
             seg_start_s=update.start_s + start, seg_end_s=final.seg_end_s if final else update.start_s + end,
             t_speech_end=final.t_speech_end if final else update.t_audio_end - max(0.0, heard_s - end),
             t_vad_emit=now, source_id=self._source_id, last_clause=last, t_speech_start=update.t_speech_start,
+            voice=self.voice,
         )
         self.next_id += 1
         utt.stages["asr"] = StageTiming(start=t0, end=now, first_out=now, backend=self.backend)
@@ -161,6 +218,9 @@ class IncrementalAsr(Stage):
             utt.src_text = text
         else:
             utt.tgt_text = text
-        if final is not None:  # a voice-cloning TTS learns the speaker from the whole utterance
-            utt.speech = update.final.audio
+        # A voice-cloning TTS learns the speaker from the speech: each clause brings what was heard
+        # since the last one that brought any, so the first clause already has a voice to speak in.
+        if len(update.audio) > self._voice_fed:
+            utt.speech = update.audio[self._voice_fed:]
+            self._voice_fed = len(update.audio)
         return utt

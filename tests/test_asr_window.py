@@ -25,13 +25,16 @@ def whisper():
 
 @pytest.mark.slow
 def test_the_encoder_reads_the_audio_plus_the_margin(whisper):
+    from s3tvr.backends.asr.faster_whisper import with_window
+
     for seconds in (2.0, 10.3, 29.5, 45.0):
         audio = np.zeros(int(seconds * SAMPLE_RATE), np.float32)
         window_s = min(30, math.ceil(seconds + whisper["cut"].config.window_margin_s))
         padded = np.zeros((1, 80, 3000), np.float32)  # what faster-whisper hands the encoder: 30 s of frames
         # The encoder halves the frames (its second convolution has stride 2).
-        assert whisper["cut"].window(audio).encode(padded).shape[1] == window_s * 100 // 2
-        assert whisper["full"].window(audio).encode(padded).shape[1] == 1500
+        model = whisper["cut"].model
+        assert with_window(model, audio).encode(padded).shape[1] == window_s * 100 // 2
+        assert model.encode(padded).shape[1] == 1500  # the model itself: the full window (asr.full_window)
 
 
 @pytest.mark.slow

@@ -216,3 +216,15 @@ def test_a_session_may_ask_for_another_source_language_where_the_asr_hears_any(d
     # A backend built for its pair (the fakes, like NeMo or Marian) serves that pair only.
     with pytest.raises(InputError, match=re.escape("loaded for es->en, not de->en")):
         Engine(load_config("fake", src_lang="es", tgt_lang="en")).check_languages("de", "en")
+
+
+def test_the_fake_tts_speaks_a_long_sentence_clause_by_clause():
+    from s3tvr.backends.fake import FakeTts, FakeTtsConfig
+    from s3tvr.messages import Translation
+
+    text = "However, due to the slow channels of that time, styles in the west could lag behind by up to thirty years."
+    tts = FakeTts(FakeTtsConfig(delays=[0.0], chunks=1, seconds_per_word=0.1, sample_rate=10000), "es", "en")
+    chunks = [len(c.samples) for c in tts.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text))]
+    assert chunks == [9 * 1000, 12 * 1000]  # "However, … that time," (9 words), then the other 12, each as it is ready
+    whole = FakeTts(FakeTtsConfig(delays=[0.0], chunks=1, seconds_per_word=0.1, sample_rate=10000, clauses=False), "es", "en")
+    assert [len(c.samples) for c in whole.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text))] == [21 * 1000]

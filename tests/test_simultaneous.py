@@ -5,7 +5,6 @@ the speaker is still talking, and no word is lost, doubled or reordered."""
 import re
 import threading
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,11 +13,10 @@ import soundfile as sf
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
-from s3tvr.config import resolve_mode
 from s3tvr.latency import format_table, summarize
 from s3tvr.messages import SAMPLE_RATE
 from s3tvr.offsets import source_latencies
-from s3tvr.simultaneous import PassPacer
+from s3tvr.simultaneous import PassPacer, auto_mode
 from s3tvr.vad import WINDOW_S, speech_regions
 
 CLIP = "fleurs-es-000.ogg"  # 12.8 s of Spanish, a long first utterance
@@ -117,14 +115,40 @@ def test_samples_per_word_are_what_the_fake_promises():
     assert [w.text.endswith(".") for w in words].index(True) == 7  # a sentence every 8 words
 
 
-def test_auto_mode_is_simultaneous_on_a_gpu_and_sentence_on_a_cpu():
-    # On this 2-core CPU simultaneous passes cost 1.7 CPU-seconds a second and end no sooner (README).
-    cpu = load_config("fake")
-    assert cpu.simultaneous.mode == "auto" and resolve_mode(cpu) == "sentence"
-    assert resolve_mode(replace(cpu, device="cuda")) == "simultaneous"
-    for mode in ("sentence", "simultaneous"):
-        assert resolve_mode(replace(cpu, device="cuda", simultaneous=replace(cpu.simultaneous, mode=mode))) == mode
+def test_auto_chooses_by_what_a_pass_costs_and_how_many_sessions_share_it():
+    config = load_config("fake", ["simultaneous.mode=auto"]).simultaneous
+    assert auto_mode(1.4, 1, config)[0] == "simultaneous"  # passes every 2.8 s: the pacer keeps them going
+    mode, why = auto_mode(1.6, 1, config)  # every 3.2 s: it would leave each long utterance to its end
+    assert mode == "sentence" and "takes 1.60 s here" in why and "max_step_s (3 s)" in why
+    assert auto_mode(0.3, 5, config)[0] == "simultaneous" and auto_mode(0.3, 6, config)[0] == "sentence"  # passes shared
+    assert auto_mode(None, 1, config)[0] == "sentence"  # an ASR that cannot recognise incrementally
 
+
+def test_auto_measures_the_asr_when_it_loads_and_gives_sessions_simultaneous_mode_while_it_keeps_pace(data, tmp_path, caplog):
+    # The fake's pass over the 10 s calibration clip sleeps 0.05 + 10 x 0.05 = 0.55 s: a pass every
+    # 1.1 s for one session, 2.2 s for two, 3.3 s (over max_step_s) for three.
+    cfg = load_config("fake", ["simultaneous.mode=auto", "asr.delays=[0.05]", "asr.delay_per_s=0.05"])
+    with caplog.at_level("INFO", logger="s3tvr"), Engine(cfg) as engine:
+        session = engine.session(input=str(data / "lj001-0004.ogg"), output=str(tmp_path / "o.wav"))  # 5 s, real time
+        result = session.run()
+        assert 0.55 <= engine.pass_s < 0.75 and session.mode == "simultaneous" and session.incremental is not None
+        assert result.spoken >= 1 and result.records[0]["stages"]["asr"]["backend"] == "fake"
+        assert [engine.open_mode()[0] for _ in range(3)] == ["simultaneous", "simultaneous", "sentence"]
+        engine.close_mode("simultaneous")  # one simultaneous session ended: the next one fits again
+        assert engine.open_mode()[0] == "simultaneous"
+        assert engine.open_mode(live=False)[0] == "sentence"  # --fast: no speaker to keep pace with
+    said = [r.message for r in caplog.records if r.message.startswith("mode auto:")]
+    assert len(said) == 1 and said[0].startswith("mode auto: simultaneous (a recognition pass over 10 s"), said
+
+
+def test_auto_gives_sentence_mode_where_passes_cannot_keep_pace(data, tmp_path):
+    # 0.05 + 10 x 0.2 = 2.05 s a pass: every 4.1 s, beyond max_step_s.
+    cfg = load_config("fake", ["simultaneous.mode=auto", "asr.delays=[0.05]", "asr.delay_per_s=0.2"])
+    with Engine(cfg) as engine:
+        session = engine.session(input=str(data / "lj001-0004.ogg"), output=str(tmp_path / "o.wav"))
+        result = session.run()
+    assert session.mode == "sentence" and session.incremental is None and result.spoken == 1
+    assert result.records[0]["source_id"] == result.records[0]["utt_id"] == 0
 
 
 def test_passes_slow_down_then_stop_when_they_cost_more_than_the_budget():

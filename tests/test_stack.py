@@ -310,10 +310,12 @@ def test_xtts_follows_the_checkpoint_config(tiny, tmp_path, monkeypatch):
 
 # -- the CLI, end to end ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lang,target,clip", [("en", "es", "fleurs-en-004.ogg"), ("es", "en", "fleurs-es-002.ogg")])
-def test_run_with_the_tiny_stack(tiny, tmp_path, lang, target, clip):
+# Both modes: in simultaneous mode each clause speaks in the voice learned from the speech heard so far.
+@pytest.mark.parametrize("lang,target,clip,mode", [("en", "es", "fleurs-en-004.ogg", "sentence"),
+                                                   ("es", "en", "fleurs-es-002.ogg", "simultaneous")])
+def test_run_with_the_tiny_stack(tiny, tmp_path, lang, target, clip, mode):
     out, log = tmp_path / "out.wav", tmp_path / "latency.jsonl"
-    cmd = s3tvr_cmd() + ["run", lang, "--input", str(DATA / clip), "--fast", "--device", "cpu",
+    cmd = s3tvr_cmd() + ["run", lang, "--input", str(DATA / clip), "--fast", "--device", "cpu", "--mode", mode,
                          "--set", f"asr.model={tiny.nemo}", "--set", f"mt.model={tiny.nllb}",
                          "--xtts-dir", str(tiny.xtts), "--seed", "1", "--output", str(out), "--log", str(log)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env(tmp_path))
@@ -322,7 +324,9 @@ def test_run_with_the_tiny_stack(tiny, tmp_path, lang, target, clip):
     assert rate == 24000 and np.abs(audio).max() > 0.01
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert records and all(r["error"] is None for r in records)
-    for r in records:
+    spoken = [r for r in records if not r["skipped"]]  # simultaneous: not the empty clause that marks the end
+    assert spoken and f"{mode} mode" in proc.stderr
+    for r in spoken:
         assert r["src_lang"] == lang and r["tgt_lang"] == target and r["src_text"] and r["tgt_text"]
         assert {s: r["stages"][s]["backend"] for s in ("asr", "mt", "tts")} == {"asr": "nemo", "mt": "nllb", "tts": "xtts"}
         assert r["latency_s"] is not None and r["t_first_audio"] >= r["stages"]["tts"]["first_out"]

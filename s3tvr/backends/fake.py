@@ -16,6 +16,7 @@ import numpy as np
 from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
 from s3tvr.bounds import Range
 from s3tvr.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation, Word
+from s3tvr.text import split_clauses
 
 
 @dataclass
@@ -38,7 +39,8 @@ class FakeMtConfig:
 class FakeTtsConfig:
     delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])  # per chunk
     fail_on: list = field(default_factory=list)
-    chunks: Annotated[int, Range(1, 100)] = 2
+    chunks: Annotated[int, Range(1, 100)] = 2  # per clause
+    clauses: bool = True  # speak long sentences clause by clause, as Piper does (s3tvr.text.split_clauses)
     seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3  # at the natural rate (UttInfo.rate 1.0)
     pause_s: Annotated[float, Range(0, 10)] = 0.0  # silence after the speech, as a TTS leaves after a sentence
     sample_rate: Annotated[int, Range(8000, 192000)] = 22050
@@ -98,16 +100,21 @@ class FakeTts(_Fake, TtsBackend):
     speaking_rate = True
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
+        """A tone as long as the words at ``seconds_per_word``, clause by clause as Piper speaks
+        (each clause's chunks are ready before the next clause is made)."""
         cfg = self.config
-        words = max(1, len(item.text.split()))
-        total = int(words * cfg.seconds_per_word / item.utt.rate * cfg.sample_rate)
-        t = np.arange(total) / cfg.sample_rate
-        tone = (0.3 * np.sin(2 * np.pi * (220 + 20 * (item.utt.utt_id % 10)) * t)).astype(np.float32)
-        tone = np.concatenate([tone, np.zeros(int(cfg.pause_s * cfg.sample_rate), dtype=np.float32)])
-        for part in np.array_split(tone, cfg.chunks):
-            self._wait_or_fail(item.utt.utt_id)
-            item.utt.out_dur_s += len(part) / cfg.sample_rate
-            yield AudioChunk(item.utt, part, cfg.sample_rate)
+        clauses = split_clauses(item.text) if cfg.clauses else [item.text]
+        frequency = 220 + 20 * (item.utt.utt_id % 10)
+        for n, clause in enumerate(clauses):
+            words = max(1, len(clause.split()))
+            t = np.arange(int(words * cfg.seconds_per_word / item.utt.rate * cfg.sample_rate)) / cfg.sample_rate
+            tone = (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+            if n == len(clauses) - 1:
+                tone = np.concatenate([tone, np.zeros(int(cfg.pause_s * cfg.sample_rate), dtype=np.float32)])
+            for part in np.array_split(tone, cfg.chunks):
+                self._wait_or_fail(item.utt.utt_id)
+                item.utt.out_dur_s += len(part) / cfg.sample_rate
+                yield AudioChunk(item.utt, part, cfg.sample_rate)
 
 
 CONFIGS = {"asr": FakeAsrConfig, "mt": FakeMtConfig, "tts": FakeTtsConfig}

@@ -21,7 +21,7 @@ import numpy as np
 
 from s3tvr import bundled, files
 from s3tvr.audio.decode import load_audio
-from s3tvr.backends.asr.faster_whisper import windowed_model_class, with_window
+from s3tvr.backends.asr.faster_whisper import transcribe, windowed_model_class
 from s3tvr.config import load_config
 from s3tvr.engine import Engine
 from s3tvr.errors import InputError, SetupError
@@ -122,7 +122,7 @@ class _Judge:
         if len(audio) == 0 or float(np.abs(audio).max()) < 1e-4:
             return ""
         lang = language if self.asr.model.is_multilingual else None
-        segments, _ = with_window(self.asr, audio).transcribe(audio, language=lang, beam_size=1, condition_on_previous_text=False)
+        segments = transcribe(self.asr, audio, language=lang, beam_size=1, condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segments).strip()
 
     def embed(self, audio: np.ndarray) -> Optional[np.ndarray]:
