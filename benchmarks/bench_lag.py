@@ -54,6 +54,11 @@ def long_input(path: Path, minutes: float) -> Path:
     return path
 
 
+def set_args(sets) -> list[str]:
+    """``--set KEY=VALUE`` for each override, as the s3tvr commands take them."""
+    return [a for kv in sets for a in ("--set", kv)]
+
+
 def run(mode: str, audio: Path, out: Path, sets: tuple[str, ...] = (), tag: str = "") -> dict:
     """One ``s3tvr run`` over ``audio`` at real-time pace (``sets``: --set overrides; ``tag`` names its files)."""
     stem = f"{audio.stem}-{mode}{tag}"
@@ -62,7 +67,7 @@ def run(mode: str, audio: Path, out: Path, sets: tuple[str, ...] = (), tag: str 
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     with (out / f"{stem}.log").open("w") as status:  # the session says which mode it ran in, and why
         subprocess.run([str(ROOT / ".venv/bin/s3tvr"), "run", "es", "--input", str(audio), "--mode", mode, "--output",
-                        str(out / f"{stem}.wav"), "--log", str(log), *(a for kv in sets for a in ("--set", kv))],
+                        str(out / f"{stem}.wav"), "--log", str(log), *set_args(sets)],
                        check=True, stdout=subprocess.DEVNULL, stderr=status)
     ran_as = re.search(r"(sentence|simultaneous) mode \((.*)\)", (out / f"{stem}.log").read_text())
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0

@@ -32,6 +32,7 @@ from s3tvr.offsets import field_figures, source_latencies  # noqa: E402
 from s3tvr.serve.client import stream_file  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_lag import set_args  # noqa: E402
 from bench_window import reference_pass_s  # noqa: E402
 
 CLIPS = sorted((ROOT.parent / "shared" / "data" / "speech" / "fleurs").glob("fleurs-es-*.ogg"))
@@ -45,7 +46,7 @@ def free_port() -> int:
 
 def start_server(config: str, port: int, sessions: int, log: Path, sets: list[str]) -> subprocess.Popen:
     server = subprocess.Popen([str(ROOT / ".venv/bin/s3tvr"), "serve", "--config", config, "--port", str(port),
-                               "--max-sessions", str(sessions), *(a for kv in sets for a in ("--set", kv))],
+                               "--max-sessions", str(sessions), *set_args(sets)],
                               stderr=log.open("w"))
     deadline = time.monotonic() + 180
     while True:  # the models load before the port opens

@@ -17,13 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_lag import SHARED, TALK, run  # noqa: E402
+from bench_lag import SHARED, TALK, run, set_args  # noqa: E402
 from bench_window import reference_pass_s  # noqa: E402
 
 
 def fleurs(sets: tuple[str, ...], out: Path) -> dict:
     subprocess.run([str(ROOT / ".venv/bin/s3tvr"), "-q", "eval", "--data", str(SHARED / "fleurs"), "--pair", "es-en",
-                    "--out", str(out), *(a for kv in sets for a in ("--set", kv))], check=True, stdout=subprocess.DEVNULL)
+                    "--out", str(out), *set_args(sets)], check=True, stdout=subprocess.DEVNULL)
     result = json.loads((out / "eval.json").read_text())
     field = result["latency"]["field"]
     return {"asr_bleu": round(result["asr_bleu"]["bleu"], 1), "text_bleu": round(result["text_bleu"]["bleu"], 1),
