@@ -119,7 +119,7 @@ def load(name: str, path: Path, args) -> tuple[object, dict]:
 
 def run_asr(backend, timer: Timer, args, row: dict) -> None:
     from s3tvr.audio.decode import load_audio
-    from s3tvr.messages import SpeechSegment, UttInfo
+    from s3tvr.live.messages import SpeechSegment, UttInfo
 
     speech = load_audio(SPEECH[backend.src_lang])
     for seconds in ASR_SECONDS:

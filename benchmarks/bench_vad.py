@@ -24,9 +24,9 @@ import torch
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import VadConfig
-from s3tvr.messages import Block
-from s3tvr.turn import SmartTurn
-from s3tvr.vad import WINDOW_S, Segmenter
+from s3tvr.live.messages import Block
+from s3tvr.live.segmenter import WINDOW_S, Segmenter
+from s3tvr.live.turn import SmartTurn
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIPS = [(DATA / "speech/long/realtimestt_asr-reference.wav", 9), (DATA / "video/open-dubbing_englishvideo.mp4", 3)]

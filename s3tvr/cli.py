@@ -97,8 +97,8 @@ def _stopped(signum: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from s3tvr.engine import Engine
     from s3tvr.latency import format_table, summarize
+    from s3tvr.live.engine import Engine
 
     if args.fast and not args.input:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from s3tvr.engine import Engine
+    from s3tvr.live.engine import Engine
     from s3tvr.serve import ServeOptions
     from s3tvr.serve.server import serve
 

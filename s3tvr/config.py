@@ -30,7 +30,7 @@ class AudioConfig:
     jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
     output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # file output rate
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
-    # Lag control (s3tvr/pacing.py): past this much translated audio not yet heard, speak faster
+    # Lag control (s3tvr/live/pacing.py): past this much translated audio not yet heard, speak faster
     # (up to max_rate at twice it) and cut the pauses around sentences to max_gap_s.
     lag_s: Annotated[float, Range(0.5, 600)] = 1.0
     max_rate: Annotated[float, Range(1, 2)] = 1.25  # the dubbing cap: faster stops sounding natural
@@ -51,7 +51,7 @@ class VadConfig:
     tail_ms: Annotated[int, Range(0, 2000)] = 100  # silence kept after the last speech window
     onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)
     max_gain_db: Annotated[float, Range(0, 100)] = 60.0  # gain normalisation for quiet microphones and recordings
-    # Smart Turn v3.2 (s3tvr/turn.py) instead of the fixed endpoint: after turn_silence_ms of silence it asks, once
+    # Smart Turn v3.2 (s3tvr/live/turn.py) instead of the fixed endpoint: after turn_silence_ms of silence it asks, once
     # per pause, whether the speaker has finished; yes ends the utterance, no waits up to turn_max_ms (long_endpoint_ms
     # still ends long utterances). Off: on bench_vad.py's 22 sentences it split more than the fixed endpoint at every
     # silence (300 ms: 4 split, wait p50 0.44 s; 200 ms: 10, 0.36 s; fixed 500 ms: 2, 0.51 s): read speech's clause
@@ -78,7 +78,7 @@ class SimultaneousConfig:
     # (simultaneous.auto_mode; README: benchmarks/bench_simultaneous.sh), else sentence.
     mode: str = "auto"
     step_s: Annotated[float, Range(0.2, 5)] = 1.0  # re-read the utterance heard so far this often (when the ASR is free)
-    min_audio_s: Annotated[float, Range(0.2, 10)] = 2.0  # the first look: shorter prefixes make Whisper guess (tests/test_streaming.py)
+    min_audio_s: Annotated[float, Range(0.2, 10)] = 2.0  # the first look: shorter prefixes make Whisper guess (tests/test_agreement.py)
     trim_s: Annotated[float, Range(2, 30)] = 10.0  # longer buffers are cut at the last committed sentence end
     clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
     clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither

@@ -7,8 +7,8 @@ from typing import Iterator
 import numpy as np
 
 from s3tvr.config import DenoiseConfig
-from s3tvr.messages import SAMPLE_RATE, SpeechSegment
-from s3tvr.pipeline import Stage
+from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment
+from s3tvr.live.pipeline import Stage
 
 MIN_PROFILE_S = 0.25  # shorter profiles estimate the noise badly; fall back to non-stationary gating
 

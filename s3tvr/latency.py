@@ -3,7 +3,7 @@
 The collector at the end of the chain is the only writer. ``s3tvr report`` reads a log back
 into the table speech translation systems are compared by (the original S3TVR's average, best
 and worst per language, plus p50/p90 and per-stage means), and draws it, beside the latency the
-simultaneous translation field reports (:mod:`s3tvr.offsets`).
+simultaneous translation field reports (:mod:`s3tvr.field_latency`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, Iterable, Optional, TextIO
 
 from s3tvr import files
 from s3tvr.errors import InputError
-from s3tvr.messages import UttInfo
-from s3tvr.offsets import FIELD_METRICS, SourceLatency, field_figures, omnisteval_version, source_latencies
+from s3tvr.field_latency import FIELD_METRICS, SourceLatency, field_figures, omnisteval_version, source_latencies
+from s3tvr.live.messages import UttInfo
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import psutil
 
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
-from s3tvr.messages import SAMPLE_RATE, Block
+from s3tvr.live.messages import SAMPLE_RATE, Block
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "realtimestt_asr-reference.wav"
 

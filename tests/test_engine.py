@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 
 from s3tvr import Engine, load_config
-from s3tvr.audio.sinks import FileSink
-from s3tvr.audio.sources import FileSource
 from s3tvr.errors import InputError
-from s3tvr.messages import AudioChunk, UtteranceEnd, UttInfo
-from s3tvr.pipeline import Reorderer
+from s3tvr.live.messages import AudioChunk, UtteranceEnd, UttInfo
+from s3tvr.live.pipeline import Reorderer
+from s3tvr.live.sinks import FileSink
+from s3tvr.live.sources import FileSource
 
 NARRATION = "realtimestt_asr-reference.wav"  # 52 s, 9 sentences with pauses
 VIDEO = "open-dubbing_englishvideo.mp4"  # 10 s
@@ -168,11 +168,11 @@ def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tm
 
 
 def test_speaker_playback_closes_the_gate_until_its_tail_has_passed():
-    from s3tvr.audio.sinks import PlaybackGate, SpeakerSink
+    from s3tvr.live.sinks import PlaybackGate, SpeakerSink
 
     gate = PlaybackGate(tail_s=0.3)
     sink = SpeakerSink(jitter_ms=0, gate=gate)
-    sink.rate, sink._resampler = 16000, __import__("s3tvr.audio.sinks", fromlist=["_Resampler"])._Resampler(16000)
+    sink.rate, sink._resampler = 16000, __import__("s3tvr.live.sinks", fromlist=["_Resampler"])._Resampler(16000)
     utt = UttInfo(0, "en", "es", 0, 1, 0, 0)
     assert gate.is_open()
     sink.write(AudioChunk(utt, np.full(1600, 0.1, np.float32), 16000))
@@ -220,7 +220,7 @@ def test_a_session_may_ask_for_another_source_language_where_the_asr_hears_any(d
 
 def test_the_fake_tts_speaks_a_long_sentence_clause_by_clause():
     from s3tvr.backends.fake import FakeTts, FakeTtsConfig
-    from s3tvr.messages import Translation
+    from s3tvr.live.messages import Translation
 
     text = "However, due to the slow channels of that time, styles in the west could lag behind by up to thirty years."
     tts = FakeTts(FakeTtsConfig(delays=[0.0], chunks=1, seconds_per_word=0.1, sample_rate=10000), "es", "en")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s3tvr.audio.sinks import FileSink, SpeakerSink, _Resampler
+from s3tvr.field_latency import omnisteval_lags, source_latencies, word_delays
 from s3tvr.latency import Clock, summarize, to_record
-from s3tvr.messages import AudioChunk, UttInfo
-from s3tvr.offsets import omnisteval_lags, source_latencies, word_delays
+from s3tvr.live.messages import AudioChunk, UttInfo
+from s3tvr.live.sinks import FileSink, SpeakerSink, _Resampler
 
 from conftest import s3tvr
 

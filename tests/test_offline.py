@@ -59,8 +59,8 @@ def test_spanish_speech_comes_out_as_english_speech_close_to_the_reference(data,
 def test_whisper_transcribes_a_quiet_english_clip(data):
     from s3tvr.backends.asr.faster_whisper import Backend, Config
     from s3tvr.config import VadConfig
-    from s3tvr.messages import Block
-    from s3tvr.vad import Segmenter
+    from s3tvr.live.messages import Block
+    from s3tvr.live.segmenter import Segmenter
 
     clip = "fleurs-en-003.ogg"
     seg = Segmenter(VadConfig(), "en", "es")
@@ -78,7 +78,7 @@ def test_piper_speaks_what_it_is_given(tmp_path, listener):
     import soundfile as sf
 
     from s3tvr.backends.tts.piper import Backend, Config
-    from s3tvr.messages import Translation, UttInfo
+    from s3tvr.live.messages import Translation, UttInfo
 
     tts = Backend(Config(), "es", "en")
     tts.setup()
@@ -113,7 +113,7 @@ def test_long_sentences_are_spoken_clause_by_clause():
 @pytest.mark.slow
 def test_piper_starts_speaking_before_the_utterance_is_synthesised():
     from s3tvr.backends.tts.piper import Backend, Config
-    from s3tvr.messages import Translation, UttInfo
+    from s3tvr.live.messages import Translation, UttInfo
 
     piper = Backend(Config(), "es", "en")
     piper.setup()

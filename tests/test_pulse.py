@@ -197,7 +197,7 @@ def test_full_duplex_simultaneous_speaks_while_the_clip_is_still_being_spoken(pu
     """Headphones (--full-duplex): the translation of the clip's first clause comes out of the
     speaker while the rest of the clip is still going into the microphone. The scripted models make
     the clauses come on time (one word every 0.4 s, a sentence every 8 words); with Whisper base on
-    two cores they come when its passes agree (tests/test_streaming.py)."""
+    two cores they come when its passes agree (tests/test_agreement.py)."""
     first_sound, clip_spoken, records = speak_simultaneous(pulse, data, tmp_path, "--full-duplex")
     assert first_sound < clip_spoken - 2.0, (first_sound - clip_spoken, records)  # heard while still speaking
     first, last = records[0], records[-1]

@@ -152,7 +152,7 @@ def test_the_source_yields_blocks_stamped_on_arrival_and_refuses_audio_far_ahead
 
 
 def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_reads():
-    from s3tvr.messages import AudioChunk, UttInfo
+    from s3tvr.live.messages import AudioChunk, UttInfo
     from s3tvr.serve.transport import WebSocketSink
 
     posted, reasons = [], []

@@ -13,18 +13,18 @@ import soundfile as sf
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
+from s3tvr.field_latency import source_latencies
 from s3tvr.latency import format_table, summarize
-from s3tvr.messages import SAMPLE_RATE
-from s3tvr.offsets import source_latencies
-from s3tvr.simultaneous import PassPacer, auto_mode
-from s3tvr.vad import WINDOW_S, speech_regions
+from s3tvr.live.messages import SAMPLE_RATE
+from s3tvr.live.segmenter import WINDOW_S, speech_regions
+from s3tvr.live.simultaneous import PassPacer, auto_mode
 
 CLIP = "fleurs-es-000.ogg"  # 12.8 s of Spanish, a long first utterance
 
 
 def simultaneous(**sections):
     # No buffer trimming: the fake's words are numbered from the start of the audio it is given,
-    # so it cannot model a trimmed buffer (tests/test_streaming.py tests trimming, with real Whisper too).
+    # so it cannot model a trimmed buffer (tests/test_agreement.py tests trimming, with real Whisper too).
     overrides = ["simultaneous.mode=simultaneous", "simultaneous.trim_s=30", *(f"{k}={v}" for k, v in sections.items())]
     return load_config("fake", overrides, src_lang="es", tgt_lang="en")
 
@@ -171,7 +171,7 @@ def test_a_recognizer_slower_than_real_time_never_lets_the_lag_grow(data, tmp_pa
                            for clip in ("fleurs-es-002.ogg", "fleurs-es-004.ogg", "fleurs-es-002.ogg")])
     sf.write(tmp_path / "talk.wav", talk, SAMPLE_RATE)
     cfg = simultaneous(**{"simultaneous.step_s": 0.5, "asr.delays": "[0.3]", "asr.delay_per_s": 0.3})
-    with caplog.at_level("INFO", logger="s3tvr.simultaneous"), Engine(cfg) as engine:
+    with caplog.at_level("INFO", logger="s3tvr.live.simultaneous"), Engine(cfg) as engine:
         result = engine.session(input=str(tmp_path / "talk.wav"), output=str(tmp_path / "o.wav")).run()
     offsets = [s.end_offset for s in source_latencies(result.records)]
     assert not result.aborted and len(offsets) >= 3

@@ -16,7 +16,7 @@ from s3tvr.audio.decode import load_audio
 from s3tvr.backends import registry
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError
-from s3tvr.messages import SpeechSegment, Transcript, Translation, UttInfo
+from s3tvr.live.messages import SpeechSegment, Transcript, Translation, UttInfo
 
 from conftest import DATA, s3tvr_cmd
 

@@ -12,8 +12,8 @@ from s3tvr import Engine, load_config, turn
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import VadConfig
 from s3tvr.errors import InputError, SetupError
-from s3tvr.messages import Block
-from s3tvr.vad import WINDOW_S, Segmenter
+from s3tvr.live.messages import Block
+from s3tvr.live.segmenter import WINDOW_S, Segmenter
 
 
 class Spy:

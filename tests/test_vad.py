@@ -8,8 +8,8 @@ import pytest
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import VadConfig
-from s3tvr.messages import Block
-from s3tvr.vad import Segmenter
+from s3tvr.live.messages import Block
+from s3tvr.live.segmenter import Segmenter
 
 
 def segments(audio, block=512, **kw):

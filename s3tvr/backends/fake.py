@@ -15,7 +15,7 @@ import numpy as np
 
 from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
 from s3tvr.bounds import Range
-from s3tvr.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation, Word
+from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation, Word
 from s3tvr.text import split_clauses
 
 

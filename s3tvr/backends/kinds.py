@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from s3tvr.errors import InputError
-from s3tvr.messages import Word
-from s3tvr.pipeline import Stage
+from s3tvr.live.messages import Word
+from s3tvr.live.pipeline import Stage
 
 
 class AsrBackend(Stage):

@@ -1,7 +1,7 @@
 """Backend registry: a name maps to a lazily imported module and the pip extra it needs.
 
 Each backend module defines ``Config`` (a dataclass of its options) and ``Backend`` (a
-:class:`~s3tvr.pipeline.Stage`). Importing it pulls in its libraries, so that happens only for
+:class:`~s3tvr.live.pipeline.Stage`). Importing it pulls in its libraries, so that happens only for
 the backends a run uses; a missing library becomes an install hint naming the extra.
 Adding a backend is one module plus one line here; the CLI's choices come from this table.
 """

@@ -33,11 +33,11 @@ from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
-from s3tvr.engine import Engine
 from s3tvr.errors import InputError, TranslationFailed
-from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
+from s3tvr.live.engine import Engine
+from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
+from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
-from s3tvr.vad import load_vad, speech_regions
 
 log = logging.getLogger(__name__)
 

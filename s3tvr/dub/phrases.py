@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from s3tvr.messages import SAMPLE_RATE, Word
+from s3tvr.live.messages import SAMPLE_RATE, Word
 
 SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
 CLAUSE_END = (",", ";", ":", "，", "、")

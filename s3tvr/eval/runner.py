@@ -23,12 +23,12 @@ from s3tvr import bundled, files
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.asr.faster_whisper import transcribe, windowed_model_class
 from s3tvr.config import load_config
-from s3tvr.engine import Engine
 from s3tvr.errors import InputError, SetupError
 from s3tvr.eval import metrics
-from s3tvr.messages import SAMPLE_RATE
-from s3tvr.offsets import field_figures, source_latencies
-from s3tvr.speaker import SpeakerEncoder
+from s3tvr.field_latency import field_figures, source_latencies
+from s3tvr.live.engine import Engine
+from s3tvr.live.messages import SAMPLE_RATE
+from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

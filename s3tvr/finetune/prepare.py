@@ -31,13 +31,13 @@ from s3tvr.backends.device import check_device
 from s3tvr.bounds import Range
 from s3tvr.config import Config
 from s3tvr.denoise import MIN_PROFILE_S, denoise
-from s3tvr.engine import Engine
 from s3tvr.errors import InputError
 from s3tvr.languages import XTTS_CODES
-from s3tvr.messages import SAMPLE_RATE
+from s3tvr.live.engine import Engine
+from s3tvr.live.messages import SAMPLE_RATE
+from s3tvr.live.segmenter import speech_regions
 from s3tvr.progress import Progress
-from s3tvr.speaker import SpeakerEncoder
-from s3tvr.vad import speech_regions
+from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

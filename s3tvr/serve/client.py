@@ -21,7 +21,7 @@ import numpy as np
 
 from s3tvr import files
 from s3tvr.errors import InputError, SetupError, brief
-from s3tvr.messages import SAMPLE_RATE, AudioChunk, UttInfo
+from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, UttInfo
 from s3tvr.serve.transport import float_to_pcm, pcm_to_float
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ async def paced(audio: np.ndarray, realtime: bool = True, frame_s: float = FRAME
 
 async def microphone(device: Optional[str] = None, frame_s: float = FRAME_S) -> AsyncIterator[np.ndarray]:
     """The microphone, 16 kHz, in frames of about ``frame_s``, until the consumer stops."""
-    from s3tvr.audio.sources import MicSource
+    from s3tvr.live.sources import MicSource
 
     mic = MicSource(device)
     mic.open()
@@ -288,7 +288,7 @@ class _SpeakerOut:
     """The translation on the speaker (s3tvr's SpeakerSink: resampled to the device, gapless)."""
 
     def __init__(self, device: Optional[str] = None):
-        from s3tvr.audio.sinks import SpeakerSink
+        from s3tvr.live.sinks import SpeakerSink
 
         self.sink = SpeakerSink(device)
         self.sink.check()

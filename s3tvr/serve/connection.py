@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from s3tvr.errors import InputError, S3tvrError, brief
-from s3tvr.messages import SAMPLE_RATE
+from s3tvr.live.messages import SAMPLE_RATE
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from s3tvr import files
-from s3tvr.engine import Engine
 from s3tvr.errors import InputError
+from s3tvr.live.engine import Engine
 from s3tvr.serve import ServeOptions
 from s3tvr.serve.connection import MAX_FRAME, Connection
 from s3tvr.serve.transport import Refusal

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from s3tvr.audio.sinks import _Resampler
-from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, UttInfo
+from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, UttInfo
+from s3tvr.live.sinks import _Resampler
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from s3tvr import bundled
 from s3tvr.backends.kinds import AsrBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
-from s3tvr.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
+from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from s3tvr import models
 from s3tvr.backends.device import torch_dtype
 from s3tvr.backends.kinds import AsrBackend
 from s3tvr.errors import InputError, SetupError, brief
-from s3tvr.messages import SpeechSegment, Transcript, Word
+from s3tvr.live.messages import SpeechSegment, Transcript, Word
 
 log = logging.getLogger(__name__)
 

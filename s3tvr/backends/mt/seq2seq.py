@@ -18,7 +18,7 @@ from s3tvr.backends.kinds import MtBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import SetupError, brief
 from s3tvr.languages import join_sentences
-from s3tvr.messages import Transcript, Translation
+from s3tvr.live.messages import Transcript, Translation
 from s3tvr.text import split_sentences
 
 log = logging.getLogger(__name__)

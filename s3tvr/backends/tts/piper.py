@@ -19,7 +19,7 @@ from s3tvr import bundled
 from s3tvr.backends.kinds import TtsBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import SetupError
-from s3tvr.messages import AudioChunk
+from s3tvr.live.messages import AudioChunk
 from s3tvr.text import split_clauses
 
 

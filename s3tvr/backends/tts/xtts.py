@@ -37,7 +37,7 @@ from s3tvr.backends.kinds import TtsBackend, voice_clips
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
-from s3tvr.messages import SAMPLE_RATE, AudioChunk
+from s3tvr.live.messages import SAMPLE_RATE, AudioChunk
 from s3tvr.text import split_to_limit
 
 log = logging.getLogger(__name__)

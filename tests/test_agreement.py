@@ -1,4 +1,4 @@
-"""LocalAgreement-2 and clause splitting (s3tvr/streaming.py): scripted hypotheses for each rule,
+"""LocalAgreement-2 and clause splitting (s3tvr/live/agreement.py): scripted hypotheses for each rule,
 then real Whisper base re-reading a growing Spanish clip every second."""
 
 import random
@@ -8,8 +8,8 @@ import pytest
 
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
-from s3tvr.messages import SAMPLE_RATE, Word
-from s3tvr.streaming import PROMPT_CHARS, ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.live.agreement import PROMPT_CHARS, ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.live.messages import SAMPLE_RATE, Word
 
 
 def hyp(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:

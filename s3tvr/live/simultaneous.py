@@ -22,16 +22,16 @@ from typing import Any, Iterator, Optional
 from s3tvr.backends.kinds import AsrBackend
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
-from s3tvr.messages import SAMPLE_RATE, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
-from s3tvr.pipeline import Stage
-from s3tvr.streaming import ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.live.agreement import ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.live.messages import SAMPLE_RATE, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
+from s3tvr.live.pipeline import Stage
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "sentence", "simultaneous")
 # 10 s of read English speech (LJSpeech LJ001-0001, public domain): the buffer a pass typically
 # re-reads (simultaneous.trim_s), as dense as speech comes, so the calibration errs on the slow side.
-CALIBRATION_CLIP = Path(__file__).parent / "data" / "calibration.ogg"
+CALIBRATION_CLIP = Path(__file__).parent.parent / "data" / "calibration.ogg"
 
 
 def check_mode(mode: str) -> None:

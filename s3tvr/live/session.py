@@ -20,16 +20,16 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from s3tvr import files
-from s3tvr.audio.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
-from s3tvr.audio.sources import FileSource, MicSource
-from s3tvr.engine import Engine
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency import Clock, Collector
-from s3tvr.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
-from s3tvr.pacing import PacedTts
-from s3tvr.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
-from s3tvr.simultaneous import IncrementalAsr, check_mode
-from s3tvr.vad import WINDOW_S, Segmenter
+from s3tvr.live.engine import Engine
+from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
+from s3tvr.live.pacing import PacedTts
+from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
+from s3tvr.live.segmenter import WINDOW_S, Segmenter
+from s3tvr.live.simultaneous import IncrementalAsr, check_mode
+from s3tvr.live.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
+from s3tvr.live.sources import FileSource, MicSource
 
 log = logging.getLogger(__name__)
 

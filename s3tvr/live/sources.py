@@ -1,6 +1,6 @@
 """Where speech comes from: a file replayed at real-time pace, or a microphone.
 
-A source yields :class:`~s3tvr.messages.Block` objects of 16 kHz mono audio, each stamped with
+A source yields :class:`~s3tvr.live.messages.Block` objects of 16 kHz mono audio, each stamped with
 the wall-clock time its last sample entered the program, which is what latency is measured from.
 """
 
@@ -18,7 +18,7 @@ import soxr
 
 from s3tvr.audio import devices
 from s3tvr.audio.decode import load_audio
-from s3tvr.messages import SAMPLE_RATE, Block
+from s3tvr.live.messages import SAMPLE_RATE, Block
 
 log = logging.getLogger(__name__)
 

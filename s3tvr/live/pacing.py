@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from s3tvr.backends.kinds import TtsBackend
-from s3tvr.messages import AudioChunk
-from s3tvr.pipeline import Stage
+from s3tvr.live.messages import AudioChunk
+from s3tvr.live.pipeline import Stage
 
 SILENCE = 10 ** (-45 / 20)  # below -45 dBFS: the pauses a TTS leaves around its sentences
 

@@ -24,7 +24,7 @@ import soxr
 from s3tvr import files
 from s3tvr.audio import devices
 from s3tvr.errors import InputError
-from s3tvr.messages import AudioChunk, UttInfo
+from s3tvr.live.messages import AudioChunk, UttInfo
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ its next breath instead of waiting for a full pause).
 Each utterance keeps ``preroll_ms`` from before its start, so the first syllable is never
 clipped, and bursts shorter than ``min_speech_ms`` are dropped. A speaker who never pauses is
 split at the quietest window once a segment reaches ``max_segment_s``. With ``turn`` (off by
-default), Smart Turn v3.2 (s3tvr/turn.py) is asked once per pause, after ``turn_silence_ms``,
+default), Smart Turn v3.2 (s3tvr/live/turn.py) is asked once per pause, after ``turn_silence_ms``,
 whether the speaker has finished: yes ends the utterance, no waits up to ``turn_max_ms``.
 
 Quiet input (a distant microphone, recordings peaking near -60 dBFS) is brought up by a slow
@@ -25,7 +25,7 @@ import numpy as np
 
 from s3tvr.config import VadConfig
 from s3tvr.errors import SetupError
-from s3tvr.messages import SAMPLE_RATE, Block, SpeechSegment, UttInfo
+from s3tvr.live.messages import SAMPLE_RATE, Block, SpeechSegment, UttInfo
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Segmenter:
         self.turn_windows = max(1, int(round(config.turn_silence_ms / 1000 / WINDOW_S)))
         self.turn_max_windows = max(self.turn_windows, int(round(config.turn_max_ms / 1000 / WINDOW_S)))
         self.model = None
-        self.turn: Any = None  # Smart Turn (s3tvr/turn.py) when config.turn
+        self.turn: Any = None  # Smart Turn (s3tvr/live/turn.py) when config.turn
         self.next_id = 0
         self._reset_stream()
 
@@ -71,7 +71,7 @@ class Segmenter:
         with config.turn, ``turn`` (a SmartTurn: stateless, shared), or the process's shared one."""
         self.model = model if model is not None else load_vad(self.config.onnx)
         if self.config.turn:
-            from s3tvr import turn as smart_turn
+            from s3tvr.live import turn as smart_turn
 
             self.turn = turn if turn is not None else smart_turn.shared()
         import torch  # silero-vad brings it

@@ -4,7 +4,7 @@ Models load once (``setup()``, or ``load(kind)`` for one of them), however many 
 one after another or at the same time, and are freed once (``cleanup()``). A model that is not
 safe to call from two threads gets a lock that every session's worker takes around it; whatever
 belongs to one run (its audio, segmenter stream, voice, queues, sink and log) lives in its
-:class:`~s3tvr.session.Session`, never in a model object.
+:class:`~s3tvr.live.session.Session`, never in a model object.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from s3tvr import turn as smart_turn
 from s3tvr.backends import registry
 from s3tvr.backends.device import check_device
 from s3tvr.config import Config
 from s3tvr.denoise import Denoiser
 from s3tvr.errors import InputError
-from s3tvr.simultaneous import auto_mode, pass_cost_s
-from s3tvr.vad import load_vad
+from s3tvr.live import turn as smart_turn
+from s3tvr.live.segmenter import load_vad
+from s3tvr.live.simultaneous import auto_mode, pass_cost_s
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class Engine:
 
     def turn_model(self) -> Any:
         """Smart Turn (vad.turn), for every session's segmenter: stateless, so one for the whole
-        process (s3tvr.turn.shared(), which a segmenter set up without it uses too)."""
+        process (s3tvr.live.turn.shared(), which a segmenter set up without it uses too)."""
         self.load("turn")
         return self._turn
 
@@ -163,8 +163,8 @@ class Engine:
                              f"a pair they make, or load models for it (--from {src} --to {tgt})")
 
     def session(self, **kwargs: Any) -> Any:
-        """A new run over this engine's models: see :class:`~s3tvr.session.Session`."""
-        from s3tvr.session import Session
+        """A new run over this engine's models: see :class:`~s3tvr.live.session.Session`."""
+        from s3tvr.live.session import Session
 
         return Session(self, **kwargs)
 

@@ -1,7 +1,7 @@
 """Stages on worker threads, linked by bounded queues: one session's chain.
 
 A stage is a small class: ``setup()`` loads its model, ``process(item)`` yields zero or more
-outputs, ``cleanup()`` frees it (the :class:`~s3tvr.engine.Engine` calls those, once for all
+outputs, ``cleanup()`` frees it (the :class:`~s3tvr.live.engine.Engine` calls those, once for all
 sessions). One generic worker runs every stage; it stamps timings on the utterance, isolates
 failures to the utterance that caused them, and ends every utterance with exactly one
 :class:`UtteranceEnd` so the sink always knows when an utterance is finished.
@@ -19,7 +19,7 @@ import time
 from contextlib import nullcontext
 from typing import Any, Iterator, Optional
 
-from s3tvr.messages import StageTiming, UtteranceEnd
+from s3tvr.live.messages import StageTiming, UtteranceEnd
 
 log = logging.getLogger(__name__)
 
