@@ -115,3 +115,55 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
     tmp = partial_path(path)
     sf.write(tmp, audio, rate, format="WAV")
     tmp.replace(path)
+
+
+class SoundFileWriter:
+    """A sound file written as the audio comes, under a hidden partial name, and renamed into place
+    by :meth:`finish` (on a stop too): the path never holds half a file, and nothing written is lost."""
+
+    SUFFIXES = (".wav", ".flac", ".ogg")
+
+    def __init__(self, path: str | Path, flag: str = "--output"):
+        self.path = Path(path)
+        self.flag = flag
+        self.tmp = partial_path(self.path)
+        self.samples = 0  # written so far
+        self._file: Any = None
+
+    def check(self) -> None:
+        if self.path.suffix.lower() not in self.SUFFIXES:
+            raise InputError(f"{self.flag} {self.path}: write .wav, .flac or .ogg")
+        check_output(self.path, self.flag)
+
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
+
+    def open(self, rate: int) -> None:
+        try:
+            self._file = sf.SoundFile(self.tmp, "w", samplerate=rate, channels=1, format=self.path.suffix[1:].upper())
+        except (OSError, sf.LibsndfileError, TypeError) as exc:
+            raise InputError(f"cannot write {self.path}: {exc}") from None
+
+    def write(self, samples: np.ndarray) -> None:
+        self._file.write(samples)
+        self.samples += len(samples)
+
+    def finish(self) -> bool:
+        """Close and rename into place; False if nothing was ever opened."""
+        if self._file is None:
+            return False
+        self._file.close()
+        self._file = None
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:  # never reported as written: say where the finished audio is
+            raise InputError(f"cannot write {self.path}: {exc.strerror}; the translation is in {self.tmp}") from None
+        return True
+
+    def discard(self) -> None:
+        """Leave no file behind (nothing worth keeping was written)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)

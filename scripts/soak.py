@@ -21,16 +21,20 @@ import psutil
 
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
+from s3tvr.audio.streams import BLOCK
 from s3tvr.live.messages import SAMPLE_RATE, Block
+from s3tvr.live.sinks import Sink
+from s3tvr.live.sources import Source
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "realtimestt_asr-reference.wav"
 
 
-class LoopSource:
+class LoopSource(Source):
     """A recording repeated for ``seconds``, as fast as the chain takes it; constant memory."""
 
+    name = "the soak's loop"
     timeline = True
-    is_microphone = False
+    realtime = False
 
     def __init__(self, clip: Path, seconds: float):
         self.clip, self.seconds = clip, seconds
@@ -45,53 +49,33 @@ class LoopSource:
         total = int(self.seconds * SAMPLE_RATE)
         sent = 0
         while sent < total and not stop.is_set():
-            for i in range(0, len(self.audio), 512):
+            for i in range(0, len(self.audio), BLOCK):
                 if sent >= total or stop.is_set():
                     return
-                yield Block(self.audio[i:i + 512], time.monotonic())
-                sent += 512
-
-    def close(self) -> None:
-        pass
+                yield Block(self.audio[i:i + BLOCK], time.monotonic())
+                sent += BLOCK
 
 
-class CountingSink:
-    """Counts what would be played, per utterance, and checks it arrives in spoken order."""
+class CountingSink(Sink):
+    """Counts what would be played, per utterance, and checks it arrives in spoken order; each
+    chunk is heard the moment it is written, so nothing waits for real time."""
 
     def __init__(self):
+        super().__init__()
         self.samples: dict[int, int] = {}
         self.ended: list[int] = []
         self.out_of_order = 0
-        self._finished = []
-
-    def check(self) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
 
     def write(self, chunk) -> None:
         uid = chunk.utt.utt_id
         if self.ended and uid <= self.ended[-1]:
             self.out_of_order += 1
-        if chunk.utt.t_first_audio is None:
-            chunk.utt.t_first_audio = time.monotonic()
+        self.clock.heard(chunk.utt, time.monotonic(), len(chunk.samples) / chunk.sample_rate)
         self.samples[uid] = self.samples.get(uid, 0) + len(chunk.samples)
 
     def end(self, utt) -> None:
         self.ended.append(utt.utt_id)
-        utt.t_play_end = time.monotonic()
-        self._finished.append(utt)
-
-    def finished(self):
-        done, self._finished = self._finished, []
-        return done
-
-    def drain(self, timeout: float = 0) -> None:
-        pass
-
-    def close(self, abort: bool = False) -> None:
-        pass
+        self.clock.ended(utt, now=True)
 
 
 def soak(minutes: float, workers: int = 2) -> dict:

@@ -168,11 +168,12 @@ def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tm
 
 
 def test_speaker_playback_closes_the_gate_until_its_tail_has_passed():
+    from s3tvr.audio.streams import Resampler
     from s3tvr.live.sinks import PlaybackGate, SpeakerSink
 
     gate = PlaybackGate(tail_s=0.3)
     sink = SpeakerSink(jitter_ms=0, gate=gate)
-    sink.rate, sink._resampler = 16000, __import__("s3tvr.live.sinks", fromlist=["_Resampler"])._Resampler(16000)
+    sink.rate, sink._resampler = 16000, Resampler(16000)
     utt = UttInfo(0, "en", "es", 0, 1, 0, 0)
     assert gate.is_open()
     sink.write(AudioChunk(utt, np.full(1600, 0.1, np.float32), 16000))

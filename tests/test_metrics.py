@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from s3tvr.audio.streams import Resampler
 from s3tvr.field_latency import omnisteval_lags, source_latencies, word_delays
 from s3tvr.latency import Clock, summarize, to_record
 from s3tvr.live.messages import AudioChunk, UttInfo
-from s3tvr.live.sinks import FileSink, SpeakerSink, _Resampler
+from s3tvr.live.sinks import FileSink, SpeakerSink
+from s3tvr.live.sources import Source
 
 from conftest import s3tvr
 
@@ -193,8 +195,12 @@ def test_words_of_a_language_written_without_spaces_are_its_characters():
     assert word_delays(rec) == pytest.approx([10.5, 11.0, 11.5, 12.0])
 
 
+class _Timeline(Source):
+    timeline = True  # a file replayed: the translation is placed on its timeline
+
+
 def test_file_sink_stamps_what_a_listener_hears_and_places_clauses_there(tmp_path):
-    sink = FileSink(tmp_path / "o.wav", sample_rate=16000)
+    sink = FileSink(tmp_path / "o.wav", sample_rate=16000, source=_Timeline())
     sink.open()
     now = time.monotonic()
     # The input began playing 10 s ago: this clause's speech ended 9 s into it, 1 s ago.
@@ -217,7 +223,7 @@ def test_file_sink_stamps_what_a_listener_hears_and_places_clauses_there(tmp_pat
     assert np.allclose(audio[at + 16000:], 0.25, atol=1e-4) and len(audio) == at + 20000
 
     # Sentence mode: the file keeps the utterance where it was spoken; the stamps say when it is heard.
-    sink = FileSink(tmp_path / "s.wav", sample_rate=16000)
+    sink = FileSink(tmp_path / "s.wav", sample_rate=16000, source=_Timeline())
     sink.open()
     u = UttInfo(0, "en", "es", 2.0, 3.0, t_speech_end=time.monotonic(), t_vad_emit=0)
     sink.write(AudioChunk(u, np.full(1600, 0.5, np.float32), 16000))
@@ -229,7 +235,7 @@ def test_file_sink_stamps_what_a_listener_hears_and_places_clauses_there(tmp_pat
 
 def test_speaker_sink_stamps_each_chunk_as_it_leaves_the_speaker():
     sink = SpeakerSink(jitter_ms=0)
-    sink.rate, sink._resampler = 16000, _Resampler(16000)
+    sink.rate, sink._resampler = 16000, Resampler(16000)
     utt = UttInfo(0, "en", "es", 0, 1, 0, 0)
     sink.write(AudioChunk(utt, np.full(1600, 0.1, np.float32), 16000))
     sink.write(AudioChunk(utt, np.full(800, 0.1, np.float32), 16000))

@@ -79,9 +79,8 @@ class SpeechUpdate:
     """Simultaneous mode: the speech of an utterance heard so far, sent to the ASR every step
     while the speaker goes on; ``final`` is the segmenter's finished segment (all of it)."""
 
-    key: int  # the source utterance (its first window on the input timeline): the same for each update of it
     audio: np.ndarray  # 16 kHz mono float32, from the utterance's start
-    start_s: float  # where ``audio`` starts on the input timeline
+    start_s: float  # where ``audio`` starts on the input timeline: the same for each update of one utterance
     t_speech_start: float  # wall clock when its first speech sample entered the program
     t_audio_end: float  # wall clock when the last sample of ``audio`` entered the program
     final: Optional[SpeechSegment] = None

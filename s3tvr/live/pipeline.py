@@ -19,7 +19,7 @@ import time
 from contextlib import nullcontext
 from typing import Any, Iterator, Optional
 
-from s3tvr.live.messages import StageTiming, UtteranceEnd
+from s3tvr.live.messages import SpeechUpdate, StageTiming, UtteranceEnd
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,12 @@ class Pipeline:
             return
 
     def _run_one(self, stage: Stage, item: Any, outbox: Channel, last: bool) -> None:
-        utt = getattr(item, "utt", None)
-        if utt is None:  # a stream update (simultaneous ASR): the stage starts, times and ends its utterances itself
+        if isinstance(item, SpeechUpdate):  # simultaneous ASR: the stage starts, times and ends its utterances itself
             with self.locks.get(stage.name) or nullcontext():
                 for out in stage.process(item):
                     outbox.put(out)
             return
+        utt = item.utt
         timing = StageTiming(start=time.monotonic(), backend=stage.backend)
         utt.stages[stage.name] = timing
         produced = False

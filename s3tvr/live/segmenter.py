@@ -106,16 +106,16 @@ class Segmenter:
         self._carry = data[n * WINDOW:]
         return out
 
-    def open_speech(self) -> Optional[tuple[int, float, float, np.ndarray]]:
-        """Simultaneous mode: the utterance being spoken, so far: (its key: the first window's
-        index, where it starts on the input timeline, the wall clock its speech started, its
-        audio normalised as a finished segment's is). None between utterances."""
+    def open_speech(self) -> Optional[tuple[float, float, np.ndarray]]:
+        """Simultaneous mode: the utterance being spoken, so far: (where it starts on the input
+        timeline, exactly its finished segment's ``seg_start_s``; the wall clock its speech started;
+        its audio normalised as a finished segment's is). None between utterances."""
         if not self._in_speech:
             return None
         audio = np.concatenate(self._windows)
         peak = float(np.abs(audio).max())
         gain = 1.0 if peak < SILENCE_FLOOR else min(self.max_gain, 0.9 / peak)
-        return (self._start_index, self._start_index * WINDOW_S, self._arrivals[self._first_speech],
+        return (self._start_index * WINDOW_S, self._arrivals[self._first_speech],
                 (audio * gain).astype(np.float32))
 
     @property

@@ -23,13 +23,13 @@ from s3tvr import files
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency import Clock, Collector
 from s3tvr.live.engine import Engine
-from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
+from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
-from s3tvr.live.segmenter import WINDOW_S, Segmenter
+from s3tvr.live.segmenter import Segmenter
 from s3tvr.live.simultaneous import IncrementalAsr, check_mode
-from s3tvr.live.sinks import FileSink, PlaybackGate, SpeakerSink, TeeSink
-from s3tvr.live.sources import FileSource, MicSource
+from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
+from s3tvr.live.sources import FileSource, MicSource, Source
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ class Session:
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
-                 log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Any = None, sink: Any = None,
+                 log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Optional[Source] = None,
+                 sink: Optional[Sink] = None,
                  on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True,
                  voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = ""):
         self.engine = engine
@@ -90,13 +91,13 @@ class Session:
                 files.check_not_same(input, path, flag)
         if source is None:
             source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
-        self.source = source
-        self.result = RunResult(source=str(getattr(source, "path", None) or "the microphone"))
+        self.source: Source = source
+        self.result = RunResult(source=source.name)
         self.on_record = on_record
         self.gate = None
         if self.source.is_microphone and not config.audio.full_duplex:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
-        self.sink = sink if sink is not None else self._make_sink(output)
+        self.sink: Sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, self.src_lang, self.tgt_lang, noise_profile_s=config.denoise.profile_s)
         simul = config.simultaneous
@@ -107,7 +108,6 @@ class Session:
         self.mode = ""  # sentence or simultaneous, decided once the models are loaded (auto measures the machine)
         self.incremental: Optional[IncrementalAsr] = None
         self.pipeline: Optional[Pipeline] = None  # built in setup(), for the mode
-        self._sent_s = 0.0  # how much of the open utterance the last update held
         self._wrote_audio = False  # nothing written: the output file is not kept
         self.collector = Collector(log_path, Clock(), keep=keep_records)
         self._stop = threading.Event()
@@ -121,19 +121,19 @@ class Session:
         if self.mode == "simultaneous":  # this session's own recognition state over the engine's ASR
             self.incremental = IncrementalAsr(engine.asr, config.simultaneous, self.src_lang, self.tgt_lang, self.voice)
             stages = [self.incremental, *(s for s in engine.stages if s.name not in ("denoise", "asr"))]
-        if hasattr(self.sink, "backlog_s"):  # lag control: the TTS speeds up when the listener falls behind
-            audio = config.audio
-            paced = PacedTts(engine.tts, self.sink.backlog_s, audio.lag_s, audio.max_rate, audio.max_gap_s)
-            stages = [paced if s.name == "tts" else s for s in stages]
+        # Lag control: the TTS speeds up when the listener falls behind.
+        audio = config.audio
+        paced = PacedTts(engine.tts, self.sink.backlog_s, audio.lag_s, audio.max_rate, audio.max_gap_s)
+        stages = [paced if s.name == "tts" else s for s in stages]
         return Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
 
-    def _make_sink(self, output: Optional[str]) -> Any:
+    def _make_sink(self, output: Optional[str]) -> Sink:
         cfg = self.config.audio
         if output and not self.source.is_microphone:
-            return FileSink(output, cfg.output_sample_rate, timeline=self.source.timeline)
+            return FileSink(output, cfg.output_sample_rate, source=self.source)
         speaker = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate)
-        if output:
-            return TeeSink(speaker, FileSink(output, cfg.output_sample_rate, timeline=False))
+        if output:  # a recording of what the speaker played, back to back
+            return TeeSink(speaker, FileSink(output, cfg.output_sample_rate))
         return speaker
 
     # -- running ---------------------------------------------------------------------------
@@ -147,15 +147,13 @@ class Session:
         self.collector.check()
         if self.record_dir is not None:
             files.check_output(self.record_dir, "--record-dir", folder=True)
-        if isinstance(self.sink, FileSink):  # the translation of a file is as long as the file
-            self.sink.pad_to_s = getattr(self.source, "duration_s", 0.0)
         self.engine.setup()
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
         self.sink.open()
         self.segmenter.setup(self.engine.vad_model(), turn=self.engine.turn_model() if self.config.vad.turn else None)
         self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker)
-        self.mode, why = self.engine.open_mode(live=getattr(self.source, "realtime", True))
+        self.mode, why = self.engine.open_mode(live=self.source.realtime)
         log.info("%s mode (%s)", self.mode, why)
         self.pipeline = self._build_pipeline()
         self.source.open()
@@ -172,7 +170,7 @@ class Session:
         self.pipeline.start()
         feeder = threading.Thread(target=self._feed, name="s3tvr-feeder", daemon=True)
         feeder.start()
-        log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {getattr(self.source, 'path', 'the input')}")
+        log.info("listening (Ctrl-C stops)" if self.source.is_microphone else f"translating {self.source.name}")
         try:
             result.aborted = not self._play()
         except KeyboardInterrupt as stop:  # Ctrl-C, or a stop signal the caller turned into the same
@@ -191,7 +189,7 @@ class Session:
         if self._feeder_error is not None:
             raise self._feeder_error
         result.records = self.collector.records
-        result.overflows = getattr(self.source, "overflows", 0)
+        result.overflows = self.source.overflows
         return result
 
     def cancel(self) -> None:
@@ -211,8 +209,9 @@ class Session:
                 segments = self.segmenter.push(block)
                 for seg in segments:
                     self._send(seg)
-                if self.incremental is not None and not segments:
-                    self._update(block.t_arrival)
+                update = self.incremental.due(self.segmenter, block.t_arrival) if self.incremental and not segments else None
+                if update is not None:
+                    self.pipeline.input.put(update)
             for seg in self.segmenter.flush():
                 self._send(seg)
             self.pipeline.input.put(DRAIN)
@@ -227,28 +226,7 @@ class Session:
         seg.utt.voice = self.voice
         if self.record_dir is not None:
             files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, SAMPLE_RATE)
-        if self.incremental is None:
-            self.pipeline.input.put(seg)
-            return
-        self._sent_s = 0.0
-        utt, key = seg.utt, int(round(seg.utt.seg_start_s / WINDOW_S))
-        tail_s = utt.seg_start_s + len(seg.audio) / SAMPLE_RATE - utt.seg_end_s  # the silence kept after the speech
-        self.pipeline.input.put(SpeechUpdate(key, seg.audio, utt.seg_start_s, utt.t_speech_start or utt.t_speech_end,
-                                             utt.t_speech_end + tail_s, final=seg))
-
-    def _update(self, t_arrival: float) -> None:
-        """Simultaneous mode: the utterance heard so far, to the ASR, every step while it is free
-        (a pass slower than the step is never queued behind another: the next one reads more)."""
-        cfg, heard_s = self.config.simultaneous, self.segmenter.open_s
-        if heard_s < self._sent_s:  # a new utterance began
-            self._sent_s = 0.0
-        pacer = self.incremental.pacer
-        if heard_s < cfg.min_audio_s or heard_s - self._sent_s < pacer.step_s or pacer.stopped or not self.incremental.idle.is_set():
-            return
-        key, start_s, t_start, audio = self.segmenter.open_speech()
-        self._sent_s = heard_s
-        self.incremental.idle.clear()
-        self.pipeline.input.put(SpeechUpdate(key, audio, start_s, t_start, t_arrival))
+        self.pipeline.input.put(seg if self.incremental is None else self.incremental.final(seg))
 
     def _play(self) -> bool:
         """Hand the translated audio to the sink in spoken order; True once the input has drained."""
@@ -312,7 +290,7 @@ class Session:
         """Close everything; ``discard``: nothing was spoken, so leave no output file. An output
         that could not be finished is raised once the rest is closed: it must never pass as written."""
         def close_sink() -> None:
-            if discard and hasattr(self.sink, "discard"):
+            if discard:
                 self.sink.discard()
             else:
                 self.sink.close(abort)

@@ -1,9 +1,10 @@
 """Simultaneous translation: an utterance is recognised while it is being spoken, and released
 downstream clause by clause, so translation and speech start before the speaker pauses.
 
-The session's feeder sends the speech heard so far (:class:`SpeechUpdate`) every step while the
-ASR is free, and the finished segment at the end. :class:`IncrementalAsr` re-reads it with the
-engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2), and cuts the
+:class:`IncrementalAsr` is all of it for one session. On the feeder's side it turns the speech
+heard so far into a :class:`SpeechUpdate` every step while the ASR is free (:meth:`~IncrementalAsr.due`),
+and the finished segment into the last one (:meth:`~IncrementalAsr.final`). As the ASR stage it re-reads
+each update with the engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2), and cuts the
 committed words into clauses. Each clause travels on as an utterance of its own (its own
 ``utt_id``, in spoken order, naming its ``source_id``), so MT, TTS, the reorderer, the sinks and
 the log treat it like any utterance; the source's last clause carries the source's end of speech.
@@ -23,8 +24,9 @@ from s3tvr.backends.kinds import AsrBackend
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
 from s3tvr.live.agreement import ClauseSplitter, LocalAgreement, clause_text
-from s3tvr.live.messages import SAMPLE_RATE, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
+from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
 from s3tvr.live.pipeline import Stage
+from s3tvr.live.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +122,12 @@ class IncrementalAsr(Stage):
         self.src_lang, self.tgt_lang = src_lang or asr.src_lang, tgt_lang or asr.tgt_lang
         self.backend = asr.backend
         self.config = config
-        self.idle = threading.Event()  # set when no update waits or runs: the feeder sends the next only then
-        self.idle.set()
+        self._idle = threading.Event()  # set when no update waits or runs: the feeder sends the next only then
+        self._idle.set()
+        self._sent_s = 0.0  # how much of the open utterance the last update held
         self.next_id = 0  # clause utterance ids, consecutive in spoken order
         self.sources = 0
-        self._key: Optional[int] = None
+        self._start_s: Optional[float] = None  # the source utterance being read: where it starts
         self._source_id = 0
         self._voice_fed = 0  # samples of the source's speech already given to the voice (UttInfo.speech)
         self._agreement = LocalAgreement(config.trim_s)
@@ -132,10 +135,36 @@ class IncrementalAsr(Stage):
         self.pacer = PassPacer(config.step_s, config.max_step_s, config.pass_budget)
         self._said: set[str] = set()  # pacing states already logged: each is said once per session
 
+    # -- the feeder's side: what to read, and when ------------------------------------------------
+
+    def due(self, segmenter: Segmenter, t_arrival: float) -> Optional[SpeechUpdate]:
+        """The utterance heard so far, once a pass is due: every step of new speech while the ASR is
+        free (a pass slower than the step is never queued behind another: the next one reads more)."""
+        heard_s = segmenter.open_s
+        if heard_s < self._sent_s:  # a new utterance began
+            self._sent_s = 0.0
+        pacer = self.pacer
+        if heard_s < self.config.min_audio_s or heard_s - self._sent_s < pacer.step_s or pacer.stopped or not self._idle.is_set():
+            return None
+        start_s, t_start, audio = segmenter.open_speech()
+        self._sent_s = heard_s
+        self._idle.clear()
+        return SpeechUpdate(audio, start_s, t_start, t_arrival)
+
+    def final(self, seg: SpeechSegment) -> SpeechUpdate:
+        """The segmenter's finished segment, as its utterance's last update."""
+        self._sent_s = 0.0
+        utt = seg.utt
+        tail_s = utt.seg_start_s + len(seg.audio) / SAMPLE_RATE - utt.seg_end_s  # the silence kept after the speech
+        return SpeechUpdate(seg.audio, utt.seg_start_s, utt.t_speech_start or utt.t_speech_end, utt.t_speech_end + tail_s,
+                            final=seg)
+
+    # -- the ASR stage's side: read, agree, cut into clauses -----------------------------------------
+
     def process(self, update: SpeechUpdate) -> Iterator[Any]:
         try:
-            if update.key != self._key:  # a new source utterance
-                self._key, self._source_id = update.key, self.sources
+            if update.start_s != self._start_s:  # a new source utterance
+                self._start_s, self._source_id = update.start_s, self.sources
                 self.sources += 1
                 self._agreement = LocalAgreement(self.config.trim_s)
                 self._voice_fed = 0
@@ -166,7 +195,7 @@ class IncrementalAsr(Stage):
                 utt.asr_pacing = pacing
                 yield UtteranceEnd(utt)
         finally:
-            self.idle.set()
+            self._idle.set()
 
     def _paced(self, cost_s: float, update: SpeechUpdate) -> str:
         """Tell the pacer what the pass cost; say (once a session) when passes had to slow or stop."""

@@ -1,4 +1,5 @@
-"""Where speech comes from: a file replayed at real-time pace, or a microphone.
+"""Where speech comes from: a file replayed at real-time pace, or a microphone (and, in
+``s3tvr serve``, a WebSocket client: :class:`s3tvr.serve.transport.WebSocketSource`).
 
 A source yields :class:`~s3tvr.live.messages.Block` objects of 16 kHz mono audio, each stamped with
 the wall-clock time its last sample entered the program, which is what latency is measured from.
@@ -18,21 +19,45 @@ import soxr
 
 from s3tvr.audio import devices
 from s3tvr.audio.decode import load_audio
+from s3tvr.audio.streams import BLOCK, Reblocker
 from s3tvr.live.messages import SAMPLE_RATE, Block
 
 log = logging.getLogger(__name__)
 
-BLOCK = 512  # 32 ms: Silero VAD's window at 16 kHz
+
+class Source:
+    """What a session reads speech from. ``check()`` finds the input (before any model loads),
+    ``open()`` starts it (after), ``blocks(stop)`` yields its audio until it ends or ``stop`` is
+    set, ``close()`` frees it. The attributes say what the session may do with it."""
+
+    name = "the input"  # for messages: a file's path, "the microphone"
+    is_microphone = False  # the speaker may be heard by it: half-duplex unless audio.full_duplex
+    timeline = False  # its audio has a timeline a file output can place the translation on
+    realtime = True  # it comes at the pace it is spoken (False: a file read as fast as possible)
+    duration_s = 0.0  # its length when known (a file's), else 0
+    overflows = 0  # blocks lost because the program fell behind
+
+    def check(self) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def blocks(self, stop: threading.Event) -> Iterator[Block]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
-class FileSource:
+class FileSource(Source):
     """A file's audio track, replayed at real-time pace (or as fast as possible)."""
 
-    timeline = True  # output can be placed on the input's timeline
-    is_microphone = False
+    timeline = True
 
     def __init__(self, path: str | Path, realtime: bool = True):
         self.path = Path(path)
+        self.name = str(self.path)
         self.realtime = realtime
         self.audio: Optional[np.ndarray] = None
 
@@ -62,18 +87,15 @@ class FileSource:
                         return
             yield Block(self.audio[i:i + BLOCK], time.monotonic())
 
-    def close(self) -> None:
-        pass
 
-
-class MicSource:
+class MicSource(Source):
     """A microphone through PortAudio at its native rate, resampled to 16 kHz.
 
     The PortAudio callback only copies the block into a queue and never blocks; if the queue is
     full (the program fell behind) the block is dropped and counted as an overflow.
     """
 
-    timeline = False
+    name = "the microphone"
     is_microphone = True
 
     def __init__(self, device: Optional[str] = None, max_backlog_s: float = 10.0):
@@ -110,7 +132,7 @@ class MicSource:
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:
         resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32") if self.rate != SAMPLE_RATE else None
-        pending = np.zeros(0, dtype=np.float32)
+        blocks = Reblocker()
         reported = 0
         while not stop.is_set():
             try:
@@ -119,10 +141,8 @@ class MicSource:
                 continue
             if resampler is not None:
                 data = resampler.resample_chunk(data)
-            pending = np.concatenate([pending, data])
-            while len(pending) >= BLOCK:
-                yield Block(pending[:BLOCK], t)
-                pending = pending[BLOCK:]
+            for block in blocks.push(data):
+                yield Block(block, t)
             if self.overflows > reported:
                 log.warning("microphone overflow: %d blocks lost so far (the machine is too busy)", self.overflows)
                 reported = self.overflows

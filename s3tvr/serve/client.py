@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import statistics
 import threading
 import time
@@ -19,8 +18,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from s3tvr import files
+from s3tvr.audio.streams import Reblocker
 from s3tvr.errors import InputError, SetupError, brief
+from s3tvr.files import SoundFileWriter
 from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, UttInfo
 from s3tvr.serve.transport import float_to_pcm, pcm_to_float
 
@@ -233,13 +233,11 @@ async def microphone(device: Optional[str] = None, frame_s: float = FRAME_S) -> 
 
     threading.Thread(target=pump, name="s3tvr-client-mic", daemon=True).start()
     log.info("listening (Ctrl-C stops)")
+    frames = Reblocker(int(frame_s * SAMPLE_RATE))
     try:
-        frame: list[np.ndarray] = []
         while True:
-            frame.append(await blocks.get())
-            if sum(len(f) for f in frame) >= frame_s * SAMPLE_RATE:
-                yield np.concatenate(frame)
-                frame = []
+            for frame in frames.push(await blocks.get()):
+                yield frame
     finally:
         stop.set()
         mic.close()
@@ -258,30 +256,21 @@ async def stream_file(url: str, audio16k: np.ndarray, src: str, tgt: str, token:
 
 
 class _WavOut:
-    """The translation as a file, written as it comes to a hidden partial name, renamed once closed."""
+    """The translation as a file, written as it comes (s3tvr.files.SoundFileWriter: a hidden partial
+    name, renamed once closed), at the rate of the first audio received."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.suffix.lower() not in (".wav", ".flac", ".ogg"):
-            raise InputError(f"output {self.path}: write .wav, .flac or .ogg")
-        files.check_output(self.path, "--output")
-        self.tmp = files.partial_path(self.path)
-        self._file: Any = None
+        self.file = SoundFileWriter(path)
+        self.file.check()
+        self.path = self.file.path
 
     def write(self, samples: np.ndarray, rate: int) -> None:
-        import soundfile as sf
-
-        if self._file is None:
-            self._file = sf.SoundFile(self.tmp, "w", samplerate=rate, channels=1, format=self.path.suffix[1:].upper())
-        self._file.write(samples)
+        if not self.file.is_open:
+            self.file.open(rate)
+        self.file.write(samples)
 
     def close(self) -> bool:
-        if self._file is None:
-            return False
-        self._file.close()
-        self._file = None
-        os.replace(self.tmp, self.path)
-        return True
+        return self.file.finish()
 
 
 class _SpeakerOut:

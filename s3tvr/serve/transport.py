@@ -18,12 +18,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from s3tvr.audio.streams import Reblocker
 from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, UttInfo
-from s3tvr.live.sinks import _Resampler
+from s3tvr.live.sinks import Sink
+from s3tvr.live.sources import Source
 
 log = logging.getLogger(__name__)
 
-BLOCK = 512  # 32 ms: Silero VAD's window, what every source yields
 FRAME_S = 0.5  # longest binary frame sent: small enough for any client's message limit (websockets: 1 MiB)
 
 
@@ -54,7 +55,7 @@ def float_to_pcm(samples: np.ndarray) -> bytes:
     return np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-class WebSocketSource:
+class WebSocketSource(Source):
     """The client's microphone (or file) as a source: PCM s16le frames pushed by the event loop,
     yielded as 512-sample blocks stamped when their frame arrived.
 
@@ -63,11 +64,10 @@ class WebSocketSource:
     feeder (more: :meth:`push` says so, and the loop stops reading the socket until there is room).
     """
 
-    is_microphone = False  # never gated half-duplex: the client plays the translation itself
-    timeline = False
+    # Not a microphone to the session (never gated half-duplex): the client plays the translation itself.
 
-    def __init__(self, path: str = "the connection", max_ahead_s: float = 10.0, max_buffer_s: float = 60.0):
-        self.path = path
+    def __init__(self, name: str = "the connection", max_ahead_s: float = 10.0, max_buffer_s: float = 60.0):
+        self.name = name
         self.max_ahead_s = max_ahead_s
         self.max_buffer = int(max_buffer_s * SAMPLE_RATE)
         self.overflows = 0
@@ -78,12 +78,6 @@ class WebSocketSource:
         self._buffered = 0
         self._ended = False
         self._closed = False
-
-    def check(self) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
 
     def start(self, now: Optional[float] = None) -> None:
         """Real time starts now (the session is ready): the pace of what arrives is measured from here."""
@@ -121,7 +115,7 @@ class WebSocketSource:
             self._cond.notify()
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:
-        pending = np.zeros(0, dtype=np.float32)
+        blocks = Reblocker()
         t = time.monotonic()
         while True:
             with self._cond:
@@ -135,14 +129,13 @@ class WebSocketSource:
                 self._pieces.clear()
                 self._buffered = 0
             for samples, t in pieces:
-                pending = np.concatenate([pending, samples]) if len(pending) else samples
-                while len(pending) >= BLOCK:
+                for block in blocks.push(samples):
                     if stop.is_set():
                         return
-                    yield Block(pending[:BLOCK], t)
-                    pending = pending[BLOCK:]
-        if len(pending):  # the last, shorter block, as a file's
-            yield Block(pending, t)
+                    yield Block(block, t)
+        rest = blocks.rest()
+        if len(rest):  # the last, shorter block, as a file's
+            yield Block(rest, t)
 
     def close(self) -> None:
         with self._cond:
@@ -152,15 +145,14 @@ class WebSocketSource:
             self._cond.notify()
 
 
-class WebSocketSink:
+class WebSocketSink(Sink):
     """The translation to a client that plays it back to back: each chunk resampled to
     ``sample_rate`` (gapless across chunks), as PCM s16le frames handed to the event loop through
     ``post`` (called with ``(kind, payload, samples)``, kind "bytes" or "text"; it must not block),
     an ``utterance`` event before each utterance's first audio.
 
-    Its ``played`` stamps are what that client hears: a chunk starts once written and once the one
-    before it has finished, like FileSink's. An utterance is reported by :meth:`finished` once it
-    has been heard (the end of its last chunk), as a speaker's is.
+    Its listener clock plays back to back, as a file's does: what that client hears. An utterance
+    is reported by :meth:`finished` once it has been heard (the end of its last chunk).
 
     Audio posted but not yet taken by the connection (:meth:`sent` says what was) is unread; the
     connection drops a client whose unread audio is more than ``max_unread_s`` behind what it would
@@ -171,30 +163,21 @@ class WebSocketSink:
 
     def __init__(self, post: Callable[[str, Any, int], None], sample_rate: int = 24000, max_unread_s: float = 30.0,
                  on_unread: Callable[[str], None] = lambda reason: None):
+        super().__init__(sample_rate)
         self.post = post
-        self.rate = sample_rate
         self.max_unread_s = max_unread_s
         self.on_unread = on_unread
-        self._resampler = _Resampler(sample_rate)
         self._lock = threading.Lock()
         self._unsent = 0  # samples posted, not yet sent (whole numbers: the sum comes back to exactly 0)
-        self._heard_until = 0.0  # when the last chunk written would have finished playing
         self._announced: set[int] = set()
-        self._pending: collections.deque = collections.deque()  # (when heard, utt), in spoken order
         self._stopped = threading.Event()
-
-    def check(self) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
 
     def write(self, chunk: AudioChunk) -> None:
         if self._stopped.is_set():
             return
         if chunk.utt.utt_id not in self._announced:
             self._announce(chunk.utt)
-        self._play(chunk.utt, self._resampler.chunk(chunk))
+        super().write(chunk)
 
     def _announce(self, utt: UttInfo) -> None:
         self._announced.add(utt.utt_id)
@@ -209,12 +192,7 @@ class WebSocketSink:
             self._stopped.set()
             self.on_unread(unread_reason(unread, self.max_unread_s))
             return
-        seconds = len(samples) / self.rate
-        start = max(time.monotonic(), self._heard_until)
-        self._heard_until = start + seconds
-        utt.played.append((start, seconds))
-        if utt.t_first_audio is None:
-            utt.t_first_audio = start
+        self.clock.play(utt, len(samples) / self.rate)
         pcm = float_to_pcm(samples)
         step = 2 * int(FRAME_S * self.rate)
         for i in range(0, len(pcm), step):
@@ -246,31 +224,20 @@ class WebSocketSink:
         or under 0 however long the utterances; one that stopped falls behind by a second a second."""
         return self.unsent_s() - self.backlog_s()
 
-    def backlog_s(self) -> float:
-        """Seconds written that the client has not heard yet (the session's lag control reads it)."""
-        return max(0.0, self._heard_until - time.monotonic())
-
     def end(self, utt: UttInfo) -> None:
-        self._play(utt, self._resampler.end(utt))
+        super().end(utt)
         if utt.utt_id not in self._announced and not utt.error and (utt.src_text or utt.tgt_text):
             self._announce(utt)  # heard and translated, but nothing to say aloud: the captions still show it
         self._announced.discard(utt.utt_id)
-        if utt.played:
-            start, seconds = utt.played[-1]
-            utt.t_play_end = start + seconds
-        self._pending.append((utt.t_play_end or time.monotonic(), utt))
 
     def finished(self) -> list[UttInfo]:
-        done, now = [], time.monotonic()
-        while self._pending and (self._pending[0][0] <= now or self._stopped.is_set()):
-            done.append(self._pending.popleft()[1])
-        return done
+        return self.clock.finished(all=self._stopped.is_set())  # stopped: nobody will hear the rest
 
     def drain(self, timeout: float = 30.0) -> None:
         """Wait until everything written has been sent and heard (or the sink was stopped)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self._stopped.is_set():
-            if self.unsent_s() <= 0 and time.monotonic() >= self._heard_until:
+            if self.unsent_s() <= 0 and self.backlog_s() <= 0:
                 return
             self._stopped.wait(0.02)
 
