@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from s3tvr.audio.decode import load_audio  # noqa: E402
 from s3tvr.field_latency import field_figures, source_latencies  # noqa: E402
-from s3tvr.latency import read_log  # noqa: E402
+from s3tvr.records import read_log  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_window import reference_pass_s  # noqa: E402
@@ -74,8 +74,8 @@ def run(mode: str, audio: Path, out: Path, sets: tuple[str, ...] = (), tag: str 
     seconds = sf.info(audio).duration
     records = read_log(log)
     sources = source_latencies(records)
-    start = min(r["t0_mono"] for r in records)  # the run's clock origin; speech ends are on the same clock
-    ends = [(s, max(r["t_speech_end"] for r in records if r["source_id"] == s.source_id) - start) for s in sources]
+    start = min(r.t0_mono for r in records)  # the run's clock origin; speech ends are on the same clock
+    ends = [(s, max(r.t_speech_end for r in records if r.source_id == s.source_id) - start) for s in sources]
     timed = [(t, s.end_offset) for s, t in ends if s.end_offset is not None]
     last = max(t for t, _ in timed)
     first_minute = [e for t, e in timed if t <= timed[0][0] + 60]
@@ -85,7 +85,7 @@ def run(mode: str, audio: Path, out: Path, sets: tuple[str, ...] = (), tag: str 
         "input": audio.name, "mode": mode, "ran_as": ran_as.group(1) if ran_as else "?",
         "why": ran_as.group(2) if ran_as else "", "input_s": round(seconds, 1), "wall_s": round(wall, 1),
         "cpu_rtf": round((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds, 3),
-        "sources": len(sources), "utterances": len(records), "sped_up": sum(1 for r in records if (r.get("rate") or 1) > 1),
+        "sources": len(sources), "utterances": len(records), "sped_up": sum(1 for r in records if r.rate > 1),
         "first_minute_end_offset": round(statistics.fmean(first_minute), 2),
         "last_minute_end_offset": round(statistics.fmean(last_minute), 2),
         **{f"{name}_p50": round(m["p50"], 2) for name, m in field.items()},

@@ -21,7 +21,8 @@ from pathlib import Path
 import psutil
 
 from s3tvr import Engine, load_config
-from s3tvr.latency import percentile, stage_compute
+from s3tvr.records import UtteranceRecord
+from s3tvr.stats import percentile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 
@@ -47,15 +48,15 @@ def main() -> None:
             session = engine.session(input=str(clip), output=str(Path(tmp) / "out.wav"), log_path=args.log or None)
             records += session.run().records
     vad = cfg.vad
-    spoken = [r for r in records if r["latency_s"] is not None]
-    lat = [r["latency_s"] for r in spoken]
-    compute = [sum(stage_compute(r).values()) for r in spoken]
+    spoken = [r for r in records if r.latency_s is not None]
+    lat = [r.latency_s for r in spoken]
+    compute = [sum(r.stage_compute().values()) for r in spoken]
 
-    def endpoint(r: dict) -> float:  # the silence that ended this utterance: shorter for long ones
-        long = r["seg_end_s"] - r["seg_start_s"] - vad.preroll_ms / 1000 >= vad.long_after_s
+    def endpoint(r: UtteranceRecord) -> float:  # the silence that ended this utterance: shorter for long ones
+        long = r.seg_end_s - r.seg_start_s - vad.preroll_ms / 1000 >= vad.long_after_s
         return (vad.long_endpoint_ms if long else vad.endpoint_ms) / 1000
 
-    ratio = [r["latency_s"] / (endpoint(r) + c) for r, c in zip(spoken, compute)]
+    ratio = [r.latency_s / (endpoint(r) + c) for r, c in zip(spoken, compute)]
     print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {args.config} {args.pair} on {cfg.device}; "
           f"{len(recordings)} recordings, {len(records)} utterances, {len(spoken)} spoken")
@@ -63,9 +64,9 @@ def main() -> None:
           f"mean {statistics.fmean(lat):.2f} s  best {min(lat):.2f} s  worst {max(lat):.2f} s")
     stages: dict[str, list[float]] = {}
     for r in spoken:
-        for name, sec in stage_compute(r).items():
+        for name, sec in r.stage_compute().items():
             stages.setdefault(name, []).append(sec)
-    waits = [r["t_vad_emit"] - r["t_speech_end"] for r in spoken]
+    waits = [r.t_vad_emit - r.t_speech_end for r in spoken]
     print("per stage, median s: endpoint wait " + f"{statistics.median(waits):.2f}  "
           + "  ".join(f"{n} {statistics.median(v):.2f}" for n, v in stages.items()))
     print(f"overhead ratio latency / (endpoint silence + compute): p50 {percentile(ratio, 50):.2f}  p90 {percentile(ratio, 90):.2f}")

@@ -37,7 +37,7 @@ def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
                 engines[clip["lang"]] = Engine(load_config("offline", ["audio.realtime=false"], src_lang=clip["lang"], tgt_lang="en"))
             wav = Path(tmp) / (Path(clip["audio"]).stem + ".en.wav")
             result = engines[clip["lang"]].session(input=str(folder / clip["audio"]), output=str(wav)).run()
-            text = " ".join(r["tgt_text"] for r in result.records if r["tgt_text"])
+            text = " ".join(r.tgt_text for r in result.records if r.tgt_text)
             out.append({"audio": clip["audio"], "ref": clip["ref_eng"], "text": text, "heard": back_transcribe(listener, wav)})
     return out
 

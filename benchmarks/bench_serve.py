@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from s3tvr.audio.decode import load_audio  # noqa: E402
 from s3tvr.field_latency import field_figures, source_latencies  # noqa: E402
-from s3tvr.latency import percentile  # noqa: E402
 from s3tvr.serve.client import stream_file  # noqa: E402
+from s3tvr.stats import percentile  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_lag import set_args  # noqa: E402
@@ -84,7 +84,7 @@ def measure(url: str, pid: int, clips: list, n: int) -> dict:
     sampler.stop.set()
     cpu1, wall = process.cpu_times(), time.monotonic() - t0
     records = [r for res in results for r in res.records]
-    first = [r["latency_s"] for r in records if r.get("latency_s") is not None]
+    first = [r.latency_s for r in records if r.latency_s is not None]
     field = field_figures([s for res in results for s in source_latencies(res.records)])
     return {
         "clients": n, "finished": sum(1 for r in results if r.ok), "utterances": len(records),

@@ -9,10 +9,11 @@ stack's weights with :func:`download`; or read a latency log with :func:`read_lo
 from s3tvr.config import Config, load_config
 from s3tvr.dub.dubber import Dubber, DubOptions, DubResult
 from s3tvr.errors import S3tvrError
-from s3tvr.latency import read_log, summarize
+from s3tvr.latency import summarize
 from s3tvr.live.engine import Engine
 from s3tvr.live.session import RunResult, Session
 from s3tvr.models import download
+from s3tvr.records import read_log
 
 __all__ = ["Config", "load_config", "S3tvrError", "Engine", "Session", "RunResult", "Dubber", "DubOptions", "DubResult",
            "download", "read_log", "summarize"]

@@ -99,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from s3tvr.latency import format_table, summarize
     from s3tvr.live.engine import Engine
+    from s3tvr.records import UtteranceRecord
 
     if args.fast and not args.input:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
@@ -115,10 +116,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.mode:
         config = replace(config, simultaneous=replace(config.simultaneous, mode=args.mode))
 
-    def show(rec: dict) -> None:  # translations are the data: stdout, as each is spoken
-        if rec["tgt_text"] or rec["error"]:
+    def show(rec: UtteranceRecord) -> None:  # translations are the data: stdout, as each is spoken
+        if rec.tgt_text or rec.error:
             try:
-                print(f"[{rec['utt_id']}] {rec['tgt_text'] or 'ERROR ' + rec['error']}", flush=True)
+                print(f"[{rec.utt_id}] {rec.tgt_text or 'ERROR ' + rec.error}", flush=True)
             except OSError:  # the terminal closed (SIGHUP follows) or a reader went away: the log still has it
                 pass
 
@@ -292,7 +293,8 @@ def _devices(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from s3tvr import files
-    from s3tvr.latency import format_table, plot, read_log, summarize
+    from s3tvr.latency import format_table, plot, summarize
+    from s3tvr.records import read_log
 
     if args.plot:
         files.check_output(args.plot, "--plot")

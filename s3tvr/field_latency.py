@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from s3tvr.errors import SetupError
+from s3tvr.records import UtteranceRecord
+from s3tvr.stats import percentile
 
 FIELD_METRICS = ("StartOffset", "EndOffset", "first audio", "LAAL", "YAAL")
 _CHARACTER_UNITS = ("zh", "ja")  # languages written without spaces: latency counts characters (as OmniSTEval's)
@@ -46,27 +48,11 @@ class SourceLatency:
                 "LAAL": self.laal, "YAAL": self.yaal}[name]
 
 
-def played_chunks(rec: dict[str, Any]) -> list[tuple[float, float]]:
-    """The record's audio as heard, (start, seconds) per chunk. A log from before ``played`` was
-    written is read as one chunk from ``t_first_audio`` (or ``t_speech_end + latency_s``) to
-    ``t_play_end`` (or for ``out_dur_s``); seconds NaN when neither says how long it was."""
-    if "played" in rec:
-        return [(float(t), float(sec)) for t, sec in rec["played"]]
-    start = rec.get("t_first_audio")
-    if start is None and rec.get("latency_s") is not None and rec.get("t_speech_end") is not None:
-        start = rec["t_speech_end"] + rec["latency_s"]
-    if start is None:
-        return []
-    end, dur = rec.get("t_play_end"), rec.get("out_dur_s")
-    return [(start, end - start if end is not None else dur if dur is not None else math.nan)]
-
-
-def word_delays(rec: dict[str, Any]) -> list[float]:
+def word_delays(rec: UtteranceRecord) -> list[float]:
     """When each word of the record's ``tgt_text`` had been heard whole (wall clock): the words
-    spread over its played audio in proportion to their characters (no forced alignment)."""
-    chunks = played_chunks(rec)
-    text = rec.get("tgt_text") or ""
-    units = list(text.replace(" ", "")) if rec.get("tgt_lang", "").startswith(_CHARACTER_UNITS) else text.split()
+    spread over its ``played`` audio in proportion to their characters (no forced alignment)."""
+    chunks, text = rec.played, rec.tgt_text
+    units = list(text.replace(" ", "")) if rec.tgt_lang.startswith(_CHARACTER_UNITS) else text.split()
     if not units or not chunks or not all(math.isfinite(sec) for _, sec in chunks):
         return []
     total, chars = sum(sec for _, sec in chunks), sum(len(u) for u in units)
@@ -106,23 +92,21 @@ def omnisteval_version() -> str:
         return "(not installed)"
 
 
-def source_latencies(records: Iterable[dict[str, Any]]) -> list[SourceLatency]:
+def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
     """Each source utterance's figures, in log order. Records group by session (``t0_unix``,
-    ``t0_mono``: ids restart in each), pair and ``source_id`` (missing: the record's own ``utt_id``,
-    a log from before simultaneous mode)."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for n, rec in enumerate(records):
-        pair = f"{rec['src_lang']}-{rec['tgt_lang']}"
-        source = rec.get("source_id", rec.get("utt_id", f"line {n + 1}"))
-        groups.setdefault((pair, rec.get("t0_unix"), rec.get("t0_mono"), source), []).append(rec)
+    ``t0_mono``: ids restart in each), pair and ``source_id`` (a log from before simultaneous mode:
+    the record's own ``utt_id``, as :meth:`UtteranceRecord.from_json` reads it)."""
+    groups: dict[tuple, list[UtteranceRecord]] = {}
+    for rec in records:
+        groups.setdefault((rec.pair, rec.t0_unix, rec.t0_mono, rec.source_id), []).append(rec)
     out = []
     for (pair, _, _, source), recs in groups.items():
-        chunks = [c for r in recs for c in played_chunks(r)]
-        starts = [r["t_speech_start"] for r in recs if r.get("t_speech_start") is not None]
+        chunks = [c for r in recs for c in r.played]
+        starts = [r.t_speech_start for r in recs if r.t_speech_start is not None]
         t_start = starts[0] if starts else None
-        last = [r for r in recs if r.get("last_clause", True)]  # None yet: the run stopped while it was spoken
-        t_end = last[-1].get("t_speech_end") if last else None
-        spoken = [r for r in recs if played_chunks(r)]
+        last = [r for r in recs if r.last_clause]  # None yet: the run stopped while it was spoken
+        t_end = last[-1].t_speech_end if last else None
+        spoken = [r for r in recs if r.played]
         heard_until = max(t + sec for t, sec in chunks) if chunks else math.nan
         delays = [d for r in spoken for d in word_delays(r)]
         source_s = t_end - t_start if t_start is not None and t_end is not None else None
@@ -133,7 +117,7 @@ def source_latencies(records: Iterable[dict[str, Any]]) -> list[SourceLatency]:
             pair=pair, source_id=source, utterances=len(recs), words=len(delays), source_s=source_s,
             start_offset=chunks[0][0] - t_start if chunks and t_start is not None else None,
             end_offset=heard_until - t_end if t_end is not None and math.isfinite(heard_until) else None,
-            first_audio=played_chunks(spoken[-1])[0][0] - t_end if spoken and t_end is not None else None,
+            first_audio=spoken[-1].played[0][0] - t_end if spoken and t_end is not None else None,
             laal=laal, yaal=yaal,
         ))
     return out
@@ -142,8 +126,6 @@ def source_latencies(records: Iterable[dict[str, Any]]) -> list[SourceLatency]:
 def field_figures(sources: list[SourceLatency]) -> dict[str, dict[str, float]]:
     """Median, mean and p90 of each of the field's metrics over the source utterances that have it
     (the mean of LAAL and YAAL is OmniSTEval's system score: it averages its instances)."""
-    from s3tvr.latency import percentile  # the report's; imported here, as the report imports this module
-
     out = {}
     for name in FIELD_METRICS:
         values = [v for v in (s.metric(name) for s in sources) if v is not None]

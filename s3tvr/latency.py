@@ -1,6 +1,4 @@
-"""The latency log: one JSON object per utterance, appended and flushed as each finishes.
-
-The collector at the end of the chain is the only writer. ``s3tvr report`` reads a log back
+"""The latency report: ``s3tvr report`` reads a latency log (:mod:`s3tvr.records`) back
 into the table speech translation systems are compared by (the original S3TVR's average, best
 and worst per language, plus p50/p90 and per-stage means), and draws it, beside the latency the
 simultaneous translation field reports (:mod:`s3tvr.field_latency`).
@@ -8,160 +6,21 @@ simultaneous translation field reports (:mod:`s3tvr.field_latency`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, TextIO
+from typing import Iterable
 
 from s3tvr import files
-from s3tvr.errors import InputError
 from s3tvr.field_latency import FIELD_METRICS, SourceLatency, field_figures, omnisteval_version, source_latencies
-from s3tvr.live.messages import UttInfo
+from s3tvr.records import UtteranceRecord
+from s3tvr.stats import percentile
 
 log = logging.getLogger(__name__)
 
 STAGE_ORDER = ("denoise", "asr", "mt", "tts")
-
-
-def to_record(utt: UttInfo, clock: "Clock") -> dict[str, Any]:
-    """The log line for one utterance (DESIGN.md's format)."""
-    latency = None if utt.t_first_audio is None else utt.t_first_audio - utt.t_speech_end
-    return {
-        "utt_id": utt.utt_id,
-        "src_lang": utt.src_lang,
-        "tgt_lang": utt.tgt_lang,
-        "seg_start_s": round(utt.seg_start_s, 3),
-        "seg_end_s": round(utt.seg_end_s, 3),
-        "t_speech_end": utt.t_speech_end,
-        "t_vad_emit": utt.t_vad_emit,
-        "stages": {name: {"start": s.start, "end": s.end, "first_out": s.first_out, "backend": s.backend}
-                   for name, s in utt.stages.items()},
-        "source_id": utt.utt_id if utt.source_id is None else utt.source_id,
-        "last_clause": utt.last_clause,
-        "t_speech_start": utt.t_speech_start,
-        "t_first_audio": utt.t_first_audio,
-        "t_play_end": utt.t_play_end,
-        "played": [[round(t, 4), round(sec, 4)] for t, sec in utt.played],
-        "latency_s": None if latency is None else round(latency, 4),
-        "src_text": utt.src_text,
-        "tgt_text": utt.tgt_text,
-        "out_dur_s": round(utt.out_dur_s, 3),
-        "rate": round(utt.rate, 3),  # the speaking rate lag control asked of the TTS (1.0: natural)
-        "asr_pacing": utt.asr_pacing,  # simultaneous passes slowed or stopped to keep pace ("": neither)
-        "error": utt.error,
-        "skipped": utt.skipped,
-        "t0_unix": clock.t0_unix,
-        "t0_mono": clock.t0_mono,
-    }
-
-
-@dataclass
-class Clock:
-    """Maps the monotonic clock of a run to dates: unix = t0_unix + (t - t0_mono)."""
-
-    t0_mono: float = field(default_factory=time.monotonic)
-    t0_unix: float = field(default_factory=time.time)
-
-
-class Collector:
-    """Writes one line per finished utterance, flushed at once, so a crash loses nothing finished.
-    The file is created with the first line: a run that ends before any utterance leaves none."""
-
-    def __init__(self, path: Optional[str | Path], clock: Optional[Clock] = None, keep: bool = True):
-        self.path = Path(path) if path else None
-        self.keep = keep  # False for endless runs: memory stays flat, the log file has everything
-        self.clock = clock or Clock()
-        self.records: list[dict[str, Any]] = []
-        self._file: Optional[TextIO] = None
-        self._lock = threading.Lock()
-
-    def check(self) -> None:
-        if self.path is not None:
-            files.check_output(self.path, "--log")
-
-    def record(self, utt: UttInfo) -> dict[str, Any]:
-        rec = to_record(utt, self.clock)
-        with self._lock:
-            if self.keep:
-                self.records.append(rec)
-            if self.path is not None:
-                if self._file is None:
-                    self._file = open(self.path, "a", encoding="utf-8")
-                self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                self._file.flush()
-        return rec
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a latency log, each checked to have what the report reads."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder: give the latency log file written by s3tvr run --log")
-    if not path.is_file():
-        raise InputError(f"latency log {path} not found: give the file written by s3tvr run --log")
-    records = []
-    for n, rec in files.read_jsonl(path, "the latency log written by s3tvr run --log"):
-        problem = _log_record_problem(rec)
-        if problem:
-            raise InputError(f"{path} line {n} is not a latency record ({problem}): is this a latency log from s3tvr run?")
-        records.append(rec)
-    return records
-
-
-def _log_record_problem(rec: Any) -> str:
-    """What makes ``rec`` unreadable by the report ("" if nothing): the keys it needs, of the right types."""
-    if not isinstance(rec, dict):
-        return f"a JSON {type(rec).__name__}, not an object"
-    for key in ("src_lang", "tgt_lang"):
-        if not isinstance(rec.get(key), str):
-            return f"no {key}"
-    number = (int, float, type(None))
-    for key in ("latency_s", "t_speech_end", "t_vad_emit", "t_speech_start", "t_first_audio", "t_play_end", "out_dur_s", "rate"):
-        if isinstance(rec.get(key), bool) or not isinstance(rec.get(key), number):
-            return f"{key} is not a number"
-    played = rec.get("played", [])
-    if not isinstance(played, list) or not all(
-            isinstance(c, list) and len(c) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in c)
-            for c in played):
-        return "played is not a list of [start, seconds]"
-    stages = rec.get("stages", {})
-    if not isinstance(stages, dict) or not all(isinstance(s, dict) for s in stages.values()):
-        return "stages is not a mapping of stages"
-    if any(not isinstance(s.get(k), number) or isinstance(s.get(k), bool) for s in stages.values() for k in ("start", "end", "first_out")):
-        return "a stage time is not a number"
-    return ""
-
-
-def stage_compute(rec: dict[str, Any]) -> dict[str, float]:
-    """Seconds each stage spent on the utterance (until its first output for a streaming stage)."""
-    out = {}
-    for name, s in rec.get("stages", {}).items():
-        stop = s.get("first_out") or s.get("end")
-        if s.get("start") is not None and stop is not None:
-            out[name] = stop - s["start"]
-    return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    pos = (len(xs) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 @dataclass
@@ -185,33 +44,33 @@ class PairSummary:
     field_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def summarize(records: Iterable[dict[str, Any]]) -> list[PairSummary]:
+def summarize(records: Iterable[UtteranceRecord]) -> list[PairSummary]:
     records = list(records)
-    by_pair: dict[str, list[dict[str, Any]]] = {}
+    by_pair: dict[str, list[UtteranceRecord]] = {}
     sources: dict[str, list[SourceLatency]] = {}
     for src in source_latencies(records):
         sources.setdefault(src.pair, []).append(src)
     for rec in records:
-        by_pair.setdefault(f"{rec['src_lang']}-{rec['tgt_lang']}", []).append(rec)
+        by_pair.setdefault(rec.pair, []).append(rec)
     out = []
     for pair, recs in sorted(by_pair.items()):
-        lat = [r["latency_s"] for r in recs if r.get("latency_s") is not None]
+        lat = [r.latency_s for r in recs if r.latency_s is not None]
         stages: dict[str, list[float]] = {}
         for r in recs:
-            for name, sec in stage_compute(r).items():
+            for name, sec in r.stage_compute().items():
                 stages.setdefault(name, []).append(sec)
-        waits = [r["t_vad_emit"] - r["t_speech_end"] for r in recs if r.get("t_vad_emit") is not None]
-        rates = [r.get("rate") or 1.0 for r in recs]  # logs written before lag control have none
+        waits = [r.t_vad_emit - r.t_speech_end for r in recs if r.t_vad_emit is not None]
+        rates = [r.rate for r in recs]
         nan = float("nan")
         out.append(PairSummary(
-            pair=pair, utterances=len(recs), spoken=len(lat), failed=sum(1 for r in recs if r.get("error")),
+            pair=pair, utterances=len(recs), spoken=len(lat), failed=sum(1 for r in recs if r.error),
             mean=statistics.fmean(lat) if lat else nan, best=min(lat) if lat else nan, worst=max(lat) if lat else nan,
             p50=percentile(lat, 50), p90=percentile(lat, 90),
             stage_means={n: statistics.fmean(stages[n]) for n in STAGE_ORDER if n in stages},
             endpoint_wait=statistics.fmean(waits) if waits else nan,
             sped_up=sum(1 for r in rates if r > 1.0), top_rate=max(rates),
-            asr_slowed=sum(1 for r in recs if r.get("asr_pacing") == "slowed"),
-            asr_stopped=sum(1 for r in recs if r.get("asr_pacing") == "stopped"),
+            asr_slowed=sum(1 for r in recs if r.asr_pacing == "slowed"),
+            asr_stopped=sum(1 for r in recs if r.asr_pacing == "stopped"),
             field_metrics=field_figures(sources.get(pair, [])),
         ))
     return out
@@ -254,7 +113,7 @@ def _num(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.2f}"
 
 
-def plot(records: list[dict[str, Any]], path: str | Path) -> None:
+def plot(records: list[UtteranceRecord], path: str | Path) -> None:
     """A PNG: latency distribution per pair, mean seconds per stage, and the field's metrics (medians)."""
     import matplotlib
 
@@ -264,7 +123,7 @@ def plot(records: list[dict[str, Any]], path: str | Path) -> None:
     summaries = summarize(records)
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.2))
     for s in summaries:
-        lat = [r["latency_s"] for r in records if f"{r['src_lang']}-{r['tgt_lang']}" == s.pair and r.get("latency_s") is not None]
+        lat = [r.latency_s for r in records if r.pair == s.pair and r.latency_s is not None]
         if lat:
             ax1.hist(lat, bins=min(30, max(5, len(lat))), alpha=0.6, label=f"{s.pair} (p50 {s.p50:.2f} s)")
     ax1.set_xlabel("end of speech → first translated audio (s)")

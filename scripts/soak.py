@@ -25,6 +25,7 @@ from s3tvr.audio.streams import BLOCK
 from s3tvr.live.messages import SAMPLE_RATE, Block
 from s3tvr.live.sinks import Sink
 from s3tvr.live.sources import Source
+from s3tvr.records import UtteranceRecord
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "realtimestt_asr-reference.wav"
 
@@ -86,10 +87,10 @@ def soak(minutes: float, workers: int = 2) -> dict:
     ids: list[int] = []
     errors = 0
 
-    def on_record(rec: dict) -> None:
+    def on_record(rec: UtteranceRecord) -> None:
         nonlocal errors
-        ids.append(rec["utt_id"])
-        errors += rec["error"] is not None
+        ids.append(rec.utt_id)
+        errors += rec.error is not None
         if len(ids) % 10 == 0:
             rss.append(process.memory_info().rss / 2**20)
 

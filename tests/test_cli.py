@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from s3tvr.records import read_log
+
 from conftest import one_line_error, s3tvr, s3tvr_cmd
 
 
@@ -101,8 +103,8 @@ def test_ctrl_c_exits_130_within_two_seconds_and_keeps_the_log(data, tmp_path):
     took = time.monotonic() - sent
     assert proc.returncode == 130 and took < 2.0, (proc.returncode, took)
     assert "Traceback" not in proc.stderr.read()
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
-    assert recs and recs[0]["utt_id"] == 0
+    recs = read_log(log)
+    assert recs and recs[0].utt_id == 0
     assert (tmp_path / "o.wav").exists() and not (tmp_path / "o.wav.partial").exists()
 
 

@@ -1,6 +1,5 @@
 """The engine with scripted fake backends and the real Silero VAD: order, drain, abort, failures, latency."""
 
-import json
 import re
 import threading
 import time
@@ -15,6 +14,7 @@ from s3tvr.live.messages import AudioChunk, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Reorderer
 from s3tvr.live.sinks import FileSink
 from s3tvr.live.sources import FileSource
+from s3tvr.records import read_log
 
 NARRATION = "realtimestt_asr-reference.wav"  # 52 s, 9 sentences with pauses
 VIDEO = "open-dubbing_englishvideo.mp4"  # 10 s
@@ -29,27 +29,27 @@ def test_drain_translates_every_utterance_in_order_and_logs_it(data, tmp_path):
     result = Engine(fake()).session(input=str(data / NARRATION), output=str(out), log_path=str(log)).run()
 
     assert result.exit_code == 0 and not result.aborted
-    ids = [r["utt_id"] for r in result.records]
+    ids = [r.utt_id for r in result.records]
     assert ids == list(range(9))
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["utt_id"] for r in lines] == ids
+    lines = read_log(log)
+    assert lines == result.records  # the log reads back as the records the run returned
     for rec in lines:
-        assert rec["src_lang"] == "en" and rec["tgt_lang"] == "es"
-        assert rec["seg_end_s"] > rec["seg_start_s"]
-        assert set(rec["stages"]) == {"asr", "mt", "tts"}
-        assert all(s["backend"] == "fake" and s["end"] >= s["start"] for s in rec["stages"].values())
-        assert rec["t_speech_end"] <= rec["t_vad_emit"] <= rec["stages"]["asr"]["start"]
-        assert rec["t_first_audio"] >= rec["stages"]["tts"]["first_out"]
-        assert rec["latency_s"] == pytest.approx(rec["t_first_audio"] - rec["t_speech_end"], abs=1e-3)
-        assert rec["tgt_text"].startswith("[es] utterance") and rec["out_dur_s"] > 0 and rec["error"] is None
+        assert rec.src_lang == "en" and rec.tgt_lang == "es"
+        assert rec.seg_end_s > rec.seg_start_s
+        assert set(rec.stages) == {"asr", "mt", "tts"}
+        assert all(s.backend == "fake" and s.end >= s.start for s in rec.stages.values())
+        assert rec.t_speech_end <= rec.t_vad_emit <= rec.stages["asr"].start
+        assert rec.t_first_audio >= rec.stages["tts"].first_out
+        assert rec.latency_s == pytest.approx(rec.t_first_audio - rec.t_speech_end, abs=1e-3)
+        assert rec.tgt_text.startswith("[es] utterance") and rec.out_dur_s > 0 and rec.error is None
     # The file holds each translation where it was spoken, and nothing half-written is left.
     audio, rate = sf.read(out)
     assert not (tmp_path / "out.wav.partial").exists()
     last = lines[-1]
-    spoken_until = last["seg_start_s"] + last["out_dur_s"]
+    spoken_until = last.seg_start_s + last.out_dur_s
     assert len(audio) / rate == pytest.approx(max(spoken_until, sf.info(data / NARRATION).duration), abs=0.01)
     first_sound = np.flatnonzero(np.abs(audio) > 0.01)[0] / rate
-    assert first_sound == pytest.approx(lines[0]["seg_start_s"], abs=0.05)
+    assert first_sound == pytest.approx(lines[0].seg_start_s, abs=0.05)
 
 
 def test_order_is_kept_when_a_later_utterance_finishes_first(data, tmp_path):
@@ -57,10 +57,10 @@ def test_order_is_kept_when_a_later_utterance_finishes_first(data, tmp_path):
     cfg = fake("asr.delays=[1.2, 0.02, 0.02]", "pipeline.workers={asr: 2}")
     result = Engine(cfg).session(input=str(data / NARRATION), output=str(tmp_path / "o.wav")).run()
 
-    recs = {r["utt_id"]: r for r in result.records}
-    assert recs[1]["stages"]["asr"]["end"] < recs[0]["stages"]["asr"]["end"], "the scenario did not happen"
-    assert [r["utt_id"] for r in result.records] == sorted(recs)
-    firsts = [recs[i]["t_first_audio"] for i in sorted(recs)]
+    recs = {r.utt_id: r for r in result.records}
+    assert recs[1].stages["asr"].end < recs[0].stages["asr"].end, "the scenario did not happen"
+    assert [r.utt_id for r in result.records] == sorted(recs)
+    firsts = [recs[i].t_first_audio for i in sorted(recs)]
     assert firsts == sorted(firsts)
 
 
@@ -88,12 +88,12 @@ def test_one_failing_utterance_does_not_stop_the_others(data, tmp_path):
                         output=str(tmp_path / "o.wav")).run()
 
     assert result.exit_code == 0
-    recs = {r["utt_id"]: r for r in (json.loads(x) for x in log.read_text().splitlines())}
+    recs = {r.utt_id: r for r in read_log(log)}
     assert sorted(recs) == list(range(9))
-    assert "asr: RuntimeError: scripted failure of utterance 1" == recs[1]["error"]
-    assert recs[1]["latency_s"] is None and recs[1]["out_dur_s"] == 0
-    assert recs[3]["error"].startswith("tts: RuntimeError")
-    assert all(recs[i]["error"] is None and recs[i]["latency_s"] is not None for i in (0, 2, 4, 5, 6, 7, 8))
+    assert "asr: RuntimeError: scripted failure of utterance 1" == recs[1].error
+    assert recs[1].latency_s is None and recs[1].out_dur_s == 0
+    assert recs[3].error.startswith("tts: RuntimeError")
+    assert all(recs[i].error is None and recs[i].latency_s is not None for i in (0, 2, 4, 5, 6, 7, 8))
 
 
 def test_abort_stops_within_two_seconds_and_keeps_finished_utterances(data, tmp_path):
@@ -114,7 +114,7 @@ def test_abort_stops_within_two_seconds_and_keeps_finished_utterances(data, tmp_
 
     assert result.aborted and result.exit_code == 130
     assert took < 2.0
-    assert [json.loads(x)["utt_id"] for x in log.read_text().splitlines()] == [0]
+    assert [r.utt_id for r in read_log(log)] == [0]
     assert (tmp_path / "o.wav").exists() and not (tmp_path / "o.wav.partial").exists()
 
 
@@ -126,10 +126,10 @@ def test_latency_is_endpoint_wait_plus_scripted_compute(data, tmp_path):
 
     assert len(result.records) >= 3
     for rec in result.records:
-        wait = rec["t_vad_emit"] - rec["t_speech_end"]
+        wait = rec.t_vad_emit - rec.t_speech_end
         assert 0.4 <= wait <= 0.75, wait  # 500 ms endpoint, counted in 32 ms windows
         scripted = 0.3 + 0.05 + 0.1  # TTS's first chunk only: playback starts on it
-        overhead = rec["latency_s"] - wait - scripted
+        overhead = rec.latency_s - wait - scripted
         assert 0 <= overhead < 0.15, overhead
 
 
@@ -159,7 +159,7 @@ def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tm
     heard = gated.run().records
     # Of the 9 sentences only those spoken after playback ended are heard (one may start mid-way).
     assert 4 <= len(heard) <= 5
-    assert all(r["seg_start_s"] >= 26.0 - 0.35 for r in heard)
+    assert all(r.seg_start_s >= 26.0 - 0.35 for r in heard)
 
     duplex = Engine(fake("audio.full_duplex=true")).session(  # headphones: the mic is always open
         source=_MicLike(data / NARRATION, realtime=False), sink=FileSink(tmp_path / "d.wav"))
@@ -195,10 +195,10 @@ def test_record_dir_keeps_each_utterances_input_and_translation(data, tmp_path):
     n = len(result.records)
     assert n >= 3
     for r in result.records:
-        heard, rate = sf.read(rec_dir / f"utt{r['utt_id']:05d}_in.wav")
-        assert rate == 16000 and len(heard) / rate == pytest.approx(r["seg_end_s"] - r["seg_start_s"], abs=0.45)
-        said, rate = sf.read(rec_dir / f"utt{r['utt_id']:05d}_out.wav")
-        assert len(said) / rate == pytest.approx(r["out_dur_s"], abs=0.01)
+        heard, rate = sf.read(rec_dir / f"utt{r.utt_id:05d}_in.wav")
+        assert rate == 16000 and len(heard) / rate == pytest.approx(r.seg_end_s - r.seg_start_s, abs=0.45)
+        said, rate = sf.read(rec_dir / f"utt{r.utt_id:05d}_out.wav")
+        assert len(said) / rate == pytest.approx(r.out_dur_s, abs=0.01)
     assert not list(rec_dir.glob("*.partial"))
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from s3tvr.records import read_log
+
 from conftest import one_line_error, s3tvr, s3tvr_cmd
 
 CLIP = "fleurs-en-004.ogg"  # 4.3 s of English speech
@@ -102,8 +104,8 @@ def test_every_utterance_failed_is_not_success(data, tmp_path):
                  "--set", f"tts.fail_on=[{','.join(map(str, range(40)))}]")
     assert proc.returncode == 4, proc.stderr
     one_line_error(proc, "none of the", "utterances", "was translated")
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(recs) >= 3 and all(r["error"] for r in recs)  # the log keeps why each failed
+    recs = read_log(log)
+    assert len(recs) >= 3 and all(r.error for r in recs)  # the log keeps why each failed
     assert not (tmp_path / "o.wav").exists()  # silence is not a translation
 
 
@@ -167,12 +169,12 @@ def test_stop_signals_keep_finished_work(data, tmp_path, sig):
     stderr = proc.stderr.read()
     assert proc.returncode == 128 + sig and took < 2.0, (proc.returncode, took, stderr)
     assert "Traceback" not in stderr and f"stopped ({sig.name})" in stderr
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["utt_id"] for r in recs][:2] == [0, 1] and all(r["latency_s"] is not None for r in recs)
+    recs = read_log(log)
+    assert [r.utt_id for r in recs][:2] == [0, 1] and all(r.latency_s is not None for r in recs)
     audio, rate = sf.read(out, dtype="float32")
     for r in recs:  # each finished translation is where it was spoken, not silence
-        start = int(r["seg_start_s"] * rate)
-        assert np.abs(audio[start:start + int(r["out_dur_s"] * rate)]).max() > 0.1, r["utt_id"]
+        start = int(r.seg_start_s * rate)
+        assert np.abs(audio[start:start + int(r.out_dur_s * rate)]).max() > 0.1, r.utt_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.jsonl", "o.wav"]  # no temporary file left
 
 

@@ -1,5 +1,6 @@
 """s3tvr eval: metric code against values computed by hand, and the command end to end."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -10,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from s3tvr.eval import metrics
+from s3tvr.records import UtteranceRecord
 
 from conftest import manifest, s3tvr_cmd
 
@@ -43,11 +45,12 @@ def test_cosine_by_hand():
 
 def test_latency_figures_by_hand():
     def rec(lat, asr=1.0, tts_first=0.5, seg=(0.0, 3.0)):
-        return {"latency_s": lat, "seg_start_s": seg[0], "seg_end_s": seg[1],
-                "stages": {"asr": {"start": 10.0, "end": 10.0 + asr, "first_out": 10.0 + asr},
-                           "tts": {"start": 11.0, "end": 13.0, "first_out": 11.0 + tts_first}}}
+        return UtteranceRecord.from_json({
+            "utt_id": 0, "src_lang": "es", "tgt_lang": "en", "latency_s": lat, "seg_start_s": seg[0], "seg_end_s": seg[1],
+            "stages": {"asr": {"start": 10.0, "end": 10.0 + asr, "first_out": 10.0 + asr},
+                       "tts": {"start": 11.0, "end": 13.0, "first_out": 11.0 + tts_first}}})
 
-    records = [rec(1.0), rec(2.0), rec(3.0), rec(4.0), {**rec(None), "stages": {}}]
+    records = [rec(1.0), rec(2.0), rec(3.0), rec(4.0), dataclasses.replace(rec(None), stages={})]
     fig = metrics.latency_figures(records, endpoint_s=0.5, long_endpoint_s=0.2, long_after_s=8.0, audio_s=20.0)
     assert (fig["utterances"], fig["spoken"]) == (5, 4)
     assert (fig["p50_s"], fig["mean_s"], fig["max_s"]) == (2.5, 2.5, 4.0)

@@ -14,6 +14,7 @@ import soundfile as sf
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.finetune.prepare import PrepareOptions, clip_snr_db, cut_clips, speech_loss_db
+from s3tvr.records import read_log
 
 from conftest import DATA, s3tvr_cmd
 
@@ -280,8 +281,8 @@ def test_train_two_steps_then_run_speaks_with_the_result(dataset, base_model, ti
     assert "fine-tuned speaker" in proc.stderr
     audio, rate = sf.read(wav)
     assert rate == 24000 and np.abs(audio).max() > 0.01
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert records and all(r["error"] is None and r["stages"]["tts"]["backend"] == "xtts" for r in records)
+    records = read_log(log)
+    assert records and all(r.error is None and r.stages["tts"].backend == "xtts" for r in records)
 
 
 @pytest.mark.stack

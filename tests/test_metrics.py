@@ -12,10 +12,11 @@ import soundfile as sf
 
 from s3tvr.audio.streams import Resampler
 from s3tvr.field_latency import omnisteval_lags, source_latencies, word_delays
-from s3tvr.latency import Clock, summarize, to_record
+from s3tvr.latency import summarize
 from s3tvr.live.messages import AudioChunk, UttInfo
 from s3tvr.live.sinks import FileSink, SpeakerSink
 from s3tvr.live.sources import Source
+from s3tvr.records import Clock, UtteranceRecord, read_log
 
 from conftest import s3tvr
 
@@ -33,7 +34,7 @@ def record(utt_id, t_start, t_end, played, text, source_id=None, last=True):
         utt.out_dur_s = sum(sec for _, sec in played)
     else:
         utt.skipped = "end of the utterance"
-    return json.loads(json.dumps(to_record(utt, CLOCK)))  # as read back from the file
+    return UtteranceRecord.from_json(json.loads(json.dumps(UtteranceRecord.from_utt(utt, CLOCK).to_json())))  # as read back
 
 
 # Sentence mode: two utterances, each its own source.
@@ -98,8 +99,8 @@ def check(row, n, p50, mean, p90):
 
 def test_sentence_mode_by_hand(tmp_path):
     recs = sentence_log()
-    assert recs[0]["source_id"] == 0 and recs[1]["source_id"] == 1 and recs[0]["last_clause"] is True
-    assert recs[0]["played"] == [[102.5, 1.0], [103.5, 1.0]] and recs[0]["latency_s"] == 0.5
+    assert recs[0].source_id == 0 and recs[1].source_id == 1 and recs[0].last_clause is True
+    assert recs[0].played == ((102.5, 1.0), (103.5, 1.0)) and recs[0].latency_s == 0.5
     assert word_delays(recs[0]) == pytest.approx([103.0, 103.5, 104.0, 104.5])
     a, b = source_latencies(recs)
     assert metrics(a) == pytest.approx([2.5, 2.5, 0.5, 3.0, 3.0])
@@ -111,7 +112,7 @@ def test_sentence_mode_by_hand(tmp_path):
     assert fm["LAAL"]["mean"] == pytest.approx(4.275) and fm["YAAL"]["mean"] == pytest.approx(3.9625)
 
     log = tmp_path / "l.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    log.write_text("".join(json.dumps(r.to_json()) + "\n" for r in recs))
     proc = s3tvr("report", log)
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if line.startswith("es-en")).split()
@@ -127,7 +128,7 @@ def test_sentence_mode_by_hand(tmp_path):
 
 def test_simultaneous_mode_groups_clauses_by_source_by_hand(tmp_path):
     recs = clause_log()
-    assert [r["source_id"] for r in recs] == [0, 0, 0, 1, 1] and [r["last_clause"] for r in recs] == [False, False, True] + [False, True]
+    assert [r.source_id for r in recs] == [0, 0, 0, 1, 1] and [r.last_clause for r in recs] == [False, False, True] + [False, True]
     assert word_delays(recs[1]) == [205.5]  # one word, heard whole at the end of the second chunk
     s0, s1 = source_latencies(recs)
     assert (s0.utterances, s0.words, s0.source_s) == (3, 5, 6.0)
@@ -135,7 +136,7 @@ def test_simultaneous_mode_groups_clauses_by_source_by_hand(tmp_path):
     assert (s1.utterances, s1.words) == (2, 1)
     assert metrics(s1) == pytest.approx([2.6, 0.4, -0.4, 3.4, 3.4])
     log = tmp_path / "l.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    log.write_text("".join(json.dumps(r.to_json()) + "\n" for r in recs))
     proc = s3tvr("report", log)
     assert proc.returncode == 0, proc.stderr
     rows = field_rows(proc.stdout)
@@ -191,7 +192,7 @@ def test_an_old_log_without_the_new_fields_still_reports(tmp_path):
 
 
 def test_words_of_a_language_written_without_spaces_are_its_characters():
-    rec = {"tgt_lang": "zh", "tgt_text": "你好 世界", "played": [[10.0, 2.0]]}
+    rec = UtteranceRecord.from_json({"utt_id": 0, "src_lang": "en", "tgt_lang": "zh", "tgt_text": "你好 世界", "played": [[10.0, 2.0]]})
     assert word_delays(rec) == pytest.approx([10.5, 11.0, 11.5, 12.0])
 
 
@@ -258,7 +259,7 @@ def run_fake(data, tmp_path, *extra):
     out, log = tmp_path / "o.wav", tmp_path / "l.jsonl"
     proc = s3tvr("run", "en", "--config", "fake", "--input", data / "fleurs-en-004.ogg", "--output", out, "--log", log, *extra)
     assert proc.returncode == 0, proc.stderr
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    recs = read_log(log)
     audio, rate = sf.read(out, dtype="float32")
     return recs, audio, rate, log
 
@@ -266,41 +267,41 @@ def run_fake(data, tmp_path, *extra):
 def test_a_real_run_logs_played_chunks_that_match_its_output(data, tmp_path):
     recs, audio, rate, log = run_fake(data, tmp_path)
     [rec] = recs  # the clip is one sentence
-    played = rec["played"]
-    t_input = rec["t_speech_end"] - rec["seg_end_s"]  # the wall clock when the input began (real-time pace)
-    assert played and played[0][0] == pytest.approx(rec["t_first_audio"], abs=1e-4)
-    assert played[-1][0] + played[-1][1] == pytest.approx(rec["t_play_end"], abs=1e-3)
+    played = rec.played
+    t_input = rec.t_speech_end - rec.seg_end_s  # the wall clock when the input began (real-time pace)
+    assert played and played[0][0] == pytest.approx(rec.t_first_audio, abs=1e-4)
+    assert played[-1][0] + played[-1][1] == pytest.approx(rec.t_play_end, abs=1e-3)
     assert all(b[0] >= a[0] + a[1] - 1e-3 for a, b in zip(played, played[1:]))  # one after another
     heard = sum(sec for _, sec in played)
-    assert heard == pytest.approx(rec["out_dur_s"], abs=0.02)
+    assert heard == pytest.approx(rec.out_dur_s, abs=0.02)
     # Heard once the speech ended and the pipeline answered: seg_end_s + latency_s into the input.
-    assert played[0][0] - t_input == pytest.approx(rec["seg_end_s"] + rec["latency_s"], abs=1e-3)
-    assert rec["t_speech_start"] - t_input < rec["seg_end_s"] and rec["source_id"] == 0 and rec["last_clause"]
+    assert played[0][0] - t_input == pytest.approx(rec.seg_end_s + rec.latency_s, abs=1e-3)
+    assert rec.t_speech_start - t_input < rec.seg_end_s and rec.source_id == 0 and rec.last_clause
     # Sentence mode keeps the file on the input's timeline: the tone sits where the sentence was
     # spoken, as long as what was heard.
     tone = np.flatnonzero(envelope(audio, rate)) / rate
-    assert tone[0] == pytest.approx(rec["seg_start_s"], abs=0.02) and tone[-1] - tone[0] == pytest.approx(heard, abs=0.03)
+    assert tone[0] == pytest.approx(rec.seg_start_s, abs=0.02) and tone[-1] - tone[0] == pytest.approx(heard, abs=0.03)
 
     proc = s3tvr("report", log)
     assert proc.returncode == 0, proc.stderr
     rows = field_rows(proc.stdout)
     assert rows["StartOffset"][0] == "1" and float(rows["StartOffset"][1]) == pytest.approx(
-        played[0][0] - rec["t_speech_start"], abs=0.01)
-    assert float(rows["first audio"][1]) == pytest.approx(rec["latency_s"], abs=0.01)
+        played[0][0] - rec.t_speech_start, abs=0.01)
+    assert float(rows["first audio"][1]) == pytest.approx(rec.latency_s, abs=0.01)
     assert all(rows[m][0] == "1" and not math.isnan(float(rows[m][1])) for m in ("EndOffset", "LAAL", "YAAL"))
 
 
 def test_a_simultaneous_run_writes_each_clause_where_it_was_heard(data, tmp_path):
     recs, audio, rate, log = run_fake(data, tmp_path, "--set", "simultaneous.mode=simultaneous")
-    assert len(recs) >= 2 and {r["source_id"] for r in recs} == {0} and recs[-1]["last_clause"]
+    assert len(recs) >= 2 and {r.source_id for r in recs} == {0} and recs[-1].last_clause
     # The sink's estimate of when the input began, as the file was written with it.
-    t_input = min(r["t_speech_end"] - r["seg_end_s"] for r in recs)
+    t_input = min(r.t_speech_end - r.seg_end_s for r in recs)
     expected = np.zeros(len(audio), bool)
     for r in recs:
-        for start, sec in r["played"]:
+        for start, sec in r.played:
             expected[int(round((start - t_input) * rate)):int(round((start - t_input + sec) * rate))] = True
     assert expected.any() and np.mean(envelope(audio, rate) == expected) > 0.99
-    first = min(start for r in recs for start, _ in r["played"]) - t_input
+    first = min(start for r in recs for start, _ in r.played) - t_input
     assert np.flatnonzero(envelope(audio, rate))[0] / rate == pytest.approx(first, abs=0.02)
     proc = s3tvr("report", log)
     assert proc.returncode == 0, proc.stderr

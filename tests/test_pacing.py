@@ -68,15 +68,15 @@ def test_a_session_whose_voice_is_too_slow_speaks_faster_and_logs_the_rate(data,
                                   "tts.pause_s=0.5", "audio.lag_s=1.0"], src_lang="es", tgt_lang="en")
     with Engine(config) as engine:
         result = engine.session(input=str(data / "fleurs-es-000.ogg"), output=str(tmp_path / "o.wav")).run()
-    spoken = [r for r in result.records if r["latency_s"] is not None]
-    rates = [r["rate"] for r in spoken]
+    spoken = [r for r in result.records if r.latency_s is not None]
+    rates = [r.rate for r in spoken]
     assert rates[0] == 1.0  # nothing was waiting to be heard yet
     assert max(rates) > 1.0 and all(1.0 <= r <= 1.25 for r in rates), rates
     for r in spoken:  # what was said at a faster rate is shorter by that rate, pause cut to 0.1 s
-        words = len(r["tgt_text"].split())
-        natural = words * 0.8 + (0.5 if r["rate"] == 1.0 else 0.1)
-        if r["rate"] > 1.0:
-            assert r["out_dur_s"] == pytest.approx(words * 0.8 / r["rate"] + 0.1, abs=0.02), r
+        words = len(r.tgt_text.split())
+        natural = words * 0.8 + (0.5 if r.rate == 1.0 else 0.1)
+        if r.rate > 1.0:
+            assert r.out_dur_s == pytest.approx(words * 0.8 / r.rate + 0.1, abs=0.02), r
         else:
-            assert r["out_dur_s"] <= natural + 0.02
+            assert r.out_dur_s <= natural + 0.02
     assert "sped up" in format_table(summarize(result.records))

@@ -2,7 +2,6 @@
 source fed from a FIFO) and a virtual speaker (a pipe sink written to a FIFO), reached by s3tvr
 through PortAudio. Real Spanish speech goes in; what s3tvr played comes out and is transcribed."""
 
-import json
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ import pytest
 
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
+from s3tvr.records import read_log
 
 from conftest import s3tvr_cmd
 
@@ -122,7 +122,7 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
         mic.speak(load_audio(data / "fleurs-es-002.ogg"))
         # Written once the translation has played: in sentence mode one record, in simultaneous mode
         # (auto's choice where passes keep pace) one per clause, the source's last clause at the end.
-        while not log.exists() or not any(json.loads(line)["last_clause"] for line in log.read_text().splitlines()):
+        while not log.exists() or not any(r.last_clause for r in read_log(log)):
             assert proc.poll() is None and time.monotonic() < deadline + 60, "".join(status)
             time.sleep(0.2)
     finally:
@@ -130,10 +130,10 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
         proc.wait(timeout=10)
         mic.stop.set()
     assert proc.returncode == 130, "".join(status)
-    spoken = [r for r in map(json.loads, log.read_text().splitlines()) if not r["skipped"]]
-    assert spoken and all(r["error"] is None and r["tgt_text"] for r in spoken)
-    assert all(0 < r["latency_s"] < 30 and r["t_play_end"] > r["t_first_audio"] for r in spoken)
-    said_s, said = sum(r["out_dur_s"] for r in spoken), " ".join(r["tgt_text"] for r in spoken)
+    spoken = [r for r in read_log(log) if not r.skipped]
+    assert spoken and all(r.error is None and r.tgt_text for r in spoken)
+    assert all(0 < r.latency_s < 30 and r.t_play_end > r.t_first_audio for r in spoken)
+    said_s, said = sum(r.out_dur_s for r in spoken), " ".join(r.tgt_text for r in spoken)
 
     played = speaker.audio()
     loud = np.flatnonzero(np.abs(played) > 0.02)
@@ -179,16 +179,16 @@ def speak_simultaneous(pulse, data, tmp_path, *flags):
             time.sleep(0.1)
         mic.speak(load_audio(data / "fleurs-es-000.ogg"))  # 12.8 s: one long sentence
         deadline = time.monotonic() + 60
-        while not any(r["last_clause"] for r in records):  # until its last clause has played
+        while not any(r.last_clause for r in records):  # until its last clause has played
             assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
             time.sleep(0.2)
-            records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            records = read_log(log) if log.exists() else []
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
         mic.stop.set()
     assert proc.returncode == 130, "".join(status)
-    assert len(records) >= 2 and len({r["source_id"] for r in records}) == 1, records  # clauses of one utterance
+    assert len(records) >= 2 and len({r.source_id for r in records}) == 1, records  # clauses of one utterance
     assert speaker.first_loud_at() is not None, "nothing was played"
     return speaker.first_loud_at(), mic.spoken_at[0], records
 
@@ -201,7 +201,7 @@ def test_full_duplex_simultaneous_speaks_while_the_clip_is_still_being_spoken(pu
     first_sound, clip_spoken, records = speak_simultaneous(pulse, data, tmp_path, "--full-duplex")
     assert first_sound < clip_spoken - 2.0, (first_sound - clip_spoken, records)  # heard while still speaking
     first, last = records[0], records[-1]
-    assert first["error"] is None and first["tgt_text"] and first["t_first_audio"] < last["t_speech_end"] - 2.0
+    assert first.error is None and first.tgt_text and first.t_first_audio < last.t_speech_end - 2.0
 
 
 def test_half_duplex_simultaneous_computes_while_speaking_and_plays_at_the_pause(pulse, data, tmp_path):
@@ -209,8 +209,8 @@ def test_half_duplex_simultaneous_computes_while_speaking_and_plays_at_the_pause
     played only once they pause (playing would close the microphone on their words), at once then."""
     first_sound, clip_spoken, records = speak_simultaneous(pulse, data, tmp_path)
     first, last = records[0], records[-1]
-    assert first["stages"]["tts"]["end"] < last["t_speech_end"] - 2.0, records  # ready well before the pause
-    assert first["t_first_audio"] > last["t_speech_end"], records  # but held until the person paused
+    assert first.stages["tts"].end < last.t_speech_end - 2.0, records  # ready well before the pause
+    assert first.t_first_audio > last.t_speech_end, records  # but held until the person paused
     assert first_sound > clip_spoken - 1.0, (first_sound - clip_spoken, records)  # (the clip ends in 0.8 s of silence)
     # Once they pause: the endpoint (0.5 s) and the final pass, not the whole translation.
-    assert first["t_first_audio"] - last["t_speech_end"] < 2.0, records
+    assert first.t_first_audio - last.t_speech_end < 2.0, records

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
+from s3tvr.records import read_log
 from s3tvr.serve import ServeOptions, client, connection
 from s3tvr.serve.server import bind, create_app, uvicorn_config
 from s3tvr.serve.transport import float_to_pcm
@@ -195,18 +196,19 @@ def test_a_session_streams_its_translation_in_order_with_a_record_per_utterance(
     # One utterance event per utterance before its audio, ids counting up, a latency record for each.
     utts = result.utterances
     assert [u["utt_id"] for u in utts] == list(range(len(utts))) and utts
-    assert [r["utt_id"] for r in result.records] == [u["utt_id"] for u in utts]
+    assert [r.utt_id for r in result.records] == [u["utt_id"] for u in utts]
     assert utts[0]["src_text"].startswith("utterance 0 lasting") and utts[0]["tgt_text"] == "[en] " + utts[0]["src_text"]
     for r in result.records:
-        assert r["error"] is None and r["latency_s"] > 0 and r["t_play_end"] > r["t_first_audio"]
+        assert r.error is None and r.latency_s > 0 and r.t_play_end > r.t_first_audio
     assert result.done == {"type": "done", "utterances": len(utts), "spoken": len(utts), "failed": 0}
     # Every second played is a second received: the stamps are the audio sent, nothing lost.
-    played = sum(sec for r in result.records for _, sec in r["played"])
+    played = sum(sec for r in result.records for _, sec in r.played)
     assert abs(result.received_s - played) < 0.01 and result.received_s > 1.0
     assert np.abs(result.audio).max() > 0.1  # the fake's tone, not silence
-    # The server's own log of the session.
+    # The server's own log of the session: each latency event's record is its log line's object.
     log = fake.server.log_dir / f"{result.session}.jsonl"
-    assert [json.loads(line)["utt_id"] for line in log.read_text().splitlines()] == [u["utt_id"] for u in utts]
+    sent = [e["record"] for e in events if e["type"] == "latency"]
+    assert sent == [json.loads(line) for line in log.read_text().splitlines()] and read_log(log) == result.records
     assert fake.idle()
 
 
@@ -536,7 +538,7 @@ def test_the_client_hears_the_english_of_a_spanish_clip(offline, listener, data)
     heard = hear(listener, result.audio, result.sample_rate)
     assert chrf(heard, said) > 60, (heard, said)
     assert chrf(said, refs[clip]["ref_eng"]) > chrf(said, refs[other]["ref_eng"]) + 5, (said, refs[clip]["ref_eng"])
-    assert result.records and all(r["error"] is None and r["latency_s"] > 0 for r in result.records)
+    assert result.records and all(r.error is None and r.latency_s > 0 for r in result.records)
     log = offline.logs / "sessions" / f"{result.session}.jsonl"
     assert len(log.read_text().splitlines()) == len(result.records)
 
@@ -558,10 +560,10 @@ def test_four_clients_at_once_each_hear_their_own_translation_in_order(offline, 
         # In order and complete: ids count up from 0, a latency record for each, all spoken.
         ids = [u["utt_id"] for u in r.utterances]
         assert ids == list(range(len(ids))) and ids, (clip, ids)
-        assert [rec["utt_id"] for rec in r.records] == ids
+        assert [rec.utt_id for rec in r.records] == ids
         assert r.done == {"type": "done", "utterances": len(ids), "spoken": len(ids), "failed": 0}
-        assert all(rec["src_lang"] == "es" and rec["latency_s"] > 0 for rec in r.records)
-        played = sum(sec for rec in r.records for _, sec in rec["played"])
+        assert all(rec.src_lang == "es" and rec.latency_s > 0 for rec in r.records)
+        played = sum(sec for rec in r.records for _, sec in rec.played)
         assert abs(r.received_s - played) < 0.01
         # Its own clip's translation, closer to its reference than to any other clip's (Whisper base's
         # translations are loose: the margins were 4.6 to 27 points); its audio says its own text.

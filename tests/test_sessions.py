@@ -54,16 +54,16 @@ def test_two_sessions_at_once_on_one_engine_each_translate_their_own_clip(data, 
 
     listener = faster_whisper.WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
     refs = {clip: manifest()[clip]["ref_eng"] for clip in CLIPS}
-    said = {clip: " ".join(r["tgt_text"] for r in results[clip].records) for clip in CLIPS}
+    said = {clip: " ".join(r.tgt_text for r in results[clip].records) for clip in CLIPS}
     for clip, other in (CLIPS, CLIPS[::-1]):
         records = results[clip].records
         # In order and complete: ids count up from 0, each spoken, timed and logged.
-        assert [r["utt_id"] for r in records] == list(range(len(records))) and records
+        assert [r.utt_id for r in records] == list(range(len(records))) and records
         log_lines = (tmp_path / f"{clip}.jsonl").read_text().splitlines()
         assert len(log_lines) == len(records)
         for r in records:
-            assert r["error"] is None and r["tgt_text"] and r["latency_s"] > 0 and r["t_play_end"] > r["t_first_audio"]
-            assert {"asr", "tts"} <= set(r["stages"])
+            assert r.error is None and r.tgt_text and r.latency_s > 0 and r.t_play_end > r.t_first_audio
+            assert {"asr", "tts"} <= set(r.stages)
         # Its text is the translation of its own clip, not of the other one (Whisper base's
         # translations are loose, hence the margin rather than a high score) ...
         own, crossed = (sacrebleu.sentence_chrf(said[clip], [refs[c]]).score for c in (clip, other))

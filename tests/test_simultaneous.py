@@ -30,7 +30,7 @@ def simultaneous(**sections):
 
 
 def words_of(records, source_id):
-    text = " ".join(r["src_text"] for r in records if r["source_id"] == source_id and r["src_text"])
+    text = " ".join(r.src_text for r in records if r.source_id == source_id and r.src_text)
     return [re.sub(r"[.\-]", "", w) for w in text.split()]
 
 
@@ -47,15 +47,15 @@ def test_translation_starts_before_the_speaker_stops(run):
     result, _ = run
     assert not result.aborted and result.spoken >= 2
     first = result.records[0]
-    last_of_first = next(r for r in result.records if r["source_id"] == first["source_id"] and r["last_clause"])
+    last_of_first = next(r for r in result.records if r.source_id == first.source_id and r.last_clause)
     # Its first clause was heard (played into the file) while the utterance was still being spoken.
-    assert first["t_first_audio"] < last_of_first["t_speech_end"] - 1.0, (first, last_of_first)
+    assert first.t_first_audio < last_of_first.t_speech_end - 1.0, (first, last_of_first)
 
 
 def test_no_word_lost_doubled_or_reordered(run, data):
     result, audio = run
     regions = speech_regions(audio, load_config("fake").vad)
-    sources = sorted({r["source_id"] for r in result.records})
+    sources = sorted({r.source_id for r in result.records})
     assert len(sources) == len(regions)
     for source_id, (start, end) in zip(sources, regions):
         # The final pass hears the whole segment: the fake's words of it, each once, in order.
@@ -63,17 +63,17 @@ def test_no_word_lost_doubled_or_reordered(run, data):
         words = words_of(result.records, source_id)
         assert words == [f"w{k}" for k in range(len(words))], words
         assert abs(len(words) - expected) <= 2, (len(words), expected)
-    ids = [r["utt_id"] for r in result.records]
+    ids = [r.utt_id for r in result.records]
     assert ids == list(range(len(ids)))  # clauses in spoken order, each once
-    ends = [r for r in result.records if r["last_clause"]]
-    assert [r["source_id"] for r in ends] == sources  # every source utterance closed once
+    ends = [r for r in result.records if r.last_clause]
+    assert [r.source_id for r in ends] == sources  # every source utterance closed once
 
 
 def test_translation_of_each_clause_is_what_was_spoken(run):
     result, _ = run
     for r in result.records:
-        if r["src_text"]:
-            assert r["tgt_text"] == f"[en] {r['src_text']}" and r["latency_s"] is not None
+        if r.src_text:
+            assert r.tgt_text == f"[en] {r.src_text}" and r.latency_s is not None
 
 
 def test_a_pass_slower_than_the_step_is_never_queued(data, tmp_path):
@@ -132,7 +132,7 @@ def test_auto_measures_the_asr_when_it_loads_and_gives_sessions_simultaneous_mod
         session = engine.session(input=str(data / "lj001-0004.ogg"), output=str(tmp_path / "o.wav"))  # 5 s, real time
         result = session.run()
         assert engine.pass_s >= 0.11 and session.mode == "simultaneous" and session.incremental is not None
-        assert result.spoken >= 1 and result.records[0]["stages"]["asr"]["backend"] == "fake"
+        assert result.spoken >= 1 and result.records[0].stages["asr"].backend == "fake"
         assert engine.open_mode(live=False)[0] == "sentence"  # --fast: no speaker to keep pace with
         # Sessions share the ASR: with a pass of 0.55 s, passes come every 1.1 s for one, 2.2 s for
         # two, 3.3 s (over max_step_s) for three.
@@ -151,7 +151,7 @@ def test_auto_gives_sentence_mode_where_passes_cannot_keep_pace(data, tmp_path):
         session = engine.session(input=str(data / "lj001-0004.ogg"), output=str(tmp_path / "o.wav"))
         result = session.run()
     assert session.mode == "sentence" and session.incremental is None and result.spoken == 1
-    assert result.records[0]["source_id"] == result.records[0]["utt_id"] == 0
+    assert result.records[0].source_id == result.records[0].utt_id == 0
 
 
 def test_passes_slow_down_then_stop_when_they_cost_more_than_the_budget():
@@ -179,5 +179,5 @@ def test_a_recognizer_slower_than_real_time_never_lets_the_lag_grow(data, tmp_pa
     # Said, not silent: once each in the log, per clause in the latency log, and in the report.
     said = [r.message for r in caplog.records if r.message.startswith("simultaneous:")]
     assert len(said) == 2 and "passes every" in said[0] and "cannot keep pace" in said[1], said
-    assert {r["asr_pacing"] for r in result.records} >= {"slowed", "stopped"}
+    assert {r.asr_pacing for r in result.records} >= {"slowed", "stopped"}
     assert "recognition slowed for" in format_table(summarize(result.records))

@@ -4,7 +4,6 @@ streaming, voice caching, sentence limits, the CLI end to end, and the errors us
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from s3tvr.backends import registry
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError
 from s3tvr.live.messages import SpeechSegment, Transcript, Translation, UttInfo
+from s3tvr.records import read_log
 
 from conftest import DATA, s3tvr_cmd
 
@@ -322,14 +322,14 @@ def test_run_with_the_tiny_stack(tiny, tmp_path, lang, target, clip, mode):
     assert proc.returncode == 0, proc.stderr[-2000:]
     audio, rate = sf.read(out)
     assert rate == 24000 and np.abs(audio).max() > 0.01
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert records and all(r["error"] is None for r in records)
-    spoken = [r for r in records if not r["skipped"]]  # simultaneous: not the empty clause that marks the end
+    records = read_log(log)
+    assert records and all(r.error is None for r in records)
+    spoken = [r for r in records if not r.skipped]  # simultaneous: not the empty clause that marks the end
     assert spoken and f"{mode} mode" in proc.stderr
     for r in spoken:
-        assert r["src_lang"] == lang and r["tgt_lang"] == target and r["src_text"] and r["tgt_text"]
-        assert {s: r["stages"][s]["backend"] for s in ("asr", "mt", "tts")} == {"asr": "nemo", "mt": "nllb", "tts": "xtts"}
-        assert r["latency_s"] is not None and r["t_first_audio"] >= r["stages"]["tts"]["first_out"]
+        assert r.src_lang == lang and r.tgt_lang == target and r.src_text and r.tgt_text
+        assert {s: r.stages[s].backend for s in ("asr", "mt", "tts")} == {"asr": "nemo", "mt": "nllb", "tts": "xtts"}
+        assert r.latency_s is not None and r.t_first_audio >= r.stages["tts"].first_out
 
 
 def test_run_errors_are_one_line(tiny, tmp_path):

@@ -150,5 +150,5 @@ def test_the_engine_loads_it_once_and_sessions_share_it(data, tmp_path):
     engine = Engine(load_config("fake", ["vad.turn=true", "audio.realtime=false"], src_lang="en", tgt_lang="es"))
     result = engine.session(input=str(data / "realtimestt_asr-reference.wav"), output=str(tmp_path / "o.wav")).run()
     assert "turn" in engine.loads and engine.turn_model() is turn.shared()
-    assert [r["utt_id"] for r in result.records] == list(range(9))  # the narration's 9 sentences
+    assert [r.utt_id for r in result.records] == list(range(9))  # the narration's 9 sentences
     assert "turn" not in Engine(load_config("fake")).loads

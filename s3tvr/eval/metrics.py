@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from s3tvr.latency import percentile, stage_compute
+from s3tvr.records import UtteranceRecord
+from s3tvr.stats import percentile
 
 NORMALISATION = "lowercase, punctuation removed, whitespace collapsed"
 
@@ -60,23 +61,23 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm > 0 else 0.0
 
 
-def latency_figures(records: Sequence[dict[str, Any]], endpoint_s: float, long_endpoint_s: float, long_after_s: float,
+def latency_figures(records: Sequence[UtteranceRecord], endpoint_s: float, long_endpoint_s: float, long_after_s: float,
                     audio_s: float) -> dict[str, Any]:
     """Speed from latency-log records: end of speech -> first audio, per-stage compute, real-time
     factor (stage compute / audio duration) and the overhead ratio latency / (endpoint + compute)."""
-    spoken = [r for r in records if r.get("latency_s") is not None]
-    lat = [r["latency_s"] for r in spoken]
+    spoken = [r for r in records if r.latency_s is not None]
+    lat = [r.latency_s for r in spoken]
     stages: dict[str, list[float]] = {}
     compute_total = 0.0
     ratios = []
     for r in records:
-        sc = stage_compute(r)
+        sc = r.stage_compute()
         for name, sec in sc.items():
             stages.setdefault(name, []).append(sec)
-        compute_total += sum(s["end"] - s["start"] for s in r.get("stages", {}).values() if s.get("end") is not None)
-        if r.get("latency_s") is not None:
-            long = r["seg_end_s"] - r["seg_start_s"] >= long_after_s
-            ratios.append(r["latency_s"] / ((long_endpoint_s if long else endpoint_s) + sum(sc.values())))
+        compute_total += sum(s.end - s.start for s in r.stages.values() if s.end is not None)
+        if r.latency_s is not None:
+            long = r.seg_end_s - r.seg_start_s >= long_after_s
+            ratios.append(r.latency_s / ((long_endpoint_s if long else endpoint_s) + sum(sc.values())))
     nan = math.nan
     return {
         "utterances": len(records), "spoken": len(spoken),

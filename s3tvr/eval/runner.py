@@ -28,6 +28,7 @@ from s3tvr.eval import metrics
 from s3tvr.field_latency import field_figures, source_latencies
 from s3tvr.live.engine import Engine
 from s3tvr.live.messages import SAMPLE_RATE
+from s3tvr.records import UtteranceRecord
 from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,8 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
     wer_how = ("the system's ASR model's source-language words (it translates while running)" if translating
                else "the system's ASR transcript")
 
-    runs: list[tuple[dict, Path, list[dict], float]] = []
-    records: list[dict] = []
+    runs: list[tuple[dict, Path, list[UtteranceRecord], float]] = []
+    records: list[UtteranceRecord] = []
     audio_s = 0.0
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for n, clip in enumerate(clips):
@@ -180,10 +181,10 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
             source = load_audio(folder / clip["audio"])
             said = _read_output(out)
             heard = judge.transcribe(said, tgt)
-            src_text = " ".join(r["src_text"] for r in recs if r["src_text"])
+            src_text = " ".join(r.src_text for r in recs if r.src_text)
             if translating:
                 src_text = _transcribe_clip(engine.asr, source)
-            translation = " ".join(r["tgt_text"] for r in recs if r["tgt_text"])
+            translation = " ".join(r.tgt_text for r in recs if r.tgt_text)
             a, b = judge.embed(source), judge.embed(said) if heard else None
             results.append(ClipResult(
                 audio=clip["audio"], duration_s=round(len(source) / SAMPLE_RATE, 2), reference=clip[REFERENCE_KEYS[tgt]],
@@ -191,7 +192,7 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
                 source_text=src_text, translation=translation, heard=heard,
                 bleu=metrics.sentence_bleu(heard, clip[REFERENCE_KEYS[tgt]]),
                 speaker_similarity=None if a is None or b is None else metrics.cosine(a, b),
-                utterances=len(recs), peak_rss_mb=peak, errors=[r["error"] for r in recs if r["error"]],
+                utterances=len(recs), peak_rss_mb=peak, errors=[r.error for r in recs if r.error],
             ))
     refs = [c.reference for c in results]
     sims = [c.speaker_similarity for c in results if c.speaker_similarity is not None]

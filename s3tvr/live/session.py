@@ -21,7 +21,6 @@ import numpy as np
 
 from s3tvr import files
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
-from s3tvr.latency import Clock, Collector
 from s3tvr.live.engine import Engine
 from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
@@ -30,6 +29,7 @@ from s3tvr.live.segmenter import Segmenter
 from s3tvr.live.simultaneous import IncrementalAsr, check_mode
 from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
 from s3tvr.live.sources import FileSource, MicSource, Source
+from s3tvr.records import Clock, Collector, UtteranceRecord
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ ABORT_GRACE_S = 1.0  # how long an abort waits for workers before leaving them (
 
 @dataclass
 class RunResult:
-    records: list[dict[str, Any]] = field(default_factory=list)  # each utterance's log record (unless keep_records=False)
+    records: list[UtteranceRecord] = field(default_factory=list)  # each utterance's log record (unless keep_records=False)
     aborted: bool = False  # stopped before the input ended
     stop_signal: int = signal.SIGINT  # what stopped an aborted run: Ctrl-C, or SIGTERM/SIGHUP turned into the same
     overflows: int = 0
@@ -68,7 +68,7 @@ class Session:
 
     ``input``: a file to replay (None: the microphone). ``output``: a WAV file to write (None:
     the speaker; from a microphone, both). ``source``/``sink`` replace the audio ends outright.
-    ``on_record`` sees each utterance's log record as it is written. ``voice``: recordings of
+    ``on_record`` sees each utterance's :class:`UtteranceRecord` as it is logged. ``voice``: recordings of
     the speaker for a voice-cloning TTS, ``speaker``: a name to keep the learned voice under
     (neither: the voice is learned from this session's speech). ``src_lang``/``tgt_lang``: this
     session's pair when it is not the engine's (one the engine can serve: Engine.check_languages).
@@ -77,7 +77,7 @@ class Session:
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
                  log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Optional[Source] = None,
                  sink: Optional[Sink] = None,
-                 on_record: Optional[Callable[[dict[str, Any]], None]] = None, keep_records: bool = True,
+                 on_record: Optional[Callable[[UtteranceRecord], None]] = None, keep_records: bool = True,
                  voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = ""):
         self.engine = engine
         self.config = config = engine.config
@@ -276,13 +276,13 @@ class Session:
     def _collect(self) -> None:
         for utt in self.sink.finished():
             rec = self.collector.record(utt)
-            if rec["error"]:
+            if rec.error:
                 self.result.failed += 1
-                self.result.first_error = self.result.first_error or rec["error"]
-                log.warning("utterance %d failed: %s", utt.utt_id, rec["error"])
-            elif rec["latency_s"] is not None:
+                self.result.first_error = self.result.first_error or rec.error
+                log.warning("utterance %d failed: %s", utt.utt_id, rec.error)
+            elif rec.latency_s is not None:
                 self.result.spoken += 1
-                log.info("utterance %d: %.2f s to first audio: %s", utt.utt_id, rec["latency_s"], rec["tgt_text"])
+                log.info("utterance %d: %.2f s to first audio: %s", utt.utt_id, rec.latency_s, rec.tgt_text)
             if self.on_record is not None:  # last: a stop signal may land in it
                 self.on_record(rec)
 

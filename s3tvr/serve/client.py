@@ -22,6 +22,7 @@ from s3tvr.audio.streams import Reblocker
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.files import SoundFileWriter
 from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, UttInfo
+from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import float_to_pcm, pcm_to_float
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ClientResult:
     sent_s: float = 0.0  # input audio sent
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)  # every JSON event, in order
     utterances: list[dict[str, Any]] = field(default_factory=list)  # the utterance events: ids and texts
-    records: list[dict[str, Any]] = field(default_factory=list)  # each utterance's latency record
+    records: list[UtteranceRecord] = field(default_factory=list)  # each utterance's latency record
     errors: list[str] = field(default_factory=list)  # error events' messages
     done: Optional[dict[str, Any]] = None  # the done event (None: the session did not finish)
     close_code: Optional[int] = None
@@ -63,7 +64,7 @@ class ClientResult:
         return self.done is not None and self.close_code == 1000
 
     def summary(self) -> str:
-        latencies = [r["latency_s"] for r in self.records if r.get("latency_s") is not None]
+        latencies = [r.latency_s for r in self.records if r.latency_s is not None]
         counts = self.done or {"utterances": len(self.records), "spoken": len(latencies), "failed": len(self.errors)}
         line = (f"{counts['utterances']} utterances ({counts['spoken']} spoken, {counts['failed']} failed), "
                 f"{self.sent_s:.1f} s sent, {self.received_s:.1f} s of translated speech received")
@@ -189,7 +190,10 @@ async def _receive(ws: Any, result: ClientResult, ready: asyncio.Event, on_event
             elif kind == "utterance":
                 result.utterances.append(event)
             elif kind == "latency":
-                result.records.append(event.get("record", {}))
+                try:
+                    result.records.append(UtteranceRecord.from_json(event.get("record")))
+                except ValueError as e:  # the event itself stays in events
+                    log.warning("a latency event that is no latency record (%s)", e)
             elif kind == "error":
                 result.errors.append(str(event.get("message", "")))
             elif kind == "done":

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from s3tvr.errors import InputError, S3tvrError, brief
 from s3tvr.live.messages import SAMPLE_RATE
+from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
 
 if TYPE_CHECKING:
@@ -203,11 +204,11 @@ class Connection:
         except RuntimeError:
             pass
 
-    def _record(self, rec: dict[str, Any]) -> None:
+    def _record(self, rec: UtteranceRecord) -> None:
         self.utterances += 1
-        if rec.get("error"):
-            self.sink.event({"type": "error", "message": f"utterance {rec['utt_id']} failed: {rec['error']}"})
-        self.sink.event({"type": "latency", "record": rec})
+        if rec.error:
+            self.sink.event({"type": "error", "message": f"utterance {rec.utt_id} failed: {rec.error}"})
+        self.sink.event({"type": "latency", "record": rec.to_json()})  # the log line's object: the protocol's
 
     # -- the event loop's tasks --------------------------------------------------------------
 
