@@ -3,13 +3,14 @@
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import one_line_error, s3tvr, s3tvr_cmd
+from conftest import REPO, one_line_error, s3tvr, s3tvr_cmd
 
 
 def test_missing_input_file(tmp_path):
@@ -111,6 +112,37 @@ def test_help_on_every_command():
         proc = s3tvr(*cmd, "--help")
         assert proc.returncode == 0 and "usage: s3tvr" in proc.stdout
     assert "faster-whisper" in s3tvr("run", "--help").stdout  # the backend table
+
+
+# What `s3tvr --help` and `import s3tvr` must not load: torch, numpy and the model libraries, the
+# dubber and the live engine (with them --help took 0.9 s here instead of 0.15 s).
+HEAVY = ("torch", "numpy", "onnxruntime", "ctranslate2", "faster_whisper", "transformers", "s3tvr.dub", "s3tvr.live",
+         "s3tvr.backends.registry")
+
+
+def heavy_loaded_by(code: str) -> set[str]:
+    """The HEAVY modules (and their submodules) a fresh interpreter holds after ``code``."""
+    proc = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(*sys.modules, file=sys.stderr)"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)  # this checkout first on the path
+    assert proc.returncode == 0, proc.stderr
+    return {m for m in proc.stderr.split() if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))}
+
+
+def test_help_loads_no_model_library_nor_a_command_of_its_own():
+    help_exits_0 = "from s3tvr.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n    assert stop.code == 0"
+    assert not heavy_loaded_by(help_exits_0)
+    assert not heavy_loaded_by("import s3tvr")
+
+
+def test_the_package_names_load_when_first_used():
+    import s3tvr
+    from s3tvr.dub.dubber import Dubber
+    from s3tvr.latency import read_log
+    from s3tvr.live.engine import Engine
+
+    assert (s3tvr.Engine, s3tvr.Dubber, s3tvr.read_log) == (Engine, Dubber, read_log)
+    assert all(getattr(s3tvr, name) is not None for name in s3tvr.__all__) and set(s3tvr.__all__) <= set(dir(s3tvr))
+    assert not hasattr(s3tvr, "Nothing")  # an AttributeError, as for any module
 
 
 def test_report_prints_the_table_and_draws_the_plot(tmp_path):
