@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, one_line_error, s3tvr, s3tvr_cmd
+from conftest import REPO, STOP_S, one_line_error, s3tvr, s3tvr_cmd
 
 
 def test_missing_input_file(tmp_path):
@@ -90,7 +90,7 @@ def test_cuda_requested_without_cuda():
     one_line_error(s3tvr("run", "es", "--config", "fake", "--device", "cuda"), "CUDA", "--device cpu")
 
 
-def test_ctrl_c_exits_130_within_two_seconds_and_keeps_the_log(data, tmp_path):
+def test_ctrl_c_exits_130_promptly_and_keeps_the_log(data, tmp_path):
     log = tmp_path / "l.jsonl"
     proc = subprocess.Popen([*s3tvr_cmd(), "run", "en", "--config", "fake", "--input", data / "realtimestt_asr-reference.wav",
                              "--output", tmp_path / "o.wav", "--log", log], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -98,9 +98,9 @@ def test_ctrl_c_exits_130_within_two_seconds_and_keeps_the_log(data, tmp_path):
     assert first.startswith("[0]")
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     took = time.monotonic() - sent
-    assert proc.returncode == 130 and took < 2.0, (proc.returncode, took)
+    assert proc.returncode == 130 and took < STOP_S, (proc.returncode, took)
     assert "Traceback" not in proc.stderr.read()
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     assert recs and recs[0]["utt_id"] == 0

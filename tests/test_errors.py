@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import one_line_error, s3tvr, s3tvr_cmd
+from conftest import STOP_S, one_line_error, s3tvr, s3tvr_cmd
 
 CLIP = "fleurs-en-004.ogg"  # 4.3 s of English speech
 LONG = "realtimestt_asr-reference.wav"  # 52 s of English speech with pauses
@@ -153,7 +153,7 @@ def test_devices_without_sound_hardware_follows_the_error_convention():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_stop_signals_keep_finished_work(data, tmp_path, sig):
-    """What systemd, docker stop or a closed terminal send: the run stops within 2 s with the
+    """What systemd, docker stop or a closed terminal send: the run stops promptly (STOP_S) with the
     shell's code for that signal, and every finished utterance is in a valid output file and the log."""
     log, out = tmp_path / "l.jsonl", tmp_path / "o.wav"
     proc = subprocess.Popen([*s3tvr_cmd(), "run", "en", "--config", "fake", "--input", data / LONG, "--output", out, "--log", log],
@@ -162,10 +162,10 @@ def test_stop_signals_keep_finished_work(data, tmp_path, sig):
     assert proc.stdout.readline().startswith("[1]")
     proc.send_signal(sig)
     sent = time.monotonic()
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     took = time.monotonic() - sent
     stderr = proc.stderr.read()
-    assert proc.returncode == 128 + sig and took < 2.0, (proc.returncode, took, stderr)
+    assert proc.returncode == 128 + sig and took < STOP_S, (proc.returncode, took, stderr)
     assert "Traceback" not in stderr and f"stopped ({sig.name})" in stderr
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["utt_id"] for r in recs][:2] == [0, 1] and all(r["latency_s"] is not None for r in recs)

@@ -160,6 +160,7 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
                          on_unread=reasons.append)
     utt = UttInfo(0, "es", "en", 0.0, 1.0, 0.0, 0.0, src_text="hola", tgt_text="hello")
     second = np.full(22050, 0.25, np.float32)  # 1 s at the TTS's 22.05 kHz
+    t0 = time.monotonic()  # the stamps below are wall-clock: bounded by when the test looked, not by a guess
     sink.write(AudioChunk(utt, second, 22050))
     sink.write(AudioChunk(utt, second, 22050))
     sink.end(utt)
@@ -171,10 +172,12 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
     (s1, d1), (s2, d2) = utt.played[:2]
     assert abs(s2 - (s1 + d1)) < 1e-9 and utt.t_first_audio == s1  # back to back, as a client plays them
     assert abs(utt.t_play_end - (s1 + 2.0)) < 0.01
-    assert sink.finished() == [] and 1.9 < sink.backlog_s() <= 2.0  # reported once heard, not before
+    backlog = sink.backlog_s()
+    assert sink.finished() == [] and 2.0 - (time.monotonic() - t0) <= backlog <= 2.0  # reported once heard, not before
     # Nothing was sent: once it is 0.2 s (twice the allowance) behind, the next chunk gives up on it.
     time.sleep(0.3)
-    assert 0.2 < sink.unread_s() < 0.5
+    unread = sink.unread_s()  # a second behind a second since the audio began to play
+    assert 0.3 <= unread <= time.monotonic() - t0
     sink.write(AudioChunk(UttInfo(1, "es", "en", 1.0, 2.0, 0.0, 0.0), second, 22050))
     assert len(reasons) == 1 and "stopped reading" in reasons[0]
     count = len(posted)
@@ -288,7 +291,9 @@ def test_sessions_beyond_max_sessions_are_refused_at_once_until_one_ends(fake, s
         return took, again
 
     took, again = run(scenario())
-    assert took < 5.0, took  # refused quickly, not queued
+    # Refused at once, not after waiting for a place (both stay held until the flood is answered):
+    # 12 refusals take 0.05 s here; 5 s is 100 times that.
+    assert took < 5.0, took
     assert again.code == 1000 and again.events[0]["type"] == "ready"
     assert fake.idle()
 
@@ -323,12 +328,10 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
             async with connect(f"{slow.url}?{query()}", sock=sock, max_queue=1, compression=None) as ws:
                 await ws.recv()  # ready; nothing more is read until the server gives up on it
-                t0 = time.monotonic()
                 async for frame in client.paced(audio, realtime=False):
                     await ws.send(float_to_pcm(frame))
                     if slow.server.closes[1008]:
                         break
-                dropped = time.monotonic() - t0
                 events = []
                 try:  # read now: what was on its way, then the reason and the close
                     async for message in ws:
@@ -336,7 +339,7 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
                             events.append(json.loads(message))
                 except ConnectionClosed:
                     pass
-                return dropped, events, ws.close_code, ws.close_reason
+                return events, ws.close_code, ws.close_reason
 
         async def reader():
             got = SimpleNamespace(audio=0, utterances=0, before_drop=False)
@@ -361,10 +364,12 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
         async def both():
             return await asyncio.gather(stalled(), reader())
 
-        (dropped, events, code, reason), other = run(both())
+        (events, code, reason), other = run(both())
         assert code == 1008 and "stopped reading" in reason, (code, reason)
         assert events[-1] == {"type": "error", "message": reason}
-        assert dropped < 20, dropped
+        # Given up on within its first translation (12 s of speech; the allowance is 1 s), however
+        # long this machine took to make it.
+        assert [e["utt_id"] for e in events if e["type"] == "utterance"] == [0], events
         # The other session was not held up: its utterance and its 12 s of speech arrived.
         assert other.before_drop and other.utterances == 1 and other.audio >= 11.9 * 48000, other
         assert slow.idle()
@@ -548,9 +553,7 @@ def test_four_clients_at_once_each_hear_their_own_translation_in_order(offline, 
     async def together():
         return await asyncio.gather(*(client.stream_file(offline.url, load_audio(data / c), "es", "en") for c in clips))
 
-    t0 = time.monotonic()
-    results = dict(zip(clips, run(together())))
-    took = time.monotonic() - t0
+    results = dict(zip(clips, run(together())))  # how fast sessions at once go: benchmarks/bench_serve.py
     refs = {c: manifest()[c]["ref_eng"] for c in clips}
     said = {c: " ".join(u["tgt_text"] for u in r.utterances) for c, r in results.items()}
     assert len({r.session for r in results.values()}) == 4
@@ -570,7 +573,6 @@ def test_four_clients_at_once_each_hear_their_own_translation_in_order(offline, 
         heard = hear(listener, r.audio, r.sample_rate)
         own, crossed = chrf(heard, said[clip]), max(chrf(heard, said[c]) for c in clips if c != clip)
         assert own > 60 and own > crossed + 20, (clip, heard, said[clip], own, crossed)
-    assert took < 21.4 + 30, took  # the longest clip is 21.4 s: real time, plus the translation of its end
 
 
 def test_a_client_that_goes_quiet_is_closed_and_frees_its_session(fake, monkeypatch):
