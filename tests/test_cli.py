@@ -29,6 +29,7 @@ def test_zero_length_audio(tmp_path):
     one_line_error(s3tvr("run", "es", "--config", "fake", "--input", empty), "no audio samples")
 
 
+@pytest.mark.slow
 def test_eight_khz_stereo_is_resampled_and_translated(data, tmp_path):
     # Telephone-band stereo is not an error: it is mixed down, resampled and translated.
     from s3tvr.audio.decode import load_audio
@@ -54,6 +55,7 @@ def test_unsupported_language_pair_names_the_fix():
     assert "asr.task=translate" in err or "MT backend" in err
 
 
+@pytest.mark.slow
 def test_bad_config_keys_and_values(data, tmp_path):
     one_line_error(s3tvr("run", "es", "--set", "vad.nope=1"), "vad.nope", "known are")
     one_line_error(s3tvr("run", "es", "--set", "vad.threshold=high"), "vad.threshold")
@@ -81,6 +83,7 @@ def test_output_folder_that_does_not_exist(data, tmp_path):
                          "--output", tmp_path / "no" / "o.wav"), "does not exist")
 
 
+@pytest.mark.slow
 def test_cuda_requested_without_cuda():
     pytest.importorskip("torch")
     import torch
@@ -90,6 +93,7 @@ def test_cuda_requested_without_cuda():
     one_line_error(s3tvr("run", "es", "--config", "fake", "--device", "cuda"), "CUDA", "--device cpu")
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_promptly_and_keeps_the_log(data, tmp_path):
     log = tmp_path / "l.jsonl"
     proc = subprocess.Popen([*s3tvr_cmd(), "run", "en", "--config", "fake", "--input", data / "realtimestt_asr-reference.wav",

@@ -26,6 +26,7 @@ def fake(*overrides, realtime=False):
     return load_config("fake", [*overrides, f"audio.realtime={realtime}"], src_lang="en", tgt_lang="es")
 
 
+@pytest.mark.slow
 def test_drain_translates_every_utterance_in_order_and_logs_it(data, tmp_path):
     out, log = tmp_path / "out.wav", tmp_path / "latency.jsonl"
     result = Engine(fake()).session(input=str(data / NARRATION), output=str(out), log_path=str(log)).run()
@@ -120,6 +121,7 @@ def test_abort_stops_promptly_and_keeps_finished_utterances(data, tmp_path):
     assert (tmp_path / "o.wav").exists() and not (tmp_path / "o.wav.partial").exists()
 
 
+@pytest.mark.slow
 def test_latency_is_endpoint_wait_plus_scripted_compute(data, tmp_path):
     # Real-time replay: latency must be the 0.5 s endpoint silence plus the scripted stage time,
     # with little engine overhead on top.
@@ -151,6 +153,7 @@ class _MicLike(FileSource):
             yield block
 
 
+@pytest.mark.slow
 def test_half_duplex_ignores_the_microphone_while_the_translation_plays(data, tmp_path):
     engine = Engine(fake())
     source = _MicLike(data / NARRATION, realtime=False)

@@ -258,6 +258,7 @@ def run_fake(data, tmp_path, *extra):
     return recs, audio, rate, log
 
 
+@pytest.mark.slow
 def test_a_real_run_logs_played_chunks_that_match_its_output(data, tmp_path):
     recs, audio, rate, log = run_fake(data, tmp_path)
     [rec] = recs  # the clip is one sentence
@@ -285,6 +286,7 @@ def test_a_real_run_logs_played_chunks_that_match_its_output(data, tmp_path):
     assert all(rows[m][0] == "1" and not math.isnan(float(rows[m][1])) for m in ("EndOffset", "LAAL", "YAAL"))
 
 
+@pytest.mark.slow
 def test_a_simultaneous_run_writes_each_clause_where_it_was_heard(data, tmp_path):
     recs, audio, rate, log = run_fake(data, tmp_path, "--set", "simultaneous.mode=simultaneous")
     assert len(recs) >= 2 and {r["source_id"] for r in recs} == {0} and recs[-1]["last_clause"]

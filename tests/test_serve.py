@@ -189,6 +189,7 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
 # -- the protocol, with fake backends ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_session_streams_its_translation_in_order_with_a_record_per_utterance(fake, speech):
     events = []
     result = run(client.stream_file(fake.url, speech, "es", "en", token=TOKEN, on_event=events.append))
@@ -314,6 +315,7 @@ def test_a_client_that_disconnects_mid_utterance_frees_its_session(fake, speech)
     assert not any(session in t.name for t in threading.enumerate())
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(data, speech):
     # Long translations (2 s a word: 12 s an utterance) and a 1 s allowance: a client that does not
     # read falls behind on its first utterance; one that reads takes its 12 s at network speed.
@@ -378,6 +380,7 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
         slow.stop()
 
 
+@pytest.mark.slow
 def test_the_server_survives_all_of_it(fake, speech):
     # One hostile client after another, beside a session that must not notice; then a new session.
     cases = [("from=es&to=en", [b"\0\0"]), (query(to="xx"), [b"\0\0"]), (query(), ["hello"]), (query(), [b"\0" * 3]),
@@ -405,6 +408,7 @@ def test_the_server_survives_all_of_it(fake, speech):
 # -- the command line -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_client_command_writes_the_translation_and_prints_it(fake, data, tmp_path):
     out = tmp_path / "out.wav"
     proc = s3tvr("client", fake.url, "--from", "es", "--to", "en", "--input", data / CLIP, "--output", out, "--token", TOKEN)
@@ -445,6 +449,7 @@ def test_ctrl_c_stops_the_client_and_keeps_what_was_received(fake, data, tmp_pat
     assert fake.idle(), "the server did not free the session of a client that left"
 
 
+@pytest.mark.slow
 @pytest.mark.pulse
 def test_the_client_from_the_microphone_to_the_speaker(fake, data, request):
     # A virtual microphone speaking the clip, a virtual speaker recorded.
@@ -476,6 +481,7 @@ def test_the_client_from_the_microphone_to_the_speaker(fake, data, request):
     assert fake.idle()
 
 
+@pytest.mark.slow
 def test_serve_command_warns_refuses_a_busy_port_and_stops_on_sigterm(data, tmp_path, speech):
     port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, "S3TVR_TOKEN": TOKEN}
