@@ -1,6 +1,10 @@
 """The command line's arguments: every command's flags, declared once. Numeric flags take their
 type, default and range from the option dataclass they fill, so the command line and the library
-refuse the same values."""
+refuse the same values.
+
+A command whose flags need its own modules (run: the backend table; dub and finetune: their option
+dataclasses, whose modules load numpy and the models' code) declares them only when it is the
+command given or its help is shown, so that ``s3tvr --help`` and the other commands never import them."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import argparse
 import dataclasses
 import os
 import typing
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from s3tvr.backends.device import DTYPES
 from s3tvr.bounds import range_of
@@ -16,7 +20,29 @@ from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them,
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's errors in the form of every other error: one line, the cause, where to look."""
+    """argparse's errors in the form of every other error: one line, the cause, where to look.
+    ``declare``: adds this (sub)command's flags when it is parsed or its help shown, not before."""
+
+    def __init__(self, *args: Any, declare: Optional[Callable[[argparse.ArgumentParser], None]] = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._declare = declare
+
+    def _declared(self) -> None:
+        declare, self._declare = self._declare, None
+        if declare is not None:
+            declare(self)
+
+    def parse_known_args(self, args: Optional[Sequence[str]] = None, namespace: Any = None) -> Any:
+        self._declared()  # argparse parses a subcommand's own arguments here
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._declared()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._declared()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"s3tvr: error: {message} (see {self.prog} --help)\n")
@@ -46,9 +72,6 @@ def _number(group: Any, flag: str, owner: type, field: str, help: str, **kwargs:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from s3tvr.backends import registry
-    from s3tvr.dub.dubber import DubOptions
-
     # The options every command that loads models shares, declared once.
     models = _Parser(add_help=False)
     group = models.add_argument_group("models")
@@ -65,32 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser(
-        "run", parents=[models], help="translate speech live: microphone (or a file) in, translated speech out",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
-                    "its latency is appended to --log.",
-        epilog="backends (choose with --set asr.backend=NAME, mt=NAME, tts.backend=NAME):\n" + registry.describe()
-               + "\n\nexamples:\n  s3tvr run es                                   # microphone -> speaker\n"
-                 "  s3tvr run es --input talk.ogg --output talk.en.wav --log latency.jsonl\n"
-                 "  s3tvr run es --set vad.endpoint_ms=300 --set asr.model=small\n"
-                 "  s3tvr run en --xtts-dir models/xtts_v2 --device cuda          # the model stack: NeMo, NLLB, XTTS\n"
-                 "  s3tvr run en --config stack --set mt=marian --voice me.wav    # Marian MT, a fixed reference voice")
-    run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
-    run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
-    run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
-    run.add_argument("--fast", action="store_true", help="with --input: as fast as possible instead of real-time pace")
-    run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
-    run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
-    run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
-    run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
-    run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
-    run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
-    run.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
-                     help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
-                          "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
-                          "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
-    _voice_arguments(run, voice_default="learned from your first utterances", session=True)
+    sub.add_parser("run", parents=[models], help="translate speech live: microphone (or a file) in, translated speech out",
+                   formatter_class=argparse.RawDescriptionHelpFormatter, declare=_run_flags,
+                   description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
+                               "its latency is appended to --log.")
 
     _serve_parsers(sub, models)
 
@@ -105,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--judge-model", default="bundled:base", metavar="MODEL",
                     help="Whisper model that transcribes the output for ASR-BLEU (default: bundled:base)")
 
-    dub = sub.add_parser(
+    sub.add_parser(
         "dub", parents=[models], help="dub a recording or video into another language, timed to the original",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter, declare=_dub_flags,
         description="Replace the speech of INPUT by its translation, each phrase timed to the original, the background\n"
                     "kept (the original speech ducked), the video stream copied as it is. Writes beside OUTPUT: source and\n"
                     "translated subtitles (.srt, .vtt), an editable segments file (.segments.json; edit, then --resume)\n"
@@ -115,19 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
                "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
                "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected")
-    dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
-    dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                     help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
-    dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
-    dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
-    _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
-            help="never play a phrase faster than this; longer ones are cut and reported")
-    _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB", help="level of the original speech under the dub; -90 removes it")
-    _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
-    dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
-    dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
-    dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
-    _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
 
     _finetune_parser(sub, models)
 
@@ -150,10 +138,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentParser) -> None:
-    from s3tvr.finetune.prepare import PrepareOptions
-    from s3tvr.finetune.train import TrainOptions
+def _run_flags(run: argparse.ArgumentParser) -> None:
+    from s3tvr.backends import registry  # imports every backend's module for their options' defaults
 
+    run.epilog = ("backends (choose with --set asr.backend=NAME, mt=NAME, tts.backend=NAME):\n" + registry.describe()
+                  + "\n\nexamples:\n  s3tvr run es                                   # microphone -> speaker\n"
+                    "  s3tvr run es --input talk.ogg --output talk.en.wav --log latency.jsonl\n"
+                    "  s3tvr run es --set vad.endpoint_ms=300 --set asr.model=small\n"
+                    "  s3tvr run en --xtts-dir models/xtts_v2 --device cuda          # the model stack: NeMo, NLLB, XTTS\n"
+                    "  s3tvr run en --config stack --set mt=marian --voice me.wav    # Marian MT, a fixed reference voice")
+    run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
+    run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
+    run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
+    run.add_argument("--fast", action="store_true", help="with --input: as fast as possible instead of real-time pace")
+    run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
+    run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
+    run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
+    run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
+    run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
+    run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
+    run.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
+                     help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
+                          "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
+                          "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
+    _voice_arguments(run, voice_default="learned from your first utterances", session=True)
+
+
+def _dub_flags(dub: argparse.ArgumentParser) -> None:
+    from s3tvr.dub.dubber import DubOptions
+
+    dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
+    dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                     help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
+    dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
+    dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
+    _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
+            help="never play a phrase faster than this; longer ones are cut and reported")
+    _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB", help="level of the original speech under the dub; -90 removes it")
+    _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
+    dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
+    dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
+    dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
+    _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
+
+
+def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentParser) -> None:
     ft = sub.add_parser("finetune", help="fine-tune XTTS v2 on a speaker's recordings: prepare a dataset, then train",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="A cloned voice closer to the speaker than zero-shot cloning, in two steps.",
@@ -161,12 +190,23 @@ def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentP
                                "  s3tvr finetune train dataset/ --xtts-dir models/xtts_v2 -o models/xtts_me/\n"
                                "  s3tvr run en --xtts-dir models/xtts_me                     # speaks with the result")
     steps = ft.add_subparsers(dest="step", required=True, metavar="STEP")
-    prep = steps.add_parser(
+    steps.add_parser(
         "prepare", parents=[models], help="recordings -> a clean training set (the target speaker only, denoised, transcribed)",
+        declare=_prepare_flags,
         description="Cut recordings at pauses into 1-11.5 s clips; keep the clips in the voice of --speaker-ref that are "
                     "clean enough (SNR, clipping, denoising that would eat speech, ASR confidence, enough speech); "
                     "write them loudness-normalised at 22.05 kHz with coqui-tts metadata (train/eval), dataset.json "
                     "(what was dropped and why) and lengths.png.")
+    steps.add_parser(
+        "train", help="fine-tune XTTS v2's GPT on a prepared dataset", declare=_train_flags,
+        description="Fine-tune XTTS v2's GPT with coqui-tts's recipe (the DVAE and decoder stay as they are). The best "
+                    "checkpoint by eval loss becomes a folder --xtts-dir loads, with the dataset's clearest clips as its "
+                    "default voice. Trains on the GPU when there is one. Ctrl-C saves a checkpoint; --resume goes on.")
+
+
+def _prepare_flags(prep: argparse.ArgumentParser) -> None:
+    from s3tvr.finetune.prepare import PrepareOptions
+
     prep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files, or folders of them")
     prep.add_argument("--speaker-ref", action="append", required=True, metavar="FILE",
                       help="a recording of the target speaker alone (repeatable)")
@@ -179,11 +219,10 @@ def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentP
     _number(prep, "--min-confidence", PrepareOptions, "min_confidence", metavar="X", help="least mean ASR word probability")
     prep.add_argument("--no-denoise", action="store_true", help="keep the clips as recorded")
 
-    tr = steps.add_parser(
-        "train", help="fine-tune XTTS v2's GPT on a prepared dataset",
-        description="Fine-tune XTTS v2's GPT with coqui-tts's recipe (the DVAE and decoder stay as they are). The best "
-                    "checkpoint by eval loss becomes a folder --xtts-dir loads, with the dataset's clearest clips as its "
-                    "default voice. Trains on the GPU when there is one. Ctrl-C saves a checkpoint; --resume goes on.")
+
+def _train_flags(tr: argparse.ArgumentParser) -> None:
+    from s3tvr.finetune.train import TrainOptions
+
     tr.add_argument("dataset", metavar="DATASET", help="a folder made by finetune prepare")
     tr.add_argument("--xtts-dir", default="models/xtts_v2", metavar="PATH",
                     help="the XTTS v2 model to start from, with dvae.pth and mel_stats.pth (s3tvr download xtts xtts-train)")

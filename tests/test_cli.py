@@ -3,6 +3,7 @@
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -11,7 +12,7 @@ import soundfile as sf
 
 from s3tvr.records import read_log
 
-from conftest import one_line_error, s3tvr, s3tvr_cmd
+from conftest import REPO, STOP_S, one_line_error, s3tvr, s3tvr_cmd
 
 
 def test_missing_input_file(tmp_path):
@@ -30,6 +31,7 @@ def test_zero_length_audio(tmp_path):
     one_line_error(s3tvr("run", "es", "--config", "fake", "--input", empty), "no audio samples")
 
 
+@pytest.mark.slow
 def test_eight_khz_stereo_is_resampled_and_translated(data, tmp_path):
     # Telephone-band stereo is not an error: it is mixed down, resampled and translated.
     from s3tvr.audio.decode import load_audio
@@ -55,6 +57,7 @@ def test_unsupported_language_pair_names_the_fix():
     assert "asr.task=translate" in err or "MT backend" in err
 
 
+@pytest.mark.slow
 def test_bad_config_keys_and_values(data, tmp_path):
     one_line_error(s3tvr("run", "es", "--set", "vad.nope=1"), "vad.nope", "known are")
     one_line_error(s3tvr("run", "es", "--set", "vad.threshold=high"), "vad.threshold")
@@ -82,6 +85,7 @@ def test_output_folder_that_does_not_exist(data, tmp_path):
                          "--output", tmp_path / "no" / "o.wav"), "does not exist")
 
 
+@pytest.mark.slow
 def test_cuda_requested_without_cuda():
     pytest.importorskip("torch")
     import torch
@@ -91,7 +95,8 @@ def test_cuda_requested_without_cuda():
     one_line_error(s3tvr("run", "es", "--config", "fake", "--device", "cuda"), "CUDA", "--device cpu")
 
 
-def test_ctrl_c_exits_130_within_two_seconds_and_keeps_the_log(data, tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_exits_130_promptly_and_keeps_the_log(data, tmp_path):
     log = tmp_path / "l.jsonl"
     proc = subprocess.Popen([*s3tvr_cmd(), "run", "en", "--config", "fake", "--input", data / "realtimestt_asr-reference.wav",
                              "--output", tmp_path / "o.wav", "--log", log], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -99,9 +104,9 @@ def test_ctrl_c_exits_130_within_two_seconds_and_keeps_the_log(data, tmp_path):
     assert first.startswith("[0]")
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     took = time.monotonic() - sent
-    assert proc.returncode == 130 and took < 2.0, (proc.returncode, took)
+    assert proc.returncode == 130 and took < STOP_S, (proc.returncode, took)
     assert "Traceback" not in proc.stderr.read()
     recs = read_log(log)
     assert recs and recs[0].utt_id == 0
@@ -113,6 +118,37 @@ def test_help_on_every_command():
         proc = s3tvr(*cmd, "--help")
         assert proc.returncode == 0 and "usage: s3tvr" in proc.stdout
     assert "faster-whisper" in s3tvr("run", "--help").stdout  # the backend table
+
+
+# What `s3tvr --help` and `import s3tvr` must not load: torch, numpy and the model libraries, the
+# dubber and the live engine (with them --help took 0.9 s here instead of 0.15 s).
+HEAVY = ("torch", "numpy", "onnxruntime", "ctranslate2", "faster_whisper", "transformers", "s3tvr.dub", "s3tvr.live",
+         "s3tvr.backends.registry")
+
+
+def heavy_loaded_by(code: str) -> set[str]:
+    """The HEAVY modules (and their submodules) a fresh interpreter holds after ``code``."""
+    proc = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(*sys.modules, file=sys.stderr)"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)  # this checkout first on the path
+    assert proc.returncode == 0, proc.stderr
+    return {m for m in proc.stderr.split() if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY))}
+
+
+def test_help_loads_no_model_library_nor_a_command_of_its_own():
+    help_exits_0 = "from s3tvr.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n    assert stop.code == 0"
+    assert not heavy_loaded_by(help_exits_0)
+    assert not heavy_loaded_by("import s3tvr")
+
+
+def test_the_package_names_load_when_first_used():
+    import s3tvr
+    from s3tvr.dub.dubber import Dubber
+    from s3tvr.latency import read_log
+    from s3tvr.live.engine import Engine
+
+    assert (s3tvr.Engine, s3tvr.Dubber, s3tvr.read_log) == (Engine, Dubber, read_log)
+    assert all(getattr(s3tvr, name) is not None for name in s3tvr.__all__) and set(s3tvr.__all__) <= set(dir(s3tvr))
+    assert not hasattr(s3tvr, "Nothing")  # an AttributeError, as for any module
 
 
 def test_report_prints_the_table_and_draws_the_plot(tmp_path):

@@ -54,6 +54,7 @@ def dubbed(tmp_path_factory):
     return src, out, proc
 
 
+@pytest.mark.slow
 def test_a_spanish_video_dubbed_into_english(dubbed):
     src, out, proc = dubbed
     # Same streams and length; the video stream's packets byte for byte.
@@ -70,6 +71,7 @@ def test_a_spanish_video_dubbed_into_english(dubbed):
     assert any(w in " ".join(p["translation"] for p in segments).lower() for w in ("people", "funeral", "peter"))
 
 
+@pytest.mark.slow
 def test_subtitles_parse_and_match_the_phrases(dubbed):
     import srt
     import webvtt
@@ -85,6 +87,7 @@ def test_subtitles_parse_and_match_the_phrases(dubbed):
             assert sub.content.replace("\n", " ") == seg[key] == cue.text.replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_the_sync_report_is_complete_and_within_targets(dubbed):
     _, out, proc = dubbed
     report = json.loads(out.with_name("talk.en.sync.json").read_text())
@@ -96,6 +99,7 @@ def test_the_sync_report_is_complete_and_within_targets(dubbed):
     assert "collisions 0" in proc.stdout and "length difference 0 samples" in proc.stdout  # the printed table
 
 
+@pytest.mark.slow
 def test_resume_renders_only_the_edited_phrase(dubbed, tmp_path):
     src, out, _ = dubbed
     segments_path = out.with_name("talk.en.segments.json")
@@ -112,6 +116,7 @@ def test_resume_renders_only_the_edited_phrase(dubbed, tmp_path):
     assert "not everyone could reach" in out.with_name("talk.en.en.srt").read_text().replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_audio_alone_with_the_language_detected(tmp_path):
     out = tmp_path / "speech.en.wav"
     proc = dub(DATA / "fleurs-es-002.ogg", "--to", "en", "-o", out)
@@ -123,6 +128,7 @@ def test_audio_alone_with_the_language_detected(tmp_path):
     assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow
 @pytest.mark.stack
 def test_the_english_video_into_russian_with_the_tiny_stack(tiny, tmp_path):
     # The example (en -> ru in the speaker's voice), through NeMo, NLLB and XTTS, on tiny models.

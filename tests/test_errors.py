@@ -15,7 +15,7 @@ import soundfile as sf
 
 from s3tvr.records import read_log
 
-from conftest import one_line_error, s3tvr, s3tvr_cmd
+from conftest import STOP_S, one_line_error, s3tvr, s3tvr_cmd
 
 CLIP = "fleurs-en-004.ogg"  # 4.3 s of English speech
 LONG = "realtimestt_asr-reference.wav"  # 52 s of English speech with pauses
@@ -87,7 +87,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("what,args,code,words,absent", CASES, ids=[c[0] for c in CASES])
+# Those that load Silero VAD or Whisper in the subprocess: 6-8 s each here.
+SLOW = {"run: silence", "run: noise", "run: a 0.1 s clip", "dub: silence", "run: model missing"}
+
+
+@pytest.mark.parametrize("what,args,code,words,absent",
+                         [pytest.param(*c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW else []) for c in CASES])
 def test_bad_input(bad, data, what, args, code, words, absent):
     before = hashlib.sha1((bad / "silence.wav").read_bytes()).hexdigest()
     proc = s3tvr(*args.format(d=data, t=bad).split(), timeout=300)
@@ -98,6 +103,7 @@ def test_bad_input(bad, data, what, args, code, words, absent):
     assert hashlib.sha1((bad / "silence.wav").read_bytes()).hexdigest() == before
 
 
+@pytest.mark.slow
 def test_every_utterance_failed_is_not_success(data, tmp_path):
     log = tmp_path / "l.jsonl"
     proc = s3tvr("run", "en", "--config", "fake", "--fast", "--input", data / LONG, "--output", tmp_path / "o.wav", "--log", log,
@@ -109,6 +115,7 @@ def test_every_utterance_failed_is_not_success(data, tmp_path):
     assert not (tmp_path / "o.wav").exists()  # silence is not a translation
 
 
+@pytest.mark.slow
 def test_a_long_legal_name_is_written(data, tmp_path):
     # 254 bytes is a legal name; the temporary file beside it must not push past the 255-byte limit.
     out = tmp_path / ("n" * 250 + ".wav")
@@ -153,9 +160,10 @@ def test_devices_without_sound_hardware_follows_the_error_convention():
         one_line_error(proc, "no audio devices found", "--input FILE")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_stop_signals_keep_finished_work(data, tmp_path, sig):
-    """What systemd, docker stop or a closed terminal send: the run stops within 2 s with the
+    """What systemd, docker stop or a closed terminal send: the run stops promptly (STOP_S) with the
     shell's code for that signal, and every finished utterance is in a valid output file and the log."""
     log, out = tmp_path / "l.jsonl", tmp_path / "o.wav"
     proc = subprocess.Popen([*s3tvr_cmd(), "run", "en", "--config", "fake", "--input", data / LONG, "--output", out, "--log", log],
@@ -164,10 +172,10 @@ def test_stop_signals_keep_finished_work(data, tmp_path, sig):
     assert proc.stdout.readline().startswith("[1]")
     proc.send_signal(sig)
     sent = time.monotonic()
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     took = time.monotonic() - sent
     stderr = proc.stderr.read()
-    assert proc.returncode == 128 + sig and took < 2.0, (proc.returncode, took, stderr)
+    assert proc.returncode == 128 + sig and took < STOP_S, (proc.returncode, took, stderr)
     assert "Traceback" not in stderr and f"stopped ({sig.name})" in stderr
     recs = read_log(log)
     assert [r.utt_id for r in recs][:2] == [0, 1] and all(r.latency_s is not None for r in recs)
@@ -178,6 +186,7 @@ def test_stop_signals_keep_finished_work(data, tmp_path, sig):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.jsonl", "o.wav"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_a_failed_final_rename_is_never_success(data, tmp_path):
     # Something takes the output's name while the run goes on (here a folder): the finished audio
     # cannot be renamed into place, so the run fails, saying where the translation is.

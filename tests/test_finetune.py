@@ -81,6 +81,7 @@ def _label(where: list[tuple[str, float, float]], start: float, end: float) -> s
     return best[1] if best[0] > 0 else "silence"
 
 
+@pytest.mark.slow
 def test_prepare_keeps_only_clean_clips_of_the_target_speaker(recordings, dataset):
     _, where = recordings
     out, stdout = dataset
@@ -106,6 +107,7 @@ def test_prepare_keeps_only_clean_clips_of_the_target_speaker(recordings, datase
     assert not list(out.parent.glob("*.partial"))
 
 
+@pytest.mark.slow
 def test_prepare_writes_a_coqui_dataset(dataset):
     out, _ = dataset
     rows = []
@@ -126,6 +128,7 @@ def test_prepare_writes_a_coqui_dataset(dataset):
     assert len(list((out / "wavs").iterdir())) == len(rows)
 
 
+@pytest.mark.slow
 def test_prepare_resumes_after_an_interruption(recordings, tmp_path):
     """Ctrl-C during the last recording (session1.wav; more/ sorts first): the clips of the
     recordings before are kept and not redone."""
@@ -167,6 +170,7 @@ def test_prepare_resumes_after_an_interruption(recordings, tmp_path):
     assert result.report["clips_kept"] == 4 and not partial.exists()
 
 
+@pytest.mark.slow
 def test_prepare_keeps_clips_cut_tight_as_recorded(tmp_path):
     """Recordings with no pauses (already cut, as LJSpeech's) give the denoiser no noise to learn:
     they are kept as recorded instead of being gated blindly."""
@@ -223,6 +227,7 @@ def test_prepare_errors_are_one_line(tmp_path):
     assert "no audio or video files" in _fail("prepare", str(tmp_path / "empty"), "--speaker-ref", clip, "-o", str(tmp_path / "d"))
 
 
+@pytest.mark.slow
 @pytest.mark.stack
 def test_train_errors_are_one_line(dataset, tiny, base_model, tmp_path):
     out, _ = dataset
@@ -245,6 +250,7 @@ def base_model(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.stack
 def test_train_two_steps_then_run_speaks_with_the_result(dataset, base_model, tiny, tmp_path):
     import torch
@@ -285,6 +291,7 @@ def test_train_two_steps_then_run_speaks_with_the_result(dataset, base_model, ti
     assert records and all(r.error is None and r.stages["tts"].backend == "xtts" for r in records)
 
 
+@pytest.mark.slow
 @pytest.mark.stack
 def test_train_resumes_after_ctrl_c(dataset, base_model, tmp_path):
     from s3tvr.finetune.train import TrainOptions, train

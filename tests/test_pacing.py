@@ -62,6 +62,7 @@ def test_lag_stays_bounded_over_ten_minutes_of_a_translation_half_as_long_again(
     assert max(lag for _, lag in paced) < 20.0
 
 
+@pytest.mark.slow
 def test_a_session_whose_voice_is_too_slow_speaks_faster_and_logs_the_rate(data, tmp_path):
     # The fake voice takes 0.8 s a word (the fake ASR hears one every 0.4 s): twice the source.
     config = load_config("fake", ["simultaneous.mode=simultaneous", "simultaneous.trim_s=30", "tts.seconds_per_word=0.8",

@@ -161,6 +161,7 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
                          on_unread=reasons.append)
     utt = UttInfo(0, "es", "en", 0.0, 1.0, 0.0, 0.0, src_text="hola", tgt_text="hello")
     second = np.full(22050, 0.25, np.float32)  # 1 s at the TTS's 22.05 kHz
+    t0 = time.monotonic()  # the stamps below are wall-clock: bounded by when the test looked, not by a guess
     sink.write(AudioChunk(utt, second, 22050))
     sink.write(AudioChunk(utt, second, 22050))
     sink.end(utt)
@@ -172,10 +173,12 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
     (s1, d1), (s2, d2) = utt.played[:2]
     assert abs(s2 - (s1 + d1)) < 1e-9 and utt.t_first_audio == s1  # back to back, as a client plays them
     assert abs(utt.t_play_end - (s1 + 2.0)) < 0.01
-    assert sink.finished() == [] and 1.9 < sink.backlog_s() <= 2.0  # reported once heard, not before
+    backlog = sink.backlog_s()
+    assert sink.finished() == [] and 2.0 - (time.monotonic() - t0) <= backlog <= 2.0  # reported once heard, not before
     # Nothing was sent: once it is 0.2 s (twice the allowance) behind, the next chunk gives up on it.
     time.sleep(0.3)
-    assert 0.2 < sink.unread_s() < 0.5
+    unread = sink.unread_s()  # a second behind a second since the audio began to play
+    assert 0.3 <= unread <= time.monotonic() - t0
     sink.write(AudioChunk(UttInfo(1, "es", "en", 1.0, 2.0, 0.0, 0.0), second, 22050))
     assert len(reasons) == 1 and "stopped reading" in reasons[0]
     count = len(posted)
@@ -187,6 +190,7 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
 # -- the protocol, with fake backends ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_session_streams_its_translation_in_order_with_a_record_per_utterance(fake, speech):
     events = []
     result = run(client.stream_file(fake.url, speech, "es", "en", token=TOKEN, on_event=events.append))
@@ -290,7 +294,9 @@ def test_sessions_beyond_max_sessions_are_refused_at_once_until_one_ends(fake, s
         return took, again
 
     took, again = run(scenario())
-    assert took < 5.0, took  # refused quickly, not queued
+    # Refused at once, not after waiting for a place (both stay held until the flood is answered):
+    # 12 refusals take 0.05 s here; 5 s is 100 times that.
+    assert took < 5.0, took
     assert again.code == 1000 and again.events[0]["type"] == "ready"
     assert fake.idle()
 
@@ -311,6 +317,7 @@ def test_a_client_that_disconnects_mid_utterance_frees_its_session(fake, speech)
     assert not any(session in t.name for t in threading.enumerate())
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(data, speech):
     # Long translations (2 s a word: 12 s an utterance) and a 1 s allowance: a client that does not
     # read falls behind on its first utterance; one that reads takes its 12 s at network speed.
@@ -325,12 +332,10 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
             async with connect(f"{slow.url}?{query()}", sock=sock, max_queue=1, compression=None) as ws:
                 await ws.recv()  # ready; nothing more is read until the server gives up on it
-                t0 = time.monotonic()
                 async for frame in client.paced(audio, realtime=False):
                     await ws.send(float_to_pcm(frame))
                     if slow.server.closes[1008]:
                         break
-                dropped = time.monotonic() - t0
                 events = []
                 try:  # read now: what was on its way, then the reason and the close
                     async for message in ws:
@@ -338,7 +343,7 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
                             events.append(json.loads(message))
                 except ConnectionClosed:
                     pass
-                return dropped, events, ws.close_code, ws.close_reason
+                return events, ws.close_code, ws.close_reason
 
         async def reader():
             got = SimpleNamespace(audio=0, utterances=0, before_drop=False)
@@ -363,10 +368,12 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
         async def both():
             return await asyncio.gather(stalled(), reader())
 
-        (dropped, events, code, reason), other = run(both())
+        (events, code, reason), other = run(both())
         assert code == 1008 and "stopped reading" in reason, (code, reason)
         assert events[-1] == {"type": "error", "message": reason}
-        assert dropped < 20, dropped
+        # Given up on within its first translation (12 s of speech; the allowance is 1 s), however
+        # long this machine took to make it.
+        assert [e["utt_id"] for e in events if e["type"] == "utterance"] == [0], events
         # The other session was not held up: its utterance and its 12 s of speech arrived.
         assert other.before_drop and other.utterances == 1 and other.audio >= 11.9 * 48000, other
         assert slow.idle()
@@ -375,6 +382,7 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
         slow.stop()
 
 
+@pytest.mark.slow
 def test_the_server_survives_all_of_it(fake, speech):
     # One hostile client after another, beside a session that must not notice; then a new session.
     cases = [("from=es&to=en", [b"\0\0"]), (query(to="xx"), [b"\0\0"]), (query(), ["hello"]), (query(), [b"\0" * 3]),
@@ -402,6 +410,7 @@ def test_the_server_survives_all_of_it(fake, speech):
 # -- the command line -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_client_command_writes_the_translation_and_prints_it(fake, data, tmp_path):
     out = tmp_path / "out.wav"
     proc = s3tvr("client", fake.url, "--from", "es", "--to", "en", "--input", data / CLIP, "--output", out, "--token", TOKEN)
@@ -442,6 +451,7 @@ def test_ctrl_c_stops_the_client_and_keeps_what_was_received(fake, data, tmp_pat
     assert fake.idle(), "the server did not free the session of a client that left"
 
 
+@pytest.mark.slow
 @pytest.mark.pulse
 def test_the_client_from_the_microphone_to_the_speaker(fake, data, request):
     # A virtual microphone speaking the clip, a virtual speaker recorded.
@@ -473,6 +483,7 @@ def test_the_client_from_the_microphone_to_the_speaker(fake, data, request):
     assert fake.idle()
 
 
+@pytest.mark.slow
 def test_serve_command_warns_refuses_a_busy_port_and_stops_on_sigterm(data, tmp_path, speech):
     port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, "S3TVR_TOKEN": TOKEN}
@@ -550,9 +561,7 @@ def test_four_clients_at_once_each_hear_their_own_translation_in_order(offline, 
     async def together():
         return await asyncio.gather(*(client.stream_file(offline.url, load_audio(data / c), "es", "en") for c in clips))
 
-    t0 = time.monotonic()
-    results = dict(zip(clips, run(together())))
-    took = time.monotonic() - t0
+    results = dict(zip(clips, run(together())))  # how fast sessions at once go: benchmarks/bench_serve.py
     refs = {c: manifest()[c]["ref_eng"] for c in clips}
     said = {c: " ".join(u["tgt_text"] for u in r.utterances) for c, r in results.items()}
     assert len({r.session for r in results.values()}) == 4
@@ -572,7 +581,6 @@ def test_four_clients_at_once_each_hear_their_own_translation_in_order(offline, 
         heard = hear(listener, r.audio, r.sample_rate)
         own, crossed = chrf(heard, said[clip]), max(chrf(heard, said[c]) for c in clips if c != clip)
         assert own > 60 and own > crossed + 20, (clip, heard, said[clip], own, crossed)
-    assert took < 21.4 + 30, took  # the longest clip is 21.4 s: real time, plus the translation of its end
 
 
 def test_a_client_that_goes_quiet_is_closed_and_frees_its_session(fake, monkeypatch):

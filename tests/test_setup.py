@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 
 from conftest import REPO
 
@@ -23,3 +24,18 @@ def test_setup_on_a_full_disk_says_so_before_installing(tmp_path):
         assert proc.stderr.splitlines() == [f"setup.sh: 2 GB free on /work, the install needs about {need} GB: "
                                             "free some space and run it again"]
         assert not (tmp_path / ".venv").exists()  # nothing half-built
+
+
+def test_the_package_metadata_builds_without_deprecation_warnings(tmp_path):
+    # setuptools deprecated project.license as a TOML table (builds fail from 2027-02-18): it warned
+    # three times in every install setup.sh ran. The licence is an SPDX expression, its text LICENSE.
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "s3tvr", tmp_path / "s3tvr", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "meta").mkdir()
+    build = "from setuptools import build_meta\nprint(build_meta.prepare_metadata_for_build_wheel('meta'))"
+    proc = subprocess.run([sys.executable, "-c", build], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "deprecat" not in (proc.stdout + proc.stderr).lower(), proc.stderr
+    metadata = (tmp_path / "meta" / proc.stdout.split()[-1] / "METADATA").read_text()
+    assert "License-Expression: MIT" in metadata.splitlines() and "License-File: LICENSE" in metadata.splitlines()

@@ -43,6 +43,7 @@ def run(data, tmp_path_factory):
     return result, load_audio(data / CLIP)
 
 
+@pytest.mark.slow
 def test_translation_starts_before_the_speaker_stops(run):
     result, _ = run
     assert not result.aborted and result.spoken >= 2
@@ -52,6 +53,7 @@ def test_translation_starts_before_the_speaker_stops(run):
     assert first.t_first_audio < last_of_first.t_speech_end - 1.0, (first, last_of_first)
 
 
+@pytest.mark.slow
 def test_no_word_lost_doubled_or_reordered(run, data):
     result, audio = run
     regions = speech_regions(audio, load_config("fake").vad)
@@ -69,6 +71,7 @@ def test_no_word_lost_doubled_or_reordered(run, data):
     assert [r.source_id for r in ends] == sources  # every source utterance closed once
 
 
+@pytest.mark.slow
 def test_translation_of_each_clause_is_what_was_spoken(run):
     result, _ = run
     for r in result.records:
@@ -76,6 +79,7 @@ def test_translation_of_each_clause_is_what_was_spoken(run):
             assert r.tgt_text == f"[en] {r.src_text}" and r.latency_s is not None
 
 
+@pytest.mark.slow
 def test_a_pass_slower_than_the_step_is_never_queued(data, tmp_path):
     # Passes of 1.5 s against a 0.5 s step: the feeder waits for the ASR instead of queueing
     # stale looks, and the run still drains with every word.
@@ -87,7 +91,8 @@ def test_a_pass_slower_than_the_step_is_never_queued(data, tmp_path):
     assert words_of(result.records, 0)[:3] == ["w0", "w1", "w2"]
 
 
-def test_abort_stops_within_two_seconds(data, tmp_path):
+@pytest.mark.slow
+def test_abort_stops_promptly(data, tmp_path):
     with Engine(simultaneous()) as engine:
         session = engine.session(input=str(data / CLIP), output=str(tmp_path / "o.wav"))
         timer = threading.Timer(5.0, session.cancel)
@@ -95,7 +100,9 @@ def test_abort_stops_within_two_seconds(data, tmp_path):
         t0 = time.monotonic()
         result = session.run()
         took = time.monotonic() - t0
-    assert result.aborted and took < 5.0 + 2.0, took
+    # Stopped 0.2 s after the cancel here; 5 s allows 25 times that, and is less than the 7.8 s
+    # of the 12.8 s clip still to come at real-time pace: a run the cancel did not stop ends later.
+    assert result.aborted and took < 5.0 + 5.0, took
 
 
 def test_bad_clause_settings_are_one_line_errors():
@@ -124,6 +131,7 @@ def test_auto_chooses_by_what_a_pass_costs_and_how_many_sessions_share_it():
     assert auto_mode(None, 1, config)[0] == "sentence"  # an ASR that cannot recognise incrementally
 
 
+@pytest.mark.slow
 def test_auto_measures_the_asr_when_it_loads_and_gives_sessions_simultaneous_mode_while_it_keeps_pace(data, tmp_path, caplog):
     # The fake's pass over the 10 s calibration clip sleeps 0.01 + 10 x 0.01 = 0.11 s: passes every
     # 0.2 s, far inside max_step_s (3 s) however loaded the machine.
@@ -144,6 +152,7 @@ def test_auto_measures_the_asr_when_it_loads_and_gives_sessions_simultaneous_mod
     assert len(said) == 1 and said[0].startswith("mode auto: simultaneous (a recognition pass over 10 s"), said
 
 
+@pytest.mark.slow
 def test_auto_gives_sentence_mode_where_passes_cannot_keep_pace(data, tmp_path):
     # 0.05 + 10 x 0.2 = 2.05 s a pass: every 4.1 s, beyond max_step_s.
     cfg = load_config("fake", ["simultaneous.mode=auto", "asr.delays=[0.05]", "asr.delay_per_s=0.2"])
@@ -164,6 +173,7 @@ def test_passes_slow_down_then_stop_when_they_cost_more_than_the_budget():
     assert pacer.passed(0.3, final=False) == "slowed" and (pacer.step_s, pacer.state) == (0.6, "slowed")
 
 
+@pytest.mark.slow
 def test_a_recognizer_slower_than_real_time_never_lets_the_lag_grow(data, tmp_path, caplog):
     """A 32 s talk (three FLEURS sentences, 1 s apart) with an ASR whose pass over the utterance so
     far takes 0.3 s plus 0.3 s per second heard: passes back to back would keep it busy all the time."""

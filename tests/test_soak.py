@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
 
 
+@pytest.mark.slow
 def test_five_minutes_of_speech_lose_no_utterance_and_keep_memory_flat():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--minutes", "5"], capture_output=True, text=True, timeout=300)
     stats = json.loads(proc.stdout.splitlines()[-1])

@@ -8,22 +8,29 @@ import threading
 import numpy as np
 import pytest
 
-from s3tvr import Engine, load_config, turn
+from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import VadConfig
 from s3tvr.errors import InputError, SetupError
+from s3tvr.live import turn
 from s3tvr.live.messages import Block
 from s3tvr.live.segmenter import WINDOW_S, Segmenter
 
 
-class Spy:
-    """The shared model, remembering every probability it gave."""
+@pytest.fixture(scope="module")
+def model():
+    """One Smart Turn for this file's tests: it is stateless."""
+    return turn.load()
 
-    def __init__(self):
-        self.calls = []
+
+class Spy:
+    """The model, remembering every probability it gave."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
 
     def probability(self, audio):
-        p = turn.shared().probability(audio)
+        p = self.model.probability(audio)
         self.calls.append(p)
         return p
 
@@ -41,9 +48,9 @@ def run(audio, spy=None, **kw):
 
 
 @pytest.mark.parametrize("clip", ["fleurs-es-004.ogg", "fleurs-en-004.ogg"])
-def test_a_finished_sentence_ends_after_the_short_silence(data, clip):
+def test_a_finished_sentence_ends_after_the_short_silence(data, clip, model):
     audio = np.concatenate([load_audio(data / clip), np.zeros(16000, np.float32)])  # the sentence, then 1 s of silence
-    spy = Spy()
+    spy = Spy(model)
     segs, waits = run(audio, spy, turn=True)
     assert len(segs) == 1 and len(waits) == 1  # released by the pause, not by the end of the input
     assert spy.calls and spy.calls[-1] > 0.9  # the model: finished
@@ -52,30 +59,30 @@ def test_a_finished_sentence_ends_after_the_short_silence(data, clip):
     assert fixed[0] - waits[0] > 0.15
 
 
-def test_a_mid_sentence_pause_does_not_end_the_utterance(data):
+def test_a_mid_sentence_pause_does_not_end_the_utterance(data, model):
     # "... hablamos muchas veces de la… [0.86 s] la factibilidad o lo bueno": the fixed 500 ms endpoint cuts it in two.
     audio = load_audio(data / "silero_es_pause.flac")
     fixed, _ = run(audio)
     assert len(fixed) == 2
-    spy = Spy()
+    spy = Spy(model)
     segs, _ = run(audio, spy, turn=True)
     assert len(segs) == 1
     assert segs[0].utt.seg_start_s < fixed[0].utt.seg_end_s < fixed[1].utt.seg_start_s < segs[0].utt.seg_end_s
     assert min(spy.calls) < 0.1  # asked at the pause: not finished
-    assert len(run(audio, turn=True, turn_max_ms=500)[0]) == 2  # the longer limit is what keeps it whole
+    assert len(run(audio, turn=True, turn_max_ms=500)[0]) == 2  # the longer limit is what keeps it whole (its own model)
 
 
-def test_a_long_utterance_still_ends_at_its_next_breath(data):
+def test_a_long_utterance_still_ends_at_its_next_breath(data, model):
     # 12 s of speech: past long_after_s, long_endpoint_ms (200 ms) ends it before the model would be asked (300 ms)
     audio = np.concatenate([load_audio(data / "fleurs-es-000.ogg"), np.zeros(16000, np.float32)])
-    spy = Spy()
+    spy = Spy(model)
     segs, waits = run(audio, spy, turn=True)
     assert len(segs) == 1 and not spy.calls
     assert waits[0] == pytest.approx(VadConfig.long_endpoint_ms / 1000, abs=WINDOW_S)
 
 
-def test_the_model_is_asked_once_per_pause(data):
-    spy = Spy()
+def test_the_model_is_asked_once_per_pause(data, model):
+    spy = Spy(model)
     segs, _ = run(load_audio(data / "silero_es_pause.flac"), spy, turn=True, turn_max_ms=3000)
     # pauses of 300 ms or more: one (the 0.86 s hesitation); the end of the input is not a pause
     assert len(segs) == 1 and len(spy.calls) == 1
@@ -94,8 +101,7 @@ def test_features_match_pipecats_own_extractor(data):
     assert np.abs(ours - reference.compute_whisper_log_mel_features(padded)).max() < 1e-4
 
 
-def test_probability_is_thread_safe(data):
-    model = turn.shared()
+def test_probability_is_thread_safe(data, model):
     clips = [load_audio(data / c) for c in ("fleurs-es-000.ogg", "fleurs-en-004.ogg", "fleurs-es-002.ogg")]
     alone = [model.probability(c) for c in clips]
     together = [None] * len(clips)
@@ -146,9 +152,14 @@ def test_config_defaults_and_overrides():
     assert not default.turn and default.turn_silence_ms < default.endpoint_ms < default.turn_max_ms
 
 
-def test_the_engine_loads_it_once_and_sessions_share_it(data, tmp_path):
+def test_the_engine_owns_it_and_its_sessions_share_it(data, tmp_path):
     engine = Engine(load_config("fake", ["vad.turn=true", "audio.realtime=false"], src_lang="en", tgt_lang="es"))
-    result = engine.session(input=str(data / "realtimestt_asr-reference.wav"), output=str(tmp_path / "o.wav")).run()
-    assert "turn" in engine.loads and engine.turn_model() is turn.shared()
+    session = engine.session(input=str(data / "realtimestt_asr-reference.wav"), output=str(tmp_path / "o.wav"))
+    result = session.run()
+    model = engine.turn_model()
+    assert "turn" in engine.loads and session.segmenter.turn is model and engine.turn_model() is model  # loaded once
     assert [r.utt_id for r in result.records] == list(range(9))  # the narration's 9 sentences
+    engine.cleanup()
+    assert model.session is None  # freed with the engine's other models, not kept for the process
+    assert engine.turn_model() is not model  # loaded again, as setup() loads the others again
     assert "turn" not in Engine(load_config("fake")).loads

@@ -14,7 +14,7 @@ import copy
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from s3tvr.backends import registry
 from s3tvr.backends.device import check_device
@@ -24,6 +24,9 @@ from s3tvr.errors import InputError
 from s3tvr.live import turn as smart_turn
 from s3tvr.live.segmenter import load_vad
 from s3tvr.live.simultaneous import auto_mode, pass_cost_s
+
+if TYPE_CHECKING:
+    from s3tvr.live.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class Engine:
                 if name == "vad":
                     self._vad = load_vad(self.config.vad.onnx)
                 elif name == "turn":
-                    self._turn = smart_turn.shared()
+                    self._turn = smart_turn.load()
                 else:
                     part.setup()
                 self.loads[name] = {"seconds": round(time.monotonic() - t0, 3), "rss_mb": round(_rss_mb() - before, 1)}
@@ -143,8 +146,8 @@ class Engine:
         return load_vad(onnx=False)
 
     def turn_model(self) -> Any:
-        """Smart Turn (vad.turn), for every session's segmenter: stateless, so one for the whole
-        process (s3tvr.live.turn.shared(), which a segmenter set up without it uses too)."""
+        """Smart Turn (vad.turn), for every session's segmenter: stateless, so one for the engine,
+        freed with its other models by cleanup()."""
         self.load("turn")
         return self._turn
 
@@ -162,9 +165,9 @@ class Engine:
                              f"{f' (any source into {cfg.tgt_lang})' if any_source else ''}, not {src}->{tgt}: ask for "
                              f"a pair they make, or load models for it (--from {src} --to {tgt})")
 
-    def session(self, **kwargs: Any) -> Any:
+    def session(self, **kwargs: Any) -> Session:
         """A new run over this engine's models: see :class:`~s3tvr.live.session.Session`."""
-        from s3tvr.live.session import Session
+        from s3tvr.live.session import Session  # here: the sources, sinks and pipeline load only for a live run
 
         return Session(self, **kwargs)
 
@@ -177,6 +180,8 @@ class Engine:
                         stage.cleanup()
                     except Exception:  # cleanup must not hide the run's outcome
                         log.debug("cleanup of %s failed", stage.name, exc_info=True)
+            if self._turn is not None:
+                self._turn.cleanup()
             self._vad = self._turn = None
             self._loaded.clear()
 

@@ -68,12 +68,12 @@ class Segmenter:
 
     def setup(self, model: Any = None, turn: Any = None) -> None:
         """Use ``model`` (a Silero VAD of this segmenter's own: it keeps stream state), or load one;
-        with config.turn, ``turn`` (a SmartTurn: stateless, shared), or the process's shared one."""
+        with config.turn, ``turn`` (a SmartTurn: stateless, so an engine's sessions share one), or load one."""
         self.model = model if model is not None else load_vad(self.config.onnx)
         if self.config.turn:
             from s3tvr.live import turn as smart_turn
 
-            self.turn = turn if turn is not None else smart_turn.shared()
+            self.turn = turn if turn is not None else smart_turn.load()
         import torch  # silero-vad brings it
 
         self._torch = torch

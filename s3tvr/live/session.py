@@ -15,13 +15,12 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from s3tvr import files
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
-from s3tvr.live.engine import Engine
 from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
@@ -30,6 +29,9 @@ from s3tvr.live.simultaneous import IncrementalAsr, check_mode
 from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
 from s3tvr.live.sources import FileSource, MicSource, Source
 from s3tvr.records import Clock, Collector, UtteranceRecord
+
+if TYPE_CHECKING:  # only for the annotation: the engine imports this module when it makes a session (Engine.session)
+    from s3tvr.live.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ dependencies (only the ONNX file is used; pipecat itself is never imported).
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 from typing import Optional
 
@@ -74,7 +73,7 @@ def features(audio: np.ndarray) -> np.ndarray:
 class SmartTurn:
     """The end-of-turn model. Thread-safe once set up: it keeps no state between calls and an
     onnxruntime session may be run from several threads at once, so one instance serves every
-    session of the process (:func:`shared`).
+    session of an engine (``Engine.load("turn")`` loads it, ``cleanup()`` frees it).
 
     One call (features + model, 8 s of audio) on this project's 2-core CPU, one intra-op thread:
     about 80 ms with the CPU idle, 135-145 ms while other work runs (features: 5-8 ms of it). Two
@@ -104,17 +103,12 @@ class SmartTurn:
         (out,) = self.session.run(None, {"input_features": features(audio16k)[None]})
         return float(out.reshape(-1)[0])
 
+    def cleanup(self) -> None:
+        self.session = None
 
-_shared: Optional[SmartTurn] = None
-_shared_lock = threading.Lock()
 
-
-def shared() -> SmartTurn:
-    """The process's Smart Turn, loaded on first use and kept: every engine and segmenter shares it."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            model = SmartTurn()
-            model.setup()
-            _shared = model
-        return _shared
+def load(path: Optional[Path] = None) -> SmartTurn:
+    """A Smart Turn model, set up."""
+    model = SmartTurn(path)
+    model.setup()
+    return model

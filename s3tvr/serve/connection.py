@@ -14,7 +14,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -24,7 +24,7 @@ from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
 
 if TYPE_CHECKING:
-    from s3tvr.serve.server import Server
+    from s3tvr.live.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,25 @@ def close_reason(reason: str) -> str:
     return reason if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
 
 
+class Host(Protocol):
+    """What a connection needs of its server (:class:`~s3tvr.serve.server.Server`), and nothing
+    more: the server keeps its counts and rules to itself."""
+
+    max_ahead_s: float  # a client's burst ahead of real time
+    max_unread_s: float  # translated audio a client may leave unread
+    output_rate: int  # of the translation's audio
+
+    def admit(self, ws: WebSocket) -> tuple[str, str, str]: ...  # (from, to, speaker), a place taken; or Refusal
+    def session(self, id: str, **kwargs: Any) -> Session: ...
+    def release(self) -> None: ...  # the place taken by admit() is free again
+    def closed(self, code: int) -> None: ...
+    def occupancy(self) -> str: ...  # "sessions/most", for the log
+
+
 class Connection:
     """One client: admitted (or refused), its session run on a thread, the frames in both directions."""
 
-    def __init__(self, server: "Server", ws: WebSocket):
+    def __init__(self, server: Host, ws: WebSocket):
         self.server, self.ws = server, ws
         client = ws.client
         self.peer = f"{client.host}:{client.port}" if client else "a client"
@@ -65,32 +80,26 @@ class Connection:
     async def run(self) -> None:
         server = self.server
         try:
-            server.check_token(self.ws)
-            src, tgt, speaker = server.check_query(self.ws)
-            server.check_room()
-            server.active += 1  # no await since the check: no other connection slips in between
+            src, tgt, speaker = server.admit(self.ws)
             try:
                 session = self._open(src, tgt, speaker)
             except BaseException:
-                server.active -= 1
+                server.release()
                 raise
         except Refusal as refusal:
             await self._refuse(refusal)
             return
-        server.served += 1
         self.name = f"session {self.id}"
-        log.info("session %s: %s -> %s for %s (%d/%d)", self.id, src, tgt, self.peer, server.active, server.max_sessions)
+        log.info("session %s: %s -> %s for %s (%s)", self.id, src, tgt, self.peer, server.occupancy())
         await self._serve(session, src, tgt)
 
-    def _open(self, src: str, tgt: str, speaker: str) -> Any:
+    def _open(self, src: str, tgt: str, speaker: str) -> Session:
         server = self.server
         self.source = WebSocketSource(f"the connection from {self.peer}", server.max_ahead_s)
-        rate = server.engine.config.audio.output_sample_rate
-        self.sink = WebSocketSink(self._post, rate, server.max_unread_s, on_unread=self._unread)
-        log_path = server.log_dir / f"{self.id}.jsonl" if server.log_dir else None
+        self.sink = WebSocketSink(self._post, server.output_rate, server.max_unread_s, on_unread=self._unread)
         try:
-            return server.engine.session(source=self.source, sink=self.sink, on_record=self._record, log_path=log_path,
-                                         keep_records=False, voice=server.options.voice, speaker=speaker, src_lang=src, tgt_lang=tgt)
+            return server.session(self.id, source=self.source, sink=self.sink, on_record=self._record, speaker=speaker,
+                                  src_lang=src, tgt_lang=tgt)
         except InputError as exc:
             raise Refusal(4400, str(exc)) from None
         except S3tvrError as exc:
@@ -99,13 +108,12 @@ class Connection:
             log.error("%s could not start", self.name, exc_info=exc)
             raise Refusal(1011, f"the session could not start: {brief(exc)}") from None
 
-    async def _serve(self, session: Any, src: str, tgt: str) -> None:
-        rate = self.server.engine.config.audio.output_sample_rate
+    async def _serve(self, session: Session, src: str, tgt: str) -> None:
         try:
-            await self.ws.send_text(json.dumps({"type": "ready", "session": self.id, "sample_rate": rate, "input_rate": SAMPLE_RATE,
-                                                "from": src, "to": tgt}))
+            await self.ws.send_text(json.dumps({"type": "ready", "session": self.id, "sample_rate": self.server.output_rate,
+                                                "input_rate": SAMPLE_RATE, "from": src, "to": tgt}))
         except BaseException as exc:
-            self.server.active -= 1  # no thread has taken the place
+            self.server.release()  # no thread has taken the place
             if isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
                 log.info("%s: the client left before it started", self.name)
                 return
@@ -134,7 +142,7 @@ class Connection:
                     continue
                 if sender in finished:
                     sender.result()  # _Gone if it could not send
-                    self.server.closes[1000] += 1
+                    self.server.closed(1000)
                     log.info("session %s: done (%d utterances)", self.id, self.utterances)
                     return
                 for task in finished:
@@ -169,7 +177,7 @@ class Connection:
         future = self.loop.create_future()
 
         def settle(result: Any, error: Optional[BaseException]) -> None:
-            self.server.active -= 1
+            self.server.release()
             if not future.done():
                 future.set_exception(error) if error is not None else future.set_result(result)
 
@@ -274,7 +282,7 @@ class Connection:
     async def _refuse(self, refusal: Refusal) -> None:
         """The reason as an error event and as the close frame's; never waits long on the client."""
         log.warning("%s: closed %d: %s", self.name, refusal.code, refusal.reason)
-        self.server.closes[refusal.code] += 1
+        self.server.closed(refusal.code)
 
         async def say() -> None:
             await self.ws.send_text(json.dumps({"type": "error", "message": refusal.reason}, ensure_ascii=False))

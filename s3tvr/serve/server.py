@@ -12,7 +12,7 @@ import logging
 import re
 import socket
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from starlette.applications import Starlette
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -27,6 +27,9 @@ from s3tvr.serve import ServeOptions
 from s3tvr.serve.connection import MAX_FRAME, Connection
 from s3tvr.serve.transport import Refusal
 
+if TYPE_CHECKING:
+    from s3tvr.live.session import Session
+
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
@@ -36,7 +39,9 @@ SNDBUF = 128 * 1024  # bytes the kernel holds for a client (see bind)
 
 
 class Server:
-    """The sessions of one engine (loaded already: :func:`serve` sees to that), as an ASGI app."""
+    """The sessions of one engine (loaded already: :func:`serve` sees to that), as an ASGI app.
+    Its connections see it as a :class:`~s3tvr.serve.connection.Host`: they ask to be admitted,
+    for a session, and give their place back; only the server changes its counts."""
 
     def __init__(self, engine: Engine, options: Optional[ServeOptions] = None):
         self.engine = engine
@@ -45,6 +50,7 @@ class Server:
         self.max_sessions = options.max_sessions
         self.log_dir = Path(options.log_dir) if options.log_dir else None
         self.max_ahead_s, self.max_unread_s = options.max_ahead_s, options.max_unread_s
+        self.output_rate = engine.config.audio.output_sample_rate  # of the translation sent to clients
         self.active = 0  # sessions whose thread runs (changed on the event loop only)
         self.served = 0  # sessions opened since start
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
@@ -67,6 +73,36 @@ class Server:
     async def _websocket(self, ws: WebSocket) -> None:
         await ws.accept()  # first: a browser sees a refusal's reason only on an open connection
         await Connection(self, ws).run()
+
+    # -- what a connection asks of it (connection.Host) ------------------------------------
+
+    def admit(self, ws: WebSocket) -> tuple[str, str, str]:
+        """The session's (from, to, speaker), its place among --max-sessions taken (give it back
+        with :meth:`release`); or a Refusal saying why not."""
+        self.check_token(ws)
+        query = self.check_query(ws)
+        self.check_room()
+        self.active += 1  # no await since the check: no other connection slips in between
+        return query
+
+    def session(self, id: str, **kwargs: Any) -> Session:
+        """An admitted connection's session (``kwargs``: Session's), with the server's log folder
+        and voice; counted as served once it is made."""
+        log_path = self.log_dir / f"{id}.jsonl" if self.log_dir else None
+        session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, **kwargs)
+        self.served += 1
+        return session
+
+    def release(self) -> None:
+        """An admitted connection's place is free: its session's thread ended, or it never started."""
+        self.active -= 1
+
+    def closed(self, code: int) -> None:
+        """A connection closed (or was refused) with ``code``."""
+        self.closes[code] += 1
+
+    def occupancy(self) -> str:
+        return f"{self.active}/{self.max_sessions}"
 
     # -- admission -------------------------------------------------------------------------
 
