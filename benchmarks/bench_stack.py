@@ -119,14 +119,11 @@ def load(name: str, path: Path, args) -> tuple[object, dict]:
 
 def run_asr(backend, timer: Timer, args, row: dict) -> None:
     from s3tvr.audio.decode import load_audio
-    from s3tvr.live.messages import SpeechSegment, UttInfo
 
     speech = load_audio(SPEECH[backend.src_lang])
     for seconds in ASR_SECONDS:
         audio = np.resize(speech, seconds * 16000).astype(np.float32)  # the clip, repeated to length
-        segment = SpeechSegment(UttInfo(0, backend.src_lang, backend.tgt_lang, 0.0, seconds, 0.0, 0.0), audio,
-                                np.zeros(0, np.float32))
-        row[f"asr_{seconds}s"] = timer.median(lambda segment=segment: list(backend.process(segment)), args.repeats)
+        row[f"asr_{seconds}s"] = timer.median(lambda audio=audio: backend.transcribe(audio, backend.src_lang), args.repeats)
 
 
 def run_mt(backend, timer: Timer, args, row: dict) -> None:

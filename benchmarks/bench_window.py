@@ -37,9 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from s3tvr import bundled  # noqa: E402
 from s3tvr.audio.decode import load_audio  # noqa: E402
-from s3tvr.backends.asr.faster_whisper import WINDOW_MARGIN_S, token_cap, windowed_model_class, with_window  # noqa: E402
+from s3tvr.backends.asr.faster_whisper import WINDOW_MARGIN_S, load_model, token_cap, with_window  # noqa: E402
 from s3tvr.eval.metrics import bleu_chrf, wer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "speech"
@@ -56,7 +55,7 @@ def windowed(model, audio, margin: float | None):
 
 
 def run(model, audio, lang: str, task: str, margin: float | None, **options) -> tuple[str, float]:
-    """One pass as the backend makes it (process()); margin None: the full window."""
+    """One pass as the backend makes it (transcribe()); margin None: the full window."""
     start = time.perf_counter()
     segments, _ = windowed(model, audio, margin).transcribe(
         audio, language=lang, task=task, beam_size=1, condition_on_previous_text=False, without_timestamps=True,
@@ -94,7 +93,7 @@ def pass_times(model, margins: list[float], repeats: int) -> list[dict]:
 def reference_pass_s(repeats: int = 5) -> float:
     """This machine's full-window pass over 10 s of Spanish speech (median of ``repeats``): the
     figure that lets a reader scale any absolute time measured here to their machine."""
-    model = windowed_model_class()(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    model = load_model("bundled:base", device="cpu", compute_type="int8")
     audio = load_audio(TALK, RATE)[: 10 * RATE]
     run(model, audio, "es", "translate", None, temperature=0.0)  # warm-up
     return statistics.median(run(model, audio, "es", "translate", None, temperature=0.0)[1] for _ in range(repeats))
@@ -157,7 +156,7 @@ def main() -> None:
     ap.add_argument("--flores", type=int, default=100, help="FLORES sentences spoken by espeak-ng (0: none)")
     ap.add_argument("--out", type=Path, default=Path("eval-out/window.json"))
     args = ap.parse_args()
-    model = windowed_model_class()(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+    model = load_model("bundled:base", device="cpu", compute_type="int8")
     result = {"pass_s": pass_times(model, args.margins, args.repeats), "quality": quality(model, args.margins),
               "flores_espeak": spoken_flores(model, args.flores) if args.flores else {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

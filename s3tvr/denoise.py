@@ -1,33 +1,41 @@
-"""Spectral-gating denoiser (noisereduce), with a noise profile from recent non-speech audio."""
+"""Spectral-gating denoiser (noisereduce), with a noise profile from recent non-speech audio.
+
+:class:`Denoiser` is a plain model (``clean(audio, noise)``); the live pipeline runs it through
+:class:`~s3tvr.live.stages.DenoiseStage`.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 
+from s3tvr.backends.kinds import SAMPLE_RATE
 from s3tvr.config import DenoiseConfig
-from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment
-from s3tvr.live.pipeline import Stage
 
 MIN_PROFILE_S = 0.25  # shorter profiles estimate the noise badly; fall back to non-stationary gating
 
 
-class Denoiser(Stage):
+class Denoiser:
     name = "denoise"
     backend = "noisereduce"
     thread_safe = True
 
     def __init__(self, config: DenoiseConfig):
         self.config = config
+        self._nr: Any = None
 
     def setup(self) -> None:
         import noisereduce
 
         self._nr = noisereduce
 
-    def process(self, item: SpeechSegment) -> Iterator[SpeechSegment]:
-        yield SpeechSegment(item.utt, denoise(self._nr, item.audio, item.noise, self.config.prop_decrease), item.noise)
+    def clean(self, audio: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """``audio`` (16 kHz) with the noise that ``noise`` (recent non-speech audio) profiles cut down."""
+        return denoise(self._nr, audio, noise, self.config.prop_decrease)
+
+    def cleanup(self) -> None:
+        self._nr = None
 
 
 def denoise(nr, audio: np.ndarray, noise: np.ndarray, prop_decrease: float, rate: int = SAMPLE_RATE,

@@ -227,11 +227,38 @@ def test_a_session_may_ask_for_another_source_language_where_the_asr_hears_any(d
 
 def test_the_fake_tts_speaks_a_long_sentence_clause_by_clause():
     from s3tvr.backends.fake import FakeTts, FakeTtsConfig
-    from s3tvr.live.messages import Translation
 
     text = "However, due to the slow channels of that time, styles in the west could lag behind by up to thirty years."
     tts = FakeTts(FakeTtsConfig(delays=[0.0], chunks=1, seconds_per_word=0.1, sample_rate=10000), "es", "en")
-    chunks = [len(c.samples) for c in tts.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text))]
-    assert chunks == [9 * 1000, 12 * 1000]  # "However, … that time," (9 words), then the other 12, each as it is ready
+    assert [len(c) for c in tts.speak(text)] == [9 * 1000, 12 * 1000]  # "However, … that time," (9 words), then the other 12
     whole = FakeTts(FakeTtsConfig(delays=[0.0], chunks=1, seconds_per_word=0.1, sample_rate=10000, clauses=False), "es", "en")
-    assert [len(c.samples) for c in whole.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text))] == [21 * 1000]
+    assert [len(c) for c in whole.speak(text)] == [21 * 1000]
+    assert [len(c) for c in whole.speak(text, rate=2.0)] == [21 * 500]
+
+
+def test_the_stage_adapters_stamp_what_the_models_give_on_the_utterance():
+    """The models know nothing of utterances; their stages pass each call what the utterance
+    carries (its language, rate, id) and stamp the texts, the skip and the spoken length on it."""
+    from s3tvr.backends.fake import FakeAsr, FakeAsrConfig, FakeMt, FakeMtConfig, FakeTts, FakeTtsConfig
+    from s3tvr.live.messages import SpeechSegment, Transcript, Translation
+    from s3tvr.live.stages import AsrStage, MtStage, TtsStage, stage_for
+
+    utt = UttInfo(7, "en", "es", 0, 1, 0, 0, rate=1.25)
+    segment = SpeechSegment(utt, np.zeros(16000, np.float32), np.zeros(0, np.float32))
+    asr = FakeAsr(FakeAsrConfig(delays=[0.0]), "en", "es")
+    (heard,) = AsrStage(asr).process(segment)
+    assert heard == Transcript(utt, "utterance 7 lasting 1.0 seconds", "en") and utt.src_text == heard.text
+    (said,) = MtStage(FakeMt(FakeMtConfig(delays=[0.0]), "en", "es")).process(heard)
+    assert said == Translation(utt, "[es] utterance 7 lasting 1.0 seconds") and utt.tgt_text == said.text
+    tts = stage_for(FakeTts(FakeTtsConfig(delays=[0.0], chunks=2, seconds_per_word=0.5, sample_rate=8000), "en", "es"))
+    assert isinstance(tts, TtsStage) and (tts.name, tts.backend, tts.thread_safe) == ("tts", "fake", True)
+    chunks = list(tts.process(said))
+    assert [c.sample_rate for c in chunks] == [8000, 8000] and all(c.utt is utt for c in chunks)
+    assert utt.out_dur_s == pytest.approx(6 * 0.5 / 1.25)  # its six words, at the utterance's rate
+    silent = UttInfo(8, "en", "es", 0, 1, 0, 0)
+    asr.config.text = ""
+    assert list(AsrStage(asr).process(SpeechSegment(silent, np.zeros(1600, np.float32), np.zeros(0, np.float32)))) == []
+    assert silent.skipped == "no words recognised"
+    with pytest.raises(RuntimeError, match="scripted failure of utterance 8"):  # the id reaches the model
+        list(AsrStage(FakeAsr(FakeAsrConfig(delays=[0.0], fail_on=[8]), "en", "es")).process(
+            SpeechSegment(silent, np.zeros(1600, np.float32), np.zeros(0, np.float32))))

@@ -56,6 +56,31 @@ def test_spanish_speech_comes_out_as_english_speech_close_to_the_reference(data,
         assert rec.latency_s > 0 and rec.t_play_end > rec.t_first_audio
 
 
+def test_the_offline_models_answer_their_plain_api_directly(data):
+    """What dubbing, eval and fine-tuning call, with no utterance or message around it: Whisper
+    base's text and language of a FLEURS clip, and Piper's float32 speech at its sample rate."""
+    from s3tvr.backends import registry
+    from s3tvr.backends.language_id import detect_language
+    from s3tvr.config import BackendSection
+
+    asr = registry.create("asr", BackendSection("faster-whisper", {}), src_lang="en", tgt_lang="es")  # Whisper base
+    asr.setup()
+    clip = "fleurs-en-003.ogg"
+    audio = load_audio(data / clip)
+    text = asr.transcribe(audio, "en")
+    assert jiwer.wer(manifest()[clip]["transcript_fleurs_normalized"], normalise(text)) <= 0.25, text
+    assert asr.transcribe(np.zeros(16000, np.float32), "en") == ""  # silence: no words
+    assert detect_language(audio) == "en"
+
+    tts = registry.create("tts", BackendSection("piper", {}), src_lang="es", tgt_lang="en")
+    tts.setup()
+    chunks = list(tts.speak("The cabbage juice changes color."))
+    assert tts.sample_rate == 22050 and chunks and all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
+    speech = np.concatenate(chunks)
+    assert 1.0 < len(speech) / tts.sample_rate < 4.0 and np.abs(speech).max() > 0.1
+    assert len(np.concatenate(list(tts.speak("The cabbage juice changes color.", rate=1.25)))) < 0.9 * len(speech)
+
+
 def test_whisper_transcribes_a_quiet_english_clip(data):
     from s3tvr.backends.asr.faster_whisper import Backend, Config
     from s3tvr.config import VadConfig
@@ -68,7 +93,7 @@ def test_whisper_transcribes_a_quiet_english_clip(data):
     segments = seg.push(Block(load_audio(data / clip), 0.0)) + seg.flush()
     asr = Backend(Config(model="bundled:tiny.en"), "en", "es")
     asr.setup()
-    text = " ".join(t.text for s in segments for t in asr.process(s))
+    text = " ".join(asr.transcribe(s.audio, "en") for s in segments)
     wer = jiwer.wer(manifest()[clip]["transcript_fleurs_normalized"], normalise(text))
     assert wer <= 0.25, text
 
@@ -78,15 +103,14 @@ def test_piper_speaks_what_it_is_given(tmp_path, listener):
     import soundfile as sf
 
     from s3tvr.backends.tts.piper import Backend, Config
-    from s3tvr.live.messages import Translation, UttInfo
 
     tts = Backend(Config(), "es", "en")
     tts.setup()
     text = "The number of people present was so large. Not everybody could reach the square."
-    chunks = list(tts.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text)))
+    chunks = list(tts.speak(text))
     assert len(chunks) == 2  # one per sentence: the first plays while the second is made
     path = tmp_path / "piper.wav"
-    sf.write(path, np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate)
+    sf.write(path, np.concatenate(chunks), tts.sample_rate)
     assert jiwer.wer(normalise(text), normalise(hear(listener, path))) <= 0.15
 
 
@@ -113,14 +137,12 @@ def test_long_sentences_are_spoken_clause_by_clause():
 @pytest.mark.slow
 def test_piper_starts_speaking_before_the_utterance_is_synthesised():
     from s3tvr.backends.tts.piper import Backend, Config
-    from s3tvr.live.messages import Translation, UttInfo
 
     piper = Backend(Config(), "es", "en")
     piper.setup()
     text = ("However, due to the slow communication channels of those years, styles in the west could lag behind "
             "by twenty five to thirty years, which surprised the visitors.")
-    out = list(piper.process(Translation(UttInfo(0, "es", "en", 0, 1, 0, 0), text)))
-    chunks, rate = [c.samples for c in out], out[0].sample_rate
+    chunks, rate = list(piper.speak(text)), piper.sample_rate
     # One sentence, three clauses: three chunks, the first handed on while two thirds are still to come.
     assert len(chunks) == 3 and len(chunks[0]) < 0.5 * sum(len(c) for c in chunks)
     for before, after in zip(chunks, chunks[1:]):

@@ -10,6 +10,7 @@ from s3tvr.backends.fake import FakeTts, FakeTtsConfig
 from s3tvr.latency import format_table, summarize
 from s3tvr.live.messages import AudioChunk, Translation, UttInfo
 from s3tvr.live.pacing import PacedTts, pace, trim_silence
+from s3tvr.live.stages import TtsStage
 
 RATE = 16000
 
@@ -33,7 +34,7 @@ def simulate(minutes: float, paced: bool) -> list[tuple[float, float]]:
     ends; the listener hears them back to back. (end of speech, lag: end of speech -> end heard)."""
     now, heard_until = [0.0], [0.0]
     tts = FakeTts(FakeTtsConfig(delays=[0], seconds_per_word=0.6, pause_s=0.4, sample_rate=RATE), "es", "en")
-    stage = PacedTts(tts, lambda: max(0.0, heard_until[0] - now[0]), lag_s=2.0, max_rate=1.25, max_gap_s=0.1) if paced else tts
+    stage = PacedTts(tts, lambda: max(0.0, heard_until[0] - now[0]), lag_s=2.0, max_rate=1.25, max_gap_s=0.1) if paced else TtsStage(tts)
     lags, t, utt_id = [], 0.0, 0
     while t < minutes * 60:
         end = t + 8.0

@@ -1,21 +1,21 @@
 """Fakes for every backend kind, with scripted delays and failures (as in livekit/agents).
 
 They let tests and the soak script drive the real engine, segmenter and sinks at known speeds
-without models. Delays and failures are keyed by utterance id: ``delays: [1.0, 0.1]`` makes
-utterance 0 take 1 s and utterance 1 0.1 s (the list repeats).
+without models. Delays and failures are keyed by utterance id (the ``utt_id`` the live stage
+adapters pass each call): ``delays: [1.0, 0.1]`` makes utterance 0 take 1 s and utterance 1
+0.1 s (the list repeats); a direct call counts as utterance 0.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Iterator, Optional
 
 import numpy as np
 
-from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
+from s3tvr.backends.kinds import SAMPLE_RATE, AsrBackend, MtBackend, TtsBackend, Word
 from s3tvr.bounds import Range
-from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, SpeechSegment, Transcript, Translation, Word
 from s3tvr.text import split_clauses
 
 
@@ -41,7 +41,7 @@ class FakeTtsConfig:
     fail_on: list = field(default_factory=list)
     chunks: Annotated[int, Range(1, 100)] = 2  # per clause
     clauses: bool = True  # speak long sentences clause by clause, as Piper does (s3tvr.text.split_clauses)
-    seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3  # at the natural rate (UttInfo.rate 1.0)
+    seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3  # at the natural rate (speak()'s rate 1.0)
     pause_s: Annotated[float, Range(0, 10)] = 0.0  # silence after the speech, as a TTS leaves after a sentence
     sample_rate: Annotated[int, Range(8000, 192000)] = 22050
 
@@ -67,11 +67,9 @@ class _Fake:
 class FakeAsr(_Fake, AsrBackend):
     WORD_S = 0.4  # hypotheses hear one word per 0.4 s of audio, a sentence every 8 words
 
-    def process(self, item: SpeechSegment) -> Iterator[Transcript]:
-        self._wait_or_fail(item.utt.utt_id)
-        text = self.config.text.format(utt_id=item.utt.utt_id, seconds=len(item.audio) / SAMPLE_RATE)
-        item.utt.src_text = text
-        yield Transcript(item.utt, text, self.src_lang)
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+        self._wait_or_fail(utt_id)
+        return self.config.text.format(utt_id=utt_id, seconds=len(audio) / SAMPLE_RATE)
 
     def words(self, audio: np.ndarray) -> list[Word]:
         """Scripted, stable words: a longer prefix of the same speech gives a longer prefix of
@@ -87,34 +85,34 @@ class FakeAsr(_Fake, AsrBackend):
 
 class FakeMt(_Fake, MtBackend):
 
-    def process(self, item: Transcript) -> Iterator[Translation]:
-        self._wait_or_fail(item.utt.utt_id)
-        item.utt.tgt_text = self.translate([item.text])[0]
-        yield Translation(item.utt, item.utt.tgt_text)
-
-    def translate(self, sentences: list[str]) -> list[str]:
+    def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
+        self._wait_or_fail(utt_id)
         return [f"[{self.tgt_lang}] {s}" for s in sentences]
 
 
 class FakeTts(_Fake, TtsBackend):
     speaking_rate = True
 
-    def process(self, item: Any) -> Iterator[AudioChunk]:
-        """A tone as long as the words at ``seconds_per_word``, clause by clause as Piper speaks
-        (each clause's chunks are ready before the next clause is made)."""
+    def __init__(self, config: FakeTtsConfig, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        super().__init__(config, src_lang, tgt_lang, device, dtype)
+        self.sample_rate = config.sample_rate
+
+    def speak(self, text: str, voice: Any = None, speech: Optional[np.ndarray] = None, rate: float = 1.0, *,
+              utt_id: int = 0) -> Iterator[np.ndarray]:
+        """A tone (a pitch per utterance) as long as the words at ``seconds_per_word``, clause by
+        clause as Piper speaks (each clause's chunks are ready before the next clause is made)."""
         cfg = self.config
-        clauses = split_clauses(item.text) if cfg.clauses else [item.text]
-        frequency = 220 + 20 * (item.utt.utt_id % 10)
+        clauses = split_clauses(text) if cfg.clauses else [text]
+        frequency = 220 + 20 * (utt_id % 10)
         for n, clause in enumerate(clauses):
             words = max(1, len(clause.split()))
-            t = np.arange(int(words * cfg.seconds_per_word / item.utt.rate * cfg.sample_rate)) / cfg.sample_rate
+            t = np.arange(int(words * cfg.seconds_per_word / rate * cfg.sample_rate)) / cfg.sample_rate
             tone = (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
             if n == len(clauses) - 1:
                 tone = np.concatenate([tone, np.zeros(int(cfg.pause_s * cfg.sample_rate), dtype=np.float32)])
             for part in np.array_split(tone, cfg.chunks):
-                self._wait_or_fail(item.utt.utt_id)
-                item.utt.out_dur_s += len(part) / cfg.sample_rate
-                yield AudioChunk(item.utt, part, cfg.sample_rate)
+                self._wait_or_fail(utt_id)
+                yield part
 
 
 CONFIGS = {"asr": FakeAsrConfig, "mt": FakeMtConfig, "tts": FakeTtsConfig}

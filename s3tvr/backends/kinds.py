@@ -1,40 +1,88 @@
-"""What an ASR, an MT and a TTS backend are: the stage they run as, and what they can do beyond it.
+"""What an ASR, an MT and a TTS backend are: a plain model API, and what each can do beyond it.
 
-Every backend subclasses one of these. The optional abilities are explicit members with
-defaults, so callers ask ``asr.word_times`` or ``tts.clones_voice`` instead of probing with
-``hasattr``, and anything that varies per session or per utterance (a voice, a speaking rate)
-travels with the session or the message, never written into a loaded backend's config.
+Every backend subclasses one of these. A backend is a model, not a pipeline stage: it takes
+audio or text and gives text or audio, and never sees an utterance or a message. The live
+pipeline wraps each one in a thin stage adapter (:mod:`s3tvr.live.stages`) that stamps the
+results on the utterance; dubbing, eval and fine-tuning call the same methods directly.
+
+    model = registry.create("asr", section, src_lang="es", tgt_lang="en")
+    model.setup()                                   # loads the weights
+    text = model.transcribe(audio16k, "es")         # "" when nothing was heard
+    # MtBackend.translate(sentences) / translate_text(text); TtsBackend.speak(text) -> chunks
+    model.cleanup()
+
+The optional abilities are explicit members with defaults, so callers ask ``asr.word_times`` or
+``tts.clones_voice`` instead of probing with ``hasattr``, and anything that varies per session or
+per utterance (a voice, a speaking rate) is an argument of the call, never written into a loaded
+backend's config.
+
+``utt_id`` (keyword, on the calls a live session makes): the utterance the call serves. Real
+models ignore it; the scripted fakes (:mod:`s3tvr.backends.fake`) key their delays and failures by it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from s3tvr.errors import InputError
-from s3tvr.live.messages import Word
-from s3tvr.live.pipeline import Stage
+from s3tvr.languages import join_sentences
+from s3tvr.text import split_sentences
+
+SAMPLE_RATE = 16000  # the rate of all audio an ASR hears (and every live stage before TTS works at)
 
 
-class AsrBackend(Stage):
-    """Speech (16 kHz) in, text out: ``process(SpeechSegment)`` yields one ``Transcript``."""
+@dataclass(frozen=True)
+class Word:
+    """A recognised word and where it was spoken, in seconds from the start of the audio given."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+class Model:
+    """What every model has: a kind (``name``), a backend name, whether two threads may call it
+    at once, and ``setup()``/``cleanup()`` to load and free its weights."""
+
+    name = "model"  # its kind: asr | mt | tts (the name of the stage it runs as)
+    backend = ""
+    thread_safe = False  # may two threads call it at once? (If not, the engine calls it under a lock.)
+
+    def __init__(self, src_lang: str, tgt_lang: str):
+        self.src_lang, self.tgt_lang = src_lang, tgt_lang
+
+    def setup(self) -> None:
+        """Load the weights (once, before the first call)."""
+
+    def cleanup(self) -> None:
+        """Free the weights."""
+
+
+class AsrBackend(Model):
+    """Speech (16 kHz mono float32) in, text out."""
 
     name = "asr"
     languages: Optional[frozenset[str]] = None  # source languages it hears; None: any it was given
     word_times = False  # words() gives each word's time (and probability): dubbing and fine-tuning need them
-    # Hears each utterance in its own source language (UttInfo.src_lang), so one loaded model serves
-    # sessions in several languages (s3tvr serve); otherwise it hears only the language it was built for.
+    # Hears each call in the language it is given, so one loaded model serves sessions in several
+    # languages (s3tvr serve); otherwise it hears only the language it was built for.
     any_source = False
-
-    def __init__(self, src_lang: str, tgt_lang: str):
-        self.src_lang, self.tgt_lang = src_lang, tgt_lang
 
     @property
     def output_language(self) -> str:
         """The language of its text: the source, or English for Whisper's translate task."""
         return self.src_lang
+
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+        """The text of ``audio`` (16 kHz), one utterance, in :attr:`output_language`; "" when no
+        words were heard. ``language``: what is spoken (an ``any_source`` backend hears it; others
+        hear the language they were built for)."""
+        raise NotImplementedError
 
     def words(self, audio: np.ndarray) -> list[Word]:
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task."""
@@ -50,37 +98,46 @@ class AsrBackend(Stage):
         return self.words(audio)
 
 
-class MtBackend(Stage):
-    """Text in one language to another: ``process(Transcript)`` yields one ``Translation``."""
+class MtBackend(Model):
+    """Text in one language to another."""
 
     name = "mt"
 
-    def __init__(self, src_lang: str, tgt_lang: str):
-        self.src_lang, self.tgt_lang = src_lang, tgt_lang
-
-    def translate(self, sentences: list[str]) -> list[str]:
+    def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
         """Each sentence translated, in order."""
         raise NotImplementedError
 
+    def translate_text(self, text: str, *, utt_id: int = 0) -> str:
+        """``text`` split into sentences, translated (one call, so a batch where the model batches)
+        and joined as the target language writes them; "" when nothing came out."""
+        sentences = split_sentences(text)
+        if not sentences:
+            return ""
+        return join_sentences([t for t in self.translate(sentences, utt_id=utt_id) if t], self.tgt_lang)
 
-class TtsBackend(Stage):
-    """Text to speech: ``process(Translation)`` yields ``AudioChunk``s as they are made.
 
-    The speaking rate (``UttInfo.rate``) and the voice (``UttInfo.voice``, which a session fills
-    from :meth:`new_voice`) come with each utterance, never from the backend's config."""
+class TtsBackend(Model):
+    """Text to speech, streamed: :meth:`speak` yields mono float32 chunks at :attr:`sample_rate`
+    as they are made, so playback can start on the first."""
 
     name = "tts"
-    speaking_rate = False  # honours UttInfo.rate (dubbing retakes a phrase faster when it must fit)
-    clones_voice = False  # speaks in a voice given per session (new_voice)
+    sample_rate = 22050  # of every chunk speak() yields; a backend sets its own (at the latest in setup())
+    speaking_rate = False  # honours speak()'s rate (dubbing retakes a phrase faster when it must fit)
+    clones_voice = False  # speaks in a voice given per call (from new_voice)
     own_voice: Sequence[Path] = ()  # recordings of the voice it clones by default (a fine-tuned model's speaker)
-
-    def __init__(self, src_lang: str, tgt_lang: str):
-        self.src_lang, self.tgt_lang = src_lang, tgt_lang
 
     @property
     def languages(self) -> frozenset[str]:
         """The languages it speaks."""
         return frozenset({self.tgt_lang})
+
+    def speak(self, text: str, voice: Any = None, speech: Optional[np.ndarray] = None, rate: float = 1.0, *,
+              utt_id: int = 0) -> Iterator[np.ndarray]:
+        """``text`` spoken, in chunks (mono float32 at :attr:`sample_rate`); nothing for text without
+        words. ``voice``: from :meth:`new_voice` (a cloning backend needs one); ``speech``: the
+        utterance's own speech (16 kHz), from which a voice still learning refines itself;
+        ``rate``: the speaking rate (1.0 natural), for a backend with ``speaking_rate``."""
+        raise NotImplementedError
 
     def check_voice(self, clips: Sequence[str | Path] = (), speaker: str = "") -> list[Path]:
         """The voice asked for, checked before any model loads: the clips as paths, each of

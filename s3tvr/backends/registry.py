@@ -1,7 +1,9 @@
 """Backend registry: a name maps to a lazily imported module and the pip extra it needs.
 
-Each backend module defines ``Config`` (a dataclass of its options) and ``Backend`` (a
-:class:`~s3tvr.live.pipeline.Stage`). Importing it pulls in its libraries, so that happens only for
+Each backend module defines ``Config`` (a dataclass of its options) and ``Backend``: a model of
+one of the kinds in :mod:`s3tvr.backends.kinds` (``transcribe``, ``translate`` or ``speak``, plus
+``setup``/``cleanup``), which knows nothing of pipelines; the live engine runs it through a stage
+adapter (:mod:`s3tvr.live.stages`). Importing it pulls in its libraries, so that happens only for
 the backends a run uses; a missing library becomes an install hint naming the extra.
 Adding a backend is one module plus one line here; the CLI's choices come from this table.
 """
@@ -82,7 +84,7 @@ def _import(b: BackendInfo) -> ModuleType:
 
 
 def create(kind: str, section: BackendSection, **context: Any) -> Any:
-    """Build the stage for ``section`` (not set up yet: models load in ``setup()``); None for "none"."""
+    """Build the model for ``section`` (not set up yet: it loads in ``setup()``); None for "none"."""
     b = info(kind, section.backend)
     if not b.module:
         if section.options:

@@ -25,9 +25,9 @@ import soxr
 
 from s3tvr import bounds, files
 from s3tvr.audio.loudness import loudness, match_loudness
-from s3tvr.backends.asr.faster_whisper import detect_language
 from s3tvr.backends.device import check_device
 from s3tvr.backends.kinds import voice_clips
+from s3tvr.backends.language_id import detect_language
 from s3tvr.bounds import Range
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
@@ -35,7 +35,7 @@ from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, TranslationFailed
 from s3tvr.live.engine import Engine
-from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment, Transcript, Translation, UttInfo, Word
+from s3tvr.live.messages import SAMPLE_RATE, Word
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
 
@@ -186,14 +186,13 @@ class Dubber:
             tick()
 
     def _translation_of(self, original: media.Original, p: Phrase) -> str:
-        utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0)
         if self.mt is not None:  # text MT from the source words
             self.engine.load("mt")
-            return " ".join(t.text for t in self.mt.process(Transcript(utt, p.source, self.config.src_lang)))
-        # No MT stage: the ASR hears the phrase in the target language (Whisper's translate task).
+            return self.mt.translate_text(p.source)
+        # No MT model: the ASR hears the phrase in the target language (Whisper's translate task).
         self.engine.load("asr")
         clip = original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)]
-        return " ".join(t.text for t in self.asr.process(SpeechSegment(utt, clip, np.zeros(0, np.float32))))
+        return self.asr.transcribe(clip, self.config.src_lang)
 
     def _render(self, original: media.Original, phrases: list[Phrase]) -> list[report.Rendered]:
         """Each phrase spoken at its natural rate (a little slower when far too short for its slot)."""
@@ -227,17 +226,16 @@ class Dubber:
         self.engine.load("tts")
         if self.voice is None and self.tts.clones_voice:
             self.voice = self.tts.new_voice(self.voice_clips)
-        utt = UttInfo(p.id, self.config.src_lang, self.config.tgt_lang, p.start, p.end, 0.0, 0.0, voice=self.voice, rate=rate)
         try:
-            chunks = list(self.tts.process(Translation(utt, text)))
+            chunks = list(self.tts.speak(text, voice=self.voice, rate=rate))
         except Exception as exc:  # one bad line must not cost the whole dub: reported, the rest goes on
             log.warning("phrase %d could not be spoken: %s", p.id, exc)
             return silent, f"{exc.__class__.__name__}: {exc}"
         if not chunks:
             return silent, ""
-        audio = np.concatenate([c.samples for c in chunks])
-        if chunks[0].sample_rate != out_rate:
-            audio = soxr.resample(audio, chunks[0].sample_rate, out_rate)
+        audio = np.concatenate(chunks)
+        if self.tts.sample_rate != out_rate:
+            audio = soxr.resample(audio, self.tts.sample_rate, out_rate)
         audio = audio.astype(np.float32)
         path.parent.mkdir(exist_ok=True)
         files.write_wav(path, audio, out_rate)

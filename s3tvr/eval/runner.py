@@ -19,11 +19,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from s3tvr import bundled, files
+from s3tvr import files
 from s3tvr.audio.decode import load_audio
-from s3tvr.backends.asr.faster_whisper import transcribe, windowed_model_class
-from s3tvr.config import load_config
-from s3tvr.errors import InputError, SetupError
+from s3tvr.backends import registry
+from s3tvr.config import BackendSection, load_config
+from s3tvr.errors import InputError
 from s3tvr.eval import metrics
 from s3tvr.field_latency import field_figures, source_latencies
 from s3tvr.live.engine import Engine
@@ -108,23 +108,21 @@ def model_memory(engine: Engine) -> dict[str, float]:
 
 
 class _Judge:
-    """Whisper transcribes what the system said; Resemblyzer compares voices."""
+    """Whisper (the faster-whisper backend, greedy) transcribes what the system said in
+    ``language``, a whole recording at a time (so with timestamp tokens); Resemblyzer compares voices."""
 
-    def __init__(self, model: str, device: str):
-        try:
-            whisper = windowed_model_class()
-        except ImportError:
-            raise SetupError("eval needs faster-whisper: pip install 's3tvr[whisper]'") from None
+    def __init__(self, model: str, language: str, device: str):
+        options = {"model": model, "timestamps": True}
+        self.asr = registry.create("asr", BackendSection("faster-whisper", options), src_lang=language,
+                                   tgt_lang=language, device=device)
+        self.asr.setup()
         self.voice = SpeakerEncoder(device, extra="eval")
         self.voice.setup()
-        self.asr = whisper(bundled.resolve(model), device=device, compute_type="default" if device == "cuda" else "int8")
 
-    def transcribe(self, audio: np.ndarray, language: str) -> str:
+    def transcribe(self, audio: np.ndarray) -> str:
         if len(audio) == 0 or float(np.abs(audio).max()) < 1e-4:
             return ""
-        lang = language if self.asr.model.is_multilingual else None
-        segments = transcribe(self.asr, audio, language=lang, beam_size=1, condition_on_previous_text=False)
-        return " ".join(s.text.strip() for s in segments).strip()
+        return self.asr.transcribe(audio, self.asr.src_lang)
 
     def embed(self, audio: np.ndarray) -> Optional[np.ndarray]:
         return self.voice.embed(audio)
@@ -175,12 +173,12 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
 
             memory["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
-        judge = _Judge(judge_model, cfg.device)
+        judge = _Judge(judge_model, tgt, cfg.device)
         results = []
         for clip, out, recs, peak in runs:
             source = load_audio(folder / clip["audio"])
             said = _read_output(out)
-            heard = judge.transcribe(said, tgt)
+            heard = judge.transcribe(said)
             src_text = " ".join(r.src_text for r in recs if r.src_text)
             if translating:
                 src_text = _transcribe_clip(engine.asr, source)

@@ -183,7 +183,7 @@ class Preparer:
     def run(self) -> PrepareResult:
         opts = self.options
         if not opts.language:
-            from s3tvr.backends.asr.faster_whisper import detect_language
+            from s3tvr.backends.language_id import detect_language
 
             opts.language = detect_language(load_audio(self.references[0]))
             if opts.language not in XTTS_CODES:

@@ -10,6 +10,9 @@ epochs, the recipe's low learning rate, and a stop when the eval loss has not im
     OUTPUT/voice/*.wav                          the dataset's clearest clips: the default voice
     OUTPUT/finetune.json                        base model, dataset, steps, losses, why it stopped
     OUTPUT/training/RUN/                        the trainer's checkpoints and logs (--resume)
+
+It is the XTTS backend's trainer, so unlike the other features it imports that backend
+(:mod:`s3tvr.backends.tts.xtts`: the checkpoint loading it shares) rather than only the kinds.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """The engine: the loaded models of one configuration, shared by every session run over it.
 
 Models load once (``setup()``, or ``load(kind)`` for one of them), however many sessions run,
-one after another or at the same time, and are freed once (``cleanup()``). A model that is not
-safe to call from two threads gets a lock that every session's worker takes around it; whatever
-belongs to one run (its audio, segmenter stream, voice, queues, sink and log) lives in its
-:class:`~s3tvr.live.session.Session`, never in a model object.
+one after another or at the same time, and are freed once (``cleanup()``). ``engine.asr``,
+``engine.mt`` and ``engine.tts`` are the models (dubbing, eval and fine-tuning call them
+directly); ``engine.stages`` run them in a session's pipeline (:mod:`s3tvr.live.stages`). A
+model that is not safe to call from two threads gets a lock that every session's worker takes
+around it; whatever belongs to one run (its audio, segmenter stream, voice, queues, sink and
+log) lives in its :class:`~s3tvr.live.session.Session`, never in a model object.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from s3tvr.errors import InputError
 from s3tvr.live import turn as smart_turn
 from s3tvr.live.segmenter import load_vad
 from s3tvr.live.simultaneous import auto_mode, pass_cost_s
+from s3tvr.live.stages import stage_for
 
 if TYPE_CHECKING:
     from s3tvr.live.session import Session
@@ -44,10 +47,12 @@ class Engine:
         check_device(config.device)
         self.config = config
         self.asr, self.mt, self.tts = build_backends(config, kinds)
-        denoiser = Denoiser(config.denoise) if config.denoise.enabled and self.asr is not None else None
-        self.stages = [s for s in (denoiser, self.asr, self.mt, self.tts) if s is not None]
+        self.denoiser = Denoiser(config.denoise) if config.denoise.enabled and self.asr is not None else None
+        # The models in pipeline order, by stage name (denoise, asr, mt, tts), and their stages.
+        self.models = {m.name: m for m in (self.denoiser, self.asr, self.mt, self.tts) if m is not None}
+        self.stages = [stage_for(m) for m in self.models.values()]
         # One lock per model that two threads must not call at once; sessions' workers share it.
-        self.locks = {s.name: threading.Lock() for s in self.stages if not s.thread_safe}
+        self.locks = {name: threading.Lock() for name, m in self.models.items() if not m.thread_safe}
         self.loads: dict[str, dict[str, float]] = {}  # name -> seconds, rss_mb (and cuda_mb) its load took
         self._loaded: set[str] = set()
         self._load_lock = threading.Lock()
@@ -70,11 +75,11 @@ class Engine:
 
     def setup(self, on_progress: Callable[[str], None] = lambda name: None) -> None:
         """Load every model that is not loaded yet, in order; the first failure propagates."""
-        self.load("vad", *(["turn"] if self.config.vad.turn else []), *(s.name for s in self.stages), on_progress=on_progress)
+        self.load("vad", *(["turn"] if self.config.vad.turn else []), *self.models, on_progress=on_progress)
         self._calibrate()
 
     def load(self, *names: str, on_progress: Callable[[str], None] = lambda name: None) -> None:
-        """Load the named parts (vad, turn, denoise, asr, mt, tts) once; later calls return at once."""
+        """Load the named parts (vad, turn, and the models: denoise, asr, mt, tts) once; later calls return at once."""
         with self._load_lock:
             for name in names:
                 if name in self._loaded:
@@ -130,10 +135,9 @@ class Engine:
     def _part(self, name: str) -> Any:
         if name in ("vad", "turn"):
             return None
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise ValueError(f"this engine has no {name} stage")
+        if name not in self.models:
+            raise ValueError(f"this engine has no {name} model")
+        return self.models[name]
 
     def vad_model(self) -> Any:
         """A Silero VAD for one session: the loaded ONNX model's session shared, its stream state
@@ -174,12 +178,12 @@ class Engine:
     def cleanup(self) -> None:
         """Free every model; the engine can load them again with setup()."""
         with self._load_lock:
-            for stage in self.stages:
-                if stage.name in self._loaded:
+            for name, model in self.models.items():
+                if name in self._loaded:
                     try:
-                        stage.cleanup()
+                        model.cleanup()
                     except Exception:  # cleanup must not hide the run's outcome
-                        log.debug("cleanup of %s failed", stage.name, exc_info=True)
+                        log.debug("cleanup of %s failed", name, exc_info=True)
             if self._turn is not None:
                 self._turn.cleanup()
             self._vad = self._turn = None
@@ -187,7 +191,7 @@ class Engine:
 
 
 def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, Any, Any]:
-    """The ASR, MT (None for "none") and TTS stages of ``cfg`` named in ``kinds``, not set up yet.
+    """The ASR, MT (None for "none") and TTS models of ``cfg`` named in ``kinds``, not set up yet.
     With all three, check that together they lead from the source language to the target's voice."""
     context = cfg.context()
     asr, mt, tts = (registry.create(kind, getattr(cfg, kind), **context) if kind in kinds else None for kind in KINDS)

@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-SAMPLE_RATE = 16000  # the rate every stage before TTS works at
+# Defined with the models that hear and give them (the rate every stage before TTS works at).
+from s3tvr.backends.kinds import SAMPLE_RATE, Word  # noqa: F401
 
 
 @dataclass
@@ -104,16 +105,6 @@ class AudioChunk:
     utt: UttInfo
     samples: np.ndarray  # mono float32
     sample_rate: int
-
-
-@dataclass(frozen=True)
-class Word:
-    """A recognised word and where it was spoken, in seconds from the start of the audio given."""
-
-    text: str
-    start: float
-    end: float
-    probability: float = 1.0
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Translated speech is often longer than its source (Spanish into English less so than English
 into Spanish; a slow voice always), and in a long talk the difference piles up: the listener
-hears each sentence later than the one before. A session's :class:`PacedTts` wraps the engine's
-TTS and, when the translated audio the listener has not heard yet (the sink's ``backlog_s``)
+hears each sentence later than the one before. A session's :class:`PacedTts` is its TTS stage over
+the engine's TTS model and, when the translated audio the listener has not heard yet (the sink's ``backlog_s``)
 passes ``audio.lag_s``, asks the TTS to speak faster, up to ``audio.max_rate`` at twice that
 backlog, and cuts the silence at the ends of what it says to ``audio.max_gap_s``. The rate
 used is the utterance's ``rate`` in the log.
@@ -17,7 +17,7 @@ import numpy as np
 
 from s3tvr.backends.kinds import TtsBackend
 from s3tvr.live.messages import AudioChunk
-from s3tvr.live.pipeline import Stage
+from s3tvr.live.stages import TtsStage
 
 SILENCE = 10 ** (-45 / 20)  # below -45 dBFS: the pauses a TTS leaves around its sentences
 
@@ -38,26 +38,23 @@ def trim_silence(samples: np.ndarray, rate: int, keep_s: float, lead: bool = Tru
     return samples[start: loud[-1] + 1 + keep]
 
 
-class PacedTts(Stage):
-    """One session's TTS: the engine's (same name, so the same lock), paced by ``backlog``, a
-    callable giving the seconds of translated audio written but not yet heard."""
-
-    name = "tts"
+class PacedTts(TtsStage):
+    """One session's TTS stage over the engine's TTS model (same name, so the same lock), paced by
+    ``backlog``, a callable giving the seconds of translated audio written but not yet heard."""
 
     def __init__(self, tts: TtsBackend, backlog: Callable[[], float], lag_s: float, max_rate: float, max_gap_s: float):
-        self.tts = tts
-        self.backend, self.thread_safe = tts.backend, tts.thread_safe
+        super().__init__(tts)
         self.backlog = backlog
         self.lag_s, self.max_rate, self.max_gap_s = lag_s, max_rate, max_gap_s
 
     def process(self, item: Any) -> Iterator[Any]:
         utt = item.utt
         behind = self.backlog() > self.lag_s
-        if behind and self.tts.speaking_rate:
+        if behind and self.model.speaking_rate:
             utt.rate = pace(self.backlog(), self.lag_s, self.max_rate)
         first = True
-        for out in self.tts.process(item):
-            if behind and isinstance(out, AudioChunk):
+        for out in super().process(item):
+            if behind:
                 # Silence at the ends of each piece (a TTS pauses after every sentence) is where
                 # a listener who is behind loses the least.
                 samples = trim_silence(out.samples, out.sample_rate, self.max_gap_s, lead=first)

@@ -8,6 +8,9 @@ faster-whisper pads each segment to 3,000 mel frames, so a pass over 2 s of spee
 over 28 s does, while Whisper's encoder (CTranslate2's) reads any shorter window. The margin keeps
 the decoder from running past the speech into a repetition loop, which a window cut at the speech's
 end invites; ``asr.full_window=true`` restores the 30 s window.
+
+Whisper loads one way, :func:`load_model`: for this backend, for language detection
+(:mod:`s3tvr.backends.language_id`) and, as this backend, for eval's judge.
 """
 
 from __future__ import annotations
@@ -18,15 +21,14 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 
 from s3tvr import bundled
-from s3tvr.backends.kinds import AsrBackend
+from s3tvr.backends.kinds import SAMPLE_RATE, AsrBackend, Word
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
-from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ class Config:
     local_files_only: bool = False  # True: never download a named model
     window_margin_s: Annotated[float, Range(0.5, 30)] = WINDOW_MARGIN_S  # encoder window = the audio + this (whole seconds)
     full_window: bool = False  # True: Whisper's 30 s window for every pass, whatever the audio's length
+    # transcribe() decodes Whisper's timestamp tokens too: slower, for whole recordings rather than
+    # utterances (eval's judge, whose figures were measured so); sentence passes leave them out
+    timestamps: bool = False
 
 
 class Backend(AsrBackend):
@@ -80,44 +85,26 @@ class Backend(AsrBackend):
         return frozenset(_LANGUAGE_CODES)
 
     def setup(self) -> None:
-        path = bundled.resolve(self.config.model)
-        if os.sep in path and not os.path.isdir(path):
-            raise SetupError(f"Whisper model folder {path} not found: give a model name (e.g. base) or a folder with model.bin")
-
         compute = self.config.compute_type
         if compute == "default":
             compute = self.dtype if self.dtype != "auto" else ("float16" if self.device == "cuda" else "int8")
-        try:
-            self.model = windowed_model_class()(
-                path, device=self.device, compute_type=compute, cpu_threads=self.config.cpu_threads,
-                local_files_only=self.config.local_files_only,
-            )
-        except Exception as exc:  # a download or load failure, reported as one line
-            raise SetupError(f"could not load Whisper model {self.config.model!r}: {exc}. Give a local folder with "
-                             "asr.model=PATH, or connect to the internet once to download it") from None
+        self.model = load_model(self.config.model, self.device, compute, self.config.cpu_threads, self.config.local_files_only)
         if not self.model.model.is_multilingual and self.src_lang != "en":
             raise SetupError(f"Whisper model {self.config.model} is English-only; for {self.src_lang} choose a multilingual one "
                              "(e.g. bundled:base)")
 
-    def process(self, item: SpeechSegment) -> Iterator[Transcript]:
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+        """The utterance's text in the task's language (English when translating), heard as ``language``."""
         segments = self._pass(
-            item.audio,
-            language=self._language(item.utt.src_lang),
+            audio,
+            language=self._language(language),
             task=self.config.task,
             beam_size=self.config.beam_size,
             condition_on_previous_text=False,  # each utterance stands alone; avoids repetition loops
-            without_timestamps=True,
+            without_timestamps=not self.config.timestamps,
             vad_filter=False,  # the segmenter already found the speech
         )
-        text = " ".join(s.text.strip() for s in segments).strip()
-        if not text:
-            item.utt.skipped = "no words recognised"
-            return
-        if self.output_language == item.utt.src_lang:
-            item.utt.src_text = text
-        else:
-            item.utt.tgt_text = text
-        yield Transcript(item.utt, text, self.output_language)
+        return " ".join(s.text.strip() for s in segments).strip()
 
     def words(self, audio) -> list[Word]:
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task
@@ -138,7 +125,7 @@ class Backend(AsrBackend):
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
     def _pass(self, audio: np.ndarray, **options: Any) -> list[Any]:
-        return transcribe(self.model, audio, None if self.config.full_window else self.config.window_margin_s, **options)
+        return whisper_pass(self.model, audio, None if self.config.full_window else self.config.window_margin_s, **options)
 
     def _language(self, lang: str) -> str | None:
         return lang if self.model.model.is_multilingual else None  # an English-only model takes no language
@@ -147,7 +134,7 @@ class Backend(AsrBackend):
         self.model = None
 
 
-def transcribe(model: Any, audio: np.ndarray, margin_s: Optional[float] = WINDOW_MARGIN_S, **options: Any) -> list[Any]:
+def whisper_pass(model: Any, audio: np.ndarray, margin_s: Optional[float] = WINDOW_MARGIN_S, **options: Any) -> list[Any]:
     """faster-whisper's segments of one pass over ``audio`` (``options``: its ``transcribe``'s),
     the encoder reading ``audio`` plus ``margin_s`` (None: the full window), capped against
     repetition loops. A window ending close to the speech can still make the decoder say part of
@@ -197,6 +184,23 @@ def windowed_model_class() -> type:
     return WindowedWhisperModel
 
 
+def load_model(model: str = "bundled:base", device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0,
+               local_files_only: bool = False) -> Any:
+    """Whisper with its encoder window cut to each pass's audio (:func:`with_window`): ``model`` is
+    a faster-whisper name, a local folder or ``bundled:base|tiny.en``. A load failure is one
+    SetupError line; without faster-whisper installed, ImportError."""
+    path = bundled.resolve(model)
+    if os.sep in path and not os.path.isdir(path):
+        raise SetupError(f"Whisper model folder {path} not found: give a model name (e.g. base) or a folder with model.bin")
+    whisper = windowed_model_class()
+    try:
+        return whisper(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                       local_files_only=local_files_only)
+    except Exception as exc:  # a download or load failure, reported as one line
+        raise SetupError(f"could not load Whisper model {model!r}: {exc}. Give a local folder with "
+                         "asr.model=PATH, or connect to the internet once to download it") from None
+
+
 def with_window(model: Any, audio: np.ndarray, margin_s: float = WINDOW_MARGIN_S) -> Any:
     """``model`` reading an encoder window as long as ``audio`` plus ``margin_s``, rounded up to whole
     seconds (30 at most). A shallow copy: the loaded weights are shared, the window is the copy's alone."""
@@ -205,15 +209,8 @@ def with_window(model: Any, audio: np.ndarray, margin_s: float = WINDOW_MARGIN_S
     return windowed
 
 
-def detect_language(audio16k: np.ndarray) -> str:
-    """The spoken language of 16 kHz ``audio16k``, by Whisper base (the bundled weights)."""
-    try:
-        whisper = windowed_model_class()
-    except ImportError:
-        raise InputError("the input's language cannot be detected without faster-whisper: give --from LANG") from None
-
-    model = whisper(bundled.resolve("bundled:base"), device="cpu", compute_type="int8")
+def spoken_language(model: Any, audio16k: np.ndarray) -> tuple[str, float]:
+    """The language spoken in the first 30 s of ``audio16k`` by a :func:`load_model` Whisper, and its probability."""
     audio = audio16k[: FULL_WINDOW_S * SAMPLE_RATE]
     language, probability, _ = with_window(model, audio).detect_language(audio)
-    log.info("detected %s (%.0f %%)", language, probability * 100)
-    return language
+    return language, probability

@@ -13,13 +13,14 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+import numpy as np
 
 from s3tvr import models
 from s3tvr.backends.device import torch_dtype
-from s3tvr.backends.kinds import AsrBackend
+from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.errors import InputError, SetupError, brief
-from s3tvr.live.messages import SpeechSegment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +93,17 @@ class Backend(AsrBackend):
             if self.restore:
                 log.info("%s writes without capitals or punctuation: restoring them", self.model_name)
 
-    def process(self, item: SpeechSegment) -> Iterator[Transcript]:
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+        """The utterance's text; the model hears the language it was built for, whatever ``language`` says."""
         import torch
 
         with torch.inference_mode():
-            hyps = self.model.transcribe([item.audio], batch_size=1, verbose=False)
+            hyps = self.model.transcribe([audio], batch_size=1, verbose=False)
         if isinstance(hyps, tuple):  # some transducer versions return (best, all)
             hyps = hyps[0]
         text = hyps[0] if isinstance(hyps[0], str) else hyps[0].text
         text = " ".join(text.split())
-        if not text:
-            item.utt.skipped = "no words recognised"
-            return
-        if self.restore:
-            text = restore_case(text, self.src_lang)
-        item.utt.src_text = text
-        yield Transcript(item.utt, text, self.src_lang)
+        return restore_case(text, self.src_lang) if text and self.restore else text
 
     def words(self, audio) -> list[Word]:
         """The words of ``audio`` (16 kHz) with their times (NeMo's timestamps from the alignment)."""
@@ -120,7 +116,7 @@ class Backend(AsrBackend):
         stamps = (getattr(hyps[0], "timestamp", None) or {}).get("word", [])
         words = [Word(str(w.get("word", "")).strip(), float(w["start"]), float(w["end"])) for w in stamps
                  if str(w.get("word", "")).strip() and "start" in w and "end" in w]
-        if self.restore and words:  # the sentence's case and end, as in process()
+        if self.restore and words:  # the sentence's case and end, as in transcribe()
             restored = restore_case(" ".join(w.text for w in words), self.src_lang).split()
             if len(restored) == len(words):
                 words = [Word(t, w.start, w.end, w.probability) for t, w in zip(restored, words)]

@@ -1,6 +1,7 @@
 """MT with a transformers sequence-to-sequence model (NLLB-200, Marian): the shared part.
 
-An utterance is split into sentences and its sentences are translated in one batch. Nothing is
+A text is split into sentences and its sentences are translated in one batch
+(:meth:`~s3tvr.backends.kinds.MtBackend.translate_text`). Nothing is
 truncated: the input is never cut, and the output may grow to ``max_length_ratio`` times the
 input's tokens (plus a margin) before generation stops.
 """
@@ -10,16 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any
 
 from s3tvr import models
 from s3tvr.backends.device import torch_dtype
 from s3tvr.backends.kinds import MtBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import SetupError, brief
-from s3tvr.languages import join_sentences
-from s3tvr.live.messages import Transcript, Translation
-from s3tvr.text import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,7 @@ class Seq2SeqBackend(MtBackend):
     def check_languages(self) -> None:
         """Raise SetupError when the loaded model cannot translate src_lang -> tgt_lang."""
 
-    def translate(self, sentences: list[str]) -> list[str]:
+    def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
         import torch
 
         out: list[str] = []
@@ -92,17 +90,6 @@ class Seq2SeqBackend(MtBackend):
                                           **self.generate_kwargs())
             out += [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return out
-
-    def process(self, item: Transcript) -> Iterator[Translation]:
-        sentences = split_sentences(item.text)
-        if not sentences:
-            return
-        text = join_sentences([t for t in self.translate(sentences) if t], self.tgt_lang)
-        if not text:
-            item.utt.skipped = "the translation came out empty"
-            return
-        item.utt.tgt_text = text
-        yield Translation(item.utt, text)
 
     def cleanup(self) -> None:
         self.model = self.tokenizer = None

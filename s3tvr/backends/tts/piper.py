@@ -19,7 +19,6 @@ from s3tvr import bundled
 from s3tvr.backends.kinds import TtsBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import SetupError
-from s3tvr.live.messages import AudioChunk
 from s3tvr.text import split_clauses
 
 
@@ -46,6 +45,7 @@ class Backend(TtsBackend):
             raise SetupError(f"Piper voice {self.voice_path} (and its .onnx.json) not found: give tts.voice=PATH/voice.onnx")
         meta = json.loads(self.config_path.read_text())
         self.language = str(meta.get("language", {}).get("code", "")).split("_")[0]
+        self.sample_rate = int(meta.get("audio", {}).get("sample_rate", self.sample_rate))
         self.voice: Any = None
 
     @property
@@ -59,20 +59,21 @@ class Backend(TtsBackend):
             self.voice = PiperVoice.load(self.voice_path, self.config_path, use_cuda=self.device == "cuda")
         except Exception as exc:
             raise SetupError(f"could not load Piper voice {self.voice_path}: {exc}") from None
+        self.sample_rate = int(self.voice.config.sample_rate)
 
-    def process(self, item: Any) -> Iterator[AudioChunk]:
-        if not re.search(r"\w", item.text):
+    def speak(self, text: str, voice: Any = None, speech: Optional[np.ndarray] = None, rate: float = 1.0, *,
+              utt_id: int = 0) -> Iterator[np.ndarray]:
+        """Clause by clause in the voice file's voice (``voice`` and ``speech`` do not apply)."""
+        if not re.search(r"\w", text):
             return
         from piper import SynthesisConfig
 
         base = self.config.length_scale or float(self.voice.config.length_scale)
-        syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=base / item.utt.rate)
-        pieces = split_clauses(item.text) if self.config.clauses else [item.text]
+        syn = SynthesisConfig(speaker_id=self.config.speaker_id, length_scale=base / rate)
+        pieces = split_clauses(text) if self.config.clauses else [text]
         for piece in pieces:
             for chunk in self.voice.synthesize(piece, syn_config=syn):
-                audio = soften_edges(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate)
-                item.utt.out_dur_s += len(audio) / chunk.sample_rate
-                yield AudioChunk(item.utt, audio, chunk.sample_rate)
+                yield soften_edges(np.asarray(chunk.audio_float_array, dtype=np.float32), chunk.sample_rate)
 
     def cleanup(self) -> None:
         self.voice = None

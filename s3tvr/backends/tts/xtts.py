@@ -33,11 +33,10 @@ import numpy as np
 from s3tvr import files
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.device import torch_dtype
-from s3tvr.backends.kinds import TtsBackend, voice_clips
+from s3tvr.backends.kinds import SAMPLE_RATE, TtsBackend, voice_clips
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
-from s3tvr.live.messages import SAMPLE_RATE, AudioChunk
 from s3tvr.text import split_to_limit
 
 log = logging.getLogger(__name__)
@@ -155,27 +154,28 @@ class Backend(TtsBackend):
             clips = self.own_voice
         return Voice(self.model, self.xtts_config, self.cache_dir, self.model_key, self.config.learn_s, clips, speaker)
 
-    def process(self, item: Any) -> Iterator[AudioChunk]:
+    def speak(self, text: str, voice: Optional["Voice"] = None, speech: Optional[np.ndarray] = None, rate: float = 1.0, *,
+              utt_id: int = 0) -> Iterator[np.ndarray]:
+        """Streamed in ``voice`` (from :meth:`new_voice`, required), which learns from ``speech``
+        (the utterance's own, 16 kHz) while it is still learning the speaker."""
         import torch
 
-        if not re.search(r"\w", item.text):
+        if not re.search(r"\w", text):
             return
-        voice = item.utt.voice
         if voice is None:
             raise InputError("XTTS was given no voice: a session passes one from new_voice()")
-        latents, embedding = voice.for_utterance(item.utt.speech)
+        latents, embedding = voice.for_utterance(speech)
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
-        text = spell_hindi_numbers(item.text) if self.tgt_lang == "hi" else item.text
+        if self.tgt_lang == "hi":
+            text = spell_hindi_numbers(text)
         with torch.inference_mode(), self.autocast():
             for piece in split_to_limit(text, XTTS_CHAR_LIMITS[self.tgt_lang]):
                 for wav in self.model.inference_stream(
                         piece, XTTS_CODES[self.tgt_lang], latents, embedding,
                         stream_chunk_size=self.config.stream_chunk_size, **self.sampling(),
-                        speed=self.config.speed * item.utt.rate, enable_text_splitting=False):
-                    samples = wav.float().cpu().numpy().astype(np.float32)
-                    item.utt.out_dur_s += len(samples) / self.sample_rate
-                    yield AudioChunk(item.utt, samples, self.sample_rate)
+                        speed=self.config.speed * rate, enable_text_splitting=False):
+                    yield wav.float().cpu().numpy().astype(np.float32)
 
     def cleanup(self) -> None:
         self.model = None
