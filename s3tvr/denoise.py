@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from s3tvr.backends.kinds import SAMPLE_RATE
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.config import DenoiseConfig
 
 MIN_PROFILE_S = 0.25  # shorter profiles estimate the noise badly; fall back to non-stationary gating

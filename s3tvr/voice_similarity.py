@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import SetupError
-from s3tvr.live.messages import SAMPLE_RATE
 
 MIN_SPEECH_S = 0.5  # shorter speech (after Resemblyzer trims silence) gives no embedding
 

@@ -20,9 +20,10 @@ import numpy as np
 import psutil
 
 from s3tvr import Engine, load_config
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.audio.streams import BLOCK
-from s3tvr.live.messages import SAMPLE_RATE, Block
+from s3tvr.live.messages import Block
 from s3tvr.live.sinks import Sink
 from s3tvr.live.sources import Source
 from s3tvr.records import UtteranceRecord

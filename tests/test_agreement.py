@@ -7,9 +7,10 @@ import jiwer
 import pytest
 
 from s3tvr import bundled
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
+from s3tvr.backends.kinds import Word
 from s3tvr.live.agreement import PROMPT_CHARS, ClauseSplitter, LocalAgreement, clause_text
-from s3tvr.live.messages import SAMPLE_RATE, Word
 
 
 def hyp(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
-from s3tvr.live.messages import SAMPLE_RATE
 
 CLIP = "fleurs-es-001.ogg"  # 20.2 s of Spanish
 

@@ -157,8 +157,8 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path):
 
 
 def test_words_become_sentence_phrases():
+    from s3tvr.backends.kinds import Word
     from s3tvr.dub.phrases import group_words
-    from s3tvr.live.messages import Word
 
     words = [Word("Hola,", 0.0, 0.4), Word("me", 0.5, 0.6), Word("llamo", 0.7, 1.0), Word("Ana.", 1.1, 1.4),  # a sentence
              Word("Soy", 1.6, 1.8), Word("de", 3.9, 4.0), Word("Madrid", 4.1, 4.5),  # a 2.1 s pause: out of sync

@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 
 from s3tvr import Engine, load_config
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
 from s3tvr.field_latency import source_latencies
 from s3tvr.latency import format_table, summarize
-from s3tvr.live.messages import SAMPLE_RATE
 from s3tvr.live.segmenter import WINDOW_S, speech_regions
 from s3tvr.live.simultaneous import PassPacer, auto_mode
 

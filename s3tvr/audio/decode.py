@@ -9,8 +9,8 @@ import av
 import numpy as np
 import soxr
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import InputError
-from s3tvr.live.messages import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Iterator, Optional
 
 import numpy as np
 
-from s3tvr.backends.kinds import SAMPLE_RATE, AsrBackend, MtBackend, TtsBackend, Word
+from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend, Word
 from s3tvr.bounds import Range
 from s3tvr.text import split_clauses
 

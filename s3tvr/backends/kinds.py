@@ -32,8 +32,6 @@ from s3tvr.errors import InputError
 from s3tvr.languages import join_sentences
 from s3tvr.text import split_sentences
 
-SAMPLE_RATE = 16000  # the rate of all audio an ASR hears (and every live stage before TTS works at)
-
 
 @dataclass(frozen=True)
 class Word:

@@ -24,9 +24,10 @@ import soundfile as sf
 import soxr
 
 from s3tvr import bounds, files
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.loudness import loudness, match_loudness
 from s3tvr.backends.device import check_device
-from s3tvr.backends.kinds import voice_clips
+from s3tvr.backends.kinds import Word, voice_clips
 from s3tvr.backends.language_id import detect_language
 from s3tvr.bounds import Range
 from s3tvr.config import Config
@@ -35,7 +36,6 @@ from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, TranslationFailed
 from s3tvr.live.engine import Engine
-from s3tvr.live.messages import SAMPLE_RATE, Word
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
 

@@ -14,9 +14,9 @@ import soundfile as sf
 import soxr
 
 from s3tvr import files
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import decode
 from s3tvr.errors import InputError
-from s3tvr.live.messages import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from s3tvr.live.messages import SAMPLE_RATE, Word
+from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.kinds import Word
 
 SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
 CLAUSE_END = (",", ";", ":", "，", "、")

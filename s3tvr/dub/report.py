@@ -12,10 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 import soxr
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.config import VadConfig
 from s3tvr.dub.fit import Placement
 from s3tvr.dub.phrases import Phrase
-from s3tvr.live.messages import SAMPLE_RATE
 from s3tvr.live.segmenter import speech_regions
 from s3tvr.stats import percentile
 

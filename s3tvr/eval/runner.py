@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from s3tvr import files
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends import registry
 from s3tvr.config import BackendSection, load_config
@@ -27,7 +28,6 @@ from s3tvr.errors import InputError
 from s3tvr.eval import metrics
 from s3tvr.field_latency import field_figures, source_latencies
 from s3tvr.live.engine import Engine
-from s3tvr.live.messages import SAMPLE_RATE
 from s3tvr.records import UtteranceRecord
 from s3tvr.voice_similarity import SpeakerEncoder
 

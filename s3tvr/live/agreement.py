@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from s3tvr.live.messages import Word
+from s3tvr.backends.kinds import Word
 
 SENTENCE_MARKS = frozenset(".?!…。？！｡।॥؟։።")
 CLAUSE_MARKS = frozenset(",;:，、；：،؛")

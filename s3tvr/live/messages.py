@@ -13,9 +13,6 @@ from typing import Any, Optional
 
 import numpy as np
 
-# Defined with the models that hear and give them (the rate every stage before TTS works at).
-from s3tvr.backends.kinds import SAMPLE_RATE, Word  # noqa: F401
-
 
 @dataclass
 class StageTiming:
@@ -60,7 +57,7 @@ class UttInfo:
     asr_pacing: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Block:
     """A block of captured 16 kHz mono audio, stamped when it entered the program."""
 
@@ -68,14 +65,14 @@ class Block:
     t_arrival: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpeechSegment:
     utt: UttInfo
     audio: np.ndarray  # 16 kHz mono float32
     noise: np.ndarray  # recent non-speech audio, a noise profile for the denoiser
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpeechUpdate:
     """Simultaneous mode: the speech of an utterance heard so far, sent to the ASR every step
     while the speaker goes on; ``final`` is the segmenter's finished segment (all of it)."""
@@ -87,27 +84,27 @@ class SpeechUpdate:
     final: Optional[SpeechSegment] = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Transcript:
     utt: UttInfo
     text: str
     language: str  # language of the text (en after Whisper's translate task)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Translation:
     utt: UttInfo
     text: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioChunk:
     utt: UttInfo
     samples: np.ndarray  # mono float32
     sample_rate: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class UtteranceEnd:
     """The last message of every utterance: it reached the end of the chain, spoken, empty or failed."""
 

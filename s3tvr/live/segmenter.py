@@ -23,9 +23,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.config import VadConfig
 from s3tvr.errors import SetupError
-from s3tvr.live.messages import SAMPLE_RATE, Block, SpeechSegment, UttInfo
+from s3tvr.live.messages import Block, SpeechSegment, UttInfo
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import numpy as np
 
 from s3tvr import files
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
-from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, SpeechSegment, UtteranceEnd
+from s3tvr.live.messages import AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.live.segmenter import Segmenter

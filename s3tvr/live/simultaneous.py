@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from s3tvr.backends.kinds import AsrBackend
+from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
 from s3tvr.live.agreement import ClauseSplitter, LocalAgreement, clause_text
-from s3tvr.live.messages import SAMPLE_RATE, SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo, Word
+from s3tvr.live.messages import SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Stage
 from s3tvr.live.segmenter import Segmenter
 

@@ -17,10 +17,10 @@ from typing import Iterator, Optional
 import numpy as np
 import soxr
 
-from s3tvr.audio import devices
+from s3tvr.audio import SAMPLE_RATE, devices
 from s3tvr.audio.decode import load_audio
 from s3tvr.audio.streams import BLOCK, Reblocker
-from s3tvr.live.messages import SAMPLE_RATE, Block
+from s3tvr.live.messages import Block
 
 log = logging.getLogger(__name__)
 

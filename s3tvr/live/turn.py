@@ -17,8 +17,8 @@ from typing import Optional
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import SetupError, brief
-from s3tvr.live.messages import SAMPLE_RATE
 
 ONNX_NAME = "smart-turn-v3.2-cpu.onnx"
 PIP = "pip install --no-deps pipecat-ai==1.14.0"

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import InputError, S3tvrError, brief
-from s3tvr.live.messages import SAMPLE_RATE
 from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
 

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.streams import Reblocker
-from s3tvr.live.messages import SAMPLE_RATE, AudioChunk, Block, UttInfo
+from s3tvr.live.messages import AudioChunk, Block, UttInfo
 from s3tvr.live.sinks import Sink
 from s3tvr.live.sources import Source
 

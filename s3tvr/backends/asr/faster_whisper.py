@@ -26,7 +26,8 @@ from typing import Annotated, Any, Optional
 import numpy as np
 
 from s3tvr import bundled
-from s3tvr.backends.kinds import SAMPLE_RATE, AsrBackend, Word
+from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
 

@@ -31,9 +31,10 @@ from typing import Annotated, Any, Iterator, Optional, Sequence
 import numpy as np
 
 from s3tvr import files
+from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.device import torch_dtype
-from s3tvr.backends.kinds import SAMPLE_RATE, TtsBackend, voice_clips
+from s3tvr.backends.kinds import TtsBackend, voice_clips
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
