@@ -143,7 +143,7 @@ class Engine:
         """A Silero VAD for one session: the loaded ONNX model's session shared, its stream state
         the session's own (TorchScript keeps state inside the module, so it loads anew)."""
         self.load("vad")
-        if hasattr(self._vad, "session"):  # silero's OnnxWrapper: state in plain attributes
+        if self.config.vad.onnx:  # silero's OnnxWrapper: state in plain attributes
             model = copy.copy(self._vad)
             model.reset_states()
             return model
