@@ -81,7 +81,7 @@ class UtteranceRecord:
 
     def stage_compute(self) -> dict[str, float]:
         """Seconds each finished stage spent on the utterance (until its first output for a streaming stage)."""
-        return {name: s.compute_s for name, s in self.stages.items() if s.compute_s is not None}
+        return {name: seconds for name, s in self.stages.items() if (seconds := s.compute_s) is not None}
 
     @classmethod
     def from_utt(cls, utt: UttInfo, clock: Clock) -> UtteranceRecord:

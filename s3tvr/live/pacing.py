@@ -49,9 +49,10 @@ class PacedTts(TtsStage):
 
     def process(self, item: Any) -> Iterator[Any]:
         utt = item.utt
-        behind = self.backlog() > self.lag_s
+        backlog = self.backlog()
+        behind = backlog > self.lag_s
         if behind and self.model.speaking_rate:
-            utt.rate = pace(self.backlog(), self.lag_s, self.max_rate)
+            utt.rate = pace(backlog, self.lag_s, self.max_rate)
         first = True
         for out in super().process(item):
             if behind:
