@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import soundfile as sf
 
 from s3tvr.records import read_log
 
-from conftest import REPO, STOP_S, one_line_error, s3tvr, s3tvr_cmd
+from conftest import HANG_S, REPO, one_line_error, s3tvr, s3tvr_cmd
 
 
 def test_missing_input_file(tmp_path):
@@ -103,13 +102,14 @@ def test_ctrl_c_exits_130_promptly_and_keeps_the_log(data, tmp_path):
     first = proc.stdout.readline()  # the first translation, at real-time pace
     assert first.startswith("[0]")
     proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    proc.wait(timeout=60)
-    took = time.monotonic() - sent
-    assert proc.returncode == 130 and took < STOP_S, (proc.returncode, took)
+    proc.wait(timeout=HANG_S)
+    assert proc.returncode == 130, proc.returncode
     assert "Traceback" not in proc.stderr.read()
     recs = read_log(log)
     assert recs and recs[0].utt_id == 0
+    # Stopped when asked, not at the input's end: a stopped run's output is not padded to the input,
+    # so it ends before the 52 s input does (a run that went on would have translated all of it).
+    assert sf.info(tmp_path / "o.wav").duration < sf.info(data / "realtimestt_asr-reference.wav").duration - 10
     assert (tmp_path / "o.wav").exists() and not (tmp_path / "o.wav.partial").exists()
 
 
