@@ -3,6 +3,11 @@
 A preset is a YAML file with the sections below; ``key.sub=value`` overrides any key. The
 ``asr``, ``mt`` and ``tts`` sections name a backend; their other keys belong to that backend's
 own config dataclass (see :mod:`s3tvr.backends.registry`) and are checked when the run starts.
+
+A preset may also hold an ``into:`` table: per target language, the sections that change when
+translating into it (the offline preset reaches English with Whisper's translate task, Spanish
+with Apertium and another voice); under a language's ``dub:`` key, what changes again for
+dubbing, which is not live and may use a slower, better voice. Overrides apply after it.
 """
 
 from __future__ import annotations
@@ -150,8 +155,10 @@ def _read_source(source: str | Path) -> tuple[str, str]:
     raise InputError(f"config {source} not found: give a YAML file or a preset name ({names})")
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None, **top: Any) -> Config:
-    """Build a Config from a preset name or YAML path, then ``key=value`` overrides, then ``top`` keys."""
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None, purpose: str = "live",
+                **top: Any) -> Config:
+    """Build a Config from a preset name or YAML path (with its ``into:`` changes for the target
+    language and, when ``purpose`` is "dub", for dubbing), then ``key=value`` overrides, then ``top`` keys."""
     data: dict[str, Any] = {}
     if source is not None:
         label, text = _read_source(source)
@@ -161,6 +168,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             raise InputError(f"config {label} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
         if not isinstance(data, dict):
             raise InputError(f"config {label} must be a mapping of sections: fix the file")
+        data = _into_target(data, str(top.get("tgt_lang") or data.get("tgt_lang") or Config.tgt_lang), purpose, label)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -170,6 +178,33 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
         if value is not None:
             data[key] = value
     return _build(data)
+
+
+def _into_target(data: dict[str, Any], tgt: str, purpose: str, label: str) -> dict[str, Any]:
+    """``data`` without its ``into:`` table, changed as the table says for target ``tgt``."""
+    data = dict(data)
+    into = data.pop("into", None) or {}
+    changes = into.get(tgt) if isinstance(into, dict) else None
+    if not isinstance(into, dict) or not isinstance(changes or {}, dict):
+        raise InputError(f"config {label}: into must map target languages to the sections they change: fix the file")
+    changes = dict(changes or {})
+    dub = changes.pop("dub", None) or {}
+    for change in (changes, dub if purpose == "dub" else {}):
+        for key, value in change.items():
+            data[key] = _changed_section(data.get(key), value, key in _BACKENDS)
+    return data
+
+
+def _changed_section(base: Any, change: Any, backend: bool) -> Any:
+    """A section with ``change`` applied: a backend section naming another backend starts afresh
+    (the old backend's options mean nothing to the new one); otherwise keys are replaced one by one."""
+    if backend and isinstance(base, str):
+        base = {"backend": base}
+    if not isinstance(base, dict) or not isinstance(change, dict):
+        return change
+    if backend and change.get("backend", base.get("backend")) != base.get("backend"):
+        return dict(change)
+    return {**base, **change}
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

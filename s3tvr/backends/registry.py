@@ -43,6 +43,8 @@ BACKENDS: list[BackendInfo] = [
                 ("transformers", "sentencepiece")),
     BackendInfo("mt", "marian", "s3tvr.backends.mt.marian", "mt", "Helsinki-NLP opus-mt Marian: small and fast, one model per pair",
                 ("transformers", "sentencepiece")),
+    BackendInfo("mt", "apertium", "s3tvr.backends.mt.apertium", "",
+                "Apertium (Debian's apertium + a pair, e.g. apertium-eng-spa): rule-based, CPU, a millisecond a sentence"),
     BackendInfo("mt", "fake", "s3tvr.backends.fake", "", "scripted translation after a scripted delay"),
     BackendInfo("tts", "piper", "s3tvr.backends.tts.piper", "piper", "Piper: a fast CPU voice, no cloning", ("piper",)),
     BackendInfo("tts", "xtts", "s3tvr.backends.tts.xtts", "xtts", "Coqui XTTS v2: your own voice, 17 languages, streamed",
