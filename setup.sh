@@ -30,7 +30,10 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=()
     # chromium, chromium-driver: the web page's browser test (tests/test_browser.py drives headless Chromium).
-    for pkg in libportaudio2 ffmpeg pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver; do
+    # apertium, apertium-eng-spa: the offline profile's en<->es translation; espeak-ng: its voices'
+    # phonemes (Kokoro) and its live Spanish voice.
+    for pkg in libportaudio2 ffmpeg pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver \
+               apertium apertium-eng-spa espeak-ng; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

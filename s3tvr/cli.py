@@ -22,11 +22,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Config":
-    """The preset (offline, or stack when XTTS is asked for), --set overrides, then the XTTS flags."""
+    """The preset (offline, or stack when XTTS is asked for) with its changes for the target language
+    and for dubbing, --set overrides, then the XTTS flags."""
     from s3tvr.config import load_config
 
     preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
-    config = load_config(preset, args.overrides, src_lang=src_lang, tgt_lang=tgt_lang, device=args.device, dtype=args.dtype)
+    config = load_config(preset, args.overrides, purpose="dub" if args.command == "dub" else "live", src_lang=src_lang,
+                         tgt_lang=tgt_lang, device=args.device, dtype=args.dtype)
     return _with_xtts_options(args, config)
 
 
