@@ -1,0 +1,86 @@
+"""Apertium, the offline profile's rule-based MT (Debian's apertium + apertium-eng-spa), run for real."""
+
+import os
+import shutil
+
+import pytest
+import sacrebleu
+
+from s3tvr.backends import registry
+from s3tvr.config import BackendSection, load_config
+from s3tvr.errors import SetupError
+
+from conftest import manifest
+
+pytestmark = pytest.mark.skipif(shutil.which("apertium") is None, reason="Debian's apertium is not installed: ./setup.sh as root")
+
+
+def apertium(src: str, tgt: str, **options):
+    return registry.create("mt", BackendSection("apertium", options), src_lang=src, tgt_lang=tgt)
+
+
+@pytest.fixture(scope="module")
+def en_es():
+    mt = apertium("en", "es")
+    mt.setup()
+    yield mt
+    mt.cleanup()
+
+
+def test_one_pipeline_translates_many_sentences_in_both_directions(en_es):
+    refs = [c for c in manifest().values() if c["lang"] == "en"]
+    sentences = [c["ref_eng"] for c in refs] * 25  # 50 sentences, each answered before the next is asked
+    out = en_es.translate(sentences)
+    assert en_es.starts == 1 and len(out) == len(sentences)
+    assert out[:2] == out[2:4]  # the same sentence, the same answer: nothing shifted between sentences
+    chrf = sacrebleu.CHRF().corpus_score(out[:2], [[c["ref_spa"] for c in refs]]).score
+    unrelated = sacrebleu.CHRF().corpus_score(out[:2], [[c["ref_spa"] for c in reversed(refs)]]).score
+    assert chrf >= 40 and chrf > unrelated + 15, (out[:2], chrf, unrelated)
+    # Characters Apertium's stream format reserves come through as written.
+    assert en_es.translate_text("It is [very] happy, at 5 $ / hour!") == "Es [muy] feliz, en 5 $ / hora!"
+
+    es_en = apertium("es", "en")
+    es_en.setup()
+    try:
+        assert "cat" in es_en.translate_text("El gato duerme en la casa.").lower()
+    finally:
+        es_en.cleanup()
+
+
+def test_a_killed_pipeline_is_started_again_and_the_sentence_still_translated(en_es):
+    before = en_es.starts
+    os.killpg(en_es.process.pid, 9)
+    en_es.process.wait()
+    assert "gato" in en_es.translate_text("The cat sleeps.")
+    assert en_es.starts == before + 1
+
+
+def test_a_pipeline_that_cannot_run_fails_the_sentence_with_its_reason(tmp_path):
+    # A pair whose dictionary is gone: the pipeline starts and dies at once, twice.
+    (tmp_path / "eng-spa.mode").write_text(f"lt-proc '{tmp_path / 'missing.automorf.bin'}'\n")
+    mt = apertium("en", "es", modes_dir=str(tmp_path))
+    mt.setup()
+    with pytest.raises(RuntimeError, match="failed twice on one sentence") as failed:
+        mt.translate(["Hello."])
+    assert "\n" not in str(failed.value)
+    mt.cleanup()
+
+
+def test_a_missing_pair_names_the_debian_package():
+    with pytest.raises(SetupError, match="apt-get install apertium-es-pt"):
+        apertium("es", "pt")
+    with pytest.raises(SetupError, match="Debian has no Apertium pair for en->ja"):
+        apertium("en", "ja")
+    with pytest.raises(SetupError, match="mode spa-eng_GB is not installed"):
+        apertium("es", "en", mode="spa-eng_GB")
+
+
+def test_the_offline_preset_reaches_spanish_through_apertium_and_english_through_whisper():
+    into_es = load_config("offline", src_lang="en", tgt_lang="es")
+    assert into_es.asr.options["task"] == "transcribe" and into_es.asr.options["model"] == "bundled:base"
+    assert into_es.mt.backend == "apertium" and into_es.tts.backend == "espeak" and "voice" not in into_es.tts.options
+    assert load_config("offline", purpose="dub", src_lang="en", tgt_lang="es").tts.backend == "kokoro"
+    into_en = load_config("offline", src_lang="es", tgt_lang="en")
+    assert (into_en.asr.options["task"], into_en.mt.backend, into_en.tts.backend) == ("translate", "none", "piper")
+    # Overrides come after the table: a user's choice wins.
+    assert load_config("offline", ["tts.backend=kokoro"], src_lang="en", tgt_lang="es").tts.backend == "kokoro"
