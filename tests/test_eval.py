@@ -84,7 +84,7 @@ def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
     # One engine for the three clips: every model loaded once, however many clips.
     for part in ("vad", "asr", "tts"):
         assert proc.stderr.count(f"loading {part}\n") == 1, proc.stderr
-    for label in ("ASR-BLEU", "chrF", "source WER", "speaker sim.", "p50", "peak_rss_mb"):
+    for label in ("ASR-BLEU", "chrF", "source WER", "speaker sim.", "p50", "peak_rss_mb", "CPU seconds per second of speech"):
         assert label in proc.stdout
     result = json.loads((out / "eval.json").read_text())
     assert [c["audio"] for c in result["clips"]] == ["fleurs-es-002.ogg", "fleurs-es-004.ogg", "silence.wav"]
@@ -95,6 +95,7 @@ def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
     # Measured on the two clips alone: ASR-BLEU 8.9, chrF 32.0; the silent clip lowers the corpus score.
     assert result["asr_bleu"]["bleu"] > 3 and result["asr_bleu"]["chrf"] > 25
     assert 0 <= result["source_wer"] < 0.3
+    assert result["latency"]["cpu_s_per_audio_s"] > 0.05  # Whisper alone costs more than that per second heard
     assert result["latency"]["spoken"] == 2 and result["memory"]["peak_rss_mb"] > result["memory"]["asr_rss_mb"] > 0
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
 

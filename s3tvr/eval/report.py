@@ -29,6 +29,7 @@ def format_table(r: EvalResult) -> str:
         f"  p50 {_f(lat['p50_s'])} s   p90 {_f(lat['p90_s'])} s   max {_f(lat['max_s'])} s   mean {_f(lat['mean_s'])} s",
         "  per stage (mean s): " + "  ".join(f"{k} {v:.2f}" for k, v in lat["stage_mean_s"].items()),
         f"  real-time factor {_f(lat['rtf'])}   overhead ratio p50 {_f(lat['overhead_p50'])} p90 {_f(lat['overhead_p90'])}",
+        f"  CPU seconds per second of speech {_f(lat.get('cpu_s_per_audio_s'))} (the system's process and its helpers)",
         "",
         "speed as the field reports it (per source utterance, s; LAAL/YAAL by OmniSTEval on words timed as heard)",
         *(f"  {name:<12} p50 {_f(m['p50']):>6}   mean {_f(m['mean']):>6}   p90 {_f(m['p90']):>6}   ({m['n']} source utterances)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import resource
 import tempfile
 from dataclasses import dataclass, field
@@ -93,6 +94,12 @@ def read_manifest(folder: Path, src: str, tgt: str) -> list[dict[str, Any]]:
     return clips
 
 
+def _cpu_s() -> float:
+    """CPU seconds this process and its finished children (espeak-ng, a stopped Apertium) have used."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -158,6 +165,7 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
     runs: list[tuple[dict, Path, list[UtteranceRecord], float]] = []
     records: list[UtteranceRecord] = []
     audio_s = 0.0
+    cpu_before = _cpu_s()
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for n, clip in enumerate(clips):
             wav = folder / clip["audio"]
@@ -167,6 +175,7 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
             runs.append((clip, out, result.records, round(_peak_rss_mb(), 1)))
             records += result.records
             audio_s += clip.get("duration_s") or len(load_audio(wav)) / SAMPLE_RATE
+        cpu_s = _cpu_s() - cpu_before  # the system's runs only, not the judge's
         memory["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         if cfg.device == "cuda":
             import torch
@@ -199,6 +208,8 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
                                       vad.long_after_s + vad.preroll_ms / 1000, audio_s)
     sources = source_latencies(records)  # the field's metrics: StartOffset, EndOffset, first audio, LAAL, YAAL
     latency["field"] = field_figures(sources)
+    # What the machine pays, whatever its cores: 2.0 means two cores busy for each second heard.
+    latency["cpu_s_per_audio_s"] = cpu_s / audio_s if audio_s > 0 else math.nan
     latency["field_per_source"] = [dataclasses.asdict(s) for s in sources]
     return EvalResult(
         pair=pair, clips=results,
