@@ -1,6 +1,7 @@
 """Can Kokoro keep pace live on this machine, or must live use espeak-ng? Each offline voice speaks
 FLORES devtest sentences (Spanish; English for Piper's English voice and Kokoro's English) through
-the backend's own streaming speak(): real-time factor (synthesis seconds / audio seconds), median
+the backend's own streaming speak(): real-time factor (synthesis seconds / audio seconds; CPU RTF: CPU seconds of all its threads /
+audio seconds, which other processes on the machine cannot inflate), median
 latency to the first chunk (a clause), and Whisper base's WER and chrF of what it hears, so the
 voices' quality is compared too. Kokoro rows vary its voice, its threads and clause streaming.
 
@@ -38,9 +39,11 @@ def sentences(lang: str, n: int) -> list[str]:
 
 
 def measure(tts, texts: list[str], listener, lang: str) -> dict:
-    """Speak each text as a live session would (chunks as they come); time the first and the whole."""
+    """Speak each text as a live session would (chunks as they come); time the first and the whole.
+    Whisper listens only after all are spoken: its threads would otherwise compete with the voice's."""
     list(tts.speak("Hola, esto es una prueba." if lang == "es" else "Hello, this is a test."))  # warm-up
-    first, synth, audio_s, heard = [], 0.0, 0.0, []
+    first, synth, spoken = [], 0.0, []
+    cpu = time.process_time()
     for text in texts:
         start = time.perf_counter()
         chunks = []
@@ -49,11 +52,12 @@ def measure(tts, texts: list[str], listener, lang: str) -> dict:
                 first.append(time.perf_counter() - start)
             chunks.append(chunk)
         synth += time.perf_counter() - start
-        audio = np.concatenate(chunks)
-        audio_s += len(audio) / tts.sample_rate
-        heard.append(run(listener, soxr.resample(audio, tts.sample_rate, RATE), lang, "transcribe", None,
-                         temperature=0.0)[0])
-    return {"rtf": synth / audio_s, "first_chunk_p50_s": statistics.median(first), "synth_s": synth,
+        spoken.append(np.concatenate(chunks))
+    cpu = time.process_time() - cpu  # this process's CPU seconds, all threads: what other processes cannot inflate
+    audio_s = sum(len(a) for a in spoken) / tts.sample_rate
+    heard = [run(listener, soxr.resample(a, tts.sample_rate, RATE), lang, "transcribe", None, temperature=0.0)[0]
+             for a in spoken]
+    return {"rtf": synth / audio_s, "first_chunk_p50_s": statistics.median(first), "cpu_rtf": cpu / audio_s, "synth_s": synth,
             "audio_s": audio_s, "wer": wer(texts, heard), "chrf": bleu_chrf(heard, texts)["chrf"], "heard": heard}
 
 
@@ -93,11 +97,13 @@ def main() -> None:
         tts.cleanup()
         results.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "heard"}), flush=True)
-    print(f"\n{args.sentences} FLORES devtest sentences, {len(sentences('es', args.sentences)[0].split())}+ words each; "
+    words = statistics.mean(len(t.split()) for t in sentences("es", args.sentences))
+    print(f"\n{args.sentences} FLORES devtest sentences, {words:.0f} words on average; "
           f"Whisper base (greedy, temperature 0) listens")
-    print(f"{'voice':<38} {'lang':<4} {'RTF':>5} {'first chunk p50':>15} {'audio s':>8} {'WER %':>6} {'chrF':>5}")
+    print(f"{'voice':<38} {'lang':<4} {'RTF':>5} {'CPU RTF':>7} {'first chunk p50':>15} {'audio s':>8} {'WER %':>6} {'chrF':>5}")
     for r in results:
-        print(f"{r['voice']:<38} {r['lang']:<4} {r['rtf']:>5.2f} {r['first_chunk_p50_s']:>13.2f} s {r['audio_s']:>8.1f} "
+        print(f"{r['voice']:<38} {r['lang']:<4} {r['rtf']:>5.2f} {r['cpu_rtf']:>7.2f} {r['first_chunk_p50_s']:>13.2f} s "
+              f"{r['audio_s']:>8.1f} "
               f"{100 * r['wer']:>6.1f} {r['chrf']:>5.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"full_window_pass_s": reference, "rows": results}, indent=1, ensure_ascii=False))

@@ -49,6 +49,11 @@ VOICES = {
 _PIECE = re.compile(r"([^,.;:!?…]*)([,.;:!?…]*)")
 
 
+# Where espeak-ng reads a word in another language (Latin letters in Russian text) it marks the
+# switch, "(^e^n)...(^r^u)" with ties: a marker, not a sound.
+_SWITCH = re.compile(r"\([a-z^-]+\)")
+
+
 def voice_of(lang: str) -> str:
     """The espeak-ng voice for one of our language codes (an espeak-ng voice name passes through)."""
     return VOICES.get(lang, lang)
@@ -100,8 +105,8 @@ def _phonemise_lines(pieces: list[str], lang: str) -> list[str]:
         if not re.search(r"\w", piece):
             out.append("")
             continue
-        said = run(["-q", "--ipa", "--tie=^", "-v", voice_of(lang)], piece).decode().split()
-        out.append(" ".join(said))
+        said = run(["-q", "--ipa", "--tie=^", "-v", voice_of(lang)], piece).decode()
+        out.append(" ".join(_SWITCH.sub("", said).split()))
     return out
 
 
