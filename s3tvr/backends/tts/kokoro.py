@@ -33,14 +33,17 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510  # phonemes per call: the style table has 510 rows, the model's context 512 with the pads
 VOICES = ("jm_kumo", "jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")
-# Checked by ear and by Whisper base (tests/test_offline_voices.py, benchmarks/bench_voices.py).
-LANGUAGES = frozenset({"es", "en", "fr", "it", "pt"})
+# Those Whisper base understood it in: es and en tested (tests/test_offline_voices.py, bench_voices.py);
+# fr de it pt checked once (one sentence each, chrF 75-100). Kokoro was not trained on German: it is
+# offered because espeak-ng's phonemes came through, not for quality.
+LANGUAGES = frozenset({"es", "en", "fr", "de", "it", "pt"})
 
 # espeak-ng's tied phonemes -> Kokoro's single-letter ones (its training data's phoneme set, as
-# Kokoro's G2P, misaki, maps them); every other tie just joins its letters. Longest first.
+# Kokoro's G2P, misaki, maps them); every other tie just joins its letters.
 TIED = {"a^ɪ": "I", "a^ʊ": "W", "d^z": "ʣ", "d^ʒ": "ʤ", "e^ɪ": "A", "o^ʊ": "O", "ə^ʊ": "Q",
         "s^s": "S", "t^s": "ʦ", "t^ʃ": "ʧ", "ɔ^ɪ": "Y"}
-# American English as misaki writes espeak-ng's: its r is ɹ, no length marks, ɚ spelt out.
+# American English as misaki rewrites espeak-ng's: its r is ɹ, no length marks, ɚ spelt out, and
+# espeak-ng before 1.52 writes o for ɔ.
 ENGLISH = {"ɚ": "əɹ", "r": "ɹ", "ɐ": "ə", "x": "k", "ç": "k", "ː": "", "o": "ɔ"}
 
 
