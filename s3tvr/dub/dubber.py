@@ -289,10 +289,11 @@ class Dubber:
         audio = np.concatenate(chunks)
         if self.tts.sample_rate != out_rate:
             audio = soxr.resample(audio, self.tts.sample_rate, out_rate)
-        audio = audio.astype(np.float32)
         path.parent.mkdir(exist_ok=True)
-        files.write_wav(path, audio, out_rate)
-        return audio, ""
+        files.write_wav(path, audio.astype(np.float32), out_rate)
+        # Read back: Rubber Band turns the cache's 16-bit rounding into a different take, so this
+        # run must stretch the very samples a rerun (--resume, another --background) reads.
+        return sf.read(path, dtype="float32")[0], ""
 
     def _voice(self, original: media.Original, phrases: list[Phrase]) -> None:
         """One voice for the whole dub: the cleanest phrases of the original (highest ASR
