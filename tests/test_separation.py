@@ -148,7 +148,7 @@ def test_keep_keeps_the_music_and_drops_the_old_voice(dubs, sources):
         assert gain(bg["duck"][ch, a:b], voice[a:b]) / gain(bg["duck"][ch, a:b], music[ch, a:b]) > 0.5
         assert gain(bg["keep"][ch, :a], music[ch, :a]) > 0.9  # before the speech: the music as it was (measured 1.0)
     # The speaker is not heard under the dub: measured similarity to the original voice 0.45 with
-    # keep (the music alone: 0.49), 0.79 with duck (the original mix: 0.83).
+    # keep (as low as the music alone's 0.49), 0.79 with duck (the original mix: 0.83).
     from s3tvr.voice_similarity import SpeakerEncoder
 
     encoder = SpeakerEncoder()
@@ -158,8 +158,8 @@ def test_keep_keeps_the_music_and_drops_the_old_voice(dubs, sources):
         return encoder.embed(load16k(audio[..., a:b], rate))
 
     speaker = embed(voice)
-    keep, duck, alone = (float(embed(x) @ speaker) for x in (bg["keep"], bg["duck"], music))
-    assert keep < duck - 0.12 and keep < alone + 0.15, (keep, duck, alone)
+    keep, duck = (float(embed(x) @ speaker) for x in (bg["keep"], bg["duck"]))
+    assert keep < duck - 0.15, (keep, duck)
     report = json.loads(dubs["keep"].with_name("talk.keep.sync.json").read_text())["overall"]
     assert report["background"] == "keep" and report["separation_s"] > 0 and report["separation_s_per_min"] > 0
     assert json.loads(dubs["duck"].with_name("talk.duck.sync.json").read_text())["overall"]["background"] == "duck"
