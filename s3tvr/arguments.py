@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         "dub", parents=[models], help="dub a recording or video into another language, timed to the original",
         formatter_class=argparse.RawDescriptionHelpFormatter, declare=_dub_flags,
         description="Replace the speech of INPUT by its translation, each phrase timed to the original, the background\n"
-                    "kept (the original speech ducked), the video stream copied as it is. Writes beside OUTPUT: source and\n"
-                    "translated subtitles (.srt, .vtt), an editable segments file (.segments.json; edit, then --resume)\n"
-                    "and a sync report (.sync.json, also printed).",
+                    "kept (the music separated from the old voice, or the original ducked: --background), the video\n"
+                    "stream copied as it is. Writes beside OUTPUT: source and translated subtitles (.srt, .vtt), an\n"
+                    "editable segments file (.segments.json; edit, then --resume) and a sync report (.sync.json, also\n"
+                    "printed).",
         epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
                "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
                "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected")
@@ -165,7 +166,7 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
 
 
 def _dub_flags(dub: argparse.ArgumentParser) -> None:
-    from s3tvr.dub.dubber import DubOptions
+    from s3tvr.dub.dubber import BACKGROUNDS, DubOptions
 
     dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
     dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
@@ -174,7 +175,12 @@ def _dub_flags(dub: argparse.ArgumentParser) -> None:
     dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
     _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
             help="never play a phrase faster than this; longer ones are cut and reported")
-    _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB", help="level of the original speech under the dub; -90 removes it")
+    dub.add_argument("--background", choices=BACKGROUNDS,
+                     help="keep: the original's music and ambience under the dub, its voice removed (Spleeter "
+                          "separation, pip install 's3tvr[separate]'); duck: the whole original, voice and music, "
+                          "turned down under the dub (--duck-db). Default: keep where the separator is installed")
+    _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB",
+            help="with --background duck: level of the original under the dub; -90 removes it")
     _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
     dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
     dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")

@@ -192,7 +192,7 @@ def _dub(args: argparse.Namespace) -> int:
     from s3tvr.dub.report import format_table
 
     config = _load_config(args, args.src or "auto", args.to)
-    options = DubOptions(max_tempo=args.max_tempo, duck_db=args.duck_db, max_phrase_s=args.max_phrase,
+    options = DubOptions(max_tempo=args.max_tempo, background=args.background, duck_db=args.duck_db, max_phrase_s=args.max_phrase,
                          subtitles=not args.no_subtitles, resume=args.resume,
                          work_dir=Path(args.work_dir) if args.work_dir else None)
     with _RichProgress(enabled=not args.quiet) as progress:

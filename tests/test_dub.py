@@ -97,6 +97,9 @@ def test_the_sync_report_is_complete_and_within_targets(dubbed):
     for row in report["phrases"]:
         assert {"ratio_before", "ratio_after", "tempo", "start_offset_s", "end_offset_s", "fit"} <= set(row)
     assert "collisions 0" in proc.stdout and "length difference 0 samples" in proc.stdout  # the printed table
+    # The music is kept by default where the separator is installed (the test profile has it), and what it cost is said.
+    assert report["overall"]["background"] == "keep" and report["overall"]["separation_s_per_min"] > 0
+    assert "background keep: separated in" in proc.stdout
 
 
 @pytest.mark.slow

