@@ -5,7 +5,9 @@ translation's chrF, first audio after the end of speech and the field's StartOff
 and the CPU seconds each second of speech costs. Prints one table and the machine's full-window
 Whisper pass, so readers can scale the times; writes every figure to eval-out/directions.json.
 
-    python benchmarks/bench_directions.py [--pairs es-en,en-es] [--set KEY=VALUE ...]
+    python benchmarks/bench_directions.py [--pairs es-en,en-es,en-es:tts=kokoro] [--set KEY=VALUE ...]
+
+A pair may carry its own overrides after a colon (``en-es:tts=kokoro``), so one run compares voices.
 """
 
 from __future__ import annotations
@@ -24,29 +26,30 @@ FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speec
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", default="es-en,en-es")
+    ap.add_argument("--pairs", default="es-en,en-es,en-es:tts=kokoro")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                     help="applied to every pair, e.g. tts.backend=kokoro")
     ap.add_argument("--out", type=Path, default=Path("eval-out"))
     args = ap.parse_args()
     reference = reference_pass_s()
     rows = []
-    for pair in args.pairs.split(","):
-        result = evaluate(FLEURS, pair, "offline", args.overrides, realtime=True)
+    for row in args.pairs.split(","):
+        pair, _, own = row.partition(":")
+        result = evaluate(FLEURS, pair, "offline", args.overrides + ([own] if own else []), realtime=True)
         lat, field = result.latency, result.latency["field"]
         rows.append({
-            "pair": pair, "clips": len(result.clips), "asr_bleu": result.asr_bleu["bleu"], "asr_chrf": result.asr_bleu["chrf"],
+            "pair": row, "clips": len(result.clips), "asr_bleu": result.asr_bleu["bleu"], "asr_chrf": result.asr_bleu["chrf"],
             "text_chrf": result.text_bleu["chrf"], "first_audio_p50_s": lat["p50_s"],
             "start_offset_p50_s": field["StartOffset"]["p50"], "end_offset_p50_s": field["EndOffset"]["p50"],
             "cpu_s_per_audio_s": lat["cpu_s_per_audio_s"], "stage_mean_s": lat["stage_mean_s"],
             "heard": [c.heard for c in result.clips],
         })
     print(f"\nmachine: {os.cpu_count()} cores; a full-window Whisper base pass over 10 s takes {reference:.2f} s")
-    print(f"{'pair':<7}{'clips':>6}{'ASR-BLEU':>10}{'ASR-chrF':>10}{'text chrF':>11}{'first audio':>13}{'StartOffset':>13}"
+    print(f"{'pair':<20}{'clips':>6}{'ASR-BLEU':>10}{'ASR-chrF':>10}{'text chrF':>11}{'first audio':>13}{'StartOffset':>13}"
           f"{'EndOffset':>11}{'CPU s/s':>9}   per stage (mean s)")
     for r in rows:
         stages = "  ".join(f"{k} {v:.2f}" for k, v in r["stage_mean_s"].items())
-        print(f"{r['pair']:<7}{r['clips']:>6}{r['asr_bleu']:>10.1f}{r['asr_chrf']:>10.1f}{r['text_chrf']:>11.1f}"
+        print(f"{r['pair']:<20}{r['clips']:>6}{r['asr_bleu']:>10.1f}{r['asr_chrf']:>10.1f}{r['text_chrf']:>11.1f}"
               f"{r['first_audio_p50_s']:>12.2f}s{r['start_offset_p50_s']:>12.2f}s{r['end_offset_p50_s']:>10.2f}s"
               f"{r['cpu_s_per_audio_s']:>9.2f}   {stages}")
     print("(first audio, StartOffset, EndOffset: medians; first audio is after the end of speech)")

@@ -38,6 +38,18 @@ def split_clauses(text: str, min_words: int = 4, max_words: int = 12) -> list[st
     return pieces
 
 
+def split_lead(pieces: list[str], words: int) -> list[str]:
+    """``pieces`` with the first cut after ``words`` words when it is more than twice that long:
+    a slow TTS then starts speaking after a few words instead of a whole clause (the join costs a
+    little prosody once per utterance). Nothing is dropped or reordered."""
+    if not pieces or words <= 0:
+        return pieces
+    head = pieces[0].split()
+    if len(head) <= 2 * words:
+        return pieces
+    return [" ".join(head[:words]), " ".join(head[words:]), *pieces[1:]]
+
+
 def split_to_limit(text: str, limit: int) -> list[str]:
     """Sentences of ``text``, each at most ``limit`` characters: a longer sentence is cut at clause
     ends, then at word boundaries, then (for text without spaces) anywhere. Nothing is dropped."""

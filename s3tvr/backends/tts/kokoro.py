@@ -26,7 +26,7 @@ from s3tvr.backends.tts import espeak
 from s3tvr.backends.tts.piper import soften_edges
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
-from s3tvr.text import split_clauses
+from s3tvr.text import split_clauses, split_lead
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class Config:
     # onnxruntime intra-op threads; 0: one per core. 2 on 2 cores: real-time factor 0.40 against 0.63 with 1.
     threads: Annotated[int, Range(0, 64)] = 2
     clauses: bool = True  # speak long sentences clause by clause: first audio after the first clause
+    # With clauses: the first piece cut after this many words (when twice as long), so first audio
+    # waits for a few words, not a whole clause; 0: off.
+    lead_words: Annotated[int, Range(0, 50)] = 5
 
 
 def to_kokoro(phonemes: str, lang: str) -> str:
@@ -127,7 +130,8 @@ class Backend(TtsBackend):
         if not re.search(r"\w", text):
             return
         speed = self.config.speed * rate
-        for piece in split_clauses(text) if self.config.clauses else [text]:
+        pieces = split_lead(split_clauses(text), self.config.lead_words) if self.config.clauses else [text]
+        for piece in pieces:
             ids = self.tokens(piece, self.tgt_lang)
             for start in range(0, len(ids), MAX_TOKENS):  # a clause longer than that is rare: cut it blind
                 audio = self.synthesize(ids[start:start + MAX_TOKENS], speed)
