@@ -27,3 +27,17 @@ UNSPACED = {"zh", "ja"}
 
 def join_sentences(sentences: list[str], lang: str) -> str:
     return ("" if lang in UNSPACED else " ").join(sentences)
+
+NAMES = {
+    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese", "pl": "Polish",
+    "tr": "Turkish", "ru": "Russian", "nl": "Dutch", "cs": "Czech", "ar": "Arabic", "zh": "Chinese", "ja": "Japanese",
+    "hu": "Hungarian", "ko": "Korean", "hi": "Hindi",
+}
+
+# ISO 639-2 codes, with which containers tag a track's language: the terminology forms (MP4's spec),
+# and the five bibliographic forms that differ (Matroska's spec asks for those).
+ISO639_2 = {
+    "en": "eng", "es": "spa", "fr": "fra", "de": "deu", "it": "ita", "pt": "por", "pl": "pol", "tr": "tur", "ru": "rus",
+    "nl": "nld", "cs": "ces", "ar": "ara", "zh": "zho", "ja": "jpn", "hu": "hun", "ko": "kor", "hi": "hin",
+}
+ISO639_2_B = {**ISO639_2, "fr": "fre", "de": "ger", "nl": "dut", "cs": "cze", "zh": "chi"}
