@@ -111,12 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, declare=_dub_flags,
         description="Replace the speech of INPUT by its translation, each phrase timed to the original, the background\n"
                     "kept (the music separated from the old voice, or the original ducked: --background), the video\n"
-                    "stream copied as it is. Writes beside OUTPUT: source and translated subtitles (.srt, .vtt), an\n"
-                    "editable segments file (.segments.json; edit, then --resume) and a sync report (.sync.json, also\n"
-                    "printed).",
+                    "stream copied as it is. A video OUTPUT carries the translated and the source subtitles as tracks\n"
+                    "tagged with their languages, the translation first and default (mov_text in .mp4/.m4v/.mov,\n"
+                    "SubRip in .mkv, WebVTT in .webm). Writes beside OUTPUT: the same subtitles as files (.srt, .vtt),\n"
+                    "an editable segments file (.segments.json; edit, then --resume) and a sync report (.sync.json,\n"
+                    "also printed). --subtitles-only stops after the translation: the segments file and subtitle\n"
+                    "files only, no dub (and no TTS); a later run with --resume and the same -o dubs from them.",
         epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
                "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
-               "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected")
+               "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected\n"
+               "  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4 --subtitles-only   # talk.en.en.srt, talk.en.es.srt …")
 
     _finetune_parser(sub, models)
 
@@ -170,7 +174,9 @@ def _dub_flags(dub: argparse.ArgumentParser) -> None:
 
     dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
     dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                     help="the dubbed file: a video (.mp4 .mkv .mov .webm) for a video input, or audio (.wav .flac .ogg)")
+                     help="the dubbed file: a video (.mp4 .m4v .mkv .mov .webm) for a video input, or audio (.wav .flac "
+                          ".ogg); with --subtitles-only, any of these names the subtitle files' stem (talk.en.mp4: "
+                          "talk.en.en.srt …)")
     dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
     dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
     _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
@@ -182,7 +188,12 @@ def _dub_flags(dub: argparse.ArgumentParser) -> None:
     _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB",
             help="with --background duck: level of the original under the dub; -90 removes it")
     _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
-    dub.add_argument("--no-subtitles", action="store_true", help="do not write .srt/.vtt files")
+    dub.add_argument("--no-subtitles", action="store_true", help="no subtitles: no .srt/.vtt files, no tracks in the video")
+    dub.add_argument("--subtitle-speakers", action="store_true",
+                     help="label each subtitle with its speaker where the phrases name one (\"NAME: \"; WebVTT <v NAME>)")
+    dub.add_argument("--subtitles-only", action="store_true",
+                     help="listen and translate, then write only the segments file and the subtitle files: no dub, no "
+                          "TTS (with --resume: the subtitles of the edited segments file)")
     dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
     _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)

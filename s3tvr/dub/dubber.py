@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Callable, Optional, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -37,7 +37,8 @@ from s3tvr.dub import media, mix, report, subtitles
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, SetupError, TranslationFailed
-from s3tvr.live.engine import Engine
+from s3tvr.languages import NAMES
+from s3tvr.live.engine import KINDS, Engine
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
 
@@ -58,7 +59,9 @@ class DubOptions:
     background: Optional[str] = None
     duck_db: Annotated[float, Range(-90, 0)] = -30.0  # with duck: the original's speech under the dub (-90: removed)
     max_phrase_s: Annotated[float, Range(2, 60)] = 12.0
-    subtitles: bool = True
+    subtitles: bool = True  # sidecar .srt/.vtt files, and a video output's subtitle tracks
+    subtitle_speakers: bool = False  # label each cue with its phrase's speaker ("NAME: ", WebVTT <v NAME>)
+    subtitles_only: bool = False  # listen and translate, write the segments file and the sidecars; no dub
     resume: bool = False  # read the edited segments file; re-render only changed phrases
     work_dir: Optional[Path] = None  # default: OUTPUT.work beside the output
 
@@ -66,11 +69,13 @@ class DubOptions:
         bounds.check(self)
         if self.background not in (None, *BACKGROUNDS):
             raise InputError(f"--background must be keep or duck, not {self.background!r}")
+        if self.subtitles_only and not self.subtitles:
+            raise InputError("--subtitles-only and --no-subtitles ask for opposites: give one of them")
 
 
 @dataclass
 class DubResult:
-    output: Path
+    output: Path  # the dub; with subtitles_only, the translated subtitles (.srt)
     report: dict[str, Any]
     files: list[Path] = field(default_factory=list)
 
@@ -97,19 +102,21 @@ class Dubber:
 
     def run(self) -> DubResult:
         original = media.read(self.input)
-        media.check_output(self.output, original.has_video)
+        only = self.options.subtitles_only  # no media written: OUTPUT only names the sidecars
+        media.check_output(self.output, original.has_video or only)
         files.check_output(self.work, "--work-dir", folder=True)
-        self.background = self._background_mode()
+        self.background = self._background_mode() if not only else None
         regions = None
         if self.config.src_lang == "auto":  # the language of the speech, once there is sure to be some
             regions = self._speech_regions(original, load_vad(self.config.vad.onnx))
             speech = np.concatenate([original.speech16k[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in regions])
             self.config = replace(self.config, src_lang=detect_language(speech))
-        self.engine = Engine(self.config)
+        self.engine = Engine(self.config, ("asr", "mt") if only else KINDS)  # subtitles only: no TTS built or loaded
         self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
         if not self.asr.word_times and not self.options.resume:
             raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
-        self.tts.check_voice(self.voice_clips)
+        if self.tts is not None:
+            self.tts.check_voice(self.voice_clips)
         try:
             return self._dub(original, regions)
         finally:
@@ -130,6 +137,9 @@ class Dubber:
         self._translate(original, phrases)
         files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
                                          "phrases": [p.to_json() for p in phrases]})
+        if self.options.subtitles_only:
+            written = self._subtitles(phrases)
+            return DubResult(written[-2], {"phrases": len(phrases), "subtitles_only": True}, [self.segments_path, *written])
         rendered = self._render(original, phrases)
         if not any(r.audio is not None for r in rendered):
             first = next((r.error for r in rendered if r.error), "nothing to say")
@@ -141,7 +151,7 @@ class Dubber:
         background, ducked, cost = self._background(original, rendered)
         mixed, scale = mix.mix(background, speech, original.rate, ducked, self.options.duck_db)
         tick = self.progress.stage("write", 1)
-        media.write(original, mixed, self.output)
+        media.write(original, mixed, self.output, self._tracks(phrases) if self.options.subtitles else ())
         tick()
         written = [self.output, self.segments_path]
         if self.options.subtitles:
@@ -342,14 +352,26 @@ class Dubber:
         return track
 
     def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
+        """The sidecars: source then translation, .srt and .vtt (the translated .srt second to last)."""
         stem = self.output.with_suffix("")
         paths = []
         for lang, text_of in ((self.config.src_lang, lambda p: p.source), (self.config.tgt_lang, lambda p: p.translation)):
             for fmt in ("srt", "vtt"):
                 path = stem.with_name(f"{stem.name}.{lang}.{fmt}")
-                files.write_text(path, subtitles.render([(p.start, p.end, text_of(p)) for p in phrases], fmt))
+                files.write_text(path, subtitles.render(self._cues(phrases, text_of), fmt))
                 paths.append(path)
         return paths
+
+    def _tracks(self, phrases: list[Phrase]) -> list[media.SubtitleTrack]:
+        """A video output's subtitle tracks: the translation first (the default), then the source."""
+        src, tgt = self.config.src_lang, self.config.tgt_lang
+        return [media.SubtitleTrack(tgt, NAMES.get(tgt, tgt), subtitles.shown(self._cues(phrases, lambda p: p.translation))),
+                media.SubtitleTrack(src, f"{NAMES.get(src, src)} (original)", subtitles.shown(self._cues(phrases, lambda p: p.source)))]
+
+    def _cues(self, phrases: list[Phrase], text_of: Callable[[Phrase], str]) -> list[subtitles.Cue]:
+        # getattr: phrases carry a speaker once diarization lands; until then every label is empty
+        label = self.options.subtitle_speakers
+        return [(p.start, p.end, text_of(p), getattr(p, "speaker", "") if label else "") for p in phrases]
 
     def _key(self, *parts: str) -> str:
         """A cache key of the input and the settings the stage depends on."""

@@ -192,10 +192,11 @@ class Engine:
 
 def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, Any, Any]:
     """The ASR, MT (None for "none") and TTS models of ``cfg`` named in ``kinds``, not set up yet.
-    With all three, check that together they lead from the source language to the target's voice."""
+    With the ASR and MT, check that they lead from the source language to the target's text; with
+    all three, to the target's voice."""
     context = cfg.context()
     asr, mt, tts = (registry.create(kind, getattr(cfg, kind), **context) if kind in kinds else None for kind in KINDS)
-    if kinds != KINDS:
+    if "asr" not in kinds or "mt" not in kinds:
         return asr, mt, tts
     _check_source(asr, cfg.src_lang, cfg.tgt_lang)
     heard = asr.output_language
@@ -204,7 +205,7 @@ def build_backends(cfg: Config, kinds: tuple[str, ...] = KINDS) -> tuple[Any, An
             f"no {cfg.src_lang}->{cfg.tgt_lang} translation: ASR {asr.backend} gives {heard} text and mt is none. "
             f"Whisper's translate task (asr.task=translate) reaches English only; other targets need an MT backend "
             f"(mt=…: {', '.join(registry.names('mt'))}), e.g. the model stack: --xtts-dir models/xtts_v2")
-    if cfg.tgt_lang not in tts.languages:
+    if tts is not None and cfg.tgt_lang not in tts.languages:
         raise InputError(f"TTS {tts.backend} voice speaks {', '.join(sorted(tts.languages))}, not {cfg.tgt_lang}: "
                          f"choose a {cfg.tgt_lang} voice (tts.voice=PATH) or another TTS backend")
     return asr, mt, tts
