@@ -1,12 +1,13 @@
 """s3tvr dub end to end on real recordings: a Spanish-speech video dubbed into English offline
-(Whisper translate + Piper), resume after editing, audio alone, the English video with the tiny
-model stack, and the errors users meet."""
+(Whisper translate + Piper), its subtitle tracks, subtitles alone, resume after editing, audio
+alone, the English video with the tiny model stack, and the errors users meet."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -44,6 +45,47 @@ def streams(path: Path) -> list[tuple[str, float]]:
         return [(s.type, float(s.duration * s.time_base)) for s in c.streams]
 
 
+def subtitle_tracks(path: Path) -> list[dict]:
+    """Each subtitle stream of ``path`` as a player finds it: codec, language, title, default, and
+    its cues (start, end, text) decoded from the packets."""
+    with av.open(str(path)) as c:
+        tracks = {s.index: {"codec": s.codec.canonical_name, "language": s.language, "default": bool(s.disposition & 1),
+                            "title": s.metadata.get("title") or s.metadata.get("handler_name"), "cues": []}
+                  for s in c.streams.subtitles}
+        for packet in c.demux(*c.streams.subtitles):
+            for sub in packet.decode() if packet.dts is not None else []:  # MP4's fillers between cues decode to nothing
+                start, length = float(packet.pts * packet.time_base), float(packet.duration * packet.time_base)
+                text = sub.ass.decode().split(",", 8)[8].replace("\\N", "\n")  # an ASS event's last field
+                tracks[packet.stream.index]["cues"].append((round(start, 3), round(start + length, 3), text))
+    return list(tracks.values())
+
+
+def srt_cues(path: Path) -> list[tuple[float, float, str]]:
+    import srt
+
+    return [(round(s.start.total_seconds(), 3), round(s.end.total_seconds(), 3), s.content) for s in srt.parse(path.read_text())]
+
+
+def tiny_webm(path: Path) -> Path:
+    """A 3 s VP8 + Opus WebM (the test video's H.264 cannot go into WebM)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libvpx", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("libopus", rate=48000, layout="mono")
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(3 * 48000) / 48000)).astype(np.float32)
+        for i in range(0, len(tone), 960):
+            frame = av.AudioFrame.from_ndarray(tone[None, i:i + 960].copy(), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, i, Fraction(1, 48000)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return path
+
+
 @pytest.fixture(scope="module")
 def dubbed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dub")
@@ -57,10 +99,10 @@ def dubbed(tmp_path_factory):
 @pytest.mark.slow
 def test_a_spanish_video_dubbed_into_english(dubbed):
     src, out, proc = dubbed
-    # Same streams and length; the video stream's packets byte for byte.
-    (vt, vd), (at, ad) = streams(out)
+    # Same streams and length (and the subtitle tracks); the video stream's packets byte for byte.
+    (vt, vd), (at, ad), *subs = streams(out)
     (svt, svd), (sat, sad) = streams(src)
-    assert (vt, at) == (svt, sat) == ("video", "audio")
+    assert (vt, at) == (svt, sat) == ("video", "audio") and [t for t, _ in subs] == ["subtitle", "subtitle"]
     assert vd == pytest.approx(svd, abs=0.001) and ad == pytest.approx(sad, abs=0.05)
     assert video_packets(out) == video_packets(src)
     # The dub speaks English where the Spanish was spoken: Whisper hears it back.
@@ -85,6 +127,91 @@ def test_subtitles_parse_and_match_the_phrases(dubbed):
         for sub, cue, seg in zip(subs, vtt, segments):
             assert sub.start.total_seconds() == pytest.approx(seg["start"], abs=0.001)
             assert sub.content.replace("\n", " ") == seg[key] == cue.text.replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_the_video_carries_the_subtitles_as_tracks(dubbed):
+    _, out, _ = dubbed
+    tracks = subtitle_tracks(out)
+    # The translation first and default, then the source, tagged as MP4 tags languages.
+    assert [(t["codec"], t["language"], t["title"], t["default"]) for t in tracks] == [
+        ("mov_text", "eng", "English", True), ("mov_text", "spa", "Spanish (original)", False)]
+    for track, lang in zip(tracks, ("en", "es")):
+        assert track["cues"] and track["cues"] == srt_cues(out.with_name(f"talk.en.{lang}.srt"))
+    # The tracks cost the video nothing: every frame still decodes, to the end.
+    with av.open(str(out)) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        last = {}
+        for frame in c.decode(video, audio):
+            end = frame.time + (frame.samples / frame.sample_rate if isinstance(frame, av.AudioFrame) else 0)
+            last[type(frame).__name__] = end
+        assert last["VideoFrame"] == pytest.approx(float(video.duration * video.time_base), abs=0.1)
+        assert last["AudioFrame"] == pytest.approx(float(audio.duration * audio.time_base), abs=0.05)
+
+
+def test_mkv_and_webm_outputs_carry_their_subtitle_tracks(tmp_path):
+    tracks = [media.SubtitleTrack("de", "German", [(0.5, 1.25, "Hallo, Welt"), (1.5, 2.0, "zwei\nZeilen")]),
+              media.SubtitleTrack("es", "Spanish (original)", [(0.5, 1.25, "Hola, mundo"), (1.5, 2.0, "dos\nlíneas")])]
+    for src, out, codec in ((VIDEO, tmp_path / "talk.mkv", "subrip"), (tiny_webm(tmp_path / "in.webm"), tmp_path / "talk.webm", "webvtt")):
+        original = media.read(src)
+        media.write(original, original.audio * 0.5, out, tracks)
+        found = subtitle_tracks(out)
+        # Matroska and WebM take ISO 639-2's bibliographic codes (ger, not deu).
+        assert [(t["codec"], t["language"], t["title"], t["default"]) for t in found] == [
+            (codec, "ger", "German", True), (codec, "spa", "Spanish (original)", False)]
+        assert [t["cues"] for t in found] == [list(t.cues) for t in tracks]
+    # An audio output has nowhere to put them: written as before.
+    media.write(original, original.audio, tmp_path / "talk.wav", tracks)
+    assert sf.info(str(tmp_path / "talk.wav")).frames == original.audio.shape[1]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_subtitles_label_their_speakers():
+    import webvtt
+
+    from s3tvr.dub import subtitles
+
+    cues = [(0.0, 1.0, "Hola.", "Ana"), (1.0, 2.0, "¿Qué tal?", ""), (2.0, 3.0, "  ", "Ana"), (3.0, 4.0, "Bien.")]
+    assert subtitles.shown(cues) == [(0.0, 1.0, "Ana: Hola."), (1.0, 2.0, "¿Qué tal?"), (3.0, 4.0, "Bien.")]
+    assert "1\n00:00:00,000 --> 00:00:01,000\nAna: Hola.\n" in subtitles.render(cues, "srt")
+    vtt = webvtt.from_string(subtitles.render(cues, "vtt"))
+    assert [(c.voice, c.text) for c in vtt] == [("Ana", "Hola."), (None, "¿Qué tal?"), (None, "Bien.")]
+
+
+@pytest.mark.slow
+def test_subtitles_only_writes_no_dub_and_loads_no_tts(dubbed, tmp_path):
+    from s3tvr.config import load_config
+    from s3tvr.dub.dubber import Dubber, DubOptions
+
+    src, out, _ = dubbed
+    work = out.with_name("talk.en.work")  # the dub's stage caches: heard and translated already
+    config = load_config("offline", [], purpose="dub", src_lang="es", tgt_lang="en")
+    dubber = Dubber(config, src, tmp_path / "talk.en.mp4", DubOptions(subtitles_only=True, work_dir=work))
+    result = dubber.run()
+    assert dubber.engine.tts is None and "tts" not in dubber.engine.loads  # no TTS built, none loaded
+    written = ["talk.en.en.srt", "talk.en.en.vtt", "talk.en.es.srt", "talk.en.es.vtt", "talk.en.segments.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in result.files) == written
+    assert result.output == tmp_path / "talk.en.en.srt" and result.report["subtitles_only"]
+    segments = json.loads((tmp_path / "talk.en.segments.json").read_text())
+    assert [c[2].replace("\n", " ") for c in srt_cues(result.output)] == [p["translation"] for p in segments["phrases"]]
+    assert srt_cues(tmp_path / "talk.en.es.srt") == srt_cues(out.with_name("talk.en.es.srt"))
+
+    # With --resume: the edited translation becomes the subtitle; still no dub.
+    segments["phrases"][0]["translation"] = "Edited by hand."
+    (tmp_path / "talk.en.segments.json").write_text(json.dumps(segments))
+    proc = dub(src, "--from", "es", "--to", "en", "-o", tmp_path / "talk.en.mp4", "--subtitles-only", "--resume", "--work-dir", work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert srt_cues(result.output)[0][2] == "Edited by hand." and not (tmp_path / "talk.en.mp4").exists()
+    assert f"wrote {result.output}" in proc.stderr and "collisions" not in proc.stdout  # what was written; no sync table
+
+
+def test_subtitles_only_errors_are_one_line(tmp_path):
+    out = tmp_path / "out.mp4"
+    one_line_error(dub(VIDEO, "--from", "es", "--to", "en", "-o", out, "--subtitles-only", "--no-subtitles"),
+                   "--subtitles-only", "--no-subtitles")
+    # Without a TTS, the languages are still checked before any work.
+    one_line_error(dub(VIDEO, "--from", "es", "--to", "de", "-o", out, "--subtitles-only"), "no es->de translation")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
