@@ -5,9 +5,9 @@ translation's chrF, first audio after the end of speech and the field's StartOff
 and the CPU seconds each second of speech costs. Prints one table and the machine's full-window
 Whisper pass, so readers can scale the times; writes every figure to eval-out/directions.json.
 
-    python benchmarks/bench_directions.py [--pairs es-en,en-es,en-es:tts=kokoro] [--set KEY=VALUE ...]
+    python benchmarks/bench_directions.py [--pairs es-en,en-es,en-es:tts=espeak] [--set KEY=VALUE ...]
 
-A pair may carry its own overrides after a colon (``en-es:tts=kokoro``), so one run compares voices.
+A pair may carry its own overrides after a colon (``en-es:tts=espeak``), so one run compares voices.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speec
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", default="es-en,en-es,en-es:tts=kokoro")
+    ap.add_argument("--pairs", default="es-en,en-es,en-es:tts=espeak")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                     help="applied to every pair, e.g. tts.backend=kokoro")
     ap.add_argument("--out", type=Path, default=Path("eval-out"))

@@ -116,11 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "SubRip in .mkv, WebVTT in .webm). Writes beside OUTPUT: the same subtitles as files (.srt, .vtt),\n"
                     "an editable segments file (.segments.json; edit, then --resume) and a sync report (.sync.json,\n"
                     "also printed). --subtitles-only stops after the translation: the segments file and subtitle\n"
-                    "files only, no dub (and no TTS); a later run with --resume and the same -o dubs from them.",
+                    "files only, no dub (and no TTS); a later run with --resume and the same -o dubs from them.\n"
+                    "Speakers: who speaks when is found from their voices (Resemblyzer embeddings, clustered; --speakers N\n"
+                    "fixes the count); a phrase is one speaker's, and each speaker gets a voice: their own clone with\n"
+                    "a cloning TTS (XTTS), else a distinct shipped voice (Kokoro's five styles; Piper has one). The\n"
+                    "segments file names each phrase's speaker and holds a voices table: rename, merge (give phrases\n"
+                    "the other speaker), pick a voice, then --resume re-speaks only what changed. The sync report\n"
+                    "says how many speakers were found and how each was voiced.",
         epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
                "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
                "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected\n"
-               "  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4 --subtitles-only   # talk.en.en.srt, talk.en.es.srt …")
+               "  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4 --subtitles-only   # talk.en.en.srt, talk.en.es.srt …\n"
+               "  s3tvr dub interview.mp4 --from en --to es -o interview.es.mp4 --speakers 2 --speakers-file show.speakers.json")
 
     _finetune_parser(sub, models)
 
@@ -188,6 +195,12 @@ def _dub_flags(dub: argparse.ArgumentParser) -> None:
     _number(dub, "--duck-db", DubOptions, "duck_db", metavar="DB",
             help="with --background duck: level of the original under the dub; -90 removes it")
     _number(dub, "--max-phrase", DubOptions, "max_phrase_s", metavar="S", help="longest phrase in seconds")
+    dub.add_argument("--speakers", type=int, metavar="N",
+                     help="how many people speak: each gets a voice of their own (default: found from their voices; "
+                          "1: one voice for all). Refused with --resume: edit the segments file's voices table instead")
+    dub.add_argument("--speakers-file", metavar="FILE",
+                     help="known speakers (names, voices, voice prints) shared by the files of a catalogue: a speaker "
+                          "heard again keeps their name and voice; new ones are added. JSON you may edit")
     dub.add_argument("--no-subtitles", action="store_true", help="no subtitles: no .srt/.vtt files, no tracks in the video")
     dub.add_argument("--subtitle-speakers", action="store_true",
                      help="label each subtitle with its speaker where the phrases name one (\"NAME: \"; WebVTT <v NAME>)")

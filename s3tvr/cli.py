@@ -194,7 +194,8 @@ def _dub(args: argparse.Namespace) -> int:
     config = _load_config(args, args.src or "auto", args.to)
     options = DubOptions(max_tempo=args.max_tempo, background=args.background, duck_db=args.duck_db, max_phrase_s=args.max_phrase,
                          subtitles=not args.no_subtitles, subtitle_speakers=args.subtitle_speakers,
-                         subtitles_only=args.subtitles_only, resume=args.resume,
+                         subtitles_only=args.subtitles_only, resume=args.resume, speakers=args.speakers,
+                         speakers_file=Path(args.speakers_file) if args.speakers_file else None,
                          work_dir=Path(args.work_dir) if args.work_dir else None)
     with _RichProgress(enabled=not args.quiet) as progress:
         result = Dubber(config, args.input, args.output, options, progress, voice=args.voice).run()

@@ -35,3 +35,13 @@ class SpeakerEncoder:
 
         wav = preprocess_wav(audio16k, source_sr=SAMPLE_RATE)
         return self.model.embed_utterance(wav) if len(wav) >= MIN_SPEECH_S * SAMPLE_RATE else None
+
+    def windows(self, audio16k: np.ndarray, step_s: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        """Unit embeddings of 1.6 s windows every ``step_s`` over 16 kHz speech, and each window's
+        (start, end) in seconds; audio shorter than a window gives one, padded. Unlike
+        :meth:`embed`, silence is not trimmed: the windows keep the recording's timeline."""
+        from resemblyzer import normalize_volume
+
+        wav = normalize_volume(np.asarray(audio16k, dtype=np.float32), -30, increase_only=True)
+        _, partials, slices = self.model.embed_utterance(wav, return_partials=True, rate=1.0 / step_s, min_coverage=0.5)
+        return partials, [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE) for s in slices]

@@ -78,9 +78,8 @@ def test_a_missing_pair_names_the_debian_package():
 def test_the_offline_preset_reaches_spanish_through_apertium_and_english_through_whisper():
     into_es = load_config("offline", src_lang="en", tgt_lang="es")
     assert into_es.asr.options["task"] == "transcribe" and into_es.asr.options["model"] == "bundled:base"
-    assert into_es.mt.backend == "apertium" and into_es.tts.backend == "espeak" and "voice" not in into_es.tts.options
-    assert load_config("offline", purpose="dub", src_lang="en", tgt_lang="es").tts.backend == "kokoro"
+    assert into_es.mt.backend == "apertium" and into_es.tts.backend == "kokoro" and "voice" not in into_es.tts.options
     into_en = load_config("offline", src_lang="es", tgt_lang="en")
     assert (into_en.asr.options["task"], into_en.mt.backend, into_en.tts.backend) == ("translate", "none", "piper")
     # Overrides come after the table: a user's choice wins.
-    assert load_config("offline", ["tts.backend=kokoro"], src_lang="en", tgt_lang="es").tts.backend == "kokoro"
+    assert load_config("offline", ["tts=espeak"], src_lang="en", tgt_lang="es").tts.backend == "espeak"

@@ -269,7 +269,10 @@ def test_the_english_video_into_russian_with_the_tiny_stack(tiny, tmp_path):
     assert video_packets(out) == video_packets(VIDEO)
     report = json.loads(out.with_name("talk.ru.sync.json").read_text())
     assert report["overall"]["length_difference_samples"] == 0 and report["overall"]["collisions"] == 0
-    assert (tmp_path / "talk.ru.work" / "voice.wav").is_file()  # one voice, from the original's cleanest speech
+    # each speaker cloned from their own cleanest phrases: the video's one speaker, one voice
+    speakers = report["speakers"]
+    assert speakers["found"] == 1 and list(speakers["voices"].values())[0]["voice"] == "clone"
+    assert [p.name for p in (tmp_path / "talk.ru.work").glob("voice-*.wav")] == ["voice-S1.wav"]
     assert out.with_name("talk.ru.ru.srt").is_file() and out.with_name("talk.ru.en.vtt").is_file()
 
 

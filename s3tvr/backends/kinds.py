@@ -123,6 +123,7 @@ class TtsBackend(Model):
     speaking_rate = False  # honours speak()'s rate (dubbing retakes a phrase faster when it must fit)
     clones_voice = False  # speaks in a voice given per call (from new_voice)
     own_voice: Sequence[Path] = ()  # recordings of the voice it clones by default (a fine-tuned model's speaker)
+    voices: tuple[str, ...] = ()  # the fixed voices it ships, by name, its configured one first: speak(voice=NAME)
 
     @property
     def languages(self) -> frozenset[str]:

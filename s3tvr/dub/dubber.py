@@ -1,6 +1,7 @@
 """``s3tvr dub``: a recording or video dubbed into another language, timed to the original.
 
-    read → speech regions (VAD) → words (ASR) → sentence phrases → translation → speech at the
+    read → speech regions (VAD) → words (ASR), who speaks when (diarization) → sentence phrases,
+    each one speaker's → translation → speech in each speaker's voice at the
     needed rate → fit into the slots (stretch, borrow, cap) → loudness match → mix over the
     background (the original's accompaniment stem, or the original ducked) → write (video
     copied) + subtitles + segments file + sync report
@@ -33,7 +34,8 @@ from s3tvr.backends.kinds import Word, voice_clips
 from s3tvr.backends.language_id import detect_language
 from s3tvr.bounds import Range
 from s3tvr.config import Config
-from s3tvr.dub import media, mix, report, subtitles
+from s3tvr.dub import media, mix, report, subtitles, voices
+from s3tvr.dub.diarize import Diarization, Turn, diarize
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, SetupError, TranslationFailed
@@ -41,6 +43,7 @@ from s3tvr.languages import NAMES
 from s3tvr.live.engine import KINDS, Engine
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
+from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,9 @@ class DubOptions:
     subtitles: bool = True  # sidecar .srt/.vtt files, and a video output's subtitle tracks
     subtitle_speakers: bool = False  # label each cue with its phrase's speaker ("NAME: ", WebVTT <v NAME>)
     subtitles_only: bool = False  # listen and translate, write the segments file and the sidecars; no dub
+    # How many people speak: None finds it from their voices; 1 skips diarization (one voice)
+    speakers: Optional[int] = None
+    speakers_file: Optional[Path] = None  # known speakers' names, voices and voice prints, shared by a catalogue
     resume: bool = False  # read the edited segments file; re-render only changed phrases
     work_dir: Optional[Path] = None  # default: OUTPUT.work beside the output
 
@@ -71,6 +77,11 @@ class DubOptions:
             raise InputError(f"--background must be keep or duck, not {self.background!r}")
         if self.subtitles_only and not self.subtitles:
             raise InputError("--subtitles-only and --no-subtitles ask for opposites: give one of them")
+        if self.speakers is not None and not 1 <= self.speakers <= 20:
+            raise InputError(f"--speakers must be 1 to 20, not {self.speakers}")
+        if self.speakers is not None and self.resume:
+            raise InputError("--speakers applies when the dub listens; with --resume, edit the segments file's "
+                             "speakers and voices table instead")
 
 
 @dataclass
@@ -96,7 +107,9 @@ class Dubber:
         self.segments_path = stem.with_name(stem.name + ".segments.json")
         self.report_path = stem.with_name(stem.name + ".sync.json")
         self.work = self.options.work_dir or stem.with_name(stem.name + ".work")
-        self.voice: Any = None  # the cloning TTS's voice, made when the TTS first speaks
+        self.cloned: dict[str, Any] = {}  # a cloning TTS's voice per speaker, made when it first speaks
+        self.voices: dict[str, str] = {}  # speaker -> voice (s3tvr.dub.voices)
+        self.speaker_report: dict[str, Any] = {}
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -105,6 +118,7 @@ class Dubber:
         only = self.options.subtitles_only  # no media written: OUTPUT only names the sidecars
         media.check_output(self.output, original.has_video or only)
         files.check_output(self.work, "--work-dir", folder=True)
+        self.known = voices.read_known(self.options.speakers_file)  # a broken file refused before any work
         self.background = self._background_mode() if not only else None
         regions = None
         if self.config.src_lang == "auto":  # the language of the speech, once there is sure to be some
@@ -136,10 +150,11 @@ class Dubber:
         self.work.mkdir(parents=True, exist_ok=True)  # only now: a dub refused early leaves no work folder
         self._translate(original, phrases)
         files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
-                                         "phrases": [p.to_json() for p in phrases]})
+                                              "voices": self.voices, "phrases": [p.to_json() for p in phrases]})
         if self.options.subtitles_only:
             written = self._subtitles(phrases)
-            return DubResult(written[-2], {"phrases": len(phrases), "subtitles_only": True}, [self.segments_path, *written])
+            return DubResult(written[-2], {"phrases": len(phrases), "subtitles_only": True,
+                                                    "speakers": self.speaker_report}, [self.segments_path, *written])
         rendered = self._render(original, phrases)
         if not any(r.audio is not None for r in rendered):
             first = next((r.error for r in rendered if r.error), "nothing to say")
@@ -161,6 +176,7 @@ class Dubber:
         sync["overall"].update({"loudness_target_lufs": round(target, 2) if np.isfinite(target) else None,
                                 "speech_gain_db": round(gain_db, 2),
                                 "mix_scale": round(scale, 3), "background": self.background, **cost})
+        sync["speakers"] = {**self.speaker_report, "voices": _voice_table(self.voices, rendered)}
         files.write_json(self.report_path, sync)
         return DubResult(self.output, sync, written + [self.report_path])
 
@@ -216,21 +232,69 @@ class Dubber:
             words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)))
             self.work.mkdir(parents=True, exist_ok=True)
             files.write_json(cache, [w.__dict__ for w in words])
-        return group_words(words, self.options.max_phrase_s)
+        found = self._diarization(original, regions)
+        known = self.known
+        names = voices.names_for(found.centroids, known)
+        phrases = group_words(words, self.options.max_phrase_s, speaker_at=lambda t: names[found.speaker_at(t)])
+        talk = sorted(range(found.speakers), key=lambda i: -found.seconds[i])
+        self.voices = self._give_voices([names[i] for i in talk], {n: k["voice"] for n, k in known.items()})
+        voices.remember(self.options.speakers_file, known, names, found.centroids, found.seconds, self.voices)
+        return phrases
+
+    def _give_voices(self, speakers: list[str], given: dict[str, str]) -> dict[str, str]:
+        if self.tts is None:  # subtitles only: nothing is spoken
+            return {s: given.get(s, "") for s in speakers}
+        table = voices.assign(speakers, given, self.tts)
+        voices.check(table, self.tts)
+        return table
+
+    def _diarization(self, original: media.Original, regions: Optional[list[tuple[float, float]]]) -> Diarization:
+        """Who speaks when, cached; one speaker when asked for one, or when the speaker encoder
+        (resemblyzer) is not installed and no number was asked for (said once)."""
+        asked = self.options.speakers
+        cache = self.work / f"speakers-{self._key('vad')}-{asked}.json"
+        if cache.is_file():
+            found = _diarization_from_json(json.loads(cache.read_text()))
+        elif asked == 1 or (asked is None and not _encoder_installed()):
+            if asked is None:
+                log.info("one voice for the whole dub: telling speakers apart needs resemblyzer (pip install 's3tvr[eval]')")
+            found = Diarization([], np.zeros((1, 256), np.float32), [original.duration])  # no voice print
+        else:
+            if not _encoder_installed():
+                raise SetupError("--speakers needs the speaker encoder: pip install 's3tvr[eval]' (resemblyzer)")
+            regions = regions or self._speech_regions(original, self.engine.vad_model())
+            tick = self.progress.stage("speakers", 1)
+            started = time.perf_counter()
+            encoder = SpeakerEncoder(self.config.device)
+            encoder.setup()
+            found = diarize(original.speech16k, regions, encoder, asked)
+            seconds = time.perf_counter() - started
+            tick()
+            files.write_json(cache, {**_diarization_to_json(found), "seconds": seconds})
+        if found.speakers < (asked or 1):
+            log.warning("asked for %d speakers, the speech holds %d", asked, found.speakers)
+        cost = json.loads(cache.read_text())["seconds"] if cache.is_file() else 0.0
+        self.speaker_report = {"found": found.speakers, "asked": asked, "diarization_s": round(cost, 2),
+                               "diarization_s_per_min": round(cost / max(original.duration, 1e-9) * 60, 2)}
+        return found
 
     def _edited_phrases(self) -> list[Phrase]:
         if not self.segments_path.is_file():
             raise InputError(f"--resume needs {self.segments_path}: run the same dub without --resume first")
         try:
             data = json.loads(self.segments_path.read_text(encoding="utf-8"))
-            phrases = [Phrase(int(p["id"]), float(p["start"]), float(p["end"]), str(p["source"]), str(p["translation"]))
-                       for p in data["phrases"]]
+            phrases = [Phrase(int(p["id"]), float(p["start"]), float(p["end"]), str(p["source"]), str(p["translation"]),
+                              speaker=str(p.get("speaker") or "")) for p in data["phrases"]]
+            given = {str(k): str(v or "") for k, v in (data.get("voices") or {}).items()}
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{self.segments_path} is not a segments file ({exc.__class__.__name__}: {exc}): "
                              "fix the edit or delete the file and dub again") from None
         for a, b in zip(phrases, phrases[1:]):
             if b.start < a.end or a.end <= a.start:
                 raise InputError(f"{self.segments_path}: phrase {b.id} overlaps phrase {a.id} or is empty: fix its times")
+        speakers = list(dict.fromkeys(p.speaker for p in phrases))
+        self.voices = self._give_voices(speakers, given)
+        self.speaker_report = {"found": len(speakers), "asked": None, "from": "segments file"}
         return phrases
 
     def _translate(self, original: media.Original, phrases: list[Phrase]) -> None:
@@ -281,16 +345,17 @@ class Dubber:
         text = p.translation.strip()
         if not text:
             return silent, ""
+        voice = self.voices.get(p.speaker, "")
+        # a cloned voice is the speaker's own: a phrase given to another speaker is spoken again
+        who = [p.speaker, voice] if self.tts.clones_voice else voice
         key = hashlib.sha1(json.dumps([self.config.tts.backend, self.config.tts.options, self.config.tgt_lang, text,
-                                       round(rate, 3), out_rate], sort_keys=True, default=str).encode()).hexdigest()[:20]
+                                       round(rate, 3), out_rate, who], sort_keys=True, default=str).encode()).hexdigest()[:20]
         path = self.work / "speech" / f"{p.id:04d}-{key}.wav"
         if path.is_file():
             return sf.read(path, dtype="float32")[0], ""
         self.engine.load("tts")
-        if self.voice is None and self.tts.clones_voice:
-            self.voice = self.tts.new_voice(self.voice_clips)
         try:
-            chunks = list(self.tts.speak(text, voice=self.voice, rate=rate))
+            chunks = list(self.tts.speak(text, voice=self._voice_of(p.speaker, voice), rate=rate))
         except Exception as exc:  # one bad line must not cost the whole dub: reported, the rest goes on
             log.warning("phrase %d could not be spoken: %s", p.id, exc)
             return silent, f"{exc.__class__.__name__}: {exc}"
@@ -305,23 +370,38 @@ class Dubber:
         # run must stretch the very samples a rerun (--resume, another --background) reads.
         return sf.read(path, dtype="float32")[0], ""
 
+    def _voice_of(self, speaker: str, voice: str) -> Any:
+        """What the TTS speaks ``speaker``'s phrases with: a shipped voice's name, or a cloned voice
+        (from --voice, the voices table's recording, or the speaker's own phrases), made once."""
+        if not self.tts.clones_voice:
+            return voice or None
+        if speaker not in self.cloned:
+            own = voice in ("", voices.CLONE)
+            clips = self.voice_clips or (self.speaker_clips.get(speaker, []) if own else [Path(voice).expanduser()])
+            self.cloned[speaker] = self.tts.new_voice(clips)
+        return self.cloned[speaker]
+
     def _voice(self, original: media.Original, phrases: list[Phrase]) -> None:
-        """One voice for the whole dub: the cleanest phrases of the original (highest ASR
-        confidence), up to VOICE_S seconds, given to a cloning TTS as its reference."""
+        """For a cloning TTS, each speaker's reference: their cleanest phrases (highest ASR
+        confidence, each one speaker's by construction), up to VOICE_S seconds."""
+        self.speaker_clips: dict[str, list[Path]] = {}
         if not self.tts.clones_voice or self.voice_clips or self.tts.own_voice:
             return
-        best = sorted(phrases, key=lambda p: -p.confidence)
-        parts, total = [], 0.0
-        for p in best:
-            parts.append(original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)])
-            total += p.duration
-            if total >= VOICE_S:
-                break
-        if total < 1.0:  # too little well-heard speech: the whole recording says more about the voice
-            parts = [original.speech16k[: int(30 * SAMPLE_RATE)]]
-        path = self.work / "voice.wav"
-        sf.write(path, np.concatenate(parts), SAMPLE_RATE)
-        self.voice_clips = [path]
+        for speaker in dict.fromkeys(p.speaker for p in phrases):
+            if self.voices.get(speaker, "") not in ("", voices.CLONE):  # a recording was named instead
+                continue
+            best = sorted((p for p in phrases if p.speaker == speaker), key=lambda p: -p.confidence)
+            parts, total = [], 0.0
+            for p in best:
+                parts.append(original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)])
+                total += p.duration
+                if total >= VOICE_S:
+                    break
+            if total < 1.0 and len(self.voices) <= 1:  # too little well-heard speech: the recording says more
+                parts = [original.speech16k[: int(30 * SAMPLE_RATE)]]
+            path = self.work / (f"voice-{_safe(speaker)}.wav" if speaker else "voice.wav")
+            sf.write(path, np.concatenate(parts), SAMPLE_RATE)
+            self.speaker_clips[speaker] = [path]
 
     def _place(self, original: media.Original, rendered: list[report.Rendered]) -> np.ndarray:
         """The dub's speech track at the original's rate and length. The fitting plan says how
@@ -385,3 +465,33 @@ def _cost(seconds: float, duration: float, cached: bool) -> dict[str, Any]:
     """The separation's cost for the sync report: seconds (model load included), and per minute of audio."""
     return {"separation_s": round(seconds, 2), "separation_s_per_min": round(seconds / max(duration, 1e-9) * 60, 2),
             "separation_cached": cached}
+
+
+def _encoder_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("resemblyzer") is not None
+
+
+def _diarization_to_json(found: Diarization) -> dict[str, Any]:
+    return {"turns": [[t.start, t.end, t.speaker] for t in found.turns], "seconds_per_speaker": found.seconds,
+            "centroids": found.centroids.round(6).tolist()}
+
+
+def _diarization_from_json(data: dict[str, Any]) -> Diarization:
+    return Diarization([Turn(a, b, int(k)) for a, b, k in data["turns"]], np.asarray(data["centroids"], np.float32),
+                       list(data["seconds_per_speaker"]))
+
+
+def _voice_table(table: dict[str, str], rendered: list[report.Rendered]) -> dict[str, Any]:
+    """For the report: each speaker's voice, phrases and seconds of speech."""
+    out: dict[str, Any] = {}
+    for speaker, voice in table.items():
+        mine = [r.phrase for r in rendered if r.phrase.speaker == speaker]
+        out[speaker or "-"] = {"voice": voice or "(the TTS's one voice)", "phrases": len(mine),
+                               "seconds": round(sum(p.duration for p in mine), 2)}
+    return out
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

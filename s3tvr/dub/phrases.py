@@ -2,14 +2,15 @@
 
 A phrase cut mid-sentence translates badly, so VAD regions are only where to listen: the words
 the ASR hears in them are regrouped into whole sentences (a sentence mark ends a phrase), broken
-at long pauses (to stay in sync) and kept under a maximum length (broken at a clause mark when
-there is one). Each phrase spans its first word's start to its last word's end.
+at long pauses (to stay in sync), at a change of speaker (a phrase is one person's), and kept
+under a maximum length (broken at a clause mark when there is one). Each phrase spans its first
+word's start to its last word's end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class Phrase:
     source: str
     translation: str = ""
     confidence: float = 1.0  # mean word probability: picks the cleanest stretch for the voice
+    speaker: str = ""  # who says it (S1, S2 ... or a name from the speakers file); "" when not diarized
     words: list[Word] = field(default_factory=list, repr=False)
 
     @property
@@ -36,19 +38,22 @@ class Phrase:
         return self.end - self.start
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3),
+        return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
                 "source": self.source, "translation": self.translation}
 
 
-def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5) -> list[Phrase]:
-    """Words (absolute times, in order) into sentence phrases."""
+def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5,
+                speaker_at: Optional[Callable[[float], str]] = None) -> list[Phrase]:
+    """Words (absolute times, in order) into sentence phrases; with ``speaker_at`` (the speaker at
+    a time), each word is its middle's speaker's and a phrase never spans two."""
+    speaker_of = (lambda w: speaker_at((w.start + w.end) / 2)) if speaker_at else (lambda w: "")
     groups: list[list[Word]] = []
     current: list[Word] = []
     for word in words:
         if current:
             ended = current[-1].text.endswith(SENTENCE_END)
             pause = word.start - current[-1].end
-            if ended or pause > max_pause_s:
+            if ended or pause > max_pause_s or speaker_of(word) != speaker_of(current[-1]):
                 groups.append(current)
                 current = []
             elif word.end - current[0].start > max_phrase_s:
@@ -62,7 +67,8 @@ def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: floa
         current.append(word)
     if current:
         groups.append(current)
-    phrases = [Phrase(i, g[0].start, g[-1].end, _join(g), confidence=float(np.mean([w.probability for w in g])), words=g)
+    phrases = [Phrase(i, g[0].start, g[-1].end, _join(g), confidence=float(np.mean([w.probability for w in g])),
+                      speaker=speaker_of(g[0]), words=g)
                for i, g in enumerate(groups)]
     for i, p in enumerate(phrases):  # a slot to speak in (ASRs may stamp a word with no length) ...
         p.end = max(p.end, p.start + MIN_PHRASE_S)

