@@ -90,6 +90,7 @@ def conversation_dub(tmp_path_factory):
     proc = s3tvr("dub", src, "--from", "en", "--to", "es", "-o", out, "--background", "duck",
                  "--speakers-file", speakers_file, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "speakers 2, diarization" in proc.stdout  # the printed report says how each was voiced
     return conv, src, out, speakers_file
 
 

@@ -141,6 +141,17 @@ def format_table(report: dict[str, Any]) -> str:
         cost = (f": separated in {o['separation_s']} s ({o['separation_s_per_min']} s per minute of audio"
                 f"{', cached' if o['separation_cached'] else ''})" if "separation_s" in o else "")
         lines.append(f"background {o['background']}{cost}")
+    if report.get("speakers"):
+        lines.append(_speakers_line(report["speakers"]))
     missed = [k for k, ok in report["met"].items() if not ok]
     lines.append("targets met" if not missed else "targets missed: " + ", ".join(missed))
     return "\n".join(lines)
+
+
+def _speakers_line(speakers: dict[str, Any]) -> str:
+    """How many speakers were found (and asked) and how each was voiced."""
+    asked = f" ({speakers['asked']} asked)" if speakers.get("asked") else ""
+    cost = f", diarization {speakers['diarization_s']} s" if speakers.get("diarization_s") else ""
+    voices = "; ".join(f"{name}: {v['voice']}, {v['phrases']} phrases, {v['seconds']} s"
+                       for name, v in speakers.get("voices", {}).items())
+    return f"speakers {speakers['found']}{asked}{cost}: {voices}"
