@@ -286,6 +286,8 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path):
     one_line_error(dub(VIDEO, "--from", "es", "--to", "de", "-o", out), "no es->de translation")
     one_line_error(dub(VIDEO, "--from", "es", "--to", "en", "-o", tmp_path / "missing" / "out.mp4"), "does not exist")
     one_line_error(dub(DATA / "fleurs-es-002.ogg", "--to", "en", "-o", out), "input has no video")
+    one_line_error(dub(VIDEO, "--from", "es", "--to", "en", "-o", tmp_path / "out.webm"), "WebM cannot hold", ".mp4")
+    assert not (tmp_path / "out.webm").exists() and not (tmp_path / "out.work").exists()
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
 
 

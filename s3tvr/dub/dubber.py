@@ -116,7 +116,7 @@ class Dubber:
     def run(self) -> DubResult:
         original = media.read(self.input)
         only = self.options.subtitles_only  # no media written: OUTPUT only names the sidecars
-        media.check_output(self.output, original.has_video or only)
+        media.check_output(self.output, original.has_video or only, () if only else original.video_codecs)
         files.check_output(self.work, "--work-dir", folder=True)
         self.known = voices.read_known(self.options.speakers_file)  # a broken file refused before any work
         self.background = self._background_mode() if not only else None

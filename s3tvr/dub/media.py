@@ -56,6 +56,7 @@ class Original:
     rate: int
     speech16k: np.ndarray  # mono 16 kHz, for VAD and ASR
     has_video: bool
+    video_codecs: tuple[str, ...] = ()  # copied as they are into a video output
 
     @property
     def duration(self) -> float:
@@ -77,17 +78,24 @@ def read(path: str | Path) -> Original:
     mono = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
     speech16k = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32) if rate != SAMPLE_RATE else mono
     with av.open(str(path)) as container:
-        has_video = bool(container.streams.video)
-    return Original(path, audio, rate, speech16k, has_video)
+        codecs = tuple(s.codec_context.name for s in container.streams.video)
+    return Original(path, audio, rate, speech16k, bool(codecs), codecs)
 
 
-def check_output(path: Path, has_video: bool) -> None:
+WEBM_VIDEO = ("vp8", "vp9", "av1")  # all WebM holds; the video is copied, never re-encoded
+
+
+def check_output(path: Path, has_video: bool, video_codecs: tuple[str, ...] = ()) -> None:
     """Fail before any work when the output cannot be written as asked."""
     suffix = path.suffix.lower()
     if suffix not in AUDIO_OUTPUTS and suffix not in VIDEO_OUTPUTS:
         raise InputError(f"output {path.name}: choose an extension s3tvr writes ({', '.join([*VIDEO_OUTPUTS, *AUDIO_OUTPUTS])})")
     if suffix in VIDEO_OUTPUTS and not has_video:
         raise InputError(f"output {path.name} is a video but the input has no video: choose a .wav, .flac or .ogg output")
+    foreign = [c for c in video_codecs if c not in WEBM_VIDEO]
+    if suffix == ".webm" and foreign:
+        raise InputError(f"output {path.name}: WebM cannot hold the input's {foreign[0]} video, which the dub copies as "
+                         "it is: choose .mp4 or .mkv")
     files.check_output(path, "-o")
 
 
