@@ -278,7 +278,16 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                     "session with its own languages (any pair the models make) and latency log (the README's WebSocket protocol).",
         epilog="examples:\n  s3tvr serve                                    # http://127.0.0.1:8000/ on this machine\n"
                "  s3tvr serve --host 0.0.0.0 --token \"$(openssl rand -hex 16)\" --log-dir logs/\n"
-               "  s3tvr serve --from en --to es --xtts-dir models/xtts_v2      # the model stack, each client's own voice")
+               "  s3tvr serve --from en --to es --xtts-dir models/xtts_v2      # the model stack, each client's own voice\n\n"
+               "who may connect: on 127.0.0.1 (the default) without a token, any program of this machine's users\n"
+               "and this server's own page; on another --host, anyone who reaches the port: give it a --token. Web\n"
+               "pages of other sites are refused (1008) whatever the host unless named with --allow-origin; so is\n"
+               "the server's own page opened by a host name (not an address or localhost) when there is no token.\n\n"
+               "for whoever runs it, no token asked: GET /healthz (200 while the process serves), GET /readyz (200\n"
+               "once the models are loaded and a session's place is free, else 503 \"loading\" or \"full: N of N\n"
+               "sessions\"), GET /metrics (Prometheus: s3tvr_sessions_active, s3tvr_sessions_total,\n"
+               "s3tvr_refusals_total{reason}, s3tvr_closes_total{code}, s3tvr_first_audio_seconds,\n"
+               "s3tvr_end_offset_seconds, s3tvr_stage_seconds{stage}; counts and times only, no text or audio)")
     srv.add_argument("--host", default=ServeOptions.host, help=f"address to listen on (default {ServeOptions.host}: this machine only)")
     _number(srv, "--port", ServeOptions, "port", metavar="N", help="TCP port")
     srv.add_argument("--from", dest="src", default="es", choices=LANGUAGES, metavar="LANG",
@@ -286,6 +295,11 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     srv.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the models' target language (default: es for en, en otherwise)")
     srv.add_argument("--token", default=os.environ.get("S3TVR_TOKEN") or None, metavar="TOKEN",
                      help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it)")
+    srv.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
+                     help="let web pages of another site use the server (repeatable): an exact origin such as "
+                          "https://app.example:8443 (behind a proxy: the public one), or * for any page on the web "
+                          "(dangerous: any site the user visits could drive it). The server's own pages, and clients "
+                          "that send no Origin (s3tvr client, scripts), are always let in")
     _number(srv, "--max-sessions", ServeOptions, "max_sessions", metavar="N", help="sessions at once; more are refused until one ends")
     srv.add_argument("--log-dir", metavar="DIR", help="write each session's latency log to DIR/SESSION.jsonl")
     _number(srv, "--max-ahead", ServeOptions, "max_ahead_s", metavar="S", help="seconds a client may send ahead of real time")

@@ -148,7 +148,8 @@ def _serve(args: argparse.Namespace) -> int:
     target = args.to or ("es" if args.src == "en" else "en")
     config = _load_config(args, args.src, target)
     options = ServeOptions(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions, log_dir=args.log_dir,
-                           max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice))
+                           max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),
+                           allow_origins=tuple(args.allow_origins))
     # Stopped by SIGINT/SIGTERM: uvicorn closes every session, then raises the signal again, and
     # it ends here as run's stop does (128 + the signal's number).
     with Engine(config) as engine:

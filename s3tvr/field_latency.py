@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from s3tvr.errors import SetupError
 from s3tvr.records import UtteranceRecord
@@ -92,6 +92,22 @@ def omnisteval_version() -> str:
         return "(not installed)"
 
 
+def _speech_end(recs: Sequence[UtteranceRecord]) -> Optional[float]:
+    """The end of a source utterance's speech: its last clause's (None yet: the run stopped while it was spoken)."""
+    last = [r for r in recs if r.last_clause]
+    return last[-1].t_speech_end if last else None
+
+
+def end_offset(recs: Sequence[UtteranceRecord]) -> Optional[float]:
+    """EndOffset of one source utterance, its records given (its clauses; in sentence mode, the
+    record itself): the end of the last translated audio heard - the end of the source speech;
+    None if nothing was heard or its end is unknown."""
+    chunks = [c for r in recs for c in r.played]
+    t_end = _speech_end(recs)
+    heard_until = max(t + sec for t, sec in chunks) if chunks else math.nan
+    return heard_until - t_end if t_end is not None and math.isfinite(heard_until) else None
+
+
 def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
     """Each source utterance's figures, in log order. Records group by session (``t0_unix``,
     ``t0_mono``: ids restart in each), pair and ``source_id`` (a log from before simultaneous mode:
@@ -104,10 +120,8 @@ def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
         chunks = [c for r in recs for c in r.played]
         starts = [r.t_speech_start for r in recs if r.t_speech_start is not None]
         t_start = starts[0] if starts else None
-        last = [r for r in recs if r.last_clause]  # None yet: the run stopped while it was spoken
-        t_end = last[-1].t_speech_end if last else None
+        t_end = _speech_end(recs)
         spoken = [r for r in recs if r.played]
-        heard_until = max(t + sec for t, sec in chunks) if chunks else math.nan
         delays = [d for r in spoken for d in word_delays(r)]
         source_s = t_end - t_start if t_start is not None and t_end is not None else None
         laal = yaal = None
@@ -116,7 +130,7 @@ def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
         out.append(SourceLatency(
             pair=pair, source_id=source, utterances=len(recs), words=len(delays), source_s=source_s,
             start_offset=chunks[0][0] - t_start if chunks and t_start is not None else None,
-            end_offset=heard_until - t_end if t_end is not None and math.isfinite(heard_until) else None,
+            end_offset=end_offset(recs),
             first_audio=spoken[-1].played[0][0] - t_end if spoken and t_end is not None else None,
             laal=laal, yaal=yaal,
         ))

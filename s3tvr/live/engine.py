@@ -75,8 +75,16 @@ class Engine:
 
     def setup(self, on_progress: Callable[[str], None] = lambda name: None) -> None:
         """Load every model that is not loaded yet, in order; the first failure propagates."""
-        self.load("vad", *(["turn"] if self.config.vad.turn else []), *self.models, on_progress=on_progress)
+        self.load(*self._session_parts(), on_progress=on_progress)
         self._calibrate()
+
+    @property
+    def loaded(self) -> bool:
+        """Has setup() loaded everything a session needs (a server is ready only then)?"""
+        return set(self._session_parts()) <= self._loaded
+
+    def _session_parts(self) -> list[str]:
+        return ["vad", *(["turn"] if self.config.vad.turn else []), *self.models]
 
     def load(self, *names: str, on_progress: Callable[[str], None] = lambda name: None) -> None:
         """Load the named parts (vad, turn, and the models: denoise, asr, mt, tts) once; later calls return at once."""

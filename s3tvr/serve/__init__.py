@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Optional
+from urllib.parse import urlsplit
 
 from s3tvr import bounds
 from s3tvr.bounds import Range
+from s3tvr.errors import InputError
+
+ANY_ORIGIN = "*"
 
 
 @dataclass
@@ -25,6 +29,39 @@ class ServeOptions:
     max_ahead_s: Annotated[float, Range(1, 600)] = 10.0  # a client's burst ahead of real time; more is refused (1008)
     max_unread_s: Annotated[float, Range(1, 3600)] = 30.0  # translated audio a client leaves unread before it is dropped (1008)
     voice: tuple[str, ...] = ()  # recordings every session's voice-cloning TTS speaks with (none: learned per session)
+    # Web pages of other sites whose WebSockets are served (the server's own pages always are): exact
+    # origins such as https://app.example:8443, or "*": any page on the web (dangerous).
+    allow_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         bounds.check(self)
+        self.allow_origins = tuple(self.allow_origins)
+        for origin in self.allow_origins:
+            problem = origin_problem(origin)
+            if problem:
+                raise InputError(f"--allow-origin {origin}: {problem}")
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def origin_key(origin: str) -> Optional[tuple[str, str, int]]:
+    """An origin (``scheme://host[:port]``, as a browser sends it) as (scheme, host, port), the
+    default port filled in and the host in lower case, so that equal origins compare equal; None
+    if it is no http(s) origin (``null``, a path, a bad port)."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
+            or parts.username is not None:
+        return None
+    return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
+
+
+def origin_problem(origin: str) -> str:
+    """What makes ``origin`` no value for --allow-origin ("" if nothing)."""
+    if origin == ANY_ORIGIN or origin_key(origin) is not None:
+        return ""
+    return "give a web page's origin, scheme://host[:port] with no path (e.g. https://app.example:8443), or * for any"

@@ -14,7 +14,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -59,6 +59,7 @@ class Host(Protocol):
     def session(self, id: str, **kwargs: Any) -> Session: ...
     def release(self) -> None: ...  # the place taken by admit() is free again
     def closed(self, code: int) -> None: ...
+    def recorded(self, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None: ...  # on the session's thread
     def occupancy(self) -> str: ...  # "sessions/most", for the log
 
 
@@ -76,6 +77,7 @@ class Connection:
         self.failure: asyncio.Future = self.loop.create_future()  # a refusal raised on the session's thread
         self.ended = False  # the client sent end
         self.utterances = 0
+        self.clauses: list[UtteranceRecord] = []  # the records of the source utterance being spoken (simultaneous mode's clauses)
 
     async def run(self) -> None:
         server = self.server
@@ -214,6 +216,11 @@ class Connection:
 
     def _record(self, rec: UtteranceRecord) -> None:
         self.utterances += 1
+        # A source utterance's clauses arrive in order; its last one completes it (sentence mode: each record).
+        self.clauses = [r for r in self.clauses if r.source_id == rec.source_id] + [rec]
+        self.server.recorded(rec, self.clauses)
+        if rec.last_clause:
+            self.clauses = []
         if rec.error:
             self.sink.event({"type": "error", "message": f"utterance {rec.utt_id} failed: {rec.error}"})
         self.sink.event({"type": "latency", "record": rec.to_json()})  # the log line's object: the protocol's

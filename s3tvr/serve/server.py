@@ -1,6 +1,7 @@
 """``s3tvr serve``: one engine, loaded once, translating for every WebSocket client at the same
 time; each connection at ``/ws`` is one session (the README's WebSocket protocol; :mod:`s3tvr.serve.connection`),
-``/`` the web page. Here: who is let in (token, query, room), the app, and uvicorn around it.
+``/`` the web page, ``/healthz``, ``/readyz`` and ``/metrics`` for whoever runs it. Here: who is let
+in (origin, token, query, room), the app, and uvicorn around it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import re
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -23,8 +24,10 @@ from starlette.websockets import WebSocket
 from s3tvr import files
 from s3tvr.errors import InputError
 from s3tvr.live.engine import Engine
-from s3tvr.serve import ServeOptions
+from s3tvr.records import UtteranceRecord
+from s3tvr.serve import ANY_ORIGIN, ServeOptions, origin_key
 from s3tvr.serve.connection import MAX_FRAME, Connection
+from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics
 from s3tvr.serve.transport import Refusal
 
 if TYPE_CHECKING:
@@ -54,11 +57,19 @@ class Server:
         self.active = 0  # sessions whose thread runs (changed on the event loop only)
         self.served = 0  # sessions opened since start
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
+        self.allow_any_origin = ANY_ORIGIN in options.allow_origins
+        self.allow_origins = {origin_key(o) for o in options.allow_origins if o != ANY_ORIGIN}
+        self.metrics = ServeMetrics(active=lambda: self.active)
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
             Route("/", self._index),
             WebSocketRoute("/ws", self._websocket),
+            # For whoever runs the server (a load balancer, Kubernetes' probes, Prometheus): no token
+            # asked, as their callers have none; they say counts only, never a session's text or audio.
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+            Route("/metrics", self._metrics),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ])
         app.state.server = self
@@ -70,6 +81,24 @@ class Server:
             return PlainTextResponse("the web page is not installed; the WebSocket is at /ws", status_code=404)
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
+    async def _healthz(self, request: Any) -> Response:
+        return PlainTextResponse("ok")  # the process answers: all a liveness probe asks
+
+    async def _readyz(self, request: Any) -> Response:
+        why = self.unready()
+        return PlainTextResponse(why or "ready", status_code=503 if why else 200)
+
+    async def _metrics(self, request: Any) -> Response:
+        return Response(self.metrics.text(), media_type=CONTENT_TYPE)
+
+    def unready(self) -> str:
+        """Why a new session would not be served now ("" if it would): /readyz's answer."""
+        if not self.engine.loaded:
+            return "loading"
+        if self.active >= self.max_sessions:
+            return f"full: {self.active} of {self.max_sessions} sessions"
+        return ""
+
     async def _websocket(self, ws: WebSocket) -> None:
         await ws.accept()  # first: a browser sees a refusal's reason only on an open connection
         await Connection(self, ws).run()
@@ -78,10 +107,19 @@ class Server:
 
     def admit(self, ws: WebSocket) -> tuple[str, str, str]:
         """The session's (from, to, speaker), its place among --max-sessions taken (give it back
-        with :meth:`release`); or a Refusal saying why not."""
-        self.check_token(ws)
-        query = self.check_query(ws)
-        self.check_room()
+        with :meth:`release`); or a Refusal saying why not, counted by the check that refused it."""
+        reason = "origin"
+        try:
+            self.check_origin(ws)  # first: a page of another site learns nothing more, not even that a token is asked
+            reason = "token"
+            self.check_token(ws)
+            reason = "query"
+            query = self.check_query(ws)
+            reason = "busy"
+            self.check_room()
+        except Refusal:
+            self.metrics.refusals.labels(reason=reason).inc()
+            raise
         self.active += 1  # no await since the check: no other connection slips in between
         return query
 
@@ -91,6 +129,7 @@ class Server:
         log_path = self.log_dir / f"{id}.jsonl" if self.log_dir else None
         session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, **kwargs)
         self.served += 1
+        self.metrics.sessions.inc()
         return session
 
     def release(self) -> None:
@@ -100,11 +139,38 @@ class Server:
     def closed(self, code: int) -> None:
         """A connection closed (or was refused) with ``code``."""
         self.closes[code] += 1
+        self.metrics.closes.labels(code=str(code)).inc()
+
+    def recorded(self, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None:
+        """A session logged an utterance (on its thread): its latencies into the metrics."""
+        self.metrics.utterance(rec, source)
 
     def occupancy(self) -> str:
         return f"{self.active}/{self.max_sessions}"
 
     # -- admission -------------------------------------------------------------------------
+
+    def check_origin(self, ws: WebSocket) -> None:
+        """A browser names the page that opens a WebSocket in ``Origin``, and lets any page open
+        one to any address, this machine's included: without this check any site the user visits
+        could drive the server (and speak in a saved voice). Clients that are no browser send no
+        Origin and are not asked. Behind a proxy, ``Host`` is the one it forwards."""
+        origin = ws.headers.get("origin")
+        if origin is None or self.allow_any_origin:
+            return
+        key = origin_key(origin)
+        if key is not None and (key in self.allow_origins or self.same_origin(key, ws)):
+            return
+        shown = origin[:48]  # a reason fits a close frame (123 bytes)
+        raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: s3tvr serve --allow-origin {shown}")
+
+    def same_origin(self, key: tuple[str, str, int], ws: WebSocket) -> bool:
+        """Is the page one of this server's own, at the address the client asked for? A page of any
+        site can point its own name at this machine once loaded (DNS rebinding): the names match,
+        yet the page is that site's. So without a token, only an address or localhost, which no
+        site can take over, is this server's own; a name must be listed with --allow-origin."""
+        own = request_origin(ws)
+        return key == own and (self.token is not None or is_address(key[1]))
 
     def check_token(self, ws: WebSocket) -> None:
         if self.token is None:
@@ -143,6 +209,14 @@ class Server:
             raise Refusal(1013, f"the server is busy: it already holds {self.max_sessions} sessions (--max-sessions); try again later")
 
 
+def request_origin(ws: WebSocket) -> Optional[tuple[str, str, int]]:
+    """The origin of this server's own pages at the address the client asked for (its Host
+    header), as :func:`~s3tvr.serve.origin_key` gives it: http for ws, https for wss."""
+    host = ws.headers.get("host")
+    scheme = {"ws": "http", "wss": "https"}.get(ws.url.scheme)
+    return origin_key(f"{scheme}://{host}") if host and scheme else None
+
+
 def create_app(engine: Engine, options: Optional[ServeOptions] = None) -> Starlette:
     """The ASGI app over a loaded engine (``app.state.server`` is its :class:`Server`)."""
     return Server(engine, options).app()
@@ -157,6 +231,9 @@ def serve(engine: Engine, options: Optional[ServeOptions] = None) -> None:
     host = options.host
     if not options.token and not is_loopback(host):
         log.warning("serving on %s without a token: anyone who can reach it can use it; set --token (or S3TVR_TOKEN)", host)
+    if ANY_ORIGIN in options.allow_origins:
+        log.warning("--allow-origin *: any web page a visitor of it opens may use this server%s",
+                    "" if options.token else " (it has no token: set --token)")
     if options.log_dir:
         files.check_output(options.log_dir, "--log-dir", folder=True)
     sock = bind(host, options.port)  # before the models load: a busy port shows at once; clients are accepted once loaded
@@ -182,6 +259,17 @@ def uvicorn_config(app: Starlette) -> Any:
     debug = logging.getLogger("s3tvr").getEffectiveLevel() <= logging.DEBUG
     return uvicorn.Config(app, log_config=None, log_level="info" if debug else "warning", access_log=debug, lifespan="off",
                           ws_max_size=2 * MAX_FRAME, timeout_graceful_shutdown=5)
+
+
+def is_address(host: str) -> bool:
+    """An IP address or localhost: a host name no DNS answer can point elsewhere."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def is_loopback(host: str) -> bool:
