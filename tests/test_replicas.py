@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+import test_browser
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.serve import client
@@ -24,6 +25,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = "fleurs-es-002.ogg"  # 9.7 s, one utterance (speech 2.1-9.0 s)
 
 pytestmark = pytest.mark.slow
+browser = test_browser.browser  # headless Chromium whose microphone plays a Spanish clip: a fixture here too
+wait_for = test_browser.wait_for
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +173,25 @@ def test_a_full_set_of_replicas_refuses_with_1013_and_a_replicas_own_refusal_pas
 def test_no_cluster_at_the_address_is_a_one_line_error():
     proc = s3tvr("serve", "--ray", f"127.0.0.1:{free_port()}", "--config", "fake", "--port", 0)
     one_line_error(proc, "no Ray cluster at 127.0.0.1:", "ray start --head")
+
+
+def test_the_page_goes_on_on_another_replica_when_its_own_is_lost(cluster, browser, tmp_path):
+    import ray
+    from selenium.webdriver.common.by import By
+
+    address, env = cluster
+    port = free_port()
+    with serving("--ray", address, "--replicas", 2, "--config", "fake", "--port", port, log=tmp_path / "serve.log", env=env,
+                 timeout=HANG_S):
+        browser.get(f"http://127.0.0.1:{port}/")
+        browser.find_element(By.ID, "start").click()
+        h = wait_for(browser, "start a session", lambda h: h["state"] == "running" and h["replica"], timeout=HANG_S)
+        lost, session = h["replica"], h["session"]
+        ray.kill(ray.get_actor(f"replica-{port}-{lost.split('.')[0]}", namespace="s3tvr"), no_restart=False)
+        h = wait_for(browser, "go on in a session on another replica",
+                     lambda h: h["reconnects"] == 1 and h["session"] not in (None, session) and h["state"] == "running", timeout=HANG_S)
+        assert h["replica"] != lost and h["closeCode"] is None, h
+        # The microphone goes on to the new session: its own captions.
+        h = wait_for(browser, "show a caption of the new session", lambda h: any(c["session"] == h["session"] for c in h["captions"]),
+                     timeout=HANG_S)
+        assert h["captions"][-1]["tgt"].startswith("[en] utterance"), h["captions"]
