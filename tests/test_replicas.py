@@ -170,9 +170,11 @@ def test_a_full_set_of_replicas_refuses_with_1013_and_a_replicas_own_refusal_pas
         assert after.code == 1000 and after.events[0]["type"] == "ready" and after.events[-1]["type"] == "done", after
 
 
-def test_no_cluster_at_the_address_is_a_one_line_error():
+def test_no_cluster_at_the_address_and_replicas_without_ray_are_one_line_errors():
     proc = s3tvr("serve", "--ray", f"127.0.0.1:{free_port()}", "--config", "fake", "--port", 0)
     one_line_error(proc, "no Ray cluster at 127.0.0.1:", "ray start --head")
+    one_line_error(s3tvr("serve", "--replicas", 3, "--config", "fake", "--port", 0), "--replicas", "add --ray")
+    one_line_error(s3tvr("serve", "--ray", "auto", "--replicas", 0, "--config", "fake", "--port", 0), "--replicas must be at least 1")
 
 
 def test_the_page_goes_on_on_another_replica_when_its_own_is_lost(cluster, browser, tmp_path):

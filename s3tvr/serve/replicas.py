@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 NAMESPACE = "s3tvr"  # the Ray namespace of the replica actors: replica-PORT-INDEX
 LOST = (1012, "replica lost: reconnect")  # 1012 service restart: the client may try again at once
 RECOVER_S = (0.5, 5.0)  # first and longest wait between looks at a lost replica
+# Frames the front holds from a replica for a slow client (websockets' default, 16, would be 8 s
+# of audio): the replica's --max-unread sees a client that stops reading nearly as soon as alone.
+RELAY_FRAMES = 4
 START_TIMEOUT_S = 600.0  # a replica's models load in its constructor: the stack takes minutes
 
 
@@ -171,8 +174,8 @@ class Front:
         auth = ws.headers.get("authorization")
         try:
             return await connect(info.url + (f"?{query}" if query else ""), additional_headers={"Authorization": auth} if auth else None,
-                                 compression=None, max_size=None, open_timeout=10)
-        except (OSError, asyncio.TimeoutError, Exception) as exc:  # any handshake failure: this replica is out
+                                 compression=None, max_size=None, open_timeout=10, max_queue=RELAY_FRAMES)
+        except Exception as exc:  # refused, timed out, a bad handshake: this replica is out for now, the next is tried
             log.warning("replica %s cannot be reached: %s", info.id, brief(exc))
             return None
 
