@@ -87,7 +87,7 @@ def test_sessions_spread_over_replicas_and_a_lost_replica_only_sends_its_own_cli
     cuts = [6.0, 7.0, 8.0, 9.0]
     inputs = [np.concatenate([speech[:int(c * 16000)], np.zeros(24000, np.float32)]) for c in cuts]
     with serving("--ray", address, "--replicas", 2, "--max-sessions", 4, "--config", "fake", "--port", port,
-                 log=tmp_path / "serve.log", env=env, timeout=HANG_S) as proc:
+                 "--log-dir", tmp_path / "logs", log=tmp_path / "serve.log", env=env, timeout=HANG_S) as proc:
         readies = [asyncio.Event() for _ in inputs]
         started: dict[int, str] = {}  # client: the replica of its first session
 
@@ -136,6 +136,10 @@ def test_sessions_spread_over_replicas_and_a_lost_replica_only_sends_its_own_cli
             time.sleep(0.2)
         log = (tmp_path / "serve.log").read_text()
         assert f"replica {lost} lost" in log and "Traceback" not in log, log
+        # Each session's latency log, in --log-dir (made by the replicas, on their node: here this one).
+        # The lost sessions had heard no whole utterance: nothing to log.
+        finished = {r.session for r in results}
+        assert len(finished) == 4 and finished <= {p.stem for p in (tmp_path / "logs").glob("*.jsonl")}, finished
 
 
 

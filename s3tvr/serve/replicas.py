@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from starlette.applications import Starlette
@@ -80,6 +81,8 @@ class Replica:
         from s3tvr.serve.server import create_app
 
         logging.basicConfig(level=logging.INFO, format="s3tvr: %(message)s")
+        if options.log_dir:  # on this replica's node (serve() made it absolute: a worker's cwd is Ray's)
+            Path(options.log_dir).mkdir(parents=True, exist_ok=True)
         self.engine = Engine(config)
         self.engine.setup()  # a replica owns its engine: loaded once, here, for all its sessions
         host = ray.util.get_node_ip_address()
@@ -323,7 +326,9 @@ def start(config: Config, options: ServeOptions, replicas: ReplicaOptions, port:
         raise SetupError(f"no Ray cluster at {replicas.address}: start one (ray start --head) or give its address (--ray): "
                          f"{brief(exc)}") from None
     actor = _actor_class(replicas)
-    inner = ServeOptions(**{**vars(options), "host": "127.0.0.1", "port": 0})  # replicas bind their node's address themselves
+    log_dir = os.path.abspath(options.log_dir) if options.log_dir else None
+    # Replicas bind their node's address themselves.
+    inner = ServeOptions(**{**vars(options), "host": "127.0.0.1", "port": 0, "log_dir": log_dir})
     handles = [actor.options(name=f"replica-{port}-{i}").remote(i, config, inner) for i in range(replicas.replicas)]
     try:
         infos = ray.get([h.info.remote() for h in handles], timeout=START_TIMEOUT_S)
