@@ -306,6 +306,12 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     _number(srv, "--max-unread", ServeOptions, "max_unread_s", metavar="S",
             help="seconds of translated speech a client may leave unread before it is dropped")
     _voice_arguments(srv, voice_default="learned from each session's first utterances", session=False)
+    ray = srv.add_argument_group("replicas on a Ray cluster (README: Serve replicas on Ray)")
+    ray.add_argument("--ray", metavar="ADDRESS", help="serve as replicas on this Ray cluster (auto: the one on this machine); "
+                                                     "this process routes each session to a replica with room")
+    ray.add_argument("--replicas", type=int, metavar="N",
+                     help="replicas, each one engine with its own --max-sessions (default 2)")
+    ray.add_argument("--replica-gpus", type=float, metavar="G", help="GPUs each replica asks of the cluster (default 0)")
 
     cl = sub.add_parser(
         "client", help="translate a file or the microphone through an s3tvr serve server",

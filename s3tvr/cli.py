@@ -150,6 +150,16 @@ def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions, log_dir=args.log_dir,
                            max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),
                            allow_origins=tuple(args.allow_origins))
+    if not args.ray and (args.replicas is not None or args.replica_gpus is not None):
+        raise InputError("--replicas and --replica-gpus are for a Ray cluster: add --ray ADDRESS (auto: the one on this machine)")
+    if args.ray:  # replicas on a cluster: this process loads no model
+        from s3tvr.serve import replicas
+
+        count, gpus = 2 if args.replicas is None else args.replicas, args.replica_gpus or 0.0
+        if count < 1 or gpus < 0:
+            raise InputError(f"--replicas must be at least 1 and --replica-gpus at least 0, not {count} and {gpus:g}")
+        replicas.serve(config, options, replicas.ReplicaOptions(address=args.ray, replicas=count, gpus=gpus))
+        return 0
     # Stopped by SIGINT/SIGTERM: uvicorn closes every session, then raises the signal again, and
     # it ends here as run's stop does (128 + the signal's number).
     with Engine(config) as engine:

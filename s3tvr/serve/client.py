@@ -32,6 +32,10 @@ FRAME_S = 0.1  # audio per frame sent: the pace of a microphone's buffers
 BURST_S = 8.0  # realtime=False: how far ahead of real time to send (the server takes up to 10 s)
 READY_TIMEOUT_S = 30.0  # a server answers at once; silence means something else is listening there
 SETUP_ERRORS = (1011, 1012, 1013, 1006)  # the server's state, not the request: try again or elsewhere
+RECONNECT_CODES = (1012,)  # the replica holding the session was lost (s3tvr serve --ray): another takes it
+RECONNECTS = 5  # in a row, then the close is the caller's
+BACKOFF_S = (0.5, 8.0)  # first and longest wait before reconnecting
+GAP_S = 5.0  # of the audio captured while reconnecting, what is sent on (the server takes 10 s ahead)
 
 
 @dataclass
@@ -51,6 +55,8 @@ class ClientResult:
     done: Optional[dict[str, Any]] = None  # the done event (None: the session did not finish)
     close_code: Optional[int] = None
     close_reason: str = ""
+    reconnects: int = 0  # sessions lost with their replica and gone on in a new one
+    replicas: list[str] = field(default_factory=list)  # the replica of each connection (ready's "replica"), in order
 
     @property
     def audio(self) -> np.ndarray:
@@ -69,6 +75,8 @@ class ClientResult:
         counts = self.done or {"utterances": len(self.records), "spoken": len(latencies), "failed": len(self.errors)}
         line = (f"{counts['utterances']} utterances ({counts['spoken']} spoken, {counts['failed']} failed), "
                 f"{self.sent_s:.1f} s sent, {self.received_s:.1f} s of translated speech received")
+        if self.reconnects:
+            line += f", {self.reconnects} reconnection{'s' if self.reconnects > 1 else ''} (a replica was lost)"
         if latencies:
             line += f", first audio {statistics.median(latencies):.2f} s after the end of speech (median)"
         return line if self.ok else line + f"; closed {self.close_code}: {self.close_reason or 'no reason'}"
@@ -122,13 +130,86 @@ async def translate(url: str, frames: AsyncIterator[np.ndarray], src: str, tgt: 
     """One session: ``frames`` (16 kHz float32 arrays, paced by the caller) to the server, then
     end; returns once the server has closed. ``on_event`` sees each JSON event, ``on_audio``
     each piece of audio (and its rate) as it arrives; ``result`` fills a given object (so that a
-    caller stopped half-way keeps what came)."""
-    from websockets.exceptions import ConnectionClosed
+    caller stopped half-way keeps what came).
 
+    A session whose replica was lost (close 1012, ``s3tvr serve --ray``) goes on in a new one:
+    up to RECONNECTS times, waiting longer each time; the audio meanwhile is sent on (its last
+    GAP_S), what the lost replica had not yet translated is lost."""
     result = result if result is not None else ClientResult()
     result.url = url.split("?")[0]
+    pump = _Pump(frames)
+    wait = BACKOFF_S[0]
+    try:
+        for attempt in range(RECONNECTS + 1):
+            try:
+                await _connection(url, pump, src, tgt, token, speaker, on_event, on_audio, keep_audio, result)
+            except SetupError:
+                if not attempt or attempt == RECONNECTS:
+                    raise
+                result.close_code = None  # unreachable for now: try again
+            retry = result.close_code in RECONNECT_CODES or (attempt and result.close_code in (None, 1013))
+            if result.done is not None or not retry or attempt == RECONNECTS:
+                return result
+            log.warning("session %s closed %s (%s): reconnecting in %.1f s", result.session or "-", result.close_code,
+                        result.close_reason or "no reason", wait)
+            result.reconnects += 1
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, BACKOFF_S[1])
+            pump.trim(GAP_S)
+    finally:
+        pump.stop()
+    return result
+
+
+class _Pump:
+    """The caller's frames, read by one task for every connection of a session (a cancelled
+    ``async for`` would end the caller's generator): a reconnection goes on where the last left."""
+
+    def __init__(self, frames: AsyncIterator[np.ndarray]):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.finished = False  # the end was taken: every later connection just ends
+        self.task = asyncio.ensure_future(self._read(frames))
+
+    async def _read(self, frames: AsyncIterator[np.ndarray]) -> None:
+        async for frame in frames:
+            await self.queue.put(frame)
+        await self.queue.put(None)
+
+    async def get(self) -> Optional[np.ndarray]:
+        if self.finished:
+            return None
+        frame = await self.queue.get()
+        self.finished = frame is None
+        return frame
+
+    def trim(self, keep_s: float) -> None:
+        """Drop all but the last ``keep_s`` of audio waiting (a reconnection must not burst far ahead)."""
+        frames = []
+        while not self.queue.empty():
+            frames.append(self.queue.get_nowait())
+        kept, total = [], 0
+        for frame in reversed(frames):
+            if frame is not None:
+                total += len(frame)
+                if total > keep_s * SAMPLE_RATE:
+                    continue
+            kept.append(frame)
+        for frame in reversed(kept):
+            self.queue.put_nowait(frame)
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+async def _connection(url: str, pump: _Pump, src: str, tgt: str, token: Optional[str], speaker: Optional[str],
+                      on_event: Optional[Callable[[dict], None]], on_audio: Optional[Callable[[np.ndarray, int], None]],
+                      keep_audio: bool, result: ClientResult) -> None:
+    """One connection of a session: until the server closes it (its code in ``result``)."""
+    from websockets.exceptions import ConnectionClosed
+
     ws = await connect(session_url(url, src, tgt, speaker), token)
     ready = asyncio.Event()
+    result.session = ""
     async with ws:
         receiver = asyncio.ensure_future(_receive(ws, result, ready, on_event, on_audio, keep_audio))
         try:
@@ -139,11 +220,11 @@ async def translate(url: str, frames: AsyncIterator[np.ndarray], src: str, tgt: 
                              f"is it an s3tvr server?") from None
         if not result.session:
             await receiver
-            return result
+            return
 
         async def send() -> None:
             try:
-                async for frame in frames:
+                while (frame := await pump.get()) is not None:
                     await ws.send(float_to_pcm(frame))
                     result.sent_s += len(frame) / SAMPLE_RATE
                 await ws.send(json.dumps({"type": "end"}))
@@ -159,7 +240,6 @@ async def translate(url: str, frames: AsyncIterator[np.ndarray], src: str, tgt: 
         finally:
             sender.cancel()
             receiver.cancel()
-    return result
 
 
 async def _receive(ws: Any, result: ClientResult, ready: asyncio.Event, on_event: Optional[Callable], on_audio: Optional[Callable],
@@ -187,6 +267,8 @@ async def _receive(ws: Any, result: ClientResult, ready: asyncio.Event, on_event
             kind = event.get("type")
             if kind == "ready":
                 result.session, result.sample_rate = str(event.get("session", "?")), int(event.get("sample_rate", 24000))
+                if "replica" in event:
+                    result.replicas.append(str(event["replica"]))
                 ready.set()
             elif kind == "utterance":
                 result.utterances.append(event)

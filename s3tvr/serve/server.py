@@ -41,6 +41,50 @@ SPEAKER = re.compile(r"[\w.-]{1,64}")
 SNDBUF = 128 * 1024  # bytes the kernel holds for a client (see bind)
 
 
+class Gate:
+    """Who may open a session: the page it comes from (``Origin``), then the token. The server
+    and the replicas' front (:mod:`s3tvr.serve.replicas`) ask the same questions."""
+
+    def __init__(self, options: ServeOptions):
+        self.token = options.token or None
+        self.allow_any_origin = ANY_ORIGIN in options.allow_origins
+        self.allow_origins = {origin_key(o) for o in options.allow_origins if o != ANY_ORIGIN}
+
+    def check_origin(self, ws: WebSocket) -> None:
+        """A browser names the page that opens a WebSocket in ``Origin``, and lets any page open
+        one to any address, this machine's included: without this check any site the user visits
+        could drive the server (and speak in a saved voice). Clients that are no browser send no
+        Origin and are not asked. Behind a proxy, ``Host`` is the one it forwards."""
+        origin = ws.headers.get("origin")
+        if origin is None or self.allow_any_origin:
+            return
+        key = origin_key(origin)
+        if key is not None and (key in self.allow_origins or self.same_origin(key, ws)):
+            return
+        shown = origin[:48]  # a reason fits a close frame (123 bytes)
+        raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: s3tvr serve --allow-origin {shown}")
+
+    def same_origin(self, key: tuple[str, str, int], ws: WebSocket) -> bool:
+        """Is the page one of this server's own, at the address the client asked for? A page of any
+        site can point its own name at this machine once loaded (DNS rebinding): the names match,
+        yet the page is that site's. So without a token, only an address or localhost, which no
+        site can take over, is this server's own; a name must be listed with --allow-origin."""
+        own = request_origin(ws)
+        return key == own and (self.token is not None or is_address(key[1]))
+
+    def check_token(self, ws: WebSocket) -> None:
+        if self.token is None:
+            return
+        given = ws.query_params.get("token")
+        auth = ws.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not given:
+            raise Refusal(1008, "this server needs a token: add token=TOKEN to the URL (or send Authorization: Bearer TOKEN)")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):  # constant time: nothing to learn from timing
+            raise Refusal(1008, "wrong token")
+
+
 class Server:
     """The sessions of one engine (loaded already: :func:`serve` sees to that), as an ASGI app.
     Its connections see it as a :class:`~s3tvr.serve.connection.Host`: they ask to be admitted,
@@ -49,7 +93,6 @@ class Server:
     def __init__(self, engine: Engine, options: Optional[ServeOptions] = None):
         self.engine = engine
         self.options = options = options or ServeOptions()
-        self.token = options.token or None
         self.max_sessions = options.max_sessions
         self.log_dir = Path(options.log_dir) if options.log_dir else None
         self.max_ahead_s, self.max_unread_s = options.max_ahead_s, options.max_unread_s
@@ -57,8 +100,7 @@ class Server:
         self.active = 0  # sessions whose thread runs (changed on the event loop only)
         self.served = 0  # sessions opened since start
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
-        self.allow_any_origin = ANY_ORIGIN in options.allow_origins
-        self.allow_origins = {origin_key(o) for o in options.allow_origins if o != ANY_ORIGIN}
+        self.gate = Gate(options)
         self.metrics = ServeMetrics(active=lambda: self.active)
 
     def app(self) -> Starlette:
@@ -110,9 +152,9 @@ class Server:
         with :meth:`release`); or a Refusal saying why not, counted by the check that refused it."""
         reason = "origin"
         try:
-            self.check_origin(ws)  # first: a page of another site learns nothing more, not even that a token is asked
+            self.gate.check_origin(ws)  # first: a page of another site learns nothing more, not even that a token is asked
             reason = "token"
-            self.check_token(ws)
+            self.gate.check_token(ws)
             reason = "query"
             query = self.check_query(ws)
             reason = "busy"
@@ -149,40 +191,6 @@ class Server:
         return f"{self.active}/{self.max_sessions}"
 
     # -- admission -------------------------------------------------------------------------
-
-    def check_origin(self, ws: WebSocket) -> None:
-        """A browser names the page that opens a WebSocket in ``Origin``, and lets any page open
-        one to any address, this machine's included: without this check any site the user visits
-        could drive the server (and speak in a saved voice). Clients that are no browser send no
-        Origin and are not asked. Behind a proxy, ``Host`` is the one it forwards."""
-        origin = ws.headers.get("origin")
-        if origin is None or self.allow_any_origin:
-            return
-        key = origin_key(origin)
-        if key is not None and (key in self.allow_origins or self.same_origin(key, ws)):
-            return
-        shown = origin[:48]  # a reason fits a close frame (123 bytes)
-        raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: s3tvr serve --allow-origin {shown}")
-
-    def same_origin(self, key: tuple[str, str, int], ws: WebSocket) -> bool:
-        """Is the page one of this server's own, at the address the client asked for? A page of any
-        site can point its own name at this machine once loaded (DNS rebinding): the names match,
-        yet the page is that site's. So without a token, only an address or localhost, which no
-        site can take over, is this server's own; a name must be listed with --allow-origin."""
-        own = request_origin(ws)
-        return key == own and (self.token is not None or is_address(key[1]))
-
-    def check_token(self, ws: WebSocket) -> None:
-        if self.token is None:
-            return
-        given = ws.query_params.get("token")
-        auth = ws.headers.get("authorization", "")
-        if given is None and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if not given:
-            raise Refusal(1008, "this server needs a token: add token=TOKEN to the URL (or send Authorization: Bearer TOKEN)")
-        if not hmac.compare_digest(given.encode(), self.token.encode()):  # constant time: nothing to learn from timing
-            raise Refusal(1008, "wrong token")
 
     def check_query(self, ws: WebSocket) -> tuple[str, str, str]:
         """The session's (from, to, speaker), or a 4400 refusal naming what is wrong."""

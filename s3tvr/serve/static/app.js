@@ -8,6 +8,7 @@ const LANGUAGES = {
   hu: "Hungarian", ko: "Korean", hi: "Hindi",
 };
 const INPUT_RATE = 16000; // what the server takes (its ready frame says so too)
+const RECONNECTS = 5; // in a row, after a replica was lost (see reconnecting)
 const MAX_UNSENT_SECONDS = 5; // a stalled network: drop microphone audio rather than burst it later
 
 const hooks = {
@@ -21,12 +22,14 @@ const hooks = {
   playedSamples: 0, // translation samples played (at sampleRate)
   bufferedSamples: 0, // translation waiting to be played (at the context's rate)
   underruns: 0, // times the playback ran dry before the session ended (between utterances too)
-  captions: [], // {uttId, sourceId, src, tgt, latency: record or null}
+  captions: [], // {session, uttId, sourceId, src, tgt, latency: record or null}
   records: [], // the latency events' records, as received
   errors: [], // messages shown
   done: null, // the done frame
   closeCode: null,
   closeReason: null,
+  replica: null, // s3tvr serve --ray: the replica of the session (the ready frame's replica)
+  reconnects: 0, // sessions lost with their replica and gone on in a new one
 };
 window.s3tvr = hooks;
 
@@ -152,9 +155,10 @@ function latencyText(r) {
 
 function showRecord(record) {
   hooks.records.push(record);
-  let caption = hooks.captions.find((c) => c.uttId === record.utt_id);
+  // Ids count from 0 in each session: after a reconnection (a lost replica), only this session's.
+  let caption = hooks.captions.find((c) => c.uttId === record.utt_id && c.session === hooks.session);
   if (!caption) {
-    caption = addCaption({ uttId: record.utt_id, sourceId: record.source_id ?? record.utt_id,
+    caption = addCaption({ session: hooks.session, uttId: record.utt_id, sourceId: record.source_id ?? record.utt_id,
       src: record.src_text || "", tgt: record.tgt_text || "", latency: null });
   }
   caption.latency = record;
@@ -202,7 +206,7 @@ async function start() {
   if (!checkBrowser()) return;
   Object.assign(hooks, { session: null, sampleRate: null, sentSamples: 0, droppedSamples: 0, receivedSamples: 0,
     playedSamples: 0, bufferedSamples: 0, underruns: 0, captions: [], records: [], errors: [], done: null,
-    closeCode: null, closeReason: null });
+    closeCode: null, closeReason: null, replica: null, reconnects: 0 });
   ui.captions.replaceChildren();
   ui.errors.replaceChildren();
   setState("starting", "Starting the microphone…");
@@ -235,18 +239,40 @@ async function start() {
   } catch { /* not granted: fine */ }
   if (r.finished) { stopMicrophone(r); return; }
   ui.status.textContent = "Connecting…";
+  connect(r);
+  r.timer = setInterval(statusLine, 250);
+}
+
+function connect(r) {
   const ws = new WebSocket(wsUrl());
   ws.binaryType = "arraybuffer";
   r.ws = ws;
   ws.onmessage = (event) => onMessage(r, event);
   ws.onclose = (event) => onClose(r, event);
   ws.onerror = () => {}; // the close event that follows says what happened
-  r.timer = setInterval(statusLine, 250);
+}
+
+/** A session whose replica was lost (1012, s3tvr serve --ray) goes on in a new one, on the same
+ *  microphone and speaker: up to RECONNECTS times, waiting longer each time (once reconnecting,
+ *  a busy or unreachable server is waited for too). True: the close is taken care of. */
+function reconnecting(r, event) {
+  const retry = event.code === 1012 || (r.reconnects > 0 && (event.code === 1013 || event.code === 1006));
+  if (!retry || hooks.done || r.cancelled || r.endSent || run !== r || r.attempts >= RECONNECTS) return false;
+  r.attempts = (r.attempts || 0) + 1;
+  if (event.code === 1012) r.reconnects = (r.reconnects || 0) + 1;
+  hooks.reconnects = r.reconnects;
+  const wait = Math.min(500 * 2 ** (r.attempts - 1), 8000);
+  ui.status.textContent = `${event.reason || "The connection was lost"}: reconnecting in ${wait / 1000} s…`;
+  setTimeout(() => { if (run === r && !r.cancelled) connect(r); }, wait);
+  return true;
 }
 
 function onReady(r, msg) {
   hooks.session = msg.session ?? null;
   hooks.sampleRate = msg.sample_rate;
+  hooks.replica = msg.replica ?? null;
+  r.attempts = 0;
+  if (r.playback) { setState("running"); return; } // a reconnection: the audio nodes go on
   const { ctx } = r;
   r.playback = new AudioWorkletNode(ctx, "s3tvr-playback", {
     numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
@@ -299,7 +325,7 @@ function onMessage(r, event) {
   switch (msg.type) {
     case "ready": onReady(r, msg); break;
     case "utterance":
-      addCaption({ uttId: msg.utt_id, sourceId: msg.source_id ?? msg.utt_id, src: msg.src_text || "",
+      addCaption({ session: hooks.session, uttId: msg.utt_id, sourceId: msg.source_id ?? msg.utt_id, src: msg.src_text || "",
         tgt: msg.tgt_text || "", latency: null });
       break;
     case "latency": if (msg.record && typeof msg.record === "object") showRecord(msg.record); break;
@@ -310,7 +336,7 @@ function onMessage(r, event) {
 }
 
 function onClose(r, event) {
-  if (r.closed) return;
+  if (r.closed || reconnecting(r, event)) return;
   r.closed = true;
   hooks.closeCode = event.code;
   hooks.closeReason = event.reason || "";
