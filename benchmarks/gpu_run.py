@@ -146,7 +146,8 @@ def run_step(step: Step, limit_s: float, args: argparse.Namespace) -> StepResult
 def child_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--device", args.device, "--work", str(args.work), "--repeats", str(args.repeats),
              "--levels", *map(str, args.levels), "--dtypes", *args.dtypes, "--out", str(args.out)]
-    return flags + (["--tiny"] if args.tiny else []) + [f for name in args.fail for f in ("--fail", name)]
+    return (flags + (["--tiny"] if args.tiny else []) + [f for name in args.fail for f in ("--fail", name)]
+            + [f for name in args.hang for f in ("--hang", name)])
 
 
 # -- the child: one step --------------------------------------------------------------------------
@@ -170,6 +171,8 @@ class Output:
 def child(step: Step, args: argparse.Namespace, out: Output) -> None:
     if step.name in args.fail:  # the rehearsal's proof that a failed step is recorded and the run goes on
         raise RuntimeError(f"{step.name} failed on purpose (--fail {step.name})")
+    if step.name in args.hang:  # and that a step that never ends is killed at its limit
+        threading.Event().wait()
     actions: dict[str, Callable[[Step, argparse.Namespace, Output], None]] = {
         "env": step_env, "build": step_build, "measure": step_measure, "chain": step_chain,
         "concurrency": step_concurrency, "deepspeed": step_deepspeed}
@@ -477,6 +480,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="multiplies every step's limit and the budget (the CI rehearsal: limits guard hangs only)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/s3tvr-gpu-run"), help="built models and step files")
     parser.add_argument("--fail", action="append", default=[], metavar="STEP", help="make this step fail (the rehearsal)")
+    parser.add_argument("--hang", action="append", default=[], metavar="STEP", help="make this step hang (the rehearsal)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

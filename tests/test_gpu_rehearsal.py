@@ -59,6 +59,22 @@ def test_gpu_run_rehearsal_records_every_step_and_goes_on_past_a_failed_one(tmp_
     assert "chain-es-en" in (out / "gpu_run.log").read_text()
 
 
+def test_gpu_run_rehearsal_kills_a_step_past_its_limit_and_skips_past_the_budget(tmp_path):
+    """A step that never ends is killed at its limit (3 s: 60 x 0.05) and recorded; once the run's
+    budget (12.5 s: 250 x 0.05) has under 10 s left, the remaining steps are recorded as skipped, with
+    that reason, and the JSON is still whole. Whatever this machine's speed: the step never ends."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_run.py"), "--out", str(out), "--tiny", "--device",
+                           "cpu", "--work", str(tmp_path / "work"), "--hang", "env", "--budget-s", "250",
+                           "--limit-scale", "0.05"], capture_output=True, text=True, env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = {s["name"]: s for s in json.loads((out / "gpu_run.json").read_text())["steps"]}
+    assert list(steps) == TINY_STEPS
+    assert steps["env"]["status"] == "timeout" and "past its 3 s limit" in steps["env"]["reason"]
+    for name in TINY_STEPS[1:]:
+        assert steps[name]["status"] == "skipped" and "budget is spent" in steps[name]["reason"], steps[name]
+
+
 # -- the kit --------------------------------------------------------------------------------------
 
 def fake_wheel(folder: Path, name: str, version: str, kib: int, requires: tuple[str, ...] = ()) -> Path:
