@@ -94,21 +94,26 @@ class Timer:
         return statistics.median(times)
 
 
-def load(name: str, path: Path, args) -> tuple[object, dict]:
-    """Load through the backend users run; the backend, and load time and memory."""
-
+def make_backend(kind: str, path: Path, src: str, device: str, dtype: str, deepspeed: bool = False,
+                 voice_cache: str = ""):
+    """The backend users run for a model of ``kind`` ("asr", "mt", "tts") at ``path``, not set up yet:
+    ASR hearing ``src``; MT from es to en; XTTS speaking en (benchmarks/gpu_run.py builds its own too)."""
     from s3tvr.backends.asr import nemo
     from s3tvr.backends.mt import nllb
     from s3tvr.backends.tts import xtts
 
-    kind = stack_models.KINDS[name]
-    src, tgt = ("en", "es") if name.startswith("parakeet") else ("es", "en")
+    tgt = "es" if src == "en" else "en"
     if kind == "asr":
-        backend = nemo.Backend(nemo.Config(model=str(path)), src, tgt, args.device, args.dtype)
-    elif kind == "mt":
-        backend = nllb.Backend(nllb.Config(model=str(path), local_files_only=True), "es", "en", args.device, args.dtype)
-    else:
-        backend = xtts.Backend(xtts.Config(model_dir=str(path), deepspeed=args.deepspeed), "es", "en", args.device, args.dtype)
+        return nemo.Backend(nemo.Config(model=str(path)), src, tgt, device, dtype)
+    if kind == "mt":
+        return nllb.Backend(nllb.Config(model=str(path), local_files_only=True), "es", "en", device, dtype)
+    return xtts.Backend(xtts.Config(model_dir=str(path), deepspeed=deepspeed, voice_cache=voice_cache), "es", "en", device, dtype)
+
+
+def load(name: str, path: Path, args) -> tuple[object, dict]:
+    """Load through the backend users run; the backend, and load time and memory."""
+    src = "en" if name.startswith("parakeet") else "es"
+    backend = make_backend(stack_models.KINDS[name], path, src, args.device, args.dtype, args.deepspeed)
     t0 = time.perf_counter()
     backend.setup()
     row = {"model": name, "params": stack_models.count_params(name), "published": stack_models.PUBLISHED[name],

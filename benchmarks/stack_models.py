@@ -29,10 +29,13 @@ Sources of the configurations:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FLORES = ROOT.parent / "shared/data/text/flores200_devtest"
+# The FLORES text the tokenizers train on: beside the checkout here; S3TVR_FLORES where it is not
+# (the GPU machine, where benchmarks/gpu_run.py points it at the kit's copy).
+FLORES = Path(os.environ.get("S3TVR_FLORES") or ROOT.parent / "shared/data/text/flores200_devtest")
 
 # Published sizes: the model cards' figures; NLLB's from the Hub's safetensors parameter counts
 # ("1.37B params", "615M params"). Where the card rounds ("1.1B") or gives none, the float32
