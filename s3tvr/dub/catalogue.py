@@ -160,14 +160,24 @@ class Worker:
 
     def loads(self) -> dict[str, int]:
         """How many times each model was loaded by this worker (an engine loads each of its models once)."""
-        return dict(Counter(name for engine in self.engines.values() for name in engine.loads))
+        from s3tvr.live.engine import Engine
+
+        names = [name for engine in self.engines.values() if isinstance(engine, Engine) for name in engine.loads]
+        names += [key[0] for key, part in self.engines.items() if not isinstance(part, Engine)]  # the separator
+        return dict(Counter(names))
 
     def info(self) -> dict[str, Any]:
-        return {**self.identity, "loads": self.loads()}
+        """Who this worker is, what it loaded, and its resident memory now (the size of a worker, for the README)."""
+        import psutil
+
+        return {**self.identity, "loads": self.loads(), "rss_mb": round(psutil.Process().memory_info().rss / 2**20)}
 
     def close(self) -> None:
+        from s3tvr.live.engine import Engine
+
         for engine in self.engines.values():
-            engine.cleanup()
+            if isinstance(engine, Engine):
+                engine.cleanup()
         self.engines.clear()
 
 

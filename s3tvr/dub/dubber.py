@@ -94,7 +94,7 @@ class DubResult:
 class Dubber:
     def __init__(self, config: Config, input: str | Path, output: str | Path, options: DubOptions | None = None,
                  progress: Progress | None = None, voice: Sequence[str | Path] = (),
-                 engines: Optional[dict[tuple[Any, ...], Engine]] = None):
+                 engines: Optional[dict[tuple[Any, ...], Any]] = None):
         self.config = config
         # A catalogue's engines, kept across its files so that models load once (s3tvr.dub.catalogue):
         # taken from and added to, never cleaned up here. None: this dub's own engine, freed at its end.
@@ -148,6 +148,15 @@ class Dubber:
         key = (repr(self.config.to_dict()), kinds)
         if key not in self.engines:
             self.engines[key] = Engine(self.config, kinds)
+        return self.engines[key]
+
+    def _separator(self) -> Any:
+        """The voice/background separator: loaded for this dub, or once for a catalogue's dubs."""
+        if self.engines is None:
+            return separation.load_separator(self.config.device)
+        key = ("separator", self.config.device)
+        if key not in self.engines:
+            self.engines[key] = separation.load_separator(self.config.device)
         return self.engines[key]
 
     def _speech_regions(self, original: media.Original, vad: Any) -> list[tuple[float, float]]:
@@ -227,7 +236,7 @@ class Dubber:
             return sf.read(path, dtype="float32", always_2d=True)[0].T, _cost(seconds, original.duration, cached=True)
         tick = self.progress.stage("separate", 1)
         started = time.perf_counter()
-        separator = separation.load_separator(self.config.device)
+        separator = self._separator()
         # clipped as the 16-bit cache must hold it, so a rerun from the cache mixes the same background
         accompaniment = np.clip(separator.accompaniment(original.audio, original.rate), -1.0, 1.0)
         seconds = time.perf_counter() - started

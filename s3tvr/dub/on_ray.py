@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # Passed on to the workers: where models are cached, and whether they may be downloaded.
 FORWARDED_ENV = ("S3TVR_CACHE", "HF_HUB_OFFLINE", "HF_HOME", "S3TVR_MODELS")
 INFO_WAIT_S = 120.0  # a hang guard for the workers' final counts; a live worker answers at once
+# A hang guard for a worker to start when no other is working: the cluster may count a node that
+# just died (its CPUs) until its heartbeats time out, and a worker placed on it never starts.
+START_WAIT_S = 300.0
 
 
 def run(catalogue: Catalogue, configs: dict[str, Config], options: Any, progress: Progress, voice: Sequence[str],
@@ -34,6 +37,9 @@ def run(catalogue: Catalogue, configs: dict[str, Config], options: Any, progress
     ray = _import_ray()
     _connect(ray, address, workers, cpus_per_worker)
     catalogue.mode = f"ray ({address})"
+    if not catalogue.todo():  # all dubbed already: no worker to start
+        catalogue.finish(catalogue.skipped(), 0.0)
+        return
     try:
         count, gpus = _size(ray, workers, cpus_per_worker)
         actor = ray.remote(max_restarts=0, max_task_retries=0)(Worker)
@@ -101,7 +107,10 @@ def _schedule(ray: Any, catalogue: Catalogue, actors: list[Any],
 
     todo = catalogue.todo()
     tick = progress.stage("catalogue", len(todo))
-    pending, idle = deque(todo), list(actors)
+    pending: deque[Job] = deque(todo)
+    idle: list[Any] = []
+    # Jobs go to workers that have started only: one asked to a worker that never starts would wait forever.
+    starting = {a.info.remote(): a for a in actors}
     attempts: dict[Job, int] = {}
     running: dict[Any, tuple[Any, Job]] = {}
     results, seen = catalogue.skipped(), {}
@@ -110,12 +119,21 @@ def _schedule(ray: Any, catalogue: Catalogue, actors: list[Any],
             actor, job = idle.pop(0), pending.popleft()
             attempts[job] = attempts.get(job, 0) + 1
             running[actor.dub.remote(job)] = (actor, job)
-        if not running:  # every worker is gone: nothing left to run the rest on
+        ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=None if running else START_WAIT_S)
+        if not ready:  # no worker working, none started: nothing left to run the rest on
             for job in pending:
-                results.append(_failed(job, attempts.get(job, 0), "no Ray worker left to dub it (their nodes died)"))
+                results.append(_failed(job, attempts.get(job, 0), "no Ray worker left to dub it (none alive or starting)"))
                 tick()
             break
-        [ref], _ = ray.wait(list(running), num_returns=1)
+        [ref] = ready
+        if ref in starting:
+            actor = starting.pop(ref)
+            try:
+                ray.get(ref)
+                idle.append(actor)
+            except RayError as exc:
+                log.warning("a Ray worker did not start: %s", brief(exc))
+            continue
         actor, job = running.pop(ref)
         try:
             result = ray.get(ref)
@@ -148,7 +166,9 @@ def _worker_info(ray: Any, alive: list[Any], seen: dict[str, dict[str, Any]]) ->
     """Each worker's identity and model loads: asked of those alive, the last known of those lost."""
     info = dict(seen)
     try:
-        for worker in ray.get([a.info.remote() for a in alive], timeout=INFO_WAIT_S):
+        refs = [a.info.remote() for a in alive]
+        answered, _ = ray.wait(refs, num_returns=len(refs), timeout=INFO_WAIT_S)
+        for worker in ray.get(answered):
             info[_key(worker)] = worker
     except Exception as exc:  # the counts are a record, not the work: the catalogue stands without them
         log.warning("the workers' model loads could not be read: %s", brief(exc))
