@@ -217,6 +217,10 @@ def _is_catalogue(args: argparse.Namespace) -> bool:
     one = args.input[0]
     single = (len(args.input) == 1 and len(args.to) == 1 and not args.ray and not one.startswith("@")
               and not Path(one).is_dir() and not (has_magic(one) and not Path(one).exists()))
+    if not args.ray and (args.workers is not None or args.cpus_per_worker != 1.0):
+        raise InputError("--workers and --cpus-per-worker size the Ray workers: add --ray auto (or the cluster's address)")
+    if args.cpus_per_worker <= 0:
+        raise InputError(f"--cpus-per-worker must be above 0, not {args.cpus_per_worker:g}")
     if not single and (args.work_dir or args.subtitles_only):
         raise InputError(f"{'--work-dir' if args.work_dir else '--subtitles-only'} is for one file: a catalogue keeps each "
                          "file's work beside its dub (DIR/STEM.LANG.work); dub the files one by one for it")
@@ -245,8 +249,12 @@ def _dub_catalogue(args: argparse.Namespace, options: "DubOptions") -> int:
     log.info("%d files x %d languages: %d to dub, %d already dubbed", len(jobs) // len(args.to), len(args.to),
              len(catalogue.todo()), len(jobs) - len(catalogue.todo()))
     with _RichProgress(enabled=not args.quiet) as progress:
-        cat.dub_catalogue(catalogue, configs, options, progress, voice=args.voice, ray=args.ray, workers=args.workers,
-                          cpus_per_worker=args.cpus_per_worker)
+        if args.ray:  # Ray imported only here
+            from s3tvr.dub import on_ray
+
+            on_ray.run(catalogue, configs, options, progress, args.voice, args.ray, args.workers, args.cpus_per_worker)
+        else:
+            cat.run_local(catalogue, cat.Worker(configs, options, args.voice), progress)
     catalogue.write(folder / "catalogue.json")
     print(cat.format_table(catalogue))
     log.info("wrote %s", folder / "catalogue.json")

@@ -115,6 +115,7 @@ def test_catalogue_errors_are_one_line(clips, tmp_path):
     one_line_error(s3tvr("dub", f"{clips}/nothing*.wav", "--from", "es", "--to", "en", "-o", tmp_path), "matches no file")
     one_line_error(s3tvr("dub", f"@{tmp_path}/none.txt", "--from", "es", "--to", "en", "-o", tmp_path), "cannot read the list")
     one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en", "-o", tmp_path, "--work-dir", tmp_path / "w"), "--work-dir")
+    one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en", "-o", tmp_path, "--workers", "2"), "add --ray")
     # es->de has no offline translation: refused before anything is dubbed
     one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en,de", "-o", tmp_path / "o"), "no es->de translation")
     assert not (tmp_path / "o").exists()

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from s3tvr import files
 from s3tvr.config import Config
@@ -295,15 +295,3 @@ def format_table(catalogue: Catalogue) -> str:
     lines.append(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed in {catalogue.seconds:.1f} s "
                  f"({catalogue.mode})")
     return "\n".join(line.rstrip() for line in lines)
-
-
-def dub_catalogue(catalogue: Catalogue, configs: dict[str, Config], options: Any, progress: Progress,
-                  voice: Sequence[str] = (), ray: Optional[str] = None, workers: Optional[int] = None,
-                  cpus_per_worker: float = 1.0, on_start: Callable[[str], None] = lambda mode: None) -> None:
-    """The catalogue's jobs dubbed here, or on Ray (``ray``: auto or the cluster's address)."""
-    if ray is None:
-        run_local(catalogue, Worker(configs, options, voice), progress)
-        return
-    from s3tvr.dub import on_ray
-
-    on_ray.run(catalogue, configs, options, progress, voice, ray, workers, cpus_per_worker)
