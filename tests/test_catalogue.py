@@ -126,15 +126,16 @@ def test_catalogue_errors_are_one_line(clips, tmp_path):
 class Cluster:
     """A Ray head and one worker node, each a `ray start --block` process group of ours, on loopback."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], head_cpus: int = 1):
         self.env = env
         self.temp = tempfile.mkdtemp(prefix="s3tvr-ray-", dir="/tmp")  # short: Ray's socket paths must fit
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.head = self._start("--head", f"--port={self.port}", "--include-dashboard=false", f"--dashboard-port={free_port()}",
+        self.head = self._start(f"--num-cpus={head_cpus}", "--head", f"--port={self.port}", "--include-dashboard=false",
+                                f"--dashboard-port={free_port()}",
                                 f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}")
         self._wait_for_nodes(1)
-        self.worker = self._start(f"--address={self.address}")
+        self.worker = self._start("--num-cpus=1", f"--address={self.address}")
         self._wait_for_nodes(2)
 
     def _start(self, *args: str) -> subprocess.Popen:
@@ -142,7 +143,7 @@ class Cluster:
         ports = [f"--{p}={free_port()}" for p in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                                                    "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
         log = open(Path(self.temp) / f"start-{len(os.listdir(self.temp))}.log", "wb")
-        return subprocess.Popen([ray if Path(ray).exists() else "ray", "start", "--block", "--num-cpus=1",
+        return subprocess.Popen([ray if Path(ray).exists() else "ray", "start", "--block",
                                  "--node-ip-address=127.0.0.1", "--disable-usage-stats", *ports, *args],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -190,15 +191,36 @@ def _kill_leftovers(temp: str) -> None:
                 pass
 
 
-@pytest.fixture
-def cluster(tmp_path):
+def ray_env() -> dict[str, str]:
     # RAY_AUTH_MODE: Ray 2.60's token authentication off for a cluster on loopback that lives for one test
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    c = Cluster(env)
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster(ray_env())
     try:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def cpu_less_head():
+    """A head with no CPU for workers: the worker node is the only place a worker can live."""
+    c = Cluster(ray_env(), head_cpus=0)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def kill_after_first_dub(cluster: Cluster, proc: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + HANG_S
+    while not list(out.glob("*.sync.json")):  # the first dub done: the worker is busy with the next one
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    cluster.kill_worker()
 
 
 def ray_dub(cluster: Cluster, clips: Path, out: Path, **popen) -> subprocess.Popen:
@@ -225,11 +247,7 @@ def test_a_catalogue_across_two_ray_nodes(clips, tmp_path, cluster):
 def test_a_killed_ray_node_costs_only_its_file_and_a_rerun_finishes(clips, tmp_path, cluster):
     out = tmp_path / "out"
     proc = ray_dub(cluster, clips, out)
-    deadline = time.monotonic() + HANG_S
-    while not list(out.glob("*.sync.json")):  # the first dub done: both workers are busy with the next ones
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    cluster.kill_worker()
+    kill_after_first_dub(cluster, proc, out)
     stdout, stderr = proc.communicate(timeout=HANG_S)
     assert proc.returncode in (0, 4), stderr  # the driver survives: all done, or some failed with a reason
     data = catalogue(out)
@@ -251,3 +269,20 @@ def test_a_killed_ray_node_costs_only_its_file_and_a_rerun_finishes(clips, tmp_p
     assert {n for n, s in rerun.items() if s == "skipped"} == done
     assert all(s in ("skipped", "done") for s in rerun.values())
     assert not partials(out)
+
+
+def test_with_no_worker_left_the_rest_is_reported_failed(clips, tmp_path, cpu_less_head):
+    out = tmp_path / "out"
+    proc = ray_dub(cpu_less_head, clips, out)
+    kill_after_first_dub(cpu_less_head, proc, out)
+    stdout, stderr = proc.communicate(timeout=HANG_S)
+    one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "dubs failed")
+    data = catalogue(out)
+    failed = [j for j in data["jobs"] if j["status"] == "failed"]
+    assert failed and all("Ray worker" in j["reason"] for j in failed), data
+    assert any("no Ray worker left" in j["reason"] for j in failed), data
+    assert {j["status"] for j in data["jobs"]} <= {"done", "failed"}
+    assert not partials(out)
+    for job in data["jobs"]:
+        if job["status"] == "done":
+            assert len(load_audio(job["output"])) > 16000

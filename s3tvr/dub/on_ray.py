@@ -112,6 +112,7 @@ def _schedule(ray: Any, catalogue: Catalogue, actors: list[Any],
     # Jobs go to workers that have started only: one asked to a worker that never starts would wait forever.
     starting = {a.info.remote(): a for a in actors}
     attempts: dict[Job, int] = {}
+    last: dict[Job, str] = {}  # why a job's last attempt failed, for its report if it cannot be tried again
     running: dict[Any, tuple[Any, Job]] = {}
     results, seen = catalogue.skipped(), {}
     while pending or running:
@@ -119,10 +120,12 @@ def _schedule(ray: Any, catalogue: Catalogue, actors: list[Any],
             actor, job = idle.pop(0), pending.popleft()
             attempts[job] = attempts.get(job, 0) + 1
             running[actor.dub.remote(job)] = (actor, job)
-        ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=None if running else START_WAIT_S)
-        if not ready:  # no worker working, none started: nothing left to run the rest on
+        waiting = [*running, *starting]
+        ready = ray.wait(waiting, num_returns=1, timeout=None if running else START_WAIT_S)[0] if waiting else []
+        if not ready:  # no worker working, none starting (or none started in time): nothing left to run the rest on
             for job in pending:
-                results.append(_failed(job, attempts.get(job, 0), "no Ray worker left to dub it (none alive or starting)"))
+                why = f"; its last attempt: {last[job]}" if job in last else ""
+                results.append(_failed(job, attempts.get(job, 0), f"no Ray worker left to dub it (none alive or starting){why}"))
                 tick()
             break
         [ref] = ready
@@ -140,17 +143,26 @@ def _schedule(ray: Any, catalogue: Catalogue, actors: list[Any],
             idle.append(actor)
             seen[_key(result.worker)] = dict(result.worker)
         except (RayActorError, RayError) as exc:  # the worker or its node died: it takes no more jobs
+            _kill(ray, actor)  # "unavailable" may be a blip: one that comes back must not dub the job beside its retry
             result = _failed(job, 0, f"its Ray worker was lost ({brief(exc)})")
             log.warning("%s -> %s: its Ray worker was lost; %d left", job.input, job.lang, len(idle) + len(running))
         result.attempts = attempts[job]
         if catalogue.retry(job, result):
             log.warning("%s -> %s failed (%s): trying again", job.input, job.lang, result.reason)
+            last[job] = result.reason
             pending.appendleft(job)
             continue
         _said(result)
         results.append(result)
         tick()
     return results, idle, seen
+
+
+def _kill(ray: Any, actor: Any) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone with its node
+        log.debug("the lost worker could not be killed", exc_info=True)
 
 
 def _failed(job: Job, attempts: int, reason: str) -> JobResult:
