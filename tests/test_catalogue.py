@@ -110,6 +110,26 @@ def test_a_catalogue_in_process_loads_the_models_once_and_a_rerun_skips_it(clips
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.en.wav")} == mtimes
 
 
+def test_inputs_and_outputs_of_a_catalogue(tmp_path):
+    from s3tvr.dub.catalogue import expand_inputs, plan
+    from s3tvr.errors import InputError
+
+    for name in ("a.mp4", "b.wav", "c.mp3", "d.avi", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.ogg").write_bytes(b"")
+    (tmp_path / "list.txt").write_text("# two\nb.wav\nsub/a.ogg\n")
+    assert [p.name for p in expand_inputs([str(tmp_path)])] == ["a.mp4", "b.wav", "c.mp3", "d.avi"]  # media only, not recursive
+    assert expand_inputs([f"@{tmp_path}/list.txt", str(tmp_path / "b.wav")]) == [tmp_path / "b.wav", tmp_path / "sub" / "a.ogg"]
+    assert expand_inputs([f"{tmp_path}/[ab].*"]) == [tmp_path / "a.mp4", tmp_path / "b.wav"]
+    jobs = plan(expand_inputs([str(tmp_path)]), ["en", "fr"], tmp_path / "out")
+    assert [(j.output.name, j.lang) for j in jobs[:2]] == [("a.en.mp4", "en"), ("a.fr.mp4", "fr")]  # video stays video
+    assert [j.output.name for j in jobs[4:]] == ["c.en.wav", "c.fr.wav", "d.en.mkv", "d.fr.mkv"]
+    assert jobs[0].report.name == "a.en.sync.json" and not jobs[0].done()
+    with pytest.raises(InputError, match="would both be dubbed into a.en.ogg"):
+        plan([tmp_path / "sub" / "a.ogg", tmp_path / "a.ogg"], ["en"], tmp_path / "out")
+
+
 def test_catalogue_errors_are_one_line(clips, tmp_path):
     one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en", "-o", clips / "clip0.wav"), "is a file")
     one_line_error(s3tvr("dub", f"{clips}/nothing*.wav", "--from", "es", "--to", "en", "-o", tmp_path), "matches no file")
