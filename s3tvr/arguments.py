@@ -122,12 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "a cloning TTS (XTTS), else a distinct shipped voice (Kokoro's five styles; Piper has one). The\n"
                     "segments file names each phrase's speaker and holds a voices table: rename, merge (give phrases\n"
                     "the other speaker), pick a voice, then --resume re-speaks only what changed. The sync report\n"
-                    "says how many speakers were found and how each was voiced.",
+                    "says how many speakers were found and how each was voiced.\n"
+                    "A catalogue: several INPUTs, a folder, a glob or @LIST (one path a line), or several --to\n"
+                    "languages, dubbed into the folder -o DIR as DIR/STEM.LANG.EXT; what is already dubbed is skipped,\n"
+                    "a failed file is retried (--retries) then reported while the rest go on; a summary table is printed\n"
+                    "and written to DIR/catalogue.json. Models load once, not per file. --ray spreads the files over a\n"
+                    "Ray cluster's workers (pip install 's3tvr[ray]'; README: Beyond one machine).",
         epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
                "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
                "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected\n"
                "  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4 --subtitles-only   # talk.en.en.srt, talk.en.es.srt …\n"
-               "  s3tvr dub interview.mp4 --from en --to es -o interview.es.mp4 --speakers 2 --speakers-file show.speakers.json")
+               "  s3tvr dub interview.mp4 --from en --to es -o interview.es.mp4 --speakers 2 --speakers-file show.speakers.json\n"
+               "  s3tvr dub talks/ --from es --to en,fr -o dubbed/ --xtts-dir models/xtts_v2   # a catalogue, two languages\n"
+               "  s3tvr dub @episodes.txt --from es --to en -o dubbed/ --ray auto   # on the Ray cluster in RAY_ADDRESS")
 
     _finetune_parser(sub, models)
 
@@ -179,12 +186,15 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
 def _dub_flags(dub: argparse.ArgumentParser) -> None:
     from s3tvr.dub.dubber import BACKGROUNDS, DubOptions
 
-    dub.add_argument("input", metavar="INPUT", help="an audio or video file ffmpeg reads")
+    dub.add_argument("input", nargs="+", metavar="INPUT",
+                     help="an audio or video file ffmpeg reads; for a catalogue, several, a folder, a glob, or @LIST "
+                          "(a file naming one input a line)")
     dub.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                      help="the dubbed file: a video (.mp4 .m4v .mkv .mov .webm) for a video input, or audio (.wav .flac "
                           ".ogg); with --subtitles-only, any of these names the subtitle files' stem (talk.en.mp4: "
-                          "talk.en.en.srt …)")
-    dub.add_argument("--to", required=True, choices=LANGUAGES, metavar="LANG", help="the language to dub into")
+                          "talk.en.en.srt …). For a catalogue: the folder of the dubs (made if missing)")
+    dub.add_argument("--to", required=True, type=_languages, metavar="LANG[,LANG…]",
+                     help="the language to dub into; several (en,fr) make a catalogue: one dub per language")
     dub.add_argument("--from", dest="src", metavar="LANG", help="the language spoken (default: detected)")
     _number(dub, "--max-tempo", DubOptions, "max_tempo", metavar="X",
             help="never play a phrase faster than this; longer ones are cut and reported")
@@ -210,6 +220,34 @@ def _dub_flags(dub: argparse.ArgumentParser) -> None:
     dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
     _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
+    batch = dub.add_argument_group("a catalogue (several inputs or languages)")
+    batch.add_argument("--retries", type=_count, default=1, metavar="N",
+                       help="try a failed file again N times before reporting it (default: 1; a bad input is not retried)")
+    batch.add_argument("--ray", metavar="auto|ADDRESS",
+                       help="dub on a Ray cluster: auto joins the one RAY_ADDRESS names, else starts one on this machine; "
+                            "ADDRESS: the head's HOST:PORT. Each worker loads the models once. -o must be on storage every node reaches")
+    batch.add_argument("--workers", type=_count, metavar="N",
+                       help="with --ray: how many workers (default: one per GPU, else one per --cpus-per-worker CPUs)")
+    batch.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="N", help="with --ray: CPUs each worker holds (default: 1)")
+
+
+def _languages(text: str) -> list[str]:
+    """--to: one language, or several separated by commas."""
+    langs = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in langs if t not in LANGUAGES]
+    if bad or not langs:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad) or repr(text)}: choose from {', '.join(LANGUAGES)}")
+    return list(dict.fromkeys(langs))
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0, 1, 2 …)")
+    return value
 
 
 def _finetune_parser(sub: argparse._SubParsersAction, models: argparse.ArgumentParser) -> None:

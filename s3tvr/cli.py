@@ -11,10 +11,11 @@ import threading
 from typing import TYPE_CHECKING, Callable, Optional
 
 from s3tvr.arguments import build_parser
-from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped
+from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped, TranslationFailed
 
 if TYPE_CHECKING:
     from s3tvr.config import Config
+    from s3tvr.dub.dubber import DubOptions
 
 log = logging.getLogger("s3tvr")
 
@@ -202,18 +203,74 @@ def _dub(args: argparse.Namespace) -> int:
     from s3tvr.dub.dubber import Dubber, DubOptions
     from s3tvr.dub.report import format_table
 
-    config = _load_config(args, args.src or "auto", args.to)
     options = DubOptions(max_tempo=args.max_tempo, background=args.background, duck_db=args.duck_db, max_phrase_s=args.max_phrase,
                          subtitles=not args.no_subtitles, subtitle_speakers=args.subtitle_speakers,
                          subtitles_only=args.subtitles_only, resume=args.resume, speakers=args.speakers,
                          speakers_file=Path(args.speakers_file) if args.speakers_file else None,
                          work_dir=Path(args.work_dir) if args.work_dir else None)
+    if _is_catalogue(args):
+        return _dub_catalogue(args, options)
+    config = _load_config(args, args.src or "auto", args.to[0])
     with _RichProgress(enabled=not args.quiet) as progress:
-        result = Dubber(config, args.input, args.output, options, progress, voice=args.voice).run()
+        result = Dubber(config, args.input[0], args.output, options, progress, voice=args.voice).run()
     if not options.subtitles_only:  # with subtitles only, nothing was dubbed: no sync to report
         print(format_table(result.report))
     for path in result.files:
         log.info("wrote %s", path)
+    return 0
+
+
+def _is_catalogue(args: argparse.Namespace) -> bool:
+    """More than one input or language, a folder, a glob, a list or --ray: -o names a folder."""
+    from glob import has_magic
+    from pathlib import Path
+
+    one = args.input[0]
+    single = (len(args.input) == 1 and len(args.to) == 1 and not args.ray and not one.startswith("@")
+              and not Path(one).is_dir() and not (has_magic(one) and not Path(one).exists()))
+    if not args.ray and (args.workers is not None or args.cpus_per_worker != 1.0):
+        raise InputError("--workers and --cpus-per-worker size the Ray workers: add --ray auto (or the cluster's address)")
+    if args.cpus_per_worker <= 0:
+        raise InputError(f"--cpus-per-worker must be above 0, not {args.cpus_per_worker:g}")
+    if not single and (args.work_dir or args.subtitles_only):
+        raise InputError(f"{'--work-dir' if args.work_dir else '--subtitles-only'} is for one file: a catalogue keeps each "
+                         "file's work beside its dub (DIR/STEM.LANG.work); dub the files one by one for it")
+    return not single
+
+
+def _dub_catalogue(args: argparse.Namespace, options: "DubOptions") -> int:
+    from pathlib import Path
+
+    from s3tvr.dub import catalogue as cat
+
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"-o {folder} is a file: a catalogue (several inputs or languages) is dubbed into a folder")
+    if not folder.parent.is_dir():
+        raise InputError(f"-o {folder}: {folder.parent} does not exist")
+    jobs = cat.plan(cat.expand_inputs(args.input), args.to, folder)
+    configs = {lang: _load_config(args, args.src or "auto", lang) for lang in args.to}
+    if args.src:  # a pair the models cannot make refused before any work (built, not loaded: cheap)
+        from s3tvr.live.engine import build_backends
+
+        for config in configs.values():
+            build_backends(config)
+    folder.mkdir(exist_ok=True)
+    catalogue = cat.Catalogue(jobs, retries=args.retries)
+    log.info("%d files x %d languages: %d to dub, %d already dubbed", len(jobs) // len(args.to), len(args.to),
+             len(catalogue.todo()), len(jobs) - len(catalogue.todo()))
+    with _RichProgress(enabled=not args.quiet) as progress:
+        if args.ray:  # Ray imported only here
+            from s3tvr.dub import on_ray
+
+            on_ray.run(catalogue, configs, options, progress, args.voice, args.ray, args.workers, args.cpus_per_worker)
+        else:
+            cat.run_local(catalogue, cat.Worker(configs, options, args.voice), progress)
+    catalogue.write(folder / "catalogue.json")
+    print(cat.format_table(catalogue))
+    log.info("wrote %s", folder / "catalogue.json")
+    if catalogue.failed:
+        raise TranslationFailed(f"{len(catalogue.failed)} of {len(jobs)} dubs failed (catalogue.json says why)")
     return 0
 
 

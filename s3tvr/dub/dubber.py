@@ -93,8 +93,12 @@ class DubResult:
 
 class Dubber:
     def __init__(self, config: Config, input: str | Path, output: str | Path, options: DubOptions | None = None,
-                 progress: Progress | None = None, voice: Sequence[str | Path] = ()):
+                 progress: Progress | None = None, voice: Sequence[str | Path] = (),
+                 engines: Optional[dict[tuple[Any, ...], Any]] = None):
         self.config = config
+        # A catalogue's engines, kept across its files so that models load once (s3tvr.dub.catalogue):
+        # taken from and added to, never cleaned up here. None: this dub's own engine, freed at its end.
+        self.engines = engines
         self.voice_clips = voice_clips(voice)  # the speaker to clone; default: the original's cleanest speech
         self.input, self.output = Path(input), Path(output)
         self.options = options or DubOptions()
@@ -125,7 +129,7 @@ class Dubber:
             regions = self._speech_regions(original, load_vad(self.config.vad.onnx))
             speech = np.concatenate([original.speech16k[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in regions])
             self.config = replace(self.config, src_lang=detect_language(speech))
-        self.engine = Engine(self.config, ("asr", "mt") if only else KINDS)  # subtitles only: no TTS built or loaded
+        self.engine = self._engine(("asr", "mt") if only else KINDS)  # subtitles only: no TTS built or loaded
         self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
         if not self.asr.word_times and not self.options.resume:
             raise InputError(f"ASR backend {self.asr.backend} gives no word times: dub with faster-whisper or nemo")
@@ -134,7 +138,26 @@ class Dubber:
         try:
             return self._dub(original, regions)
         finally:
-            self.engine.cleanup()
+            if self.engines is None:
+                self.engine.cleanup()
+
+    def _engine(self, kinds: tuple[str, ...]) -> Engine:
+        """This dub's engine, or the catalogue's for the same settings (the source language as detected)."""
+        if self.engines is None:
+            return Engine(self.config, kinds)
+        key = (repr(self.config.to_dict()), kinds)
+        if key not in self.engines:
+            self.engines[key] = Engine(self.config, kinds)
+        return self.engines[key]
+
+    def _separator(self) -> Any:
+        """The voice/background separator: loaded for this dub, or once for a catalogue's dubs."""
+        if self.engines is None:
+            return separation.load_separator(self.config.device)
+        key = ("separator", self.config.device)
+        if key not in self.engines:
+            self.engines[key] = separation.load_separator(self.config.device)
+        return self.engines[key]
 
     def _speech_regions(self, original: media.Original, vad: Any) -> list[tuple[float, float]]:
         regions = speech_regions(original.speech16k, self.config.vad, vad)
@@ -213,7 +236,7 @@ class Dubber:
             return sf.read(path, dtype="float32", always_2d=True)[0].T, _cost(seconds, original.duration, cached=True)
         tick = self.progress.stage("separate", 1)
         started = time.perf_counter()
-        separator = separation.load_separator(self.config.device)
+        separator = self._separator()
         # clipped as the 16-bit cache must hold it, so a rerun from the cache mixes the same background
         accompaniment = np.clip(separator.accompaniment(original.audio, original.rate), -1.0, 1.0)
         seconds = time.perf_counter() - started
