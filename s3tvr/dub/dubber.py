@@ -150,13 +150,14 @@ class Dubber:
             self.engines[key] = Engine(self.config, kinds)
         return self.engines[key]
 
-    def _separator(self) -> Any:
-        """The voice/background separator: loaded for this dub, or once for a catalogue's dubs."""
+    def _shared(self, name: str, make: Callable[[str], Any]) -> Any:
+        """A model beside the engine's (the separator, the speaker encoder): ``make(device)`` for
+        this dub, or once for a catalogue's dubs."""
         if self.engines is None:
-            return separation.load_separator(self.config.device)
-        key = ("separator", self.config.device)
+            return make(self.config.device)
+        key = (name, self.config.device)
         if key not in self.engines:
-            self.engines[key] = separation.load_separator(self.config.device)
+            self.engines[key] = make(self.config.device)
         return self.engines[key]
 
     def _speech_regions(self, original: media.Original, vad: Any) -> list[tuple[float, float]]:
@@ -236,7 +237,7 @@ class Dubber:
             return sf.read(path, dtype="float32", always_2d=True)[0].T, _cost(seconds, original.duration, cached=True)
         tick = self.progress.stage("separate", 1)
         started = time.perf_counter()
-        separator = self._separator()
+        separator = self._shared("separator", separation.load_separator)
         # clipped as the 16-bit cache must hold it, so a rerun from the cache mixes the same background
         accompaniment = np.clip(separator.accompaniment(original.audio, original.rate), -1.0, 1.0)
         seconds = time.perf_counter() - started
@@ -288,9 +289,7 @@ class Dubber:
             regions = regions or self._speech_regions(original, self.engine.vad_model())
             tick = self.progress.stage("speakers", 1)
             started = time.perf_counter()
-            encoder = SpeakerEncoder(self.config.device)
-            encoder.setup()
-            found = diarize(original.speech16k, regions, encoder, asked)
+            found = diarize(original.speech16k, regions, self._shared("speaker encoder", _speaker_encoder), asked)
             seconds = time.perf_counter() - started
             tick()
             files.write_json(cache, {**_diarization_to_json(found), "seconds": seconds})
@@ -488,6 +487,12 @@ def _cost(seconds: float, duration: float, cached: bool) -> dict[str, Any]:
     """The separation's cost for the sync report: seconds (model load included), and per minute of audio."""
     return {"separation_s": round(seconds, 2), "separation_s_per_min": round(seconds / max(duration, 1e-9) * 60, 2),
             "separation_cached": cached}
+
+
+def _speaker_encoder(device: str) -> SpeakerEncoder:
+    encoder = SpeakerEncoder(device)
+    encoder.setup()
+    return encoder
 
 
 def _encoder_installed() -> bool:
