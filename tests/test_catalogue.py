@@ -97,7 +97,7 @@ def test_a_catalogue_in_process_loads_the_models_once_and_a_rerun_skips_it(clips
         assert j["rtf"] == pytest.approx(j["seconds"] / j["audio_s"], rel=0.01) and j["audio_s"] == pytest.approx(4.0)
     # one worker, its models loaded once for the seven files
     [worker] = data["workers"]
-    assert worker["loads"] == {"vad": 1, "asr": 1, "tts": 1} and worker["pid"] != os.getpid()
+    assert worker["loads"] == {"vad": 1, "asr": 1, "tts": 1, "speaker encoder": 1} and worker["pid"] != os.getpid()
     assert "broken.wav" in proc.stdout and "failed" in proc.stdout  # the summary table
     assert not partials(out)
     check_round_trip(clips, out)
@@ -260,7 +260,7 @@ def test_a_catalogue_across_two_ray_nodes(clips, tmp_path, cluster):
     assert len(nodes) == 2, data["jobs"]
     assert len(data["workers"]) == 2
     for worker in data["workers"]:
-        assert worker["loads"] == {"vad": 1, "asr": 1, "tts": 1}
+        assert worker["loads"] == {"vad": 1, "asr": 1, "tts": 1, "speaker encoder": 1}
     check_round_trip(clips, out)
 
 

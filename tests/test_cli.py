@@ -51,9 +51,10 @@ def test_a_device_that_does_not_exist():
 
 
 def test_unsupported_language_pair_names_the_fix():
-    # The offline profile speaks English only; English to Spanish needs the model stack.
-    err = one_line_error(s3tvr("run", "en", "--input", "x.wav"), "en->es")
-    assert "asr.task=translate" in err or "MT backend" in err
+    # Offline, Whisper reaches English and Apertium Spanish; Japanese needs the model stack.
+    err = one_line_error(s3tvr("run", "en", "--to", "ja", "--input", "x.wav"), "en->ja")
+    assert "asr.task=translate" in err and "MT backend" in err
+    one_line_error(s3tvr("run", "de", "--to", "es", "--input", "x.wav"), "no Apertium pair for de->es", "--config stack")
 
 
 @pytest.mark.slow

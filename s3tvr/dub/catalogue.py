@@ -163,7 +163,7 @@ class Worker:
         from s3tvr.live.engine import Engine
 
         names = [name for engine in self.engines.values() if isinstance(engine, Engine) for name in engine.loads]
-        names += [key[0] for key, part in self.engines.items() if not isinstance(part, Engine)]  # the separator
+        names += [key[0] for key, part in self.engines.items() if not isinstance(part, Engine)]  # the separator, the speaker encoder
         return dict(Counter(names))
 
     def info(self) -> dict[str, Any]:
