@@ -65,17 +65,23 @@ def test_latency_figures_by_hand():
     assert none["spoken"] == 0 and math.isnan(none["p50_s"])
 
 
-@pytest.mark.slow
-def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
+def clip_folder(data, tmp_path, clips):
+    """A folder in eval's format: the clips and their manifest lines."""
     folder = tmp_path / "clips"
     folder.mkdir()
-    lines = []
-    for clip in ("fleurs-es-002.ogg", "fleurs-es-004.ogg"):
+    for clip in clips:
         shutil.copy(data / clip, folder / clip)
-        lines.append(manifest()[clip])
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(manifest()[clip]) + "\n" for clip in clips))
+    return folder
+
+
+@pytest.mark.slow
+def test_eval_end_to_end_on_two_clips_and_a_silent_one(data, tmp_path):
+    folder = clip_folder(data, tmp_path, ("fleurs-es-002.ogg", "fleurs-es-004.ogg"))
     sf.write(folder / "silence.wav", np.zeros(16000 * 3, np.float32), 16000)  # no speech: nothing to translate
-    lines.append({"audio": "silence.wav", "lang": "es", "transcript_fleurs_normalized": "", "ref_eng": "Nothing was said."})
-    (folder / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    silence = {"audio": "silence.wav", "lang": "es", "transcript_fleurs_normalized": "", "ref_eng": "Nothing was said."}
+    with open(folder / "manifest.jsonl", "a") as f:
+        f.write(json.dumps(silence) + "\n")
     out = tmp_path / "out"
 
     proc = subprocess.run([*s3tvr_cmd(), "eval", "--data", folder, "--pair", "es-en", "--fast", "--out", out],
@@ -117,13 +123,7 @@ def test_eval_input_errors_are_one_line(tmp_path):
 @pytest.mark.slow
 def test_eval_into_spanish_offline(data, tmp_path):
     """en -> es offline (Whisper transcribes, Apertium, Kokoro), judged by Whisper base hearing Spanish."""
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    lines = []
-    for clip in ("fleurs-en-003.ogg", "fleurs-en-004.ogg"):
-        shutil.copy(data / clip, folder / clip)
-        lines.append(manifest()[clip])
-    (folder / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    folder = clip_folder(data, tmp_path, ("fleurs-en-003.ogg", "fleurs-en-004.ogg"))
     out = tmp_path / "out"
     proc = subprocess.run([*s3tvr_cmd(), "eval", "--data", folder, "--pair", "en-es", "--fast", "--out", out],
                           capture_output=True, text=True, timeout=600)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from starlette.applications import Starlette
-from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -34,7 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from s3tvr.errors import SetupError, brief
 from s3tvr.serve import ServeOptions
 from s3tvr.serve.connection import CLOSE_TIMEOUT_S, close_reason
-from s3tvr.serve.server import STATIC, Gate, bind, is_loopback, uvicorn_config
+from s3tvr.serve.server import STATIC, Gate, bind, is_loopback, uvicorn_config, web_page
 from s3tvr.serve.transport import Refusal
 
 if TYPE_CHECKING:
@@ -125,18 +124,12 @@ class Front:
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
-            Route("/", self._index),
+            Route("/", web_page),
             WebSocketRoute("/ws", self._websocket),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ])
         app.state.front = self
         return app
-
-    async def _index(self, request: Any) -> Response:
-        page = STATIC / "index.html"
-        if not page.is_file():
-            return PlainTextResponse("the web page is not installed; the WebSocket is at /ws", status_code=404)
-        return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
     def pick(self, tried: set[int]) -> Optional[_Slot]:
         """The live replica with the most free places (not yet tried for this client), or None.

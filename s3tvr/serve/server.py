@@ -41,6 +41,14 @@ SPEAKER = re.compile(r"[\w.-]{1,64}")
 SNDBUF = 128 * 1024  # bytes the kernel holds for a client (see bind)
 
 
+async def web_page(request: Any) -> Response:
+    """The page at ``/``: served by a server and by the replicas' front alike."""
+    page = STATIC / "index.html"
+    if not page.is_file():
+        return PlainTextResponse("the web page is not installed; the WebSocket is at /ws", status_code=404)
+    return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
 class Gate:
     """Who may open a session: the page it comes from (``Origin``), then the token. The server
     and the replicas' front (:mod:`s3tvr.serve.replicas`) ask the same questions."""
@@ -105,7 +113,7 @@ class Server:
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
-            Route("/", self._index),
+            Route("/", web_page),
             WebSocketRoute("/ws", self._websocket),
             # For whoever runs the server (a load balancer, Kubernetes' probes, Prometheus): no token
             # asked, as their callers have none; they say counts only, never a session's text or audio.
@@ -116,12 +124,6 @@ class Server:
         ])
         app.state.server = self
         return app
-
-    async def _index(self, request: Any) -> Response:
-        page = STATIC / "index.html"
-        if not page.is_file():
-            return PlainTextResponse("the web page is not installed; the WebSocket is at /ws", status_code=404)
-        return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
     async def _healthz(self, request: Any) -> Response:
         return PlainTextResponse("ok")  # the process answers: all a liveness probe asks
