@@ -40,6 +40,7 @@ class PairSummary:
     top_rate: float = 1.0  # the fastest of them
     asr_slowed: int = 0  # simultaneous clauses whose passes ran less often than the step, to keep pace
     asr_stopped: int = 0  # ... and those recognised once their utterance had ended (passes cost too much)
+    mt_fallbacks: int = 0  # utterances whose translator's reply was refused or late: its fallback translated them
     # The field's metrics per source utterance: name -> {"n", "p50", "mean", "p90"} (field_figures)
     field_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -71,6 +72,7 @@ def summarize(records: Iterable[UtteranceRecord]) -> list[PairSummary]:
             sped_up=sum(1 for r in rates if r > 1.0), top_rate=max(rates),
             asr_slowed=sum(1 for r in recs if r.asr_pacing == "slowed"),
             asr_stopped=sum(1 for r in recs if r.asr_pacing == "stopped"),
+            mt_fallbacks=sum(1 for r in recs if r.mt_note.startswith("fallback")),
             field_metrics=field_figures(sources.get(pair, [])),
         ))
     return out
@@ -90,6 +92,8 @@ def format_table(summaries: list[PairSummary]) -> str:
             parts.append(f"sped up {s.sped_up} of {s.utterances} (up to {s.top_rate:.2f}x)")
         if s.asr_slowed or s.asr_stopped:  # simultaneous passes cost more than this machine affords
             parts.append(f"recognition slowed for {s.asr_slowed} and left to the end for {s.asr_stopped} of {s.utterances}")
+        if s.mt_fallbacks:  # the log's "mt_note" says why, per utterance
+            parts.append(f"translated by the fallback {s.mt_fallbacks} of {s.utterances}")
         lines.append(f"{s.pair:<7}" + "  ".join(parts))
     lines += ["", *format_field(summaries)]
     return "\n".join(lines)

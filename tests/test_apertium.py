@@ -75,11 +75,15 @@ def test_a_missing_pair_names_the_debian_package():
         apertium("es", "en", mode="spa-eng_GB")
 
 
-def test_the_offline_preset_reaches_spanish_through_apertium_and_english_through_whisper():
+def test_the_offline_preset_translates_with_the_llm_both_ways_and_apertium_or_whisper_on_request():
     into_es = load_config("offline", src_lang="en", tgt_lang="es")
     assert into_es.asr.options["task"] == "transcribe" and into_es.asr.options["model"] == "bundled:base"
-    assert into_es.mt.backend == "apertium" and into_es.tts.backend == "kokoro" and "voice" not in into_es.tts.options
+    assert into_es.mt.backend == "llm" and into_es.tts.backend == "kokoro" and "voice" not in into_es.tts.options
     into_en = load_config("offline", src_lang="es", tgt_lang="en")
-    assert (into_en.asr.options["task"], into_en.mt.backend, into_en.tts.backend) == ("translate", "none", "piper")
+    assert (into_en.asr.options["task"], into_en.mt.backend, into_en.tts.backend) == ("transcribe", "llm", "piper")
+    # The earlier defaults, as the preset's comment says: Apertium alone, Whisper's translate task into English.
+    assert load_config("offline", ["mt=apertium"], src_lang="en", tgt_lang="es").mt.backend == "apertium"
+    whisper = load_config("offline", ["asr.task=translate", "mt=none"], src_lang="es", tgt_lang="en")
+    assert (whisper.asr.options["task"], whisper.mt.backend) == ("translate", "none")
     # Overrides come after the table: a user's choice wins.
     assert load_config("offline", ["tts=espeak"], src_lang="en", tgt_lang="es").tts.backend == "espeak"

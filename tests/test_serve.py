@@ -30,7 +30,7 @@ from s3tvr.serve import ServeOptions, client, connection
 from s3tvr.serve.server import bind, create_app, uvicorn_config
 from s3tvr.serve.transport import float_to_pcm
 
-from conftest import HANG_S, free_port, manifest, one_line_error, s3tvr, s3tvr_cmd, serving
+from conftest import HANG_S, WHISPER_INTO_ENGLISH, free_port, manifest, one_line_error, s3tvr, s3tvr_cmd, serving
 
 TOKEN = "s3cret"
 CLIP = "fleurs-es-002.ogg"  # 9.7 s, one utterance (speech 2.1-9.0 s)
@@ -514,7 +514,7 @@ def offline(tmp_path_factory):
     port, logs = free_port(), tmp_path_factory.mktemp("offline-serve")
     env = {**os.environ, "S3TVR_CACHE": str(tmp_path_factory.getbasetemp() / "s3tvr-cache"), "HF_HUB_OFFLINE": "1"}
     with serving("--from", "es", "--to", "en", "--port", port, "--max-sessions", "4", "--log-dir", logs / "sessions",
-                 log=logs / "serve.log", env=env):
+                 *WHISPER_INTO_ENGLISH, log=logs / "serve.log", env=env):
         yield SimpleNamespace(url=f"ws://127.0.0.1:{port}/ws", logs=logs)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Iterator, Optional
 import numpy as np
 
 from s3tvr.audio import SAMPLE_RATE
-from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend, Word
+from s3tvr.backends.kinds import NO_CONTEXT, AsrBackend, MtBackend, MtContext, MtPiece, TtsBackend, Word
 from s3tvr.bounds import Range
 from s3tvr.text import split_clauses
 
@@ -32,8 +32,9 @@ class FakeAsrConfig:
 
 @dataclass
 class FakeMtConfig:
-    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.02])
+    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.02])  # per piece when it streams
     fail_on: list = field(default_factory=list)
+    stream: bool = False  # translate_stream gives the translation clause by clause, as the LLM translator does
 
 
 @dataclass
@@ -86,9 +87,24 @@ class FakeAsr(_Fake, AsrBackend):
 
 class FakeMt(_Fake, MtBackend):
 
+    def __init__(self, config: FakeMtConfig, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
+        super().__init__(config, src_lang, tgt_lang, device, dtype)
+        self.streams = config.stream
+
     def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
         self._wait_or_fail(utt_id)
         return [f"[{self.tgt_lang}] {s}" for s in sentences]
+
+    def translate_stream(self, text: str, context: MtContext = NO_CONTEXT, *, source: str = "",
+                         deadline: Optional[float] = None, utt_id: int = 0) -> Iterator[MtPiece]:
+        """Streaming: the translation three words at a time, each piece after the scripted delay."""
+        if not self.streams:
+            yield from super().translate_stream(text, context, source=source, deadline=deadline, utt_id=utt_id)
+            return
+        words = f"[{self.tgt_lang}] {text}".split()
+        for i in range(0, len(words), 3):
+            self._wait_or_fail(utt_id)
+            yield MtPiece(" ".join(words[i:i + 3]))
 
 
 class FakeTts(_Fake, TtsBackend):

@@ -8,7 +8,8 @@ results on the utterance; dubbing, eval and fine-tuning call the same methods di
     model = registry.create("asr", section, src_lang="es", tgt_lang="en")
     model.setup()                                   # loads the weights
     text = model.transcribe(audio16k, "es")         # "" when nothing was heard
-    # MtBackend.translate(sentences) / translate_text(text); TtsBackend.speak(text) -> chunks
+    # MtBackend.translate(sentences) / translate_text(text) / translate_stream(text, context) -> pieces
+    # TtsBackend.speak(text) -> chunks
     model.cleanup()
 
 The optional abilities are explicit members with defaults, so callers ask ``asr.word_times`` or
@@ -96,22 +97,80 @@ class AsrBackend(Model):
         return self.words(audio)
 
 
+@dataclass(frozen=True)
+class MtContext:
+    """What a translation is given besides its text: the session's earlier sentences, so names,
+    gender and terms stay consistent, and, for a clause of a sentence still being spoken
+    (simultaneous mode), the sentence's earlier clauses and the translation already spoken of
+    them, which the new clause's translation continues."""
+
+    before: tuple[tuple[str, str], ...] = ()  # (source, translation) of earlier sentences, oldest first
+    sentence_source: str = ""  # this sentence's earlier clauses
+    sentence_translation: str = ""  # what was spoken for them
+
+    def then(self, source: str, translation: str, keep: int) -> "MtContext":
+        """The context after ``source`` was translated as ``translation`` and its sentence ended:
+        at least the last ``keep`` sentences. It grows to twice that before it is cut back, so most
+        prompts start with the previous one and a model that keeps its last prompt's keys and
+        values (the LLM translator) reads only the new sentence."""
+        if keep <= 0:
+            return MtContext()
+        pairs = (*self.before, (source, translation)) if source and translation else self.before
+        return MtContext(pairs if len(pairs) <= 2 * keep else pairs[-keep:])
+
+
+NO_CONTEXT = MtContext()
+
+
+@dataclass(frozen=True)
+class MtPiece:
+    """A piece of a translation as it is ready (a clause, or all of it), and what made it:
+    ``note`` says when the model's reply was refused or late and another translator made it
+    instead, or why the translation stopped early ("" when the model's own reply was used whole)."""
+
+    text: str
+    note: str = ""
+
+
 class MtBackend(Model):
     """Text in one language to another."""
 
     name = "mt"
+    in_context = False  # translate_stream uses its context (earlier sentences, a sentence's earlier clauses)
+    streams = False  # translate_stream yields the first clause before the rest is translated
+    can_shorten = False  # shorter() can translate again in fewer words (dubbing asks when a phrase does not fit)
+    context_sentences = 0  # earlier sentences of a session its stage keeps for translate_stream's context
+    any_source = False  # translates from the source language each translate_stream call names (one model, many sessions' languages)
+    late_s: Optional[float] = None  # a live stage gives translate_stream this long for its first piece (None: no limit)
 
     def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
         """Each sentence translated, in order."""
         raise NotImplementedError
 
-    def translate_text(self, text: str, *, utt_id: int = 0) -> str:
+    def translate_text(self, text: str, context: MtContext = NO_CONTEXT, *, utt_id: int = 0) -> str:
         """``text`` split into sentences, translated (one call, so a batch where the model batches)
-        and joined as the target language writes them; "" when nothing came out."""
+        and joined as the target language writes them; "" when nothing came out. ``context``: for
+        a backend ``in_context`` (others translate each sentence alone)."""
         sentences = split_sentences(text)
         if not sentences:
             return ""
         return join_sentences([t for t in self.translate(sentences, utt_id=utt_id) if t], self.tgt_lang)
+
+    def translate_stream(self, text: str, context: MtContext = NO_CONTEXT, *, source: str = "",
+                         deadline: Optional[float] = None, utt_id: int = 0) -> Iterator[MtPiece]:
+        """``text`` translated, in pieces as they are ready (a backend that ``streams`` yields its
+        first clause early; others the whole translation). ``context``: for a backend ``in_context``;
+        ``source``: the text's language, for a backend with ``any_source`` ("": its own);
+        ``deadline``: a ``time.monotonic()`` past which a backend that may be late gives up on its
+        own reply (and translates by faster means, said in the piece's note)."""
+        translation = self.translate_text(text, utt_id=utt_id)
+        if translation:
+            yield MtPiece(translation)
+
+    def shorter(self, source: str, translation: str, words: int) -> str:
+        """A translation of ``source`` in at most about ``words`` words, for a backend that ``can_shorten``;
+        "" when it cannot make one (the caller keeps ``translation``)."""
+        return ""
 
 
 class TtsBackend(Model):

@@ -30,7 +30,7 @@ from s3tvr import bounds, files
 from s3tvr.audio import SAMPLE_RATE, separation
 from s3tvr.audio.loudness import loudness, match_loudness
 from s3tvr.backends.device import check_device
-from s3tvr.backends.kinds import Word, voice_clips
+from s3tvr.backends.kinds import MtContext, Word, voice_clips
 from s3tvr.backends.language_id import detect_language
 from s3tvr.bounds import Range
 from s3tvr.config import Config
@@ -173,13 +173,15 @@ class Dubber:
             raise InputError(f"no words heard in {self.input}: nothing to dub")
         self.work.mkdir(parents=True, exist_ok=True)  # only now: a dub refused early leaves no work folder
         self._translate(original, phrases)
-        files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
-                                              "voices": self.voices, "phrases": [p.to_json() for p in phrases]})
+        self._write_segments(phrases)
         if self.options.subtitles_only:
             written = self._subtitles(phrases)
             return DubResult(written[-2], {"phrases": len(phrases), "subtitles_only": True,
                                                     "speakers": self.speaker_report}, [self.segments_path, *written])
         rendered = self._render(original, phrases)
+        shortened = sum(1 for p in phrases if p.shortened)
+        if shortened:  # the segments file says what is spoken
+            self._write_segments(phrases)
         if not any(r.audio is not None for r in rendered):
             first = next((r.error for r in rendered if r.error), "nothing to say")
             raise TranslationFailed(f"none of the {len(rendered)} phrases could be spoken; the first: {first}")
@@ -199,10 +201,14 @@ class Dubber:
                             self.options.max_tempo)
         sync["overall"].update({"loudness_target_lufs": round(target, 2) if np.isfinite(target) else None,
                                 "speech_gain_db": round(gain_db, 2),
-                                "mix_scale": round(scale, 3), "background": self.background, **cost})
+                                "mix_scale": round(scale, 3), "background": self.background, "shortened": shortened, **cost})
         sync["speakers"] = {**self.speaker_report, "voices": _voice_table(self.voices, rendered)}
         files.write_json(self.report_path, sync)
         return DubResult(self.output, sync, written + [self.report_path])
+
+    def _write_segments(self, phrases: list[Phrase]) -> None:
+        files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
+                                              "voices": self.voices, "phrases": [p.to_json() for p in phrases]})
 
     def _background_mode(self) -> str:
         """keep or duck: as asked, else keep where the separator is installed (said when it is not)."""
@@ -306,7 +312,7 @@ class Dubber:
         try:
             data = json.loads(self.segments_path.read_text(encoding="utf-8"))
             phrases = [Phrase(int(p["id"]), float(p["start"]), float(p["end"]), str(p["source"]), str(p["translation"]),
-                              speaker=str(p.get("speaker") or "")) for p in data["phrases"]]
+                              speaker=str(p.get("speaker") or ""), shortened=str(p.get("longer") or "")) for p in data["phrases"]]
             given = {str(k): str(v or "") for k, v in (data.get("voices") or {}).items()}
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{self.segments_path} is not a segments file ({exc.__class__.__name__}: {exc}): "
@@ -325,31 +331,39 @@ class Dubber:
         cache: dict[str, str] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
         todo = [p for p in phrases if not p.translation]
         tick = self.progress.stage("translate", len(todo))
-        for p in todo:
-            if p.source in cache:
-                p.translation = cache[p.source]
-            else:
-                p.translation = self._translation_of(original, p)
-                cache[p.source] = p.translation
-                files.write_json(cache_path, cache)
-            tick()
+        context = MtContext()  # the phrases before, for a translator that keeps names and terms consistent
+        for p in phrases:
+            if p in todo:
+                if p.source in cache:
+                    p.translation = cache[p.source]
+                else:
+                    p.translation = self._translation_of(original, p, context)
+                    cache[p.source] = p.translation
+                    files.write_json(cache_path, cache)
+                tick()
+            if self.mt is not None:
+                context = context.then(p.source, p.translation, self.mt.context_sentences)
 
-    def _translation_of(self, original: media.Original, p: Phrase) -> str:
+    def _translation_of(self, original: media.Original, p: Phrase, context: MtContext) -> str:
         if self.mt is not None:  # text MT from the source words
             self.engine.load("mt")
-            return self.mt.translate_text(p.source)
+            return self.mt.translate_text(p.source, context)
         # No MT model: the ASR hears the phrase in the target language (Whisper's translate task).
         self.engine.load("asr")
         clip = original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)]
         return self.asr.transcribe(clip, self.config.src_lang)
 
     def _render(self, original: media.Original, phrases: list[Phrase]) -> list[report.Rendered]:
-        """Each phrase spoken at its natural rate (a little slower when far too short for its slot)."""
+        """Each phrase spoken at its natural rate (a little slower when far too short for its slot;
+        translated again in fewer words when far too long even at the fastest tempo)."""
         self._voice(original, phrases)
         out = []
         tick = self.progress.stage("speak", len(phrases))
-        for p in phrases:
+        for i, p in enumerate(phrases):
             audio, error = self._speak(p, 1.0, original.rate)
+            room = (phrases[i + 1].start if i + 1 < len(phrases) else original.duration) - p.start
+            if len(audio) / original.rate > room * self.options.max_tempo:
+                audio = self._shorten(p, audio, room * self.options.max_tempo, original.rate)
             ratio = len(audio) / original.rate / p.duration
             tts_rate = 1.0
             if 0 < ratio < 0.8:  # far too short: slower, but never drawled
@@ -360,6 +374,35 @@ class Dubber:
                                        error or ("" if spoken else "nothing to say"), audio if spoken else None))
             tick()
         return out
+
+    def _shorten(self, p: Phrase, audio: np.ndarray, fits_s: float, out_rate: int) -> np.ndarray:
+        """A phrase whose speech cannot fit ``fits_s`` even at the fastest tempo, translated once
+        more in fewer words by a translator that can (the LLM); the shorter take is kept."""
+        if self.mt is None or not self.mt.can_shorten or p.shortened:
+            return audio
+        spoken_s = len(audio) / out_rate
+        words = int(len(p.translation.split()) * fits_s / spoken_s)
+        cache_path = self.work / f"shorter-{self._key('mt', 'src_lang', 'tgt_lang')}.json"  # a rerun asks no model again
+        cache: dict[str, str] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        if p.translation not in cache:
+            self.engine.load("mt")
+            try:
+                cache[p.translation] = self.mt.shorter(p.source, p.translation, words)
+            except Exception as exc:  # the longer take is still there: the phrase is fitted as it is
+                log.warning("phrase %d: no shorter translation (%s)", p.id, exc)
+                return audio
+            files.write_json(cache_path, cache)
+        shorter = cache[p.translation]
+        if not shorter or len(shorter.split()) >= len(p.translation.split()):
+            return audio
+        longer, p.translation = p.translation, shorter
+        again, error = self._speak(p, 1.0, out_rate)
+        if error or not len(again) or len(again) >= len(audio):
+            p.translation = longer
+            return audio
+        log.info("phrase %d: %.1f s of speech for %.1f s: translated shorter (%s -> %s)", p.id, spoken_s, fits_s, longer, shorter)
+        p.shortened = longer
+        return again
 
     def _speak(self, p: Phrase, rate: float, out_rate: int) -> tuple[np.ndarray, str]:
         """The phrase's translation spoken at ``rate``, at ``out_rate``; cached by text and settings."""

@@ -31,6 +31,7 @@ class Phrase:
     translation: str = ""
     confidence: float = 1.0  # mean word probability: picks the cleanest stretch for the voice
     speaker: str = ""  # who says it (S1, S2 ... or a name from the speakers file); "" when not diarized
+    shortened: str = ""  # the first translation, when it was too long to fit and the translator made a shorter one
     words: list[Word] = field(default_factory=list, repr=False)
 
     @property
@@ -39,7 +40,7 @@ class Phrase:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
-                "source": self.source, "translation": self.translation}
+                "source": self.source, "translation": self.translation, **({"longer": self.shortened} if self.shortened else {})}
 
 
 def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5,

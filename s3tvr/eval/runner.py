@@ -210,6 +210,7 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
     latency["field"] = field_figures(sources)
     # What the machine pays, whatever its cores: 2.0 means two cores busy for each second heard.
     latency["cpu_s_per_audio_s"] = cpu_s / audio_s if audio_s > 0 else math.nan
+    latency["mt_fallbacks"] = sum(1 for r in records if r.mt_note.startswith("fallback"))  # the translator's reply refused or late
     latency["field_per_source"] = [dataclasses.asdict(s) for s in sources]
     return EvalResult(
         pair=pair, clips=results,

@@ -166,12 +166,14 @@ class Engine:
     def check_languages(self, src: str, tgt: str) -> None:
         """Raise InputError unless a session may translate ``src`` → ``tgt`` over these models: the
         engine's own pair, or another source language for an ASR that hears any (``any_source``)
-        when its text is already in the target language (Whisper's translate task into English)."""
+        when its text is already in the target language (Whisper's translate task into English) or
+        its MT translates from any language it is told (the LLM)."""
         cfg = self.config
         if (src, tgt) == (cfg.src_lang, cfg.tgt_lang):
             return
         _check_source(self.asr, src, tgt)
-        any_source = self.asr.any_source and self.mt is None and self.asr.output_language == cfg.tgt_lang
+        into_target = self.asr.output_language == cfg.tgt_lang if self.mt is None else self.mt.any_source
+        any_source = self.asr.any_source and into_target
         if not (any_source and tgt == cfg.tgt_lang):
             raise InputError(f"these models are loaded for {cfg.src_lang}->{cfg.tgt_lang}"
                              f"{f' (any source into {cfg.tgt_lang})' if any_source else ''}, not {src}->{tgt}: ask for "

@@ -55,6 +55,9 @@ class UttInfo:
     # Simultaneous mode on a machine whose passes cost too much (simultaneous.PassPacer): "slowed" (passes
     # less often than the step), "stopped" (recognised once the utterance ended); "" otherwise.
     asr_pacing: str = ""
+    # The translator's word when its own reply was not used whole: refused or late and translated by
+    # its fallback instead, or stopped early ("" otherwise; MtPiece.note).
+    mt_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,13 @@ class Transcript:
 
 @dataclass(frozen=True)
 class Translation:
+    """The translation, or a piece of it: a translator that streams sends each clause as it is
+    ready (``more``: pieces of this utterance follow) and ends with an empty piece that has none."""
+
     utt: UttInfo
     text: str
+    piece: int = 0  # its place among the utterance's pieces
+    more: bool = False
 
 
 @dataclass(frozen=True)

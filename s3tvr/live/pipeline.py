@@ -166,9 +166,12 @@ class Pipeline:
                     outbox.put(out)
             return
         utt = item.utt
-        timing = StageTiming(start=time.monotonic(), backend=stage.backend)
-        utt.stages[stage.name] = timing
-        produced = False
+        more = getattr(item, "more", False)  # pieces of this utterance follow (a translation streamed clause by clause)
+        timing = utt.stages.get(stage.name) if getattr(item, "piece", 0) else None
+        if timing is None:  # a later piece goes on with the first one's timing: its start and first output
+            timing = StageTiming(start=time.monotonic(), backend=stage.backend)
+            utt.stages[stage.name] = timing
+        produced = failed = False
         try:
             # The lock covers the whole call: a streaming model (XTTS) keeps per-call state in the
             # model between chunks. The session's sink keeps reading, so the puts inside do not stall.
@@ -184,10 +187,10 @@ class Pipeline:
             utt.error = f"{stage.name}: {type(exc).__name__}: {exc}"
             log.warning("utterance %d failed in %s: %s", utt.utt_id, stage.name, exc)
             log.debug("traceback", exc_info=True)
-            produced = False
+            failed = True
         finally:
             timing.end = time.monotonic()
-        if last or not produced:
+        if failed or (not more and (last or not produced)):
             outbox.put(UtteranceEnd(utt))
 
 

@@ -29,6 +29,7 @@ from s3tvr.live.segmenter import Segmenter
 from s3tvr.live.simultaneous import IncrementalAsr, check_mode
 from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
 from s3tvr.live.sources import FileSource, MicSource, Source
+from s3tvr.live.stages import MtStage
 from s3tvr.records import Clock, Collector, UtteranceRecord
 
 if TYPE_CHECKING:  # only for the annotation: the engine imports this module when it makes a session (Engine.session)
@@ -127,7 +128,9 @@ class Session:
         # Lag control: the TTS speeds up when the listener falls behind.
         audio = config.audio
         paced = PacedTts(engine.tts, self.sink.backlog_s, audio.lag_s, audio.max_rate, audio.max_gap_s)
-        stages = [paced if s.name == "tts" else s for s in stages]
+        # The translation in context: this session's own earlier sentences.
+        own = {"tts": paced, **({"mt": MtStage(engine.mt)} if engine.mt is not None else {})}
+        stages = [own.get(s.name, s) for s in stages]
         return Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
 
     def _make_sink(self, output: Optional[str]) -> Sink:

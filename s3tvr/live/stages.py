@@ -9,10 +9,12 @@ the next message on. The engine loads and frees the models; an adapter has nothi
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import time
+from typing import Any, Iterator, Optional
 
-from s3tvr.backends.kinds import AsrBackend, MtBackend, TtsBackend
+from s3tvr.backends.kinds import AsrBackend, MtBackend, MtContext, TtsBackend
 from s3tvr.denoise import Denoiser
+from s3tvr.languages import join_sentences
 from s3tvr.live.messages import AudioChunk, SpeechSegment, Transcript, Translation
 from s3tvr.live.pipeline import Stage
 
@@ -55,17 +57,70 @@ class AsrStage(ModelStage):
 
 
 class MtStage(ModelStage):
-    """``Transcript`` in, one ``Translation`` out; none, and the utterance skipped, when it came out empty."""
+    """``Transcript`` in, its ``Translation`` out: whole, or clause by clause from a translator that
+    streams (pieces with ``more``, then an empty last piece); none, and the utterance skipped, when
+    it came out empty.
+
+    One per session: it keeps the session's last sentences and their translations (the model's
+    ``context_sentences``) for a translator that translates in context, and in simultaneous mode
+    the clauses already translated of the sentence being spoken, so a clause is never translated
+    as if alone. The translator's first piece is due ``late_s`` (the model's) after the utterance
+    reached the stage, waiting for the model included."""
 
     model: MtBackend
 
+    def __init__(self, model: MtBackend):
+        super().__init__(model)
+        self.keep, self.late_s = model.context_sentences, model.late_s
+        self.context = MtContext()
+        # the sentence being spoken in clauses: (its source id, its clauses so far, their translation)
+        self._source: Optional[tuple[Any, str, str]] = None
+
     def process(self, item: Transcript) -> Iterator[Translation]:
-        text = self.model.translate_text(item.text, utt_id=item.utt.utt_id)
-        if not text:
-            item.utt.skipped = "the translation came out empty"
+        utt = item.utt
+        context = self._context_for(utt)
+        arrived = utt.stages["mt"].start if "mt" in utt.stages else time.monotonic()  # the pipeline stamps it before the lock
+        deadline = None if self.late_s is None else arrived + self.late_s
+        stream = self.model.streams
+        pieces: list[str] = []
+        for piece in self.model.translate_stream(item.text, context, source=utt.src_lang, deadline=deadline, utt_id=utt.utt_id):
+            utt.mt_note = piece.note or utt.mt_note
+            if not piece.text:
+                continue
+            pieces.append(piece.text)
+            utt.tgt_text = join_sentences(pieces, utt.tgt_lang)
+            if stream:
+                yield Translation(utt, piece.text, len(pieces) - 1, more=True)
+        self._remember(utt, item.text, utt.tgt_text if pieces else "")
+        if not pieces:
+            utt.skipped = "the translation came out empty"
+            if not stream:
+                return
+        if stream:
+            yield Translation(utt, "", len(pieces))  # the end of its pieces (none if nothing came out)
+        else:
+            yield Translation(utt, utt.tgt_text)
+
+    def _context_for(self, utt: Any) -> MtContext:
+        """The context of this utterance: earlier sentences, and the clauses before it in its sentence."""
+        if utt.source_id is None or self._source is None or self._source[0] != utt.source_id:
+            return self.context
+        return MtContext(self.context.before, *self._source[1:])
+
+    def _remember(self, utt: Any, source: str, translation: str) -> None:
+        if utt.source_id is not None and not utt.last_clause:  # a clause: its sentence goes on
+            before = self._source if self._source and self._source[0] == utt.source_id else (utt.source_id, "", "")
+            self._source = (utt.source_id, _joined(before[1], source, utt.src_lang), _joined(before[2], translation, utt.tgt_lang))
             return
-        item.utt.tgt_text = text
-        yield Translation(item.utt, text)
+        if self._source is not None and self._source[0] == utt.source_id:  # the sentence's last clause
+            source = _joined(self._source[1], source, utt.src_lang)
+            translation = _joined(self._source[2], translation, utt.tgt_lang)
+        self._source = None
+        self.context = self.context.then(source, translation, self.keep)
+
+
+def _joined(before: str, text: str, lang: str) -> str:
+    return join_sentences([t for t in (before, text) if t], lang)
 
 
 class TtsStage(ModelStage):
@@ -76,6 +131,8 @@ class TtsStage(ModelStage):
 
     def process(self, item: Any) -> Iterator[AudioChunk]:
         utt, rate = item.utt, self.model.sample_rate
+        if not item.text:  # the empty last piece of a streamed translation
+            return
         for samples in self.model.speak(item.text, voice=utt.voice, speech=utt.speech, rate=utt.rate, utt_id=utt.utt_id):
             utt.out_dur_s += len(samples) / rate
             yield AudioChunk(utt, samples, rate)
