@@ -17,10 +17,10 @@ for arg in "$@"; do
     esac
 done
 # A full disk otherwise shows as pip's "No space left on device" minutes in, with a half-built venv.
-# Only a first install needs the space (the venv measures ~2.4 GB offline, ~9 GB with the stack; pip
+# Only a first install needs the space (the venv measures ~3.6 GB offline, ~10 GB with the stack; pip
 # unpacks each wheel beside it).
 if [ ! -x "$venv/bin/python" ] || { [ "$stack" = 1 ] && [ ! -f "$venv/.s3tvr-stack" ]; }; then
-    need_gb=$([ "$stack" = 1 ] && echo 12 || echo 3)
+    need_gb=$([ "$stack" = 1 ] && echo 14 || echo 5)
     free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
     if [ "$free_gb" -lt "$need_gb" ]; then
         echo "setup.sh: ${free_gb} GB free on $(df -P . | awk 'NR == 2 {print $6}'), the install needs about ${need_gb} GB: free some space and run it again" >&2

@@ -74,7 +74,9 @@ def real_part(out: Path) -> list[dict]:
     rows = []
     for pair, systems in REAL.items():
         for system in systems:
-            result = evaluate(FLEURS, pair, "offline", PROFILES[system], realtime=True, work_dir=out / f"real-{pair}-{system}")
+            work = out / f"real-{pair}-{system}"
+            work.mkdir(parents=True, exist_ok=True)
+            result = evaluate(FLEURS, pair, "offline", PROFILES[system], realtime=True, work_dir=work)
             lat = result.latency
             rows.append({"pair": pair, "system": system, "clips": len(result.clips), "asr_bleu": round(result.asr_bleu["bleu"], 1),
                          "asr_chrf": round(result.asr_bleu["chrf"], 1), "text_bleu": round(result.text_bleu["bleu"], 1),

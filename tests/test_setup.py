@@ -17,7 +17,7 @@ def test_setup_on_a_full_disk_says_so_before_installing(tmp_path):
                                  "echo '/dev/vda 264241152 245366784 2097152 93% /work'\n")
     (fake_bin / "df").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
-    for args, need in ((["--stack"], 12), ([], 3)):
+    for args, need in ((["--stack"], 14), ([], 5)):
         proc = subprocess.run(["bash", str(tmp_path / "setup.sh"), *args], capture_output=True, text=True,
                               env=env, timeout=60)
         assert proc.returncode == 1 and proc.stdout == ""

@@ -57,7 +57,10 @@ class Config:
     # What translates an utterance whose reply was refused or late: apertium (where it has the pair) | none.
     fallback: str = "apertium"
     late_s: Annotated[float, Range(0, 600)] = 4.0  # live: no first clause this long after the utterance arrived -> fallback (0: wait)
-    pace_s: Annotated[float, Range(0, 600)] = 4.0  # at load: a reference sentence slower than this -> fallback live (0: never)
+    # At load: a reference sentence (16 words) slower than this -> the fallback translates live (0: never). 1.5 s:
+    # where it took 1.7-2.6 s (a full-window Whisper pass 1.3 s), the LLM live cost 1.2-2.2 CPU s per second of
+    # speech with first audio 4 s later than Apertium's (README, "Measured"); the machine took 0.5-1.2 s.
+    pace_s: Annotated[float, Range(0, 600)] = 1.5
     n_ctx: Annotated[int, Range(256, 32768)] = 2048  # the model's context in tokens: the prompt and the reply
 
 
