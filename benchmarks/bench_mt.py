@@ -27,7 +27,8 @@ from s3tvr.config import BackendSection
 FLORES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "text" / "flores200_devtest"
 FILES = {"en": "eng_Latn.devtest", "es": "spa_Latn.devtest", "ru": "rus_Cyrl.devtest"}
 # name -> (backend section, whether the earlier sentences are given)
-SYSTEMS = {"apertium": (BackendSection("apertium"), False), "llm": (BackendSection("llm", {"pace_s": 0}), True),
+SYSTEMS = {"apertium": (BackendSection("apertium"), False),
+           "llm": (BackendSection("llm", {"pace_s": 0, "context_sentences": 2}), True),
            "llm-alone": (BackendSection("llm", {"pace_s": 0, "context_sentences": 0}), False)}
 
 

@@ -90,12 +90,12 @@ apertium = pytest.mark.skipif(shutil.which("apertium") is None, reason="Debian's
 
 @pytest.fixture(scope="module")
 def es_en():
-    """The LLM translator es -> en as the offline profile loads it (its pace not timed: tests run on loaded machines)."""
+    """The LLM translator es -> en (its pace not timed: tests run on loaded machines), keeping two sentences of context."""
     pytest.importorskip("cyllama")
     from s3tvr.backends import registry
     from s3tvr.config import BackendSection
 
-    mt = registry.create("mt", BackendSection("llm", {"pace_s": 0}), src_lang="es", tgt_lang="en")
+    mt = registry.create("mt", BackendSection("llm", {"pace_s": 0, "context_sentences": 2}), src_lang="es", tgt_lang="en")
     mt.setup()
     yield mt
     mt.cleanup()
