@@ -121,8 +121,8 @@ class Backend(MtBackend):
             yield self._by_fallback(text, source, late)
             return
         runtime = self._loaded()
-        prompt = self._fit(text, source, context)
         budget = llm_text.token_budget(len(runtime.tokenize(text, special=False)))
+        prompt = self._fit(text, source, context, budget)
         cutter, given = llm_text.ClauseCutter(), 0
         for delta in runtime.generate(prompt, budget):
             if not given and deadline is not None and time.monotonic() > deadline:
@@ -169,13 +169,12 @@ class Backend(MtBackend):
             raise RuntimeError("the LLM translator is not loaded: call setup() first")
         return self.runtime
 
-    def _fit(self, text: str, source: str, context: MtContext) -> list[int]:
-        """The prompt's tokens, dropping the oldest context until prompt and reply fit the model's context."""
+    def _fit(self, text: str, source: str, context: MtContext, budget: int) -> list[int]:
+        """The prompt's tokens, dropping the oldest context until prompt and a reply of ``budget`` tokens fit the model's context."""
         runtime = self._loaded()
         while True:
             tokens = runtime.tokenize(llm_text.prompt(text, source, self.tgt_lang, context))
-            room = self.config.n_ctx - len(tokens) - llm_text.token_budget(len(runtime.tokenize(text, special=False)))
-            if room >= 0:
+            if len(tokens) + budget <= self.config.n_ctx:
                 return tokens
             if context.before:
                 context = MtContext(context.before[1:], context.sentence_source, context.sentence_translation)
@@ -285,8 +284,9 @@ class Runtime:
         said = ""  # the reply's text given out so far: decoding it whole keeps spaces and characters of several tokens
         self.ran_on = False
         for n in range(max_tokens):
-            if n:
-                self.read(self.cached + reply[-1:])
+            if n:  # the token just given: one decode, no search for a shared start
+                self.ctx.decode(cy.llama_batch_get_one(reply[-1:], len(self.cached)))
+                self.cached.append(reply[-1])
             token = sampler.sample(self.ctx, -1)
             if self.vocab.is_eog(token):
                 return

@@ -11,7 +11,6 @@ refused and the utterance translated by the fallback instead.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from s3tvr.backends.kinds import NO_CONTEXT, MtContext
 from s3tvr.languages import NAMES
@@ -34,7 +33,6 @@ _PREAMBLE = re.compile(
     r"i'?m sorry|i am sorry|i cannot|i can'?t|as an ai|note\b|please provide|aquí (está|tienes)|la traducción|"
     r"traducción\b|claro\b|lo siento)", re.IGNORECASE)
 _CLAUSE_END = re.compile(r"[,;:!?.…](?=\s)")
-_SENTENCE_END = re.compile(r"[.!?…。！？]['\"»”)]*$")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 MIN_CLAUSE_WORDS = 4  # a clause shorter than this waits for the next: a TTS says two or three words badly
@@ -146,15 +144,3 @@ def _repeats(out: list[str], src: list[str], n: int = 3, times: int = 3) -> bool
         return c
     have = counts(src)
     return any(k - have.get(g, 0) >= times for g, k in counts(out).items())
-
-
-def ends_sentence(text: str) -> bool:
-    return bool(_SENTENCE_END.search(text.strip()))
-
-
-def first_line(text: str) -> Optional[str]:
-    """A whole reply's first non-empty line, as the translation; None if it has none."""
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return None
