@@ -51,7 +51,7 @@ def heard(clips: list[np.ndarray], src: str, task: str) -> list[str]:
 
 
 def translated(system: str, src: str, tgt: str, texts: list[str]) -> list[str]:
-    section = BackendSection("llm", {"pace_s": 0}) if system == "llm" else BackendSection(system)
+    section = BackendSection("llm", {"pace_s": 0, "context_sentences": 2}) if system == "llm" else BackendSection(system)
     mt = registry.create("mt", section, src_lang=src, tgt_lang=tgt)
     mt.setup()
     out, context = [], MtContext()
