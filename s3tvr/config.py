@@ -210,7 +210,9 @@ def _changed_section(base: Any, change: Any, backend: bool) -> Any:
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
+        if depth == 0 and part in _BACKENDS and isinstance(node.get(part), str):
+            node[part] = {"backend": node[part]}  # "mt: llm" is short for {backend: llm}: an option opens it
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise InputError(f"override {key}: {part} is not a section")

@@ -68,6 +68,14 @@ def test_a_translation_is_accepted(reply, source):
     assert llm_text.reply_problem(reply, source, "en") == ""
 
 
+def test_an_option_opens_a_backend_named_in_one_word():
+    """The offline preset says ``mt: llm``; ``--set mt.pace_s=0`` must reach that backend."""
+    from s3tvr import load_config
+
+    config = load_config("offline", ["mt.pace_s=0", "mt.late_s=0"], src_lang="es", tgt_lang="en")
+    assert config.mt.backend == "llm" and config.mt.options["pace_s"] == 0 and config.mt.options["late_s"] == 0
+
+
 def test_joined_parts_are_checked_and_a_corrupt_or_missing_part_leaves_nothing(tmp_path):
     parts = [tmp_path / f"part{i}.bin" for i in range(3)]
     for i, p in enumerate(parts):

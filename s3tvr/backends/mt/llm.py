@@ -116,7 +116,7 @@ class Backend(MtBackend):
         if live and self.too_slow:
             yield self._by_fallback(text, source, self.too_slow)
             return
-        late = f"no translation {self.late_s:g} s after it was asked"
+        late = f"no translation {self.late_s or 0:g} s after it was asked"  # said only where a deadline is set
         if deadline is not None and time.monotonic() > deadline:  # it waited that long for the model (other sessions)
             yield self._by_fallback(text, source, late)
             return
