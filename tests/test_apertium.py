@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 import sacrebleu
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from s3tvr.backends import registry
 from s3tvr.config import BackendSection, load_config
@@ -47,6 +49,30 @@ def test_one_pipeline_translates_many_sentences_in_both_directions(en_es):
         es_en.cleanup()
 
 
+@pytest.mark.parametrize("sentence", ["It costs x^", "Hello ^@", "a $^", "the end.^", "back\\", "^", "a ^b$ c"])
+def test_a_reserved_character_anywhere_is_translated_without_a_hang(en_es, sentence):
+    """A caret at the end once hung lrx-proc (an escaped caret defeated the NUL flush): 60 s, then a failure."""
+    starts = en_es.starts
+    out = en_es.translate_text(sentence)
+    assert en_es.starts == starts  # answered by the running pipeline: no timeout, no restart
+    for ch in "^$@\\":
+        assert out.count(ch) == sentence.count(ch), (sentence, out)
+
+
+# Any text a recogniser or a user could give: reserved characters, controls, NUL, private use, any script.
+ANY_TEXT = st.text(st.one_of(st.sampled_from(list("\\[]^$/@<>{}*#+~\0\n\r\t .,?!'\"")),
+                             st.characters(codec="utf-8")), max_size=40)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ANY_TEXT)
+def test_no_text_stalls_or_kills_the_pipeline(en_es, text):
+    starts = en_es.starts
+    out = en_es.translate_text(text)
+    assert en_es.starts == starts and isinstance(out, str)
+    assert ("^" in out) == ("^" in text)  # what the format reserves comes through as it was written
+
+
 def test_a_killed_pipeline_is_started_again_and_the_sentence_still_translated(en_es):
     before = en_es.starts
     os.killpg(en_es.process.pid, 9)
@@ -63,6 +89,16 @@ def test_a_pipeline_that_cannot_run_fails_the_sentence_with_its_reason(tmp_path)
     with pytest.raises(RuntimeError, match="failed twice on one sentence") as failed:
         mt.translate(["Hello."])
     assert "\n" not in str(failed.value)
+    mt.cleanup()
+
+
+def test_a_pipeline_that_does_not_answer_fails_the_sentence_once_and_the_next_gets_a_fresh_one(tmp_path):
+    (tmp_path / "eng-spa.mode").write_text("tail -f /dev/null\n")  # never answers
+    mt = apertium("en", "es", modes_dir=str(tmp_path), timeout_s=1)
+    mt.setup()
+    with pytest.raises(RuntimeError, match="did not answer"):
+        mt.translate(["Hello."])
+    assert mt.starts == 1 and mt.process is None  # not asked twice: it would hang again
     mt.cleanup()
 
 

@@ -8,8 +8,9 @@ passes the NUL on and flushes, so the translation comes out followed by a NUL. l
 bilingual lookup ignores the flush (its output stays in its stdio buffer until the input ends), so
 the pipeline runs under coreutils' ``stdbuf -o0``, which unbuffers every program in it.
 
-A pipeline that dies (killed, out of memory) is started again for the next sentence; one that
-cannot start, or dies on the same sentence twice, fails that utterance with the reason.
+A pipeline that dies (killed, out of memory) is started again for the sentence; one that cannot
+start, dies on the same sentence twice, or does not answer within ``timeout_s``, fails that
+utterance with the reason (a fresh pipeline waits for the next one).
 """
 
 from __future__ import annotations
@@ -42,16 +43,23 @@ DEBIAN_PACKAGES = {frozenset({"en", "es"}): "apertium-eng-spa", frozenset({"es",
                    frozenset({"es", "it"}): "apertium-spa-ita", frozenset({"es", "fr"}): "apertium-fr-es",
                    frozenset({"en", "ca"}): "apertium-eng-cat", frozenset({"es", "ca"}): "apertium-spa-cat"}
 
-# Characters the Apertium stream format reserves: escaped on the way in, unescaped on the way out.
-_RESERVED = re.compile(r"([\\\[\]^$/@<>{}*#+~])")
-_ESCAPED = re.compile(r"\\(.)")
+# Characters the Apertium stream format reserves. Escaping them with a backslash, as the format
+# allows, is not safe: lrx-proc (lttoolbox 3.7) never passes on the NUL flush after an escaped caret
+# at the end of a sentence ("a b^"), so the pipeline hangs. Each goes in as a character of Unicode's
+# private use area instead, which the dictionaries do not know (so it is a blank, passed through
+# untouched), and is put back on the way out; private use characters in the input itself are spaces.
+_RESERVED = "\\[]^$/@<>{}*#+~"
+_PRIVATE = "".join(chr(0xE000 + i) for i in range(len(_RESERVED)))
+_INTO_PRIVATE = str.maketrans(_RESERVED, _PRIVATE)
+_FROM_PRIVATE = str.maketrans(_PRIVATE, _RESERVED)
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 
 
 @dataclass
 class Config:
     mode: str = ""  # an installed mode (e.g. spa-eng_US); default the pair's own, e.g. eng-spa
     modes_dir: str = str(MODES_DIR)  # where the installed pairs' .mode files are
-    timeout_s: Annotated[float, Range(1, 600)] = 30.0  # the longest one sentence may take before the pipeline is restarted
+    timeout_s: Annotated[float, Range(1, 600)] = 10.0  # the longest one sentence may take (milliseconds are usual)
 
 
 class Backend(MtBackend):
@@ -84,7 +92,11 @@ class Backend(MtBackend):
             return ""
         try:
             return self._ask(text)
-        except OSError as exc:  # the pipeline died or hung: one restart, then this sentence fails
+        except TimeoutError as exc:  # the same sentence would hang a new pipeline too: the next one gets it
+            reason = self._reason(exc)
+            self._stop()
+            raise RuntimeError(f"Apertium {self.mode_file.stem} did not answer ({reason})") from None
+        except OSError as exc:  # the pipeline died: one restart, then this sentence fails
             log.warning("Apertium %s stopped (%s): starting it again", self.mode_file.stem, self._reason(exc))
             self._start()
             try:
@@ -100,10 +112,10 @@ class Backend(MtBackend):
         assert self.process is not None and self.process.stdin and self.process.stdout
         # A trailing newline ends the sentence for the tagger (as Apertium's own text deformatter
         # does): without it the final full stop is read as part of the last word.
-        self.process.stdin.write(_RESERVED.sub(r"\\\1", text).encode() + b"\n\0")
+        self.process.stdin.write(safe_for_stream(text).encode() + b"\n\0")
         self.process.stdin.flush()
         out = self._read_until_nul(self.process.stdout.fileno())
-        return _ESCAPED.sub(r"\1", out.decode("utf-8", errors="replace")).strip()
+        return out.decode("utf-8", errors="replace").translate(_FROM_PRIVATE).strip()
 
     def _read_until_nul(self, fd: int) -> bytes:
         out = b""
@@ -161,6 +173,11 @@ class Backend(MtBackend):
 
     def _package(self) -> str:
         return DEBIAN_PACKAGES.get(frozenset({self.src_lang, self.tgt_lang}), "apertium-<pair>")
+
+
+def safe_for_stream(text: str) -> str:
+    """``text`` as Apertium's stream format can carry it whole: no reserved character, no NUL."""
+    return _PRIVATE_USE.sub(" ", text).translate(_INTO_PRIVATE)
 
 
 def installed_modes(modes_dir: Path = MODES_DIR) -> list[str]:
