@@ -1,6 +1,7 @@
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,17 @@ def _model_cache(tmp_path_factory, monkeypatch):
     # The joined Whisper base model is cached once per test session, never in the user's home.
     monkeypatch.setenv("S3TVR_CACHE", str(tmp_path_factory.getbasetemp() / "s3tvr-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests never download
+
+
+# Test Ray clusters keep Ray's token authentication on, as users' do: Ray 2.60 listens on every
+# interface even for --node-ip-address=127.0.0.1, so the token is what keeps other machines out.
+RAY_TEST_TOKEN = secrets.token_hex(16)
+
+
+def ray_env() -> dict[str, str]:
+    """The environment of a test's Ray cluster and of every driver that joins it."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": RAY_TEST_TOKEN}
 
 
 def s3tvr_cmd() -> list[str]:

@@ -20,7 +20,7 @@ import soundfile as sf
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
 
-from conftest import DATA, REPO, WHISPER_INTO_ENGLISH, free_port, one_line_error, s3tvr, s3tvr_cmd
+from conftest import DATA, REPO, WHISPER_INTO_ENGLISH, free_port, one_line_error, ray_env, s3tvr, s3tvr_cmd
 
 pytestmark = pytest.mark.slow
 faster_whisper = pytest.importorskip("faster_whisper")
@@ -211,11 +211,6 @@ def _kill_leftovers(temp: str) -> None:
                 pass
 
 
-def ray_env() -> dict[str, str]:
-    # RAY_AUTH_MODE: Ray 2.60's token authentication off for a cluster on loopback that lives for one test
-    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-
-
 @pytest.fixture
 def cluster():
     c = Cluster(ray_env())
@@ -244,8 +239,9 @@ def kill_after_first_dub(cluster: Cluster, proc: subprocess.Popen, out: Path) ->
 
 
 def ray_dub(cluster: Cluster, clips: Path, out: Path, **popen) -> subprocess.Popen:
+    popen = {"env": cluster.env, **popen}
     return subprocess.Popen([*s3tvr_cmd(), "dub", str(clips), "-o", str(out), *DUB, "--ray", cluster.address],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def test_a_catalogue_across_two_ray_nodes(clips, tmp_path, cluster):
@@ -262,6 +258,12 @@ def test_a_catalogue_across_two_ray_nodes(clips, tmp_path, cluster):
     for worker in data["workers"]:
         assert worker["loads"] == {"vad": 1, "asr": 1, "tts": 1, "speaker encoder": 1}
     check_round_trip(clips, out)
+    # Ray's token authentication is on: a driver without the cluster's token is kept out.
+    tokenless = {k: v for k, v in cluster.env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    refused = ray_dub(cluster, clips, tmp_path / "refused", env=tokenless)
+    refused.wait(timeout=HANG_S)
+    one_line_error(subprocess.CompletedProcess(refused.args, refused.returncode, "", refused.stderr.read()),
+                   "cannot reach the Ray cluster", "token")
 
 
 def test_a_killed_ray_node_costs_only_its_file_and_a_rerun_finishes(clips, tmp_path, cluster):

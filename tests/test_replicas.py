@@ -19,9 +19,8 @@ import test_browser
 from s3tvr.audio.decode import load_audio
 from s3tvr.serve import client
 
-from conftest import HANG_S, free_port, one_line_error, s3tvr, s3tvr_cmd, serving
+from conftest import HANG_S, free_port, one_line_error, ray_env, s3tvr, s3tvr_cmd, serving
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = "fleurs-es-002.ogg"  # 9.7 s, one utterance (speech 2.1-9.0 s)
 
 pytestmark = pytest.mark.slow
@@ -35,8 +34,7 @@ def cluster(tmp_path_factory):
     machine), stopped by ending its process, never by ``ray stop`` (that would stop every cluster here)."""
     ray = pytest.importorskip("ray")
     port = free_port()
-    # Token authentication off: a cluster on loopback for this test alone (the README says how to keep it on).
-    env = {**os.environ, "PYTHONPATH": REPO, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env = ray_env()
     ports = ["--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
              "--min-worker-port", "0", "--max-worker-port", "0"]
     temp = f"/tmp/ray-s3tvr-{os.getpid()}"  # short: Ray's socket paths must fit in 107 bytes
@@ -53,7 +51,10 @@ def cluster(tmp_path_factory):
             time.sleep(0.2)
         address = f"127.0.0.1:{port}"
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("RAY_AUTH_MODE", "disabled")
+            for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+                patch.setenv(key, env[key])
+            from ray._raylet import Config  # Ray reads RAY_AUTH_MODE once per process: read it again, as ray.init does
+            Config.initialize("")
             ray.init(address=address, namespace="s3tvr", log_to_driver=False)
             yield address, env
     finally:

@@ -78,10 +78,14 @@ def _connect(ray: Any, address: str, workers: Optional[int], cpus_per_worker: fl
         if target:
             ray.init(address=target, **kwargs)
         else:  # a local cluster of this machine, as big as the workers asked for
+            # Ray's gRPC servers listen on every interface whatever the node address: its token
+            # authentication keeps other machines out, so it stays on even where RAY_AUTH_MODE says not.
+            os.environ["RAY_AUTH_MODE"] = "token"
             cpus = workers * cpus_per_worker if workers else None
             ray.init(num_cpus=cpus, include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SetupError(f"cannot reach the Ray cluster at {target}: {brief(exc)} (start one: ray start --head)") from None
+        raise SetupError(f"cannot reach the Ray cluster at {target}: {brief(exc)} (start one: ray start --head; one with "
+                         "token authentication needs its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
 
 
 def _size(ray: Any, workers: Optional[int], cpus_per_worker: float) -> tuple[int, float]:
