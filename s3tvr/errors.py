@@ -23,6 +23,12 @@ class SetupError(S3tvrError):
     exit_code = 3
 
 
+class DiskFull(SetupError):
+    """No room left for an output or a cache (a full disk, a used-up quota, a file too large for its
+    file system): the machine's state, not the input's nor a bug; the message names the path, the
+    space needed and where to free it."""
+
+
 class TranslationFailed(S3tvrError):
     """A run that ended by itself with every utterance failed: nothing was translated."""
 

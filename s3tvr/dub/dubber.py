@@ -339,7 +339,7 @@ class Dubber:
                 else:
                     p.translation = self._translation_of(original, p, context)
                     cache[p.source] = p.translation
-                    files.write_json(cache_path, cache)
+                    files.write_json(cache_path, cache, flag="--work-dir")
                 tick()
             if self.mt is not None:
                 context = context.then(p.source, p.translation, self.mt.context_sentences)
@@ -391,7 +391,7 @@ class Dubber:
             except Exception as exc:  # the longer take is still there: the phrase is fitted as it is
                 log.warning("phrase %d: no shorter translation (%s)", p.id, exc)
                 return audio
-            files.write_json(cache_path, cache)
+            files.write_json(cache_path, cache, flag="--work-dir")
         shorter = cache[p.translation]
         if not shorter or len(shorter.split()) >= len(p.translation.split()):
             return audio
@@ -430,7 +430,7 @@ class Dubber:
         if self.tts.sample_rate != out_rate:
             audio = soxr.resample(audio, self.tts.sample_rate, out_rate)
         path.parent.mkdir(exist_ok=True)
-        files.write_wav(path, audio.astype(np.float32), out_rate)
+        files.write_wav(path, audio.astype(np.float32), out_rate, flag="--work-dir")
         # Read back: Rubber Band turns the cache's 16-bit rounding into a different take, so this
         # run must stretch the very samples a rerun (--resume, another --background) reads.
         return sf.read(path, dtype="float32")[0], ""
@@ -465,7 +465,7 @@ class Dubber:
             if total < 1.0 and len(self.voices) <= 1:  # too little well-heard speech: the recording says more
                 parts = [original.speech16k[: int(30 * SAMPLE_RATE)]]
             path = self.work / (f"voice-{_safe(speaker)}.wav" if speaker else "voice.wav")
-            sf.write(path, np.concatenate(parts), SAMPLE_RATE)
+            files.write_wav(path, np.concatenate(parts), SAMPLE_RATE, flag="--work-dir")
             self.speaker_clips[speaker] = [path]
 
     def _place(self, original: media.Original, rendered: list[report.Rendered]) -> np.ndarray:

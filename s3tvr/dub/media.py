@@ -100,22 +100,31 @@ def check_output(path: Path, has_video: bool, video_codecs: tuple[str, ...] = ()
 
 
 def write(original: Original, audio: np.ndarray, path: Path, subtitles: Sequence[SubtitleTrack] = ()) -> None:
-    """Write the dub to ``path``: through a temporary file, renamed at the end. ``subtitles``: the
-    tracks a video output carries (an audio file has nowhere to put them)."""
-    tmp = files.partial_path(path, path.suffix)  # the muxer tells the container by the ending
+    """Write the dub to ``path`` whole or not at all (s3tvr.files.atomic_write: a full disk is a
+    one-line error and leaves nothing). ``subtitles``: the tracks a video output carries (an audio
+    file has nowhere to put them)."""
     suffix = path.suffix.lower()
-    try:
-        if suffix in AUDIO_OUTPUTS:
-            sf.write(tmp, audio.T, original.rate, format=AUDIO_OUTPUTS[suffix])
-        else:
-            _mux(original.path, tmp, audio, original.rate, suffix, subtitles)
-        tmp.replace(path)
+    try:  # the partial keeps the ending: the muxer tells the container by it
+        with files.atomic_write(path, path.suffix, size=_size(original, audio, suffix), flag="-o") as tmp:
+            if suffix in AUDIO_OUTPUTS:
+                files.write_sound(tmp, audio.T, original.rate, AUDIO_OUTPUTS[suffix])
+            else:
+                _mux(original.path, tmp, audio, original.rate, suffix, subtitles)
     except OSError as exc:  # checked before the work began, so something changed since: never reported as written
         raise InputError(f"cannot write {path}: {exc.strerror or exc}; the cached work in the work folder makes a rerun quick") from None
-    except av.FFmpegError as exc:  # an encoder or the muxer refused (e.g. a codec this container cannot hold)
+    except (av.FFmpegError, sf.LibsndfileError) as exc:  # an encoder or the muxer refused (e.g. a codec this container cannot hold)
         raise InputError(f"cannot write {path}: {brief(exc)}; the cached work in the work folder makes a rerun quick") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def _size(original: Original, audio: np.ndarray, suffix: str) -> int:
+    """About the size of the dub: the sound file's, or the original's size for a video (its video
+    copied as it is, an audio track much like the one it had)."""
+    if suffix in AUDIO_OUTPUTS:
+        return files.audio_bytes(audio.shape[1], audio.shape[0], AUDIO_OUTPUTS[suffix])
+    try:
+        return original.path.stat().st_size
+    except OSError:  # the original is gone since it was read: its audio, as a WAV
+        return files.audio_bytes(audio.shape[1], audio.shape[0])
 
 
 def _mux(src: Path, dst: Path, audio: np.ndarray, rate: int, suffix: str, subtitles: Sequence[SubtitleTrack]) -> None:

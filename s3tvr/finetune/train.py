@@ -263,12 +263,11 @@ def _export(trainer: Any, base: Path, dataset: Path, info: dict[str, Any], outpu
     checkpoint = best[-1] if best else sorted(run.glob("checkpoint_*.pth"), key=lambda p: p.stat().st_mtime)[-1]
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
     weights = {k[len("xtts."):]: v for k, v in state.items() if k.startswith("xtts.")}
-    tmp = output / ".model.pth.partial"
-    torch.save({"model": weights}, tmp)
-    tmp.replace(output / "model.pth")
+    with files.atomic_write(output / "model.pth", flag="-o") as tmp:
+        torch.save({"model": weights}, tmp)
     for name in ("config.json", "vocab.json", "speakers_xtts.pth"):
         if (base / name).is_file():
-            shutil.copyfile(base / name, output / name)
+            files.copy_file(base / name, output / name, flag="-o")
     voice = output / VOICE_DIR
     voice.mkdir(exist_ok=True)
     clear = sorted((c for c in info["clips"] if not c["reason"]), key=lambda c: -(c["confidence"] or 0))
@@ -276,7 +275,7 @@ def _export(trainer: Any, base: Path, dataset: Path, info: dict[str, Any], outpu
     for clip in clear:
         if total >= options.voice_s:
             break
-        shutil.copyfile(dataset / clip["file"], voice / Path(clip["file"]).name)
+        files.copy_file(dataset / clip["file"], voice / Path(clip["file"]).name, flag="-o")
         total += clip["end"] - clip["start"]
     summary = {"base": str(base), "dataset": str(dataset), "language": info["language"], "from_checkpoint": checkpoint.name,
                "steps": watch.done, "stopped": watch.stopped, "best_eval_loss": _avg_best(trainer),

@@ -168,6 +168,7 @@ class FileSink(Sink):
         self.file.check()
 
     def open(self) -> None:
+        self.file.expect_s = self.source.duration_s if self.timeline else 0.0  # for a full disk's message
         self.file.open(self.rate)
 
     def write(self, chunk: AudioChunk) -> None:

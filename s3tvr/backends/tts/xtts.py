@@ -269,9 +269,8 @@ class Voice:
         if self.cache_file is None:
             return
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = files.partial_path(self.cache_file)
-        torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
-        tmp.replace(self.cache_file)
+        with files.atomic_write(self.cache_file) as tmp:
+            torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
 
 
 
