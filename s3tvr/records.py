@@ -11,16 +11,21 @@ and the reports: it imports neither.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from s3tvr import files
-from s3tvr.errors import InputError
+from s3tvr.errors import DiskFull, InputError, brief
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the live path's message, only for from_utt's signature
     from s3tvr.live.messages import UttInfo
@@ -200,8 +205,9 @@ class Collector:
         self.keep = keep  # False for endless runs: memory stays flat, the log file has everything
         self.clock = clock or Clock()
         self.records: list[UtteranceRecord] = []
-        self._file: Optional[TextIO] = None
+        self._file: Optional[BinaryIO] = None
         self._lock = threading.Lock()
+        self.failed = ""  # why the log file stopped (a full disk), once it did
 
     def check(self) -> None:
         if self.path is not None:
@@ -213,17 +219,45 @@ class Collector:
             if self.keep:
                 self.records.append(rec)
             if self.path is not None:
-                if self._file is None:
-                    self._file = open(self.path, "a", encoding="utf-8")
-                self._file.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
-                self._file.flush()
+                self._append((json.dumps(rec.to_json(), ensure_ascii=False) + "\n").encode())
         return rec
 
+    def _append(self, line: bytes) -> None:
+        """One whole line or none: a line cut by a full disk is taken back, and the log stops there
+        (said once; the translation goes on, and the run's records keep the rest)."""
+        assert self.path is not None
+        start = None
+        try:
+            if self._file is None:
+                self._file = open(self.path, "ab")
+            start = self._file.tell()
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            cause = files.no_room(exc, self.path.parent) or brief(exc)
+            self.failed = f"cannot write the latency log {self.path}: {cause} (it holds the utterances before)"
+            log.error("%s; the translation goes on", self.failed)
+            self._give_up(start)
+
+    def _give_up(self, start: Optional[int]) -> None:
+        file, self._file, self.path = self._file, None, None
+        if file is None:
+            return
+        with contextlib.suppress(OSError):
+            if start is not None:
+                os.ftruncate(file.fileno(), start)  # the file's own call: the buffered one would flush first, and fail
+        with contextlib.suppress(OSError, ValueError):
+            file.close()  # its buffer's flush fails again: nothing more reaches the file
+
     def close(self) -> None:
+        """Close the log; one that stopped early is raised (once the rest is closed, the run's
+        caller makes it the exit): a log that misses utterances must not pass as whole."""
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            if self.failed:
+                raise DiskFull(f"{self.failed}: free space there, or give --log on another disk")
 
 
 def read_log(path: str | Path) -> list[UtteranceRecord]:

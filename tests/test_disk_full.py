@@ -96,6 +96,18 @@ def test_run_output_on_a_full_disk(full):
     assert hashlib.sha1(out.read_bytes()).hexdigest() == before  # the earlier output whole
 
 
+def test_run_log_on_a_full_disk_keeps_whole_lines_and_the_translation(full, tmp_path):
+    with open(full / "filler", "ab") as filler:  # not a page left for the first record
+        filler.write(b"\0" * FREE)
+    log, out = full / "run.jsonl", tmp_path / "o.wav"
+    proc = s3tvr("run", "en", "--config", "fake", "--fast", "--input", CLIP, "--output", out, "--log", log, timeout=HANG_S)
+    assert proc.returncode == 3, proc.stderr
+    one_line_error(proc, f"cannot write the latency log {log}: the disk is full", "--log on another disk")
+    assert sf.info(out).duration > 1  # the translation was written whole
+    text = log.read_text() if log.exists() else ""
+    assert text == "" or text.endswith("\n") and all(json.loads(line) for line in text.splitlines())  # whole lines only
+
+
 def test_run_output_over_the_file_size_limit(tmp_path):
     """EFBIG, met for real: the file size limit (ulimit -f) of the process below the output's size."""
     import resource
