@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -35,10 +36,78 @@ WATCH_S = 0.25  # how often a connection's unread audio is looked at
 # A client sends audio all the time, silence included: one that goes quiet holds a session (of
 # --max-sessions) that others could use. After "end" it only waits, so then there is no limit.
 IDLE_S = 30.0
+MAX_TEXT = 1000  # characters a client's text frame may have: its one control message needs 15
+END = '{"type": "end"}'
 
 
 class _Gone(Exception):
     """The client went away: nothing more can be said to it."""
+
+
+def control_message(text: str) -> dict:
+    """A client's text frame as the control message it must be, ``{"type": "end"}``, or a
+    :class:`Refusal` saying what is wrong: 1009 over MAX_TEXT characters; 1007 no JSON, or JSON
+    a control message never is (nested, NaN or Infinity, a number beyond a float's range, a key
+    twice); 1003 JSON that is not the one message a client sends. The nesting is measured before
+    the parser sees it, so no frame can make it recurse."""
+    if len(text) > MAX_TEXT:
+        raise Refusal(1009, f"a text frame of {len(text)} characters: a control message ({END}) has at most {MAX_TEXT}")
+    depth = nesting(text)
+    if depth > 1:
+        raise Refusal(1007, f"a text frame nested {depth} deep: a control message is a flat JSON object, {END}")
+    try:
+        message = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        why = exc.args[0] if isinstance(exc, _NotControl) else "not JSON"
+        raise Refusal(1007, f"a text frame that is {why}: the only one a client sends is {END}") from None
+    if message != {"type": "end"}:
+        raise Refusal(1003, f"unsupported text frame: the only one a client sends is {END}")
+    return message
+
+
+class _NotControl(ValueError):
+    """JSON that no control message is (the reason in words)."""
+
+
+def _no_constant(name: str) -> None:
+    raise _NotControl(f"{name}, which is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotControl("a number beyond a float's range")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    message = dict(pairs)
+    if len(message) < len(pairs):
+        raise _NotControl("an object with a key twice")
+    return message
+
+
+def nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest (0: none), brackets in strings not
+    counted; a linear scan, whatever the text."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def close_reason(reason: str) -> str:
@@ -155,6 +224,9 @@ class Connection:
             refusal = exc
         except _Gone:
             log.info("session %s: the client left", self.id)
+        except Exception as exc:  # a bug: this client is told, the server goes on
+            log.error("session %s: closed by an internal error", self.id, exc_info=exc)
+            refusal = Refusal(1011, f"internal error: {brief(exc)}")
         finally:
             session.cancel()
             self.sink.cancel()
@@ -254,12 +326,7 @@ class Connection:
             await asyncio.sleep(0.02)
 
     def _text(self, text: str) -> None:
-        try:
-            message = json.loads(text) if len(text) < 1000 else None
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or message.get("type") != "end":
-            raise Refusal(1003, 'unsupported text frame: the only one a client sends is {"type": "end"}')
+        control_message(text)  # {"type": "end"}, the only one there is, or a Refusal
         if not self.ended:
             self.ended = True
             self.source.end()
