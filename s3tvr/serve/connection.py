@@ -300,10 +300,13 @@ class Connection:
     # -- the event loop's tasks --------------------------------------------------------------
 
     async def _receive(self) -> None:
-        """The client's frames into the source until it leaves (returns) or breaks a rule (Refusal)."""
+        """The client's frames into the source until it leaves (returns) or breaks a rule (Refusal).
+        Only audio keeps it from being idle: no other frame resets the clock."""
+        heard_at = time.monotonic()
         while True:
+            timeout = None if self.ended else max(0.0, heard_at + IDLE_S - time.monotonic())
             try:
-                message = await asyncio.wait_for(self.ws.receive(), None if self.ended else IDLE_S)
+                message = await asyncio.wait_for(self.ws.receive(), timeout)
             except asyncio.TimeoutError:
                 raise Refusal(1008, f"nothing received for {IDLE_S:g} s: send audio (silence too) at real-time pace, "
                                     "and end with {\"type\": \"end\"}") from None
@@ -312,16 +315,18 @@ class Connection:
             data, text = message.get("bytes"), message.get("text")
             if data is not None:
                 await self._audio(data)
+                heard_at = time.monotonic()
             elif text is not None:
                 self._text(text)
 
     async def _audio(self, data: bytes) -> None:
         if len(data) > MAX_FRAME:
             raise Refusal(1009, f"a frame of {len(data)} bytes: at most {MAX_FRAME} (1 MiB) per frame")
+        if not data:
+            raise Refusal(1007, "an empty binary frame: each one carries audio, PCM s16le (2 bytes a sample)")
         if len(data) % 2:
             raise Refusal(1007, f"PCM s16le has 2 bytes per sample, but this frame has {len(data)} bytes")
-        if self.ended:
-            return  # after end: nothing more is heard
+        # After end nothing more is heard, but each frame is still counted against --max-ahead.
         while not self.source.push(data):  # the feeder is behind: stop reading until it catches up
             await asyncio.sleep(0.02)
 
