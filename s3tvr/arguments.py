@@ -331,8 +331,9 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     srv.add_argument("--from", dest="src", default="es", choices=LANGUAGES, metavar="LANG",
                      help="the models' source language (default es); sessions may ask for other pairs they make")
     srv.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the models' target language (default: es for en, en otherwise)")
-    srv.add_argument("--token", default=os.environ.get("S3TVR_TOKEN") or None, metavar="TOKEN",
-                     help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it)")
+    srv.add_argument("--token", metavar="TOKEN",
+                     help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it; "
+                          "an empty one is refused)")
     srv.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
                      help="let web pages of another site use the server (repeatable): an exact origin such as "
                           "https://app.example:8443 (behind a proxy: the public one), or * for any page on the web "

@@ -235,6 +235,25 @@ def test_two_servers_in_one_process_keep_their_own_metrics(local):
 # -- the command line ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("token", ["", " ", "\t\n"])
+def test_an_empty_token_is_refused_not_served_without_one(token):
+    with pytest.raises(InputError, match="--token is empty"):
+        ServeOptions(token=token)
+    env = {**os.environ}
+    env.pop("S3TVR_TOKEN", None)
+    one_line_error(s3tvr("serve", "--config", "fake", "--port", free_port(), "--token", token, env=env), "--token is empty")
+    one_line_error(s3tvr("serve", "--config", "fake", "--port", free_port(), env={**env, "S3TVR_TOKEN": token}),
+                   "S3TVR_TOKEN is empty")
+
+
+def test_a_token_with_spaces_around_it_is_refused():
+    # An Authorization header's value is stripped: a client could never present it.
+    with pytest.raises(InputError, match="whitespace"):
+        ServeOptions(token=" s3cret")
+    assert ServeOptions(token="s3 cret").token == "s3 cret"
+
+
+
 def test_serve_command_takes_allow_origin_and_answers_the_probes(tmp_path):
     port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ}
