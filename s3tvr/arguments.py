@@ -336,7 +336,8 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                           "an empty one is refused)")
     srv.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
                      help="let web pages of another site use the server (repeatable): an exact origin such as "
-                          "https://app.example:8443 (behind a proxy: the public one), or * for any page on the web "
+                          "https://app.example:8443 (behind a proxy: the public one); null for pages with no origin "
+                          "(file:// pages, sandboxed iframes: any site can make one); or * for any page on the web "
                           "(dangerous: any site the user visits could drive it). The server's own pages, and clients "
                           "that send no Origin (s3tvr client, scripts), are always let in")
     _number(srv, "--max-sessions", ServeOptions, "max_sessions", metavar="N", help="sessions at once; more are refused until one ends")

@@ -147,11 +147,37 @@ def test_allow_origin_star_lets_any_page_in():
         anyone.stop()
 
 
-@pytest.mark.parametrize("origin", ["app.example", "https://app.example/", "ftp://app.example", "https://app.example:port", "null"])
+def test_allow_origin_null_lets_pages_without_an_origin_in_as_the_refusal_says(local):
+    # A file:// page or a sandboxed iframe sends "Origin: null": refused, with a hint the server takes.
+    got = session(local.port, "null")
+    refused(got, 1008, "Origin: null", "--allow-origin null")
+    assert ServeOptions(allow_origins=("null",)).allow_origins == ("null",)
+    nulls = Running(allow_origins=("null",))
+    try:
+        served(session(nulls.port, "null"))
+        refused(session(nulls.port, EVIL), 1008, EVIL)  # null is not *
+    finally:
+        nulls.stop()
+
+
+@pytest.mark.parametrize("origin", ["null", EVIL, "http://127.0.0.1.evil.example:8080", "chrome-extension://abcdefghijklmnop",
+                                    "https://" + "a" * 60 + ".example", "http://[::1", "ftp://files.example", "x" * 200])
+def test_every_origin_refusal_suggests_a_value_the_server_takes(local, origin):
+    got = session(local.port, origin)
+    refused(got, 1008)
+    words = got.reason.split()
+    if "--allow-origin" in words:
+        value = words[words.index("--allow-origin") + 1].strip("'")
+        if value != "THEIR-ORIGIN":
+            ServeOptions(allow_origins=(value,))  # accepted: the hint is true
+            assert value in (origin, "*"), (origin, got.reason)
+
+
+@pytest.mark.parametrize("origin", ["app.example", "https://app.example/", "ftp://app.example", "https://app.example:port", "nul"])
 def test_allow_origin_takes_only_origins(origin):
     with pytest.raises(InputError, match="--allow-origin"):
         ServeOptions(allow_origins=(origin,))
-    assert ServeOptions(allow_origins=("https://app.example:8443", "*")).allow_origins == ("https://app.example:8443", "*")
+    assert ServeOptions(allow_origins=("https://app.example:8443", "*", "null")).allow_origins == ("https://app.example:8443", "*", "null")
 
 
 # -- health, readiness, metrics ------------------------------------------------------------------

@@ -17,6 +17,9 @@ from s3tvr.bounds import Range
 from s3tvr.errors import InputError
 
 ANY_ORIGIN = "*"
+# The Origin of a page that has none of its own: a file:// page, a sandboxed iframe, a data: URL.
+# Any site can make one (a sandboxed iframe of its own page), so allowing it is nearly allowing "*".
+NULL_ORIGIN = "null"
 
 
 @dataclass
@@ -30,7 +33,8 @@ class ServeOptions:
     max_unread_s: Annotated[float, Range(1, 3600)] = 30.0  # translated audio a client leaves unread before it is dropped (1008)
     voice: tuple[str, ...] = ()  # recordings every session's voice-cloning TTS speaks with (none: learned per session)
     # Web pages of other sites whose WebSockets are served (the server's own pages always are): exact
-    # origins such as https://app.example:8443, or "*": any page on the web (dangerous).
+    # origins such as https://app.example:8443, "null": pages with no origin (file://, sandboxed
+    # iframes, which any site can make), or "*": any page on the web (dangerous).
     allow_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -66,9 +70,10 @@ def origin_key(origin: str) -> Optional[tuple[str, str, int]]:
 
 def origin_problem(origin: str) -> str:
     """What makes ``origin`` no value for --allow-origin ("" if nothing)."""
-    if origin == ANY_ORIGIN or origin_key(origin) is not None:
+    if origin in (ANY_ORIGIN, NULL_ORIGIN) or origin_key(origin) is not None:
         return ""
-    return "give a web page's origin, scheme://host[:port] with no path (e.g. https://app.example:8443), or * for any"
+    return ("give a web page's origin, scheme://host[:port] with no path (e.g. https://app.example:8443), "
+            "null for pages with none (file://, sandboxed), or * for any")
 
 
 def token_problem(token: str) -> str:

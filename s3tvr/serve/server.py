@@ -25,7 +25,7 @@ from s3tvr import files
 from s3tvr.errors import InputError
 from s3tvr.live.engine import Engine
 from s3tvr.records import UtteranceRecord
-from s3tvr.serve import ANY_ORIGIN, ServeOptions, origin_key
+from s3tvr.serve import ANY_ORIGIN, NULL_ORIGIN, ServeOptions, origin_key, origin_problem
 from s3tvr.serve.connection import MAX_FRAME, Connection
 from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics
 from s3tvr.serve.transport import Refusal
@@ -56,7 +56,8 @@ class Gate:
     def __init__(self, options: ServeOptions):
         self.token = options.token or None
         self.allow_any_origin = ANY_ORIGIN in options.allow_origins
-        self.allow_origins = {origin_key(o) for o in options.allow_origins if o != ANY_ORIGIN}
+        self.allow_null_origin = NULL_ORIGIN in options.allow_origins
+        self.allow_origins = {origin_key(o) for o in options.allow_origins if o not in (ANY_ORIGIN, NULL_ORIGIN)}
 
     def check_origin(self, ws: WebSocket) -> None:
         """A browser names the page that opens a WebSocket in ``Origin``, and lets any page open
@@ -66,11 +67,23 @@ class Gate:
         origin = ws.headers.get("origin")
         if origin is None or self.allow_any_origin:
             return
+        if origin == NULL_ORIGIN:
+            if self.allow_null_origin:
+                return
+            raise Refusal(1008, "pages with no origin (Origin: null: file://, sandboxed iframes) may not use this server; "
+                                "to allow them: --allow-origin null")
         key = origin_key(origin)
         if key is not None and (key in self.allow_origins or self.same_origin(key, ws)):
             return
-        shown = origin[:48]  # a reason fits a close frame (123 bytes)
-        raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: s3tvr serve --allow-origin {shown}")
+        # The hint names a value --allow-origin takes, whole: the reason fits a close frame (123 bytes).
+        nameable = not origin_problem(origin)
+        hint = f"pages of other sites may not use this server; to allow these: --allow-origin {origin}"
+        if nameable and len(hint.encode()) <= 123:
+            raise Refusal(1008, hint)
+        shown = origin if len(origin) <= 40 else origin[:40] + "..."
+        if nameable:
+            raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: --allow-origin THEIR-ORIGIN")
+        raise Refusal(1008, f"pages of {shown} may not use this server; only --allow-origin '*' would let them in")
 
     def same_origin(self, key: tuple[str, str, int], ws: WebSocket) -> bool:
         """Is the page one of this server's own, at the address the client asked for? A page of any
@@ -244,6 +257,9 @@ def serve(engine: Engine, options: Optional[ServeOptions] = None) -> None:
     if ANY_ORIGIN in options.allow_origins:
         log.warning("--allow-origin *: any web page a visitor of it opens may use this server%s",
                     "" if options.token else " (it has no token: set --token)")
+    elif NULL_ORIGIN in options.allow_origins:
+        log.warning("--allow-origin null: pages with no origin may use this server, and any site can make one (a sandboxed "
+                    "iframe)%s", "" if options.token else ": set --token")
     if options.log_dir:
         files.check_output(options.log_dir, "--log-dir", folder=True)
     sock = bind(host, options.port)  # before the models load: a busy port shows at once; clients are accepted once loaded
