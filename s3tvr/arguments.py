@@ -340,6 +340,9 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                           "(file:// pages, sandboxed iframes: any site can make one); or * for any page on the web "
                           "(dangerous: any site the user visits could drive it). The server's own pages, and clients "
                           "that send no Origin (s3tvr client, scripts), are always let in")
+    srv.add_argument("--share-voices", action="store_true",
+                     help="let clients speak in voices saved by other owners (?speaker=NAME): each voice belongs to the "
+                          "token, or the local user, that saved it; shared ones are used as saved, never learned further")
     _number(srv, "--max-sessions", ServeOptions, "max_sessions", metavar="N", help="sessions at once; more are refused until one ends")
     srv.add_argument("--log-dir", metavar="DIR", help="write each session's latency log to DIR/SESSION.jsonl")
     _number(srv, "--max-ahead", ServeOptions, "max_ahead_s", metavar="S", help="seconds a client may send ahead of real time")

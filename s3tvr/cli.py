@@ -156,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load_config(args, args.src, target)
     options = ServeOptions(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions, log_dir=args.log_dir,
                            max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),
-                           allow_origins=tuple(args.allow_origins))
+                           allow_origins=tuple(args.allow_origins), share_voices=args.share_voices)
     if not args.ray and (args.replicas is not None or args.replica_gpus is not None):
         raise InputError("--replicas and --replica-gpus are for a Ray cluster: add --ray ADDRESS (auto: the one on this machine)")
     if args.ray:  # replicas on a cluster: this process loads no model

@@ -36,6 +36,8 @@ class ServeOptions:
     # origins such as https://app.example:8443, "null": pages with no origin (file://, sandboxed
     # iframes, which any site can make), or "*": any page on the web (dangerous).
     allow_origins: tuple[str, ...] = ()
+    # Clients may speak in voices other owners saved (by speaker name): used as saved, never extended.
+    share_voices: bool = False
 
     def __post_init__(self) -> None:
         bounds.check(self)

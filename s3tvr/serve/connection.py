@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
 from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
@@ -171,6 +172,8 @@ class Connection:
         try:
             return server.session(self.id, source=self.source, sink=self.sink, on_record=self._record, speaker=speaker,
                                   src_lang=src, tgt_lang=tgt)
+        except VoiceNotYours as exc:
+            raise Refusal(1008, str(exc)) from None
         except InputError as exc:
             raise Refusal(4400, str(exc)) from None
         except S3tvrError as exc:
@@ -240,6 +243,8 @@ class Connection:
     def _result(self, done: asyncio.Future) -> Any:
         try:
             return done.result()
+        except VoiceNotYours as exc:  # another owner claimed the name between the check and the voice
+            raise Refusal(1008, str(exc)) from None
         except S3tvrError as exc:
             raise Refusal(1011, f"the session failed: {exc}") from None
         except Exception as exc:

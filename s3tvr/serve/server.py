@@ -7,6 +7,7 @@ in (origin, token, query, room), the app, and uvicorn around it.
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -123,6 +124,8 @@ class Server:
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
         self.gate = Gate(options)
         self.metrics = ServeMetrics(active=lambda: self.active)
+        # Whom its clients' voices (speaker=NAME) belong to: they are told apart by token only.
+        self.voice_owner = token_owner(options.token) if options.token else ANONYMOUS
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
@@ -184,7 +187,8 @@ class Server:
         """An admitted connection's session (``kwargs``: Session's), with the server's log folder
         and voice; counted as served once it is made."""
         log_path = self.log_dir / f"{id}.jsonl" if self.log_dir else None
-        session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, **kwargs)
+        session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, voice_owner=self.voice_owner,
+                                      share_voices=self.options.share_voices, **kwargs)
         self.served += 1
         self.metrics.sessions.inc()
         return session
@@ -230,6 +234,16 @@ class Server:
     def check_room(self) -> None:
         if self.active >= self.max_sessions:
             raise Refusal(1013, f"the server is busy: it already holds {self.max_sessions} sessions (--max-sessions); try again later")
+
+
+ANONYMOUS = "anonymous"  # the voice owner of a server's clients when it has no token: nobody told apart
+
+
+def token_owner(token: str) -> str:
+    """The voice owner of a token's clients: a slow salted hash, so that a voice's owner record
+    (TtsBackend.new_voice) neither holds the token nor lets it be guessed quickly."""
+    digest = hashlib.pbkdf2_hmac("sha256", token.encode(), b"s3tvr voice owner", 200_000)
+    return f"token:{digest.hex()[:32]}"
 
 
 def request_origin(ws: WebSocket) -> Optional[tuple[str, str, int]]:
