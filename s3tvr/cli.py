@@ -143,14 +143,20 @@ def _run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from s3tvr.live.engine import Engine
-    from s3tvr.serve import ServeOptions
+    from s3tvr.serve import ServeOptions, token_problem
     from s3tvr.serve.server import serve
 
+    token, given = args.token, "--token"
+    if token is None:
+        token, given = os.environ.get("S3TVR_TOKEN"), "S3TVR_TOKEN"
+    problem = token_problem(token) if token is not None else ""
+    if problem:  # an empty one would serve anyone who reaches the port, without a word
+        raise InputError(f"{given} {problem}")
     target = args.to or ("es" if args.src == "en" else "en")
     config = _load_config(args, args.src, target)
-    options = ServeOptions(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions, log_dir=args.log_dir,
+    options = ServeOptions(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions, log_dir=args.log_dir,
                            max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),
-                           allow_origins=tuple(args.allow_origins))
+                           allow_origins=tuple(args.allow_origins), share_voices=args.share_voices)
     if not args.ray and (args.replicas is not None or args.replica_gpus is not None):
         raise InputError("--replicas and --replica-gpus are for a Ray cluster: add --ray ADDRESS (auto: the one on this machine)")
     if args.ray:  # replicas on a cluster: this process loads no model
