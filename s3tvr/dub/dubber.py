@@ -34,7 +34,7 @@ from s3tvr.backends.kinds import MtContext, Word, voice_clips
 from s3tvr.backends.language_id import detect_language
 from s3tvr.bounds import Range
 from s3tvr.config import Config
-from s3tvr.dub import media, mix, report, subtitles, voices
+from s3tvr.dub import media, mix, report, segments, subtitles, voices
 from s3tvr.dub.diarize import Diarization, Turn, diarize
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
@@ -114,6 +114,7 @@ class Dubber:
         self.cloned: dict[str, Any] = {}  # a cloning TTS's voice per speaker, made when it first speaks
         self.voices: dict[str, str] = {}  # speaker -> voice (s3tvr.dub.voices)
         self.speaker_report: dict[str, Any] = {}
+        self.edited: Optional[segments.Edited] = None  # with --resume: the segments file as the user left it
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -122,7 +123,9 @@ class Dubber:
         only = self.options.subtitles_only  # no media written: OUTPUT only names the sidecars
         media.check_output(self.output, original.has_video or only, () if only else original.video_codecs)
         files.check_output(self.work, "--work-dir", folder=True)
-        self.known = voices.read_known(self.options.speakers_file)  # a broken file refused before any work
+        # the files a user edits, refused before any model loads or anything is written
+        self.known = voices.read_known(self.options.speakers_file)
+        self.edited = self._read_segments(original.duration) if self.options.resume else None
         self.background = self._background_mode() if not only else None
         regions = None
         if self.config.src_lang == "auto":  # the language of the speech, once there is sure to be some
@@ -140,6 +143,11 @@ class Dubber:
         finally:
             if self.engines is None:
                 self.engine.cleanup()
+
+    def _read_segments(self, duration: float) -> segments.Edited:
+        if not self.segments_path.is_file():
+            raise InputError(f"--resume needs {self.segments_path}: run the same dub without --resume first")
+        return segments.read(self.segments_path, duration)
 
     def _engine(self, kinds: tuple[str, ...]) -> Engine:
         """This dub's engine, or the catalogue's for the same settings (the source language as detected)."""
@@ -207,8 +215,8 @@ class Dubber:
         return DubResult(self.output, sync, written + [self.report_path])
 
     def _write_segments(self, phrases: list[Phrase]) -> None:
-        files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
-                                              "voices": self.voices, "phrases": [p.to_json() for p in phrases]})
+        files.write_json(self.segments_path, segments.to_json(self.input, self.config.src_lang, self.config.tgt_lang,
+                                                              self.voices, phrases))
 
     def _background_mode(self) -> str:
         """keep or duck: as asked, else keep where the separator is installed (said when it is not)."""
@@ -265,7 +273,8 @@ class Dubber:
         found = self._diarization(original, regions)
         known = self.known
         names = voices.names_for(found.centroids, known)
-        phrases = group_words(words, self.options.max_phrase_s, speaker_at=lambda t: names[found.speaker_at(t)])
+        phrases = group_words(words, self.options.max_phrase_s, speaker_at=lambda t: names[found.speaker_at(t)],
+                              total=original.duration)
         talk = sorted(range(found.speakers), key=lambda i: -found.seconds[i])
         self.voices = self._give_voices([names[i] for i in talk], {n: k["voice"] for n, k in known.items()})
         voices.remember(self.options.speakers_file, known, names, found.centroids, found.seconds, self.voices)
@@ -307,21 +316,10 @@ class Dubber:
         return found
 
     def _edited_phrases(self) -> list[Phrase]:
-        if not self.segments_path.is_file():
-            raise InputError(f"--resume needs {self.segments_path}: run the same dub without --resume first")
-        try:
-            data = json.loads(self.segments_path.read_text(encoding="utf-8"))
-            phrases = [Phrase(int(p["id"]), float(p["start"]), float(p["end"]), str(p["source"]), str(p["translation"]),
-                              speaker=str(p.get("speaker") or ""), shortened=str(p.get("longer") or "")) for p in data["phrases"]]
-            given = {str(k): str(v or "") for k, v in (data.get("voices") or {}).items()}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{self.segments_path} is not a segments file ({exc.__class__.__name__}: {exc}): "
-                             "fix the edit or delete the file and dub again") from None
-        for a, b in zip(phrases, phrases[1:]):
-            if b.start < a.end or a.end <= a.start:
-                raise InputError(f"{self.segments_path}: phrase {b.id} overlaps phrase {a.id} or is empty: fix its times")
+        """The phrases of the segments file, read and checked before the models were built."""
+        phrases = self.edited.phrases
         speakers = list(dict.fromkeys(p.speaker for p in phrases))
-        self.voices = self._give_voices(speakers, given)
+        self.voices = self._give_voices(speakers, self.edited.voices)
         self.speaker_report = {"found": len(speakers), "asked": None, "from": "segments file"}
         return phrases
 

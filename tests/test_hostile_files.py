@@ -1,0 +1,238 @@
+"""Nothing a clumsy or hostile input can break (issue 34), for s3tvr dub: the files a user edits
+(the segments file, the speakers file). Each is refused in one line naming the file, the field
+and the fix (exit 2), before any model loads and before anything is written; the validators are
+fuzzed with Hypothesis (derandomized: the same examples on every run)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from s3tvr import edited_json
+from s3tvr.dub import segments, subtitles, voices
+from s3tvr.dub.fit import Slot, plan
+from s3tvr.errors import InputError
+
+from conftest import DATA, one_line_error, s3tvr
+
+AUDIO = DATA / "fleurs-es-002.ogg"  # 9.72 s of Spanish speech
+DURATION = 9.72
+DUB = ("--from", "es", "--to", "en")
+FUZZ = settings(derandomize=True, max_examples=200, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def valid_segments() -> dict[str, Any]:
+    """A segments file as s3tvr dub writes it for AUDIO."""
+    return {"input": str(AUDIO), "from": "es", "to": "en", "voices": {"S1": ""},
+            "phrases": [{"id": 0, "start": 0.52, "end": 4.1, "speaker": "S1", "source": "Hola, me llamo Ana.",
+                         "translation": "Hello, my name is Ana."},
+                        {"id": 1, "start": 4.6, "end": 9.3, "speaker": "S1", "source": "Vivo en Madrid.",
+                         "translation": "I live in Madrid."}]}
+
+
+def valid_speakers() -> dict[str, Any]:
+    unit = np.full(voices.PRINT, 1 / math.sqrt(voices.PRINT)).round(5).tolist()
+    return {"speakers": {"Ana": {"voice": "", "seconds": 12.5, "print": unit}}}
+
+
+def edited(change: Callable[[dict], Any]) -> bytes:
+    data = valid_segments()
+    change(data)
+    return json.dumps(data).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b'{"phrases": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def written(folder: Path) -> set[str]:
+    """Everything in ``folder`` (hidden partial files too)."""
+    return {p.name for p in folder.iterdir()}
+
+
+# -- the segments file, through the command --------------------------------------------------------
+
+EDITS = {
+    "negative start": (edited(lambda d: d["phrases"][0].update(start=-0.5)), ["phrases[0].start", "between 0"]),
+    "last end before its start": (edited(lambda d: d["phrases"][1].update(end=4.6)), ["phrases[1].end", "after start"]),
+    "NaN": (json.dumps(valid_segments()).replace("4.1", "NaN").encode(), ["phrases[0].end", "finite number, not NaN"]),
+    "Infinity": (json.dumps(valid_segments()).replace("9.3", "Infinity").encode(), ["phrases[1].end", "Infinity"]),
+    "1e999": (json.dumps(valid_segments()).replace("9.3", "1e999").encode(), ["phrases[1].end", "finite"]),
+    "voices as a list": (edited(lambda d: d.update(voices=["joe"])), ["voices", "must be an object"]),
+    "nested a million deep": (nested(1_000_000), ["nested more than 16 deep"]),
+    "past the input's end": (edited(lambda d: d["phrases"][1].update(start=10.0, end=12.0)),
+                             ["phrases[1].end", "phrase 1", "past the end of the input (9.72 s long)", "move it inside"]),
+    "115 KB for a 2 s slot": (edited(lambda d: d["phrases"][0].update(translation="la " * 38_000)),
+                              ["phrases[0].translation", "114000 characters"]),
+    "cannot fit its slot": (edited(lambda d: d["phrases"][0].update(translation="word " * 60)),
+                            ["phrases[0].translation", "could not be spoken in phrase 0's", "shorten it"]),
+    "a misspelt key": (edited(lambda d: d["phrases"][0].update(translaton="Hi")), ['unknown key "translaton"']),
+    "not JSON": (b'{"phrases": [', ["not JSON (line 1"]),
+}
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_an_edited_segments_file_is_refused_in_one_line_before_any_work(tmp_path, name):
+    data, words = EDITS[name]
+    (tmp_path / "talk.en.segments.json").write_bytes(data)
+    proc = s3tvr("dub", AUDIO, *DUB, "-o", tmp_path / "talk.en.wav", "--resume")
+    one_line_error(proc, "talk.en.segments.json:", *words)
+    assert proc.returncode == 2
+    assert written(tmp_path) == {"talk.en.segments.json"}  # no work folder, no output, no partial file
+
+
+def test_an_edited_segments_file_read_as_the_dubber_reads_it():
+    edit = segments.parse(json.dumps(valid_segments()).encode(), "talk.en.segments.json", DURATION)
+    assert [(p.id, p.start, p.end, p.speaker, p.translation) for p in edit.phrases] == [
+        (0, 0.52, 4.1, "S1", "Hello, my name is Ana."), (1, 4.6, 9.3, "S1", "I live in Madrid.")]
+    assert edit.voices == {"S1": ""}
+    # null where a voice or a speaker goes is none; a phrase may end within the file's rounding of the end
+    data = valid_segments()
+    data["voices"]["S1"], data["phrases"][1]["speaker"], data["phrases"][1]["end"] = None, None, DURATION + 0.005
+    edit = segments.parse(json.dumps(data).encode(), "s.json", DURATION)
+    assert edit.voices == {"S1": ""} and edit.phrases[1].speaker == ""
+    # the phrases a dub groups from words end within the input, so its own file is never refused
+    from s3tvr.backends.kinds import Word
+    from s3tvr.dub.phrases import group_words
+
+    grouped = group_words([Word("Hola.", 0.5, 1.0), Word("Sí.", DURATION - 0.05, DURATION - 0.04)], total=DURATION)
+    assert grouped[-1].end <= DURATION
+    segments.parse(json.dumps(segments.to_json(AUDIO, "es", "en", {}, grouped)).encode(), "s.json", DURATION)
+
+
+# -- the speakers file -----------------------------------------------------------------------------
+
+def test_a_broken_speakers_file_is_refused_in_one_line_before_any_work(tmp_path):
+    out = tmp_path / "talk.en.wav"
+    speakers = tmp_path / "show.speakers.json"
+    for data, words in ((b'{"speakers": ' + b"[" * 100_000, ["nested more than 16 deep"]),
+                        (json.dumps(valid_speakers()).replace("12.5", "NaN").encode(), ["speakers.Ana.seconds", "NaN"]),
+                        (json.dumps({"speakers": {"Ana": {"print": [0.1] * 3}}}).encode(), ["speakers.Ana.print", "exactly 256"]),
+                        (json.dumps({"speakers": ["Ana"]}).encode(), ["speakers", "must be an object"])):
+        speakers.write_bytes(data)
+        one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--speakers-file", speakers), "show.speakers.json:", *words)
+        assert written(tmp_path) == {"show.speakers.json"}
+
+
+# -- the validators, fuzzed --------------------------------------------------------------------------
+
+def refused_in_one_line(exc: InputError, name: str) -> None:
+    message = str(exc)
+    assert message.splitlines() == [message] and message.startswith(f"{name}: "), message
+
+
+def dubbable(edit: segments.Edited) -> None:
+    """What the dubber does with the phrases it read, short of the models: fit, subtitle, write back."""
+    plan([Slot(p.start, p.end) for p in edit.phrases], [p.duration * 1.5 for p in edit.phrases], total=DURATION)
+    for fmt in ("srt", "vtt"):
+        subtitles.render([(p.start, p.end, p.translation, p.speaker) for p in edit.phrases], fmt)
+    again = json.dumps(segments.to_json(AUDIO, "es", "en", edit.voices, edit.phrases), ensure_ascii=False).encode()
+    assert [p.to_json() for p in segments.parse(again, "s.json", DURATION).phrases] == [p.to_json() for p in edit.phrases]
+
+
+def check_segments(data: bytes) -> None:
+    try:
+        edit = segments.parse(data, "talk.en.segments.json", DURATION)
+    except InputError as exc:
+        refused_in_one_line(exc, "talk.en.segments.json")
+        return
+    dubbable(edit)
+
+
+def check_speakers(data: bytes) -> None:
+    try:
+        known = voices.parse_known(data, "show.speakers.json")
+    except InputError as exc:
+        refused_in_one_line(exc, "show.speakers.json")
+        return
+    voices.names_for(np.eye(2, voices.PRINT, dtype=np.float32), known)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=30)
+# what a clumsy or hostile edit puts where a value was
+ODD = st.sampled_from([math.nan, math.inf, -math.inf, -1, -1e-9, 0, 1e308, 10**40, 10**400, True, None, "", "x" * 200_000,
+                       "\x00", "\ud800", "a\u2028b", [], {}, [1.0] * 256, {"a": 1}, 3.0, "1.5", 2**63])
+
+
+@FUZZ
+@given(JSON)
+def test_any_json_is_read_or_refused_in_one_line(value):
+    data = json.dumps(value).encode()  # NaN and Infinity as Python writes them
+    check_segments(data)
+    check_speakers(data)
+    check_segments(json.dumps({"phrases": value}).encode())
+    check_speakers(json.dumps({"speakers": value}).encode())
+
+
+def paths(value: Any, at: tuple = ()) -> list[tuple]:
+    """Every place in a JSON value: the keys and indexes that lead there."""
+    inner = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    return [at] + [p for k, v in inner for p in paths(v, (*at, k))]
+
+
+def mutate(data: Any, path: tuple, how: str, odd: Any) -> Any:
+    data = copy.deepcopy(data)
+    if not path:
+        return odd
+    parent = data
+    for k in path[:-1]:
+        parent = parent[k]
+    if how == "drop":
+        del parent[path[-1]]
+    elif how == "nest" and isinstance(odd, int) and not isinstance(odd, bool) and 0 < odd < 10**6:
+        parent[path[-1]] = json.loads("[" * min(odd, 40) + "]" * min(odd, 40))
+    else:
+        parent[path[-1]] = odd
+    return data
+
+
+@FUZZ
+@given(st.data())
+def test_a_mutated_segments_file_is_read_or_refused_in_one_line(data):
+    original = valid_segments()
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths(original)))
+        original = mutate(original, path, data.draw(st.sampled_from(["set", "drop", "nest"])),
+                          data.draw(ODD | JSON | st.integers(1, 40)))
+    check_segments(json.dumps(original).encode())
+
+
+@FUZZ
+@given(st.data())
+def test_a_mutated_speakers_file_is_read_or_refused_in_one_line(data):
+    original = valid_speakers()
+    path = data.draw(st.sampled_from(paths(original)[:8]))  # the prints' 256 numbers are alike: the first few
+    check_speakers(json.dumps(mutate(original, path, data.draw(st.sampled_from(["set", "drop"])), data.draw(ODD | JSON))).encode())
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.integers(0, 400), st.integers(0, 50))
+def test_corrupted_bytes_are_read_or_refused_in_one_line(noise, at, cut):
+    for original in (json.dumps(valid_segments()).encode(), json.dumps(valid_speakers()).encode()):
+        at = min(at, len(original))
+        data = original[:at] + noise + original[at + cut:]
+        check_segments(data)
+        check_speakers(data)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(['[', ']', '{', '}', '"', '\\', '"[', ']"', ',', ':', '1', '"a":']), max_size=200))
+def test_brackets_anywhere_never_reach_the_parser_deeper_than_the_bound(tokens):
+    data = "".join(tokens).encode()
+    try:
+        edited_json.parse(data, edited_json.Text(10))
+    except edited_json.Invalid as exc:
+        assert "\n" not in str(exc)
+    check_segments(data)
+    check_speakers(data)
