@@ -1,13 +1,14 @@
 """Nothing a clumsy or hostile input can break (issue 34), for s3tvr dub: the files a user edits
-(the segments file, the speakers file). Each is refused in one line naming the file, the field
-and the fix (exit 2), before any model loads and before anything is written; the validators are
-fuzzed with Hypothesis (derandomized: the same examples on every run)."""
+(the segments file, the speakers file) and the places a dub writes. Each is refused in one line
+naming the file, the field and the fix (exit 2), before any model loads and before anything is
+written; the validators are fuzzed with Hypothesis (derandomized: the same examples on every run)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,7 +110,31 @@ def test_an_edited_segments_file_read_as_the_dubber_reads_it():
     segments.parse(json.dumps(segments.to_json(AUDIO, "es", "en", {}, grouped)).encode(), "s.json", DURATION)
 
 
-# -- the speakers file -----------------------------------------------------------------------------
+# -- the speakers file and the places a dub writes ---------------------------------------------------
+
+@pytest.fixture
+def read_only_folder(tmp_path) -> Path:
+    """A folder this user may not write into (root may write anywhere a mode forbids: /sys is
+    read-only for everyone)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        yield folder
+        folder.chmod(0o755)
+    elif not os.access("/sys", os.W_OK) or _unwritable(Path("/sys")):
+        yield Path("/sys")
+    else:
+        pytest.skip("no read-only folder here")
+
+
+def _unwritable(folder: Path) -> bool:
+    try:
+        (folder / ".s3tvr-probe").touch()
+    except OSError:
+        return True
+    (folder / ".s3tvr-probe").unlink()
+    return False
+
 
 def test_a_broken_speakers_file_is_refused_in_one_line_before_any_work(tmp_path):
     out = tmp_path / "talk.en.wav"
@@ -121,6 +146,33 @@ def test_a_broken_speakers_file_is_refused_in_one_line_before_any_work(tmp_path)
         speakers.write_bytes(data)
         one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--speakers-file", speakers), "show.speakers.json:", *words)
         assert written(tmp_path) == {"show.speakers.json"}
+    # a catalogue refuses it once, before any file is dubbed
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "--to", "en,fr", "-o", tmp_path / "out", "--speakers-file", speakers),
+                   "show.speakers.json:", "speakers", "must be an object")
+    assert written(tmp_path) == {"show.speakers.json"}
+
+
+def test_every_place_a_dub_writes_is_checked_before_any_work(tmp_path, read_only_folder):
+    out = tmp_path / "talk.en.wav"
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--speakers-file", tmp_path), "is a folder", "--speakers-file")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--speakers-file", read_only_folder / "show.speakers.json"),
+                   "cannot write", "--speakers-file")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--speakers-file", AUDIO), "is the input", "--speakers-file")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--speakers-file", tmp_path / "talk.en.sync.json"),
+                   "is the dub's sync report")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", tmp_path / "missing" / "talk.en.wav"), "does not exist")
+    assert written(tmp_path) == set()
+    for name, what in (("talk.en.segments.json", "segments file"), ("talk.en.sync.json", "sync report"),
+                       ("talk.en.en.srt", "subtitles"), ("talk.en.es.vtt", "subtitles")):
+        (tmp_path / name).mkdir()
+        one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out), f"{name} is a folder, where the dub writes its {what}")
+        assert written(tmp_path) == {name}  # nothing else: no work folder, no partial file
+        (tmp_path / name).rmdir()
+    (tmp_path / "talk.en.work").write_text("a file")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out), "--work-dir", "is a file")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--work-dir", read_only_folder / "w"), "cannot write", "--work-dir")
+    one_line_error(s3tvr("dub", AUDIO, *DUB, "--to", "en,fr", "-o", read_only_folder / "dubs"), "cannot write", "-o")
+    assert written(tmp_path) == {"talk.en.work"}
 
 
 # -- the validators, fuzzed --------------------------------------------------------------------------

@@ -122,7 +122,7 @@ class Dubber:
         original = media.read(self.input)
         only = self.options.subtitles_only  # no media written: OUTPUT only names the sidecars
         media.check_output(self.output, original.has_video or only, () if only else original.video_codecs)
-        files.check_output(self.work, "--work-dir", folder=True)
+        self._check_outputs()
         # the files a user edits, refused before any model loads or anything is written
         self.known = voices.read_known(self.options.speakers_file)
         self.edited = self._read_segments(original.duration) if self.options.resume else None
@@ -132,6 +132,7 @@ class Dubber:
             regions = self._speech_regions(original, load_vad(self.config.vad.onnx))
             speech = np.concatenate([original.speech16k[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in regions])
             self.config = replace(self.config, src_lang=detect_language(speech))
+            self._check_outputs()  # the source subtitles' names hold the language found
         self.engine = self._engine(("asr", "mt") if only else KINDS)  # subtitles only: no TTS built or loaded
         self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
         if not self.asr.word_times and not self.options.resume:
@@ -143,6 +144,33 @@ class Dubber:
         finally:
             if self.engines is None:
                 self.engine.cleanup()
+
+    def _outputs(self) -> dict[Path, str]:
+        """Every file this dub writes beside its output (the output is media's to check), and what it is."""
+        only, out = self.options.subtitles_only, {self.segments_path: "segments file"}
+        if not only:
+            out[self.report_path] = "sync report"
+        if self.options.subtitles:
+            paths = self._subtitle_paths()  # the source's are named once its language is known
+            out.update(dict.fromkeys(paths if self.config.src_lang != "auto" else paths[2:], "subtitles"))
+        speakers = self.options.speakers_file
+        if speakers and not self.options.resume:  # with --resume, it is not written
+            own = {p.resolve(): what for p, what in [(self.output, "output"), *out.items()]}
+            if speakers.resolve() in own:
+                raise InputError(f"--speakers-file {speakers} is the dub's {own[speakers.resolve()]}: choose another")
+            out[speakers] = "--speakers-file"
+        return out
+
+    def _check_outputs(self) -> None:
+        """Each place this dub writes, refused before any work when it cannot be written there: not
+        the input, not a folder, in a folder that exists and this user may write."""
+        files.check_output(self.work, "--work-dir", folder=True)
+        for path, what in self._outputs().items():
+            flag = what if what.startswith("--") else "-o"
+            files.check_not_same(self.input, path, flag)
+            if path.is_dir():
+                raise InputError(f"{path} is a folder, where the dub writes its {what}: move it, or choose another {flag}")
+            files.check_output(path, flag)
 
     def _read_segments(self, duration: float) -> segments.Edited:
         if not self.segments_path.is_file():
@@ -494,15 +522,18 @@ class Dubber:
             tick()
         return track
 
-    def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
-        """The sidecars: source then translation, .srt and .vtt (the translated .srt second to last)."""
+    def _subtitle_paths(self) -> list[Path]:
+        """The sidecars' names: source then translation, .srt then .vtt (the translated .srt second to last)."""
         stem = self.output.with_suffix("")
-        paths = []
-        for lang, text_of in ((self.config.src_lang, lambda p: p.source), (self.config.tgt_lang, lambda p: p.translation)):
-            for fmt in ("srt", "vtt"):
-                path = stem.with_name(f"{stem.name}.{lang}.{fmt}")
-                files.write_text(path, subtitles.render(self._cues(phrases, text_of), fmt))
-                paths.append(path)
+        return [stem.with_name(f"{stem.name}.{lang}.{fmt}") for lang in (self.config.src_lang, self.config.tgt_lang)
+                for fmt in ("srt", "vtt")]
+
+    def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
+        """The sidecars, written."""
+        paths = self._subtitle_paths()
+        for i, path in enumerate(paths):
+            text_of = (lambda p: p.source) if i < 2 else (lambda p: p.translation)
+            files.write_text(path, subtitles.render(self._cues(phrases, text_of), path.suffix[1:]))
         return paths
 
     def _tracks(self, phrases: list[Phrase]) -> list[media.SubtitleTrack]:
