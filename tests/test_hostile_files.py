@@ -1,7 +1,8 @@
 """Nothing a clumsy or hostile input can break (issue 34), for s3tvr dub: the files a user edits
-(the segments file, the speakers file) and the places a dub writes. Each is refused in one line
-naming the file, the field and the fix (exit 2), before any model loads and before anything is
-written; the validators are fuzzed with Hypothesis (derandomized: the same examples on every run)."""
+(the segments file, the speakers file), the places a dub writes, and what a catalogue takes for its
+inputs. Each is refused in one line naming the file, the field and the fix (exit 2), before any
+model loads and before anything is written; the validators are fuzzed with Hypothesis
+(derandomized: the same examples on every run)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3tvr import edited_json
-from s3tvr.dub import segments, subtitles, voices
+from s3tvr.dub import catalogue, segments, subtitles, voices
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.errors import InputError
 
@@ -173,6 +175,47 @@ def test_every_place_a_dub_writes_is_checked_before_any_work(tmp_path, read_only
     one_line_error(s3tvr("dub", AUDIO, *DUB, "-o", out, "--work-dir", read_only_folder / "w"), "cannot write", "--work-dir")
     one_line_error(s3tvr("dub", AUDIO, *DUB, "--to", "en,fr", "-o", read_only_folder / "dubs"), "cannot write", "-o")
     assert written(tmp_path) == {"talk.en.work"}
+
+
+# -- a catalogue dubbed into its own folder ---------------------------------------------------------
+
+def test_a_catalogue_dubbed_into_its_own_folder_skips_what_it_wrote(tmp_path):
+    folder = tmp_path / "talks"
+    folder.mkdir()
+    shutil.copy(AUDIO, folder / "x.ogg")
+    # what an earlier `s3tvr dub talks -o talks --to en,fr` left: each dub beside its side files
+    for lang in ("en", "fr"):
+        shutil.copy(AUDIO, folder / f"x.{lang}.ogg")
+        for side in ("sync.json", "segments.json", f"{lang}.srt", f"{lang}.vtt", "es.srt", "es.vtt"):
+            (folder / f"x.{lang}.{side}").write_text("{}")
+        (folder / f"x.{lang}.work").mkdir()
+        shutil.copy(AUDIO, folder / f"x.{lang}.work" / "voice.ogg")
+    (folder / "catalogue.json").write_text("{}")
+    before = written(folder)
+    # the folder (its media files), then a glob that takes every file in it
+    for inputs, skipped in ((folder, 2), (f"{folder}/*", 2 + 2 * 6 + 1)):
+        proc = s3tvr("dub", inputs, *DUB, "-o", folder)
+        assert proc.returncode == 0, proc.stderr
+        assert f"skipped {skipped} files this catalogue wrote into {folder}" in proc.stderr
+        jobs = json.loads((folder / "catalogue.json").read_text())["jobs"]
+        assert [(Path(j["input"]).name, j["status"]) for j in jobs] == [("x.ogg", "skipped")]  # already dubbed
+        assert written(folder) == before  # no x.en.en.ogg
+    # nothing but earlier dubs: nothing to dub, said in one line
+    (folder / "x.ogg").unlink()
+    one_line_error(s3tvr("dub", folder, *DUB, "-o", folder), "every input is a file dubbed into", "nothing new to dub")
+
+
+def test_own_outputs_are_known_without_their_sync_report(tmp_path):
+    """A dub that died between writing its output and its report: the output is still no input."""
+    for name in ("x.wav", "x.en.wav", "y.en.wav", "sub/z.en.wav"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    inputs = [tmp_path / n for n in ("x.wav", "x.en.wav", "y.en.wav", "sub/z.en.wav")]
+    kept, skipped = catalogue.without_own_outputs(inputs, ["en"], tmp_path)
+    assert [p.name for p in skipped] == ["x.en.wav"]  # x's dub; y.en.wav may be an English original
+    assert [p.name for p in kept] == ["x.wav", "y.en.wav", "z.en.wav"]
+    # into another folder, a catalogue's inputs are all its own to dub
+    assert catalogue.without_own_outputs(inputs, ["en"], tmp_path / "out") == (inputs, [])
 
 
 # -- the validators, fuzzed --------------------------------------------------------------------------
