@@ -1,12 +1,13 @@
 """Nothing a clumsy or hostile input can break (issue 34), for s3tvr dub: the files a user edits
-(the segments file, the speakers file), the places a dub writes, and what a catalogue takes for its
-inputs. Each is refused in one line naming the file, the field and the fix (exit 2), before any
-model loads and before anything is written; the validators are fuzzed with Hypothesis
-(derandomized: the same examples on every run)."""
+(the segments file, the speakers file), the places a dub writes, what a catalogue takes for its
+inputs, and the text of subtitles. Each is refused in one line naming the file, the field and the
+fix (exit 2), before any model loads and before anything is written; the validators are fuzzed
+with Hypothesis (derandomized: the same examples on every run)."""
 
 from __future__ import annotations
 
 import copy
+import html
 import json
 import math
 import os
@@ -216,6 +217,46 @@ def test_own_outputs_are_known_without_their_sync_report(tmp_path):
     assert [p.name for p in kept] == ["x.wav", "y.en.wav", "z.en.wav"]
     # into another folder, a catalogue's inputs are all its own to dub
     assert catalogue.without_own_outputs(inputs, ["en"], tmp_path / "out") == (inputs, [])
+
+
+# -- subtitle text -----------------------------------------------------------------------------------
+
+HOSTILE_TEXTS = ["Tom & Jerry <3", "a --> b", "<b>bold</b> &amp;", "line one\n\nline two", "x\u2028\u2028y",
+                 "-->", "1\n00:00:01,000 --> 00:00:02,000\nforged", "NOTE this", "  spaced\tout  \r\n ", "<v Ana>hi"]
+
+
+def expected(text: str, srt: bool) -> str:
+    one = " ".join(text.split())
+    return one.replace("-->", "→") if srt else one
+
+
+def read_back(rendered_srt: str, rendered_vtt: str) -> tuple[list[str], list[str], list]:
+    import srt
+    import webvtt
+
+    srt_texts = [s.content.replace("\n", " ") for s in srt.parse(rendered_srt)]
+    vtt = list(webvtt.from_string(rendered_vtt))
+    # webvtt-py keeps the escapes as they are in the file: a reader shows them unescaped
+    return srt_texts, [html.unescape(c.text).replace("\n", " ") for c in vtt], vtt
+
+
+def test_subtitle_text_survives_every_reader():
+    cues = [(i * 2.0, i * 2.0 + 1.5, text, "Ana & <Bo>" if i % 2 else "") for i, text in enumerate(HOSTILE_TEXTS)]
+    srt_texts, vtt_texts, vtt = read_back(subtitles.render(cues, "srt"), subtitles.render(cues, "vtt"))
+    assert vtt_texts == [expected(t, srt=False) for t in HOSTILE_TEXTS]
+    assert srt_texts == [(("Ana & <Bo>: " if i % 2 else "") + expected(t, srt=True)) for i, t in enumerate(HOSTILE_TEXTS)]
+    assert [html.unescape(c.voice) if c.voice else "" for c in vtt] == [c[3] for c in cues]
+    assert [(c.start, c.end) for c in vtt][:2] == [("00:00:00.000", "00:00:01.500"), ("00:00:02.000", "00:00:03.500")]
+    assert [c[2].replace("\n", " ") for c in subtitles.shown(cues)] == srt_texts  # the video's tracks: as the .srt
+
+
+@FUZZ
+@given(st.lists(st.text(min_size=1, max_size=120).filter(str.strip), min_size=1, max_size=5))
+def test_any_subtitle_text_round_trips(texts):
+    cues = [(i * 2.0, i * 2.0 + 1.5, text) for i, text in enumerate(texts)]
+    srt_texts, vtt_texts, _ = read_back(subtitles.render(cues, "srt"), subtitles.render(cues, "vtt"))
+    assert srt_texts == [expected(t, srt=True) for t in texts]
+    assert vtt_texts == [expected(t, srt=False) for t in texts]
 
 
 # -- the validators, fuzzed --------------------------------------------------------------------------
