@@ -115,6 +115,7 @@ class Dubber:
         self.voices: dict[str, str] = {}  # speaker -> voice (s3tvr.dub.voices)
         self.speaker_report: dict[str, Any] = {}
         self.edited: Optional[segments.Edited] = None  # with --resume: the segments file as the user left it
+        self.speaker_at: Optional[Callable[[float], str]] = None  # who speaks at a time, where diarized
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -234,7 +235,7 @@ class Dubber:
         if self.options.subtitles:
             written += self._subtitles(phrases)
         sync = report.build(rendered, original.speech16k, speech, original.rate, original.audio.shape[1], mixed.shape[1],
-                            self.options.max_tempo)
+                            self.options.max_tempo, self.speaker_at)
         sync["overall"].update({"loudness_target_lufs": round(target, 2) if np.isfinite(target) else None,
                                 "speech_gain_db": round(gain_db, 2),
                                 "mix_scale": round(scale, 3), "background": self.background, "shortened": shortened, **cost})
@@ -301,8 +302,8 @@ class Dubber:
         found = self._diarization(original, regions)
         known = self.known
         names = voices.names_for(found.centroids, known)
-        phrases = group_words(words, self.options.max_phrase_s, speaker_at=lambda t: names[found.speaker_at(t)],
-                              total=original.duration)
+        self.speaker_at = lambda t: names[found.speaker_at(t)]
+        phrases = group_words(words, self.options.max_phrase_s, speaker_at=self.speaker_at, total=original.duration)
         talk = sorted(range(found.speakers), key=lambda i: -found.seconds[i])
         self.voices = self._give_voices([names[i] for i in talk], {n: k["voice"] for n, k in known.items()})
         voices.remember(self.options.speakers_file, known, names, found.centroids, found.seconds, self.voices)
