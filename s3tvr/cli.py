@@ -254,7 +254,20 @@ def _dub_catalogue(args: argparse.Namespace, options: "DubOptions") -> int:
         raise InputError(f"-o {folder} is a file: a catalogue (several inputs or languages) is dubbed into a folder")
     if not folder.parent.is_dir():
         raise InputError(f"-o {folder}: {folder.parent} does not exist")
-    jobs = cat.plan(cat.expand_inputs(args.input), args.to, folder)
+    from s3tvr import files
+    from s3tvr.dub import voices
+
+    files.check_output(folder, "-o", folder=True)  # every dub, and catalogue.json, is written there
+    if options.speakers_file:  # shared by every dub: refused now rather than by each
+        files.check_output(options.speakers_file, "--speakers-file")
+        voices.read_known(options.speakers_file)
+    inputs, own = cat.without_own_outputs(cat.expand_inputs(args.input), args.to, folder, options.speakers_file)
+    if own:
+        log.info("skipped %d files this catalogue wrote into %s (dubs and their side files)", len(own), folder)
+    if not inputs:
+        raise InputError(f"every input is a file dubbed into {folder} before ({len(own)}): nothing new to dub; "
+                         "give the originals")
+    jobs = cat.plan(inputs, args.to, folder)
     configs = {lang: _load_config(args, args.src or "auto", lang) for lang in args.to}
     if args.src:  # a pair the models cannot make refused before any work (built, not loaded: cheap)
         from s3tvr.live.engine import build_backends
