@@ -282,12 +282,13 @@ def test_a_frame_that_breaks_the_protocol_closes_only_its_own_session(fake, fram
 
 
 def test_a_control_message_is_parsed_only_when_flat_and_short():
-    from s3tvr.serve.connection import control_message, nesting
+    from s3tvr.edited_json import depth
+    from s3tvr.serve.connection import control_message
     from s3tvr.serve.transport import Refusal
 
     assert control_message(' { "type" : "end" } ') == {"type": "end"}
     # Brackets inside strings are text, not nesting; the scan is linear whatever the frame.
-    assert nesting('{"type": "[[[{{{", "x": "\\"}"}') == 1 and nesting("[" * 100_000) == 100_000 and nesting("1") == 0
+    assert depth(b'{"type": "[[[{{{", "x": "\\"}"}') == 1 and depth(b"[" * 100_000) == 100_000 and depth(b"1") == 0
     for text, code in (("{" * 999, 1007), ("[" * 5000, 1009), ('"\\ud800"', 1003), ("1" * 999, 1003), ("", 1007)):
         with pytest.raises(Refusal) as refusal:
             control_message(text)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from s3tvr import edited_json
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
@@ -53,7 +54,7 @@ def control_message(text: str) -> dict:
     the parser sees it, so no frame can make it recurse."""
     if len(text) > MAX_TEXT:
         raise Refusal(1009, f"a text frame of {len(text)} characters: a control message ({END}) has at most {MAX_TEXT}")
-    depth = nesting(text)
+    depth = edited_json.depth(text.encode())  # measured before the parser can recurse
     if depth > 1:
         raise Refusal(1007, f"a text frame nested {depth} deep: a control message is a flat JSON object, {END}")
     try:
@@ -86,29 +87,6 @@ def _unique_keys(pairs: list) -> dict:
     if len(message) < len(pairs):
         raise _NotControl("an object with a key twice")
     return message
-
-
-def nesting(text: str) -> int:
-    """How deep the arrays and objects of JSON ``text`` nest (0: none), brackets in strings not
-    counted; a linear scan, whatever the text."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
 
 
 def close_reason(reason: str) -> str:
