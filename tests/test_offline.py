@@ -83,7 +83,11 @@ def test_the_offline_models_answer_their_plain_api_directly(data):
     assert tts.sample_rate == 22050 and chunks and all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
     speech = np.concatenate(chunks)
     assert 1.0 < len(speech) / tts.sample_rate < 4.0 and np.abs(speech).max() > 0.1
-    assert len(np.concatenate(list(tts.speak("The cabbage juice changes color.", rate=1.25)))) < 0.9 * len(speech)
+    # Faster: shorter. Piper's durations are drawn (noise_w), so each length is summed over three draws.
+    def spoken(rate: float) -> int:
+        return sum(len(c) for _ in range(3) for c in tts.speak("The cabbage juice changes color.", rate=rate))
+
+    assert spoken(1.25) < 0.95 * spoken(1.0)  # measured 0.87 of the length on average (pauses do not scale)
 
 
 def test_whisper_transcribes_a_quiet_english_clip(data):
