@@ -17,7 +17,7 @@ import importlib.resources
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence, Union
 
 import yaml
 
@@ -155,10 +155,27 @@ def _read_source(source: str | Path) -> tuple[str, str]:
     raise InputError(f"config {source} not found: give a YAML file or a preset name ({names})")
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None, purpose: str = "live",
+Override = Union[str, tuple[str, Any]]  # "key.sub=VALUE" (VALUE read as YAML) or (key, value) set as given
+
+
+def load_config(source: str | Path | None = None, overrides: Sequence[Override] | None = None, purpose: str = "live",
                 **top: Any) -> Config:
-    """Build a Config from a preset name or YAML path (with its ``into:`` changes for the target
-    language and, when ``purpose`` is "dub", for dubbing), then ``key=value`` overrides, then ``top`` keys."""
+    """The one place a configuration is assembled, in this order, each step over the one before:
+
+    1. the preset named ``source`` (or a YAML file);
+    2. its ``into:`` changes for the target language and, when ``purpose`` is "dub", that
+       language's ``dub:`` changes;
+    3. ``overrides`` in their order: ``"key.sub=VALUE"`` strings (``--set``; VALUE read as YAML)
+       or ``(key, value)`` pairs set as given (a command's flags: paths and device names keep
+       their characters);
+    4. ``top`` keys that are not None (``src_lang``, ``tgt_lang``, ``device``, ``dtype``), as
+       ``(key, value)`` overrides after the others.
+
+    A later step wins, so the command line puts its flags after ``--set``: ``--device cuda --set
+    device=cpu`` runs on cuda. The target language that picks the ``into:`` changes is the last
+    ``tgt_lang`` among the overrides and ``top``, else the file's, else English."""
+    changes = [_override(item) for item in overrides or []]
+    changes += [(key, value) for key, value in top.items() if value is not None]
     data: dict[str, Any] = {}
     if source is not None:
         label, text = _read_source(source)
@@ -168,16 +185,25 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             raise InputError(f"config {label} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
         if not isinstance(data, dict):
             raise InputError(f"config {label} must be a mapping of sections: fix the file")
-        data = _into_target(data, str(top.get("tgt_lang") or data.get("tgt_lang") or Config.tgt_lang), purpose, label)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"override {item!r} is not KEY=VALUE: write e.g. vad.endpoint_ms=300")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
-    for key, value in top.items():
-        if value is not None:
-            data[key] = value
+        target = next((value for key, value in reversed(changes) if key == "tgt_lang"), None)
+        data = _into_target(data, str(target or data.get("tgt_lang") or Config.tgt_lang), purpose, label)
+    for key, value in changes:
+        _set_dotted(data, key, value)
     return _build(data)
+
+
+def _override(item: Override) -> tuple[str, Any]:
+    """(key, value) of a ``key=VALUE`` string, its VALUE read as YAML; a pair as it is."""
+    if isinstance(item, tuple):
+        key, value = item
+        return key.strip(), value
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"override {item!r} is not KEY=VALUE: write e.g. vad.endpoint_ms=300")
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise InputError(f"override {item!r}: the value is not valid YAML: quote it, e.g. {key.strip()}='\"TEXT\"'") from None
 
 
 def _into_target(data: dict[str, Any], tgt: str, purpose: str, label: str) -> dict[str, Any]:
