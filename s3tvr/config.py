@@ -29,17 +29,17 @@ from s3tvr.errors import InputError
 @dataclass(frozen=True)
 class AudioConfig:
     input_device: Optional[str] = None  # index or name substring; None: the system default
-    output_device: Optional[str] = None
+    output_device: Optional[str] = None  # the speaker: index or name substring; None: the system default
     full_duplex: bool = False  # True with headphones: the mic stays open while translations play
     echo_tail_ms: Annotated[int, Range(0, 5000)] = 300  # half-duplex: the mic stays closed this long after playback
     jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
-    output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # file output rate
+    output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # of a file output, and of what serve sends its clients
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
     # Lag control (s3tvr/live/pacing.py): past this much translated audio not yet heard, speak faster
     # (up to max_rate at twice it) and cut the pauses around sentences to max_gap_s.
     lag_s: Annotated[float, Range(0.5, 600)] = 1.0
     max_rate: Annotated[float, Range(1, 2)] = 1.25  # the dubbing cap: faster stops sounding natural
-    max_gap_s: Annotated[float, Range(0, 2)] = 0.1
+    max_gap_s: Annotated[float, Range(0, 2)] = 0.1  # once past lag_s, the longest pause kept around what is said
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class VadConfig:
     # silence (300 ms: 4 split, wait p50 0.44 s; 200 ms: 10, 0.36 s; fixed 500 ms: 2, 0.51 s): read speech's clause
     # pauses sound finished to it.
     turn: bool = False
-    turn_silence_ms: Annotated[int, Range(32, 2000)] = 300
+    turn_silence_ms: Annotated[int, Range(32, 2000)] = 300  # with turn: the silence after which the model is asked
     turn_threshold: Annotated[float, Range(0, 1)] = 0.5  # probability of a finished turn above which it ends
     turn_max_ms: Annotated[int, Range(32, 10000)] = 1000  # silence that ends an utterance the model called unfinished
 
@@ -70,7 +70,7 @@ class VadConfig:
 @dataclass(frozen=True)
 class DenoiseConfig:
     enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
-    prop_decrease: Annotated[float, Range(0, 1)] = 0.8
+    prop_decrease: Annotated[float, Range(0, 1)] = 0.8  # how much of the noise is taken out (noisereduce's; 1: all of it)
     profile_s: Annotated[float, Range(0, 60, above=True)] = 2.0  # how much recent non-speech audio forms the noise profile
 
 
@@ -87,41 +87,42 @@ class SimultaneousConfig:
     trim_s: Annotated[float, Range(2, 30)] = 10.0  # longer buffers are cut at the last committed sentence end
     clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
     clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither
-    clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35
+    clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35  # a pause this long releases a clause of clause_min_words
     # Passes may take this share of the time (MT, TTS and the final pass need the rest): after a pass of
     # c seconds the next waits for max(step_s, c / pass_budget) of new speech (simultaneous.PassPacer).
     pass_budget: Annotated[float, Range(0.1, 1)] = 0.5
-    # A longer wait: the rest of the utterance is recognised when it ends. Mode auto chooses sentence
-    # where passes over 10 s of speech could not come this often (simultaneous.auto_mode).
+    # The longest wait between passes: past it, the rest of the utterance is recognised when it ends. Mode
+    # auto chooses sentence where passes over 10 s of speech could not come this often (simultaneous.auto_mode).
     max_step_s: Annotated[float, Range(0.5, 30)] = 3.0
 
 
 @dataclass(frozen=True)
 class BackendSection:
-    backend: str
-    options: dict[str, Any] = field(default_factory=dict)
+    backend: str  # which backend (s3tvr/backends/registry.py). The section's other keys are its options.
+    options: dict[str, Any] = field(default_factory=dict)  # the backend's own Config fields (unknown ones refused when it is built)
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    queue_size: Annotated[int, Range(1, 1000)] = 8
+    queue_size: Annotated[int, Range(1, 1000)] = 8  # utterances waiting between two stages before the earlier one waits too
     workers: dict[str, Annotated[int, Range(1, 64)]] = field(default_factory=dict)  # stage name -> worker threads
 
 
 @dataclass(frozen=True)
 class Config:
-    src_lang: str = "es"
-    tgt_lang: str = "en"
-    device: str = "cpu"
+    src_lang: str = "es"  # the language spoken (ISO 639-1; run's LANG, --from); dub: auto detects it
+    tgt_lang: str = "en"  # the language spoken to the listener (--to); it picks the preset's into: changes
+    device: str = "cpu"  # where the models run: cpu | cuda (--device)
     dtype: str = "auto"  # torch backends: auto (bfloat16 on CUDA where native, else float16; float32 on CPU) | float32 | float16 | bfloat16
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    vad: VadConfig = field(default_factory=VadConfig)
-    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)  # devices, duplex, file pace and lag control
+    vad: VadConfig = field(default_factory=VadConfig)  # where utterances start and end (Silero VAD; Smart Turn)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)  # noise reduction before the ASR
+    # How an utterance is translated while it is being spoken (--mode)
     simultaneous: SimultaneousConfig = field(default_factory=SimultaneousConfig)
-    asr: BackendSection = field(default_factory=lambda: BackendSection("faster-whisper"))
-    mt: BackendSection = field(default_factory=lambda: BackendSection("none"))
-    tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    asr: BackendSection = field(default_factory=lambda: BackendSection("faster-whisper"))  # speech recognition: a backend and its options
+    mt: BackendSection = field(default_factory=lambda: BackendSection("none"))  # translation: a backend and its options
+    tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))  # the voice: a backend and its options
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)  # the stages' queues and threads
 
     def context(self) -> dict[str, Any]:
         """What every backend is built with, beside its own section."""
