@@ -23,14 +23,27 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Config":
-    """The preset (offline, or stack when XTTS is asked for) with its changes for the target language
-    and for dubbing, --set overrides, then the XTTS flags."""
+    """Every command's configuration, assembled in one call before anything sees it: the preset,
+    its into: changes for the target language (and for dubbing), the --set overrides, then the
+    flags as the overrides they stand for (arguments.CONFIG_FLAGS, then the languages): a flag wins
+    over a --set of the same key."""
+    from s3tvr.arguments import flag_overrides
     from s3tvr.config import load_config
 
-    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
-    config = load_config(preset, args.overrides, purpose="dub" if args.command == "dub" else "live", src_lang=src_lang,
-                         tgt_lang=tgt_lang, device=args.device, dtype=args.dtype)
-    return _with_xtts_options(args, config)
+    purpose = "dub" if args.command == "dub" else "live"
+    flags = [*flag_overrides(args), ("src_lang", src_lang), ("tgt_lang", tgt_lang)]
+    config = load_config(_preset(args), [*args.overrides, *flags], purpose=purpose)
+    # The voice (--voice, --speaker) is the session's, not the model's, but it needs XTTS as its flags do.
+    xtts = any(key.startswith("tts.") for key, _ in flags)
+    if (xtts or getattr(args, "voice", None) or getattr(args, "speaker", None)) and config.tts.backend != "xtts":
+        raise InputError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
+                         f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
+    return config
+
+
+def _preset(args: argparse.Namespace) -> str:
+    """--config, else stack when XTTS is asked for, else offline."""
+    return args.config or ("stack" if getattr(args, "xtts_dir", None) or getattr(args, "xtts_config", None) else "offline")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -98,8 +111,6 @@ def _stopped(signum: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from s3tvr.latency import format_table, summarize
     from s3tvr.live.engine import Engine
     from s3tvr.records import UtteranceRecord
@@ -108,16 +119,6 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
     target = args.to or ("es" if args.lang == "en" else "en")
     config = _load_config(args, args.lang, target)
-    # Set as given, not through --set: device names hold characters YAML would parse.
-    audio = {key: value for key, value in (("input_device", args.input_device), ("output_device", args.output_device))
-             if value is not None}
-    if args.fast:
-        audio["realtime"] = False
-    if args.full_duplex:
-        audio["full_duplex"] = True
-    config = replace(config, audio=replace(config.audio, **audio))
-    if args.mode:
-        config = replace(config, simultaneous=replace(config.simultaneous, mode=args.mode))
 
     def show(rec: UtteranceRecord) -> None:  # translations are the data: stdout, as each is spoken
         if rec.tgt_text or rec.error:
@@ -178,23 +179,6 @@ def _client(args: argparse.Namespace) -> int:
                         show=lambda line: print(line, flush=True))
     print(result.summary(), flush=True)
     return 0
-
-
-def _with_xtts_options(args: argparse.Namespace, config: "Config") -> "Config":
-    """The XTTS flags as tts options, set as given (paths hold characters YAML would parse). The
-    voice (--voice, --speaker) is not the model's: it goes to the session."""
-    from dataclasses import replace
-
-    from s3tvr.config import BackendSection
-
-    given = {"model_dir": args.xtts_dir, "config": args.xtts_config, "deepspeed": args.deepspeed or None, "seed": args.seed}
-    given = {key: value for key, value in given.items() if value is not None}
-    if not given and not args.voice and not args.speaker:
-        return config
-    if config.tts.backend != "xtts":
-        raise InputError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
-                         f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
-    return replace(config, tts=BackendSection("xtts", {**config.tts.options, **given}))
 
 
 def _dub(args: argparse.Namespace) -> int:
@@ -279,13 +263,11 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _finetune_prepare(args: argparse.Namespace) -> int:
-    from s3tvr.config import load_config
     from s3tvr.finetune.prepare import PrepareOptions, Preparer
     from s3tvr.finetune.report import format_table
 
     lang = args.lang or ""
-    config = load_config(args.config or "offline", args.overrides, src_lang=lang or "en", tgt_lang=lang or "en",
-                         device=args.device, dtype=args.dtype)
+    config = _load_config(args, lang or "en", lang or "en")
     options = PrepareOptions(language=lang, speaker_name=args.speaker_name, threshold=args.threshold,
                              min_snr_db=args.min_snr, min_confidence=args.min_confidence, denoise=not args.no_denoise)
     with _RichProgress(enabled=not args.quiet) as progress:
