@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "XTTS voice cloning; the default with --xtts-dir) or fake (scripted, no models)")
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable; a flag "
-                            "that sets the same key, e.g. --device for device, wins)")
+                            "that sets the same key, e.g. --device for device, wins; s3tvr config shows the result)")
     group.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
     group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (auto: bfloat16 or float16 on CUDA, float32 on CPU)")
 
@@ -135,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
                    formatter_class=argparse.RawDescriptionHelpFormatter, declare=_run_flags,
                    description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
                                "its latency is appended to --log.")
+
+    sub.add_parser(
+        "config", parents=[models], help="print the configuration a command would use: every key, its range and meaning",
+        formatter_class=argparse.RawDescriptionHelpFormatter, declare=_config_flags,
+        description="Print, as YAML, the configuration that run (or serve, or dub with --for dub) would use with these\n"
+                    "arguments: the preset, its into: changes for the target language, --set, then the flags (a flag\n"
+                    "wins over a --set of the same key). Each key is followed by its range and what it means; the\n"
+                    "backend sections hold every option of the chosen backend, defaults filled in. Give the file\n"
+                    "back with --config FILE (and the same LANG and --to) to run with exactly this configuration.",
+        epilog="examples:\n  s3tvr config es                                # the offline preset, Spanish into English\n"
+               "  s3tvr config en --to es --set mt=apertium > my.yaml; s3tvr run en --to es --config my.yaml\n"
+               "  s3tvr config en --to es --xtts-dir models/xtts_v2   # the model stack\n"
+               "  s3tvr config es --to en --for dub                  # what a dub into English uses\n"
+               "every key: docs/configuration.md; examples to copy: configs/")
 
     _serve_parsers(sub, models)
 
@@ -232,6 +246,17 @@ def _live_flags(parser: argparse.ArgumentParser) -> None:
                         help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
                              "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
                              "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lang", choices=[*LANGUAGES, "auto"], metavar="LANG",
+                        help="the language spoken: " + ", ".join(LANGUAGES) + "; auto: detected (dub without --from)")
+    parser.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
+    parser.add_argument("--for", dest="purpose", choices=["run", "serve", "dub"], default="run",
+                        help="the command whose configuration to print (dub: with the preset's dub: changes; default run)")
+    parser.add_argument("--fast", action="store_true", help="as run --fast: a file as fast as possible (sets audio.realtime=false)")
+    _live_flags(parser)
+    _xtts_flags(parser.add_argument_group("voice cloning (XTTS v2, the stack preset)"))
 
 
 def _dub_flags(dub: argparse.ArgumentParser) -> None:

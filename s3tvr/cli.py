@@ -30,7 +30,7 @@ def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Con
     from s3tvr.arguments import flag_overrides
     from s3tvr.config import load_config
 
-    purpose = "dub" if args.command == "dub" else "live"
+    purpose = "dub" if "dub" in (args.command, getattr(args, "purpose", None)) else "live"
     flags = [*flag_overrides(args), ("src_lang", src_lang), ("tgt_lang", tgt_lang)]
     config = load_config(_preset(args), [*args.overrides, *flags], purpose=purpose)
     # The voice (--voice, --speaker) is the session's, not the model's, but it needs XTTS as its flags do.
@@ -60,7 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     restore = _stop_on_signals()
     try:
         commands = {"run": _run, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
-                    "download": _download, "serve": _serve, "client": _client}
+                    "download": _download, "serve": _serve, "client": _client, "config": _config}
         return commands[args.command](args)
     except S3tvrError as exc:
         if args.verbose >= 2:  # debugging: where it happened and the library error it stands for
@@ -139,6 +139,23 @@ def _run(args: argparse.Namespace) -> int:
     result.check()
     if args.output:
         log.info("wrote %s", args.output)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """The configuration run (serve, dub) would use with these arguments, as commented YAML on stdout."""
+    from s3tvr.config_docs import commented_yaml
+
+    target = args.to or ("es" if args.lang == "en" else "en")
+    config = _load_config(args, args.lang, target)
+    use = {"run": f"run {args.lang}", "serve": f"serve --from {args.lang}",
+           "dub": "dub INPUT -o OUTPUT" + (f" --from {args.lang}" if args.lang != "auto" else "")}[args.purpose]
+    dub = " and dub:" if args.purpose == "dub" else ""
+    title = [f"What s3tvr {args.purpose} uses for {args.lang} -> {target}: {_preset(args)}, its into: {target}{dub} changes, "
+             "then --set, then the flags.",
+             "After each key: its range · what it means (docs/configuration.md has it all).",
+             f"Use it: s3tvr {use} --to {target} --config THIS.yaml"]
+    print(commented_yaml(config, title), end="")
     return 0
 
 

@@ -5,9 +5,13 @@ A preset is a YAML file with the sections below; ``key.sub=value`` overrides any
 own config dataclass (see :mod:`s3tvr.backends.registry`) and are checked when the run starts.
 
 A preset may also hold an ``into:`` table: per target language, the sections that change when
-translating into it (the offline preset reaches English with Whisper's translate task, Spanish
-with Apertium and another voice); under a language's ``dub:`` key, what changes again for
-dubbing, which is not live and may use a slower, better voice. Overrides apply after it.
+translating into it (the offline preset speaks Spanish with another voice); under a language's
+``dub:`` key, what changes again for dubbing, which is not live and may use a slower, better
+voice. Overrides apply after it: :func:`load_config` is the one place all of it is assembled,
+the command line's flags included (as overrides after ``--set``: a flag wins).
+
+The comment beside each field (or right above it) is its description: ``s3tvr config`` prints
+it and docs/configuration.md is made from it (:mod:`s3tvr.config_docs`), so every field has one.
 """
 
 from __future__ import annotations
