@@ -407,13 +407,18 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     srv.add_argument("--from", dest="src", default="es", choices=LANGUAGES, metavar="LANG",
                      help="the models' source language (default es); sessions may ask for other pairs they make")
     srv.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the models' target language (default: es for en, en otherwise)")
-    srv.add_argument("--token", default=os.environ.get("S3TVR_TOKEN") or None, metavar="TOKEN",
-                     help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it)")
+    srv.add_argument("--token", metavar="TOKEN",
+                     help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it; "
+                          "an empty one is refused)")
     srv.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
                      help="let web pages of another site use the server (repeatable): an exact origin such as "
-                          "https://app.example:8443 (behind a proxy: the public one), or * for any page on the web "
+                          "https://app.example:8443 (behind a proxy: the public one); null for pages with no origin "
+                          "(file:// pages, sandboxed iframes: any site can make one); or * for any page on the web "
                           "(dangerous: any site the user visits could drive it). The server's own pages, and clients "
                           "that send no Origin (s3tvr client, scripts), are always let in")
+    srv.add_argument("--share-voices", action="store_true",
+                     help="let clients speak in voices saved by other owners (?speaker=NAME): each voice belongs to the "
+                          "token, or the local user, that saved it; shared ones are used as saved, never learned further")
     _number(srv, "--max-sessions", ServeOptions, "max_sessions", metavar="N", help="sessions at once; more are refused until one ends")
     srv.add_argument("--log-dir", metavar="DIR", help="write each session's latency log to DIR/SESSION.jsonl")
     _number(srv, "--max-ahead", ServeOptions, "max_ahead_s", metavar="S", help="seconds a client may send ahead of real time")

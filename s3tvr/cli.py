@@ -161,14 +161,20 @@ def _config(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from s3tvr.live.engine import Engine
-    from s3tvr.serve import ServeOptions
+    from s3tvr.serve import ServeOptions, token_problem
     from s3tvr.serve.server import serve
 
+    token, given = args.token, "--token"
+    if token is None:
+        token, given = os.environ.get("S3TVR_TOKEN"), "S3TVR_TOKEN"
+    problem = token_problem(token) if token is not None else ""
+    if problem:  # an empty one would serve anyone who reaches the port, without a word
+        raise InputError(f"{given} {problem}")
     target = args.to or ("es" if args.src == "en" else "en")
     config = _load_config(args, args.src, target)
-    options = ServeOptions(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions, log_dir=args.log_dir,
+    options = ServeOptions(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions, log_dir=args.log_dir,
                            max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),
-                           allow_origins=tuple(args.allow_origins))
+                           allow_origins=tuple(args.allow_origins), share_voices=args.share_voices)
     if not args.ray and (args.replicas is not None or args.replica_gpus is not None):
         raise InputError("--replicas and --replica-gpus are for a Ray cluster: add --ray ADDRESS (auto: the one on this machine)")
     if args.ray:  # replicas on a cluster: this process loads no model
@@ -249,7 +255,20 @@ def _dub_catalogue(args: argparse.Namespace, options: "DubOptions") -> int:
         raise InputError(f"-o {folder} is a file: a catalogue (several inputs or languages) is dubbed into a folder")
     if not folder.parent.is_dir():
         raise InputError(f"-o {folder}: {folder.parent} does not exist")
-    jobs = cat.plan(cat.expand_inputs(args.input), args.to, folder)
+    from s3tvr import files
+    from s3tvr.dub import voices
+
+    files.check_output(folder, "-o", folder=True)  # every dub, and catalogue.json, is written there
+    if options.speakers_file:  # shared by every dub: refused now rather than by each
+        files.check_output(options.speakers_file, "--speakers-file")
+        voices.read_known(options.speakers_file)
+    inputs, own = cat.without_own_outputs(cat.expand_inputs(args.input), args.to, folder, options.speakers_file)
+    if own:
+        log.info("skipped %d files this catalogue wrote into %s (dubs and their side files)", len(own), folder)
+    if not inputs:
+        raise InputError(f"every input is a file dubbed into {folder} before ({len(own)}): nothing new to dub; "
+                         "give the originals")
+    jobs = cat.plan(inputs, args.to, folder)
     configs = {lang: _load_config(args, args.src or "auto", lang) for lang in args.to}
     if args.src:  # a pair the models cannot make refused before any work (built, not loaded: cheap)
         from s3tvr.live.engine import build_backends

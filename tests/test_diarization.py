@@ -181,5 +181,5 @@ def test_speakers_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"speakers": {"Ana": {"print": [1, 2]}}}')
     proc = s3tvr("dub", src, "--from", "en", "--to", "es", *APERTIUM, "-o", tmp_path / "o.wav", "--speakers-file", bad)
-    one_line_error(proc, "not a speakers file")
+    one_line_error(proc, "bad.json: speakers.Ana.print: holds 2 items, not exactly 256", "--speakers-file")
     assert not list(tmp_path.glob("o.*"))

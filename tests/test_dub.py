@@ -225,6 +225,9 @@ def test_the_sync_report_is_complete_and_within_targets(dubbed):
     for row in report["phrases"]:
         assert {"ratio_before", "ratio_after", "tempo", "start_offset_s", "end_offset_s", "fit"} <= set(row)
     assert "collisions 0" in proc.stdout and "length difference 0 samples" in proc.stdout  # the printed table
+    # all the speech was heard and dubbed: the share is measured (VAD on the original), and said
+    assert report["overall"]["speech_dubbed_share"] >= report["targets"]["speech_dubbed_share"] == 0.9
+    assert report["overall"]["source_speech_s"] > 5 and "speech dubbed" in proc.stdout
     # The music is kept by default where the separator is installed (the test profile has it), and what it cost is said.
     assert report["overall"]["background"] == "keep" and report["overall"]["separation_s_per_min"] > 0
     assert "background keep: separated in" in proc.stdout
@@ -245,6 +248,41 @@ def test_resume_renders_only_the_edited_phrase(dubbed, tmp_path):
     assert 1 <= len(new) <= 2  # the edited phrase (and its rate-adjusted retake); no other phrase again
     assert all(p.name.startswith(f"{data['phrases'][0]['id']:04d}-") for p in new)
     assert "not everyone could reach" in out.with_name("talk.en.en.srt").read_text().replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_speech_left_out_of_the_dub_is_reported_and_misses_the_target(dubbed, tmp_path):
+    # A user deletes the second half of the (one) sentence from the segments file, at a word the ASR
+    # heard, and dubs again: that speech is in the original but in no phrase, so it is not dubbed,
+    # and the report says so instead of "targets met".
+    from s3tvr.dub.report import NO_PHRASE
+
+    src, out, _ = dubbed
+    work = out.with_name("talk.en.work")
+    data = json.loads(out.with_name("talk.en.segments.json").read_text())
+    [phrase] = data["phrases"]
+    words = json.loads(next(work.glob("words-*.json")).read_text())
+    cut = min(words[:-1], key=lambda w: abs(w["end"] - (phrase["start"] + phrase["end"]) / 2))
+    end = phrase["end"]
+    phrase.update(end=cut["end"], source=" ".join(w["text"] for w in words if w["end"] <= cut["end"]),
+                  translation="So many people gathered there.")
+    (tmp_path / "talk.en.segments.json").write_text(json.dumps(data))
+    proc = dub(src, "--from", "es", "--to", "en", "-o", tmp_path / "talk.en.mp4", "--resume", "--work-dir", work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    whole = json.loads(out.with_name("talk.en.sync.json").read_text())["overall"]
+    report = json.loads((tmp_path / "talk.en.sync.json").read_text())
+    o = report["overall"]
+    assert o["source_speech_s"] == whole["source_speech_s"] and whole["speech_dubbed_share"] >= 0.9  # the same original
+    # what went missing is the deleted words' speech (VAD's, less the margin a phrase's edge is given)
+    lost = o["source_speech_s"] - o["speech_dubbed_s"]
+    assert 0.5 * (end - cut["end"]) < lost <= end - cut["end"] + 0.01, (lost, cut, end)
+    assert o["speech_dubbed_share"] < 0.9 and report["met"]["speech_dubbed_share"] is False
+    # per speaker: the kept words all dubbed; the rest is in no phrase (no diarization after an edit says whose)
+    missing = report["speech_by_speaker"][NO_PHRASE]
+    assert missing["speech_s"] - missing["dubbed_s"] == pytest.approx(lost, abs=0.011)
+    assert report["speech_by_speaker"]["S1"]["dubbed_share"] == 1.0
+    assert f"speech dubbed {o['speech_dubbed_share']:.0%}" in proc.stdout and "under the 90% target" in proc.stdout
+    assert "targets missed: speech_dubbed_share" in proc.stdout and "targets met" not in proc.stdout
 
 
 @pytest.mark.slow

@@ -97,6 +97,9 @@ async def exchange(port, query, send=(), headers=None, pause=0.0):
             for frame in send:
                 await ws.send(frame)
                 await asyncio.sleep(pause)
+        except ConnectionClosed:
+            pass  # refused while sending: what it said before the close is still to be read
+        try:
             async for message in ws:
                 if isinstance(message, bytes):
                     got.audio += len(message)
@@ -253,16 +256,68 @@ def test_a_query_the_server_cannot_serve_is_refused_with_4400(fake, params, word
 
 @pytest.mark.parametrize("frames, code, words", [
     ([json.dumps({"type": "stop"})], 1003, ['{"type": "end"}']),
-    (["hello"], 1003, ["unsupported text frame"]),
+    ([json.dumps({"type": "end", "now": True})], 1003, ["unsupported text frame"]),
+    (["[1]", json.dumps({"type": "end"})], 1003, ["unsupported text frame"]),
+    (["hello"], 1007, ["not JSON", '{"type": "end"}']),
+    # Nesting the parser would recurse into (990 deep: under the length limit, over Python's stack).
+    (["[" * 990], 1007, ["nested 990 deep"]),
+    (['{"type": {"type": "end"}}'], 1007, ["nested 2 deep", "flat"]),
+    (['{"type": NaN}'], 1007, ["NaN"]),
+    (['{"type": "end", "at": -Infinity}'], 1007, ["Infinity"]),
+    (['{"type": "end", "at": 1e999}'], 1007, ["beyond a float"]),
+    (['{"type": "end", "type": "end"}'], 1007, ["key twice"]),
+    ([json.dumps({"type": "end"}) + " " * 1000], 1009, ["1015 characters", "at most 1000"]),
+    ([b""], 1007, ["empty binary frame"]),
     ([b"\0" * 3201], 1007, ["3201 bytes"]),
     ([b"\0" * ((1 << 20) + 2)], 1009, ["1 MiB"]),
     ([b"\0" * SECOND] * 14, 1008, ["faster than real time"]),
+    # Frames of one sample count as 5 ms each: 10 s (--max-ahead) is 2,000 of them, not a flood without end.
+    ([b"\0\0"] * 6000, 1008, ["faster than real time", "5 ms"]),
 ])
 def test_a_frame_that_breaks_the_protocol_closes_only_its_own_session(fake, frames, code, words):
     got = run(exchange(fake.port, query(), send=frames))
     assert got.events[0]["type"] == "ready"
     refused(got, code, *words)
     assert fake.idle()  # its session ended with it
+
+
+def test_a_control_message_is_parsed_only_when_flat_and_short():
+    from s3tvr.edited_json import depth
+    from s3tvr.serve.connection import control_message
+    from s3tvr.serve.transport import Refusal
+
+    assert control_message(' { "type" : "end" } ') == {"type": "end"}
+    # Brackets inside strings are text, not nesting; the scan is linear whatever the frame.
+    assert depth(b'{"type": "[[[{{{", "x": "\\"}"}') == 1 and depth(b"[" * 100_000) == 100_000 and depth(b"1") == 0
+    for text, code in (("{" * 999, 1007), ("[" * 5000, 1009), ('"\\ud800"', 1003), ("1" * 999, 1003), ("", 1007)):
+        with pytest.raises(Refusal) as refusal:
+            control_message(text)
+        assert refusal.value.code == code, (text[:20], refusal.value.reason)
+
+
+def test_the_source_counts_each_frame_as_5_ms_at_least():
+    from s3tvr.serve.transport import MIN_FRAME_S, Refusal, WebSocketSource
+
+    source = WebSocketSource(max_ahead_s=1.0)
+    source.start()
+    t0, taken = time.monotonic(), 0
+    with pytest.raises(Refusal) as refusal:
+        while taken < 100_000:
+            source.push(b"\0\0")  # one sample a frame
+            taken += 1
+    elapsed = time.monotonic() - t0
+    # 1 s ahead is 200 frames of 5 ms, and 200 more for each second that passed meanwhile.
+    assert 1.0 / MIN_FRAME_S <= taken <= (1.0 + elapsed) / MIN_FRAME_S + 1, (taken, elapsed)
+    assert refusal.value.code == 1008 and "5 ms" in refusal.value.reason and len(refusal.value.reason.encode()) <= 123
+    assert source.received == taken  # the samples themselves, as heard
+    # After the end nothing is heard, but frames still count: no flood there either.
+    source = WebSocketSource(max_ahead_s=1.0)
+    source.start()
+    source.end()
+    with pytest.raises(Refusal):
+        for _ in range(100_000):
+            assert source.push(b"\0\0")
+    assert source.received == 0
 
 
 def test_a_frame_far_over_the_limit_is_cut_off_by_the_server_itself(fake):
@@ -385,7 +440,7 @@ def test_a_client_that_stops_reading_is_dropped_while_another_session_goes_on(da
 def test_the_server_survives_all_of_it(fake, speech):
     # One hostile client after another, beside a session that must not notice; then a new session.
     cases = [("from=es&to=en", [b"\0\0"]), (query(to="xx"), [b"\0\0"]), (query(), ["hello"]), (query(), [b"\0" * 3]),
-             (query(), [b"\0" * (3 << 20)]), (query(), [b"\0" * SECOND] * 14)]
+             (query(), [b"\0" * (3 << 20)]), (query(), [b"\0" * SECOND] * 14), (query(), ["[" * 990]), (query(), [b""] * 1000)]
 
     async def hostile():
         codes = []
@@ -399,7 +454,7 @@ def test_the_server_survives_all_of_it(fake, speech):
         return await asyncio.gather(client.stream_file(fake.url, speech, "es", "en", token=TOKEN, realtime=False), hostile())
 
     result, codes = run(scenario())
-    assert codes == [1008, 4400, 1003, 1007, 1009, 1008]
+    assert codes == [1008, 4400, 1007, 1007, 1009, 1008, 1007, 1007]
     assert result.ok and result.utterances and result.received_s > 1.0 and not result.errors
     again = run(client.stream_file(fake.url, speech, "es", "en", token=TOKEN, realtime=False))
     assert again.ok and [u["tgt_text"] for u in again.utterances] == [u["tgt_text"] for u in result.utterances]

@@ -147,11 +147,37 @@ def test_allow_origin_star_lets_any_page_in():
         anyone.stop()
 
 
-@pytest.mark.parametrize("origin", ["app.example", "https://app.example/", "ftp://app.example", "https://app.example:port", "null"])
+def test_allow_origin_null_lets_pages_without_an_origin_in_as_the_refusal_says(local):
+    # A file:// page or a sandboxed iframe sends "Origin: null": refused, with a hint the server takes.
+    got = session(local.port, "null")
+    refused(got, 1008, "Origin: null", "--allow-origin null")
+    assert ServeOptions(allow_origins=("null",)).allow_origins == ("null",)
+    nulls = Running(allow_origins=("null",))
+    try:
+        served(session(nulls.port, "null"))
+        refused(session(nulls.port, EVIL), 1008, EVIL)  # null is not *
+    finally:
+        nulls.stop()
+
+
+@pytest.mark.parametrize("origin", ["null", EVIL, "http://127.0.0.1.evil.example:8080", "chrome-extension://abcdefghijklmnop",
+                                    "https://" + "a" * 60 + ".example", "http://[::1", "ftp://files.example", "x" * 200])
+def test_every_origin_refusal_suggests_a_value_the_server_takes(local, origin):
+    got = session(local.port, origin)
+    refused(got, 1008)
+    words = got.reason.split()
+    if "--allow-origin" in words:
+        value = words[words.index("--allow-origin") + 1].strip("'")
+        if value != "THEIR-ORIGIN":
+            ServeOptions(allow_origins=(value,))  # accepted: the hint is true
+            assert value in (origin, "*"), (origin, got.reason)
+
+
+@pytest.mark.parametrize("origin", ["app.example", "https://app.example/", "ftp://app.example", "https://app.example:port", "nul"])
 def test_allow_origin_takes_only_origins(origin):
     with pytest.raises(InputError, match="--allow-origin"):
         ServeOptions(allow_origins=(origin,))
-    assert ServeOptions(allow_origins=("https://app.example:8443", "*")).allow_origins == ("https://app.example:8443", "*")
+    assert ServeOptions(allow_origins=("https://app.example:8443", "*", "null")).allow_origins == ("https://app.example:8443", "*", "null")
 
 
 # -- health, readiness, metrics ------------------------------------------------------------------
@@ -233,6 +259,25 @@ def test_two_servers_in_one_process_keep_their_own_metrics(local):
 
 
 # -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["", " ", "\t\n"])
+def test_an_empty_token_is_refused_not_served_without_one(token):
+    with pytest.raises(InputError, match="--token is empty"):
+        ServeOptions(token=token)
+    env = {**os.environ}
+    env.pop("S3TVR_TOKEN", None)
+    one_line_error(s3tvr("serve", "--config", "fake", "--port", free_port(), "--token", token, env=env), "--token is empty")
+    one_line_error(s3tvr("serve", "--config", "fake", "--port", free_port(), env={**env, "S3TVR_TOKEN": token}),
+                   "S3TVR_TOKEN is empty")
+
+
+def test_a_token_with_spaces_around_it_is_refused():
+    # An Authorization header's value is stripped: a client could never present it.
+    with pytest.raises(InputError, match="whitespace"):
+        ServeOptions(token=" s3cret")
+    assert ServeOptions(token="s3 cret").token == "s3 cret"
+
 
 
 def test_serve_command_takes_allow_origin_and_answers_the_probes(tmp_path):

@@ -197,20 +197,27 @@ class TtsBackend(Model):
         ``rate``: the speaking rate (1.0 natural), for a backend with ``speaking_rate``."""
         raise NotImplementedError
 
-    def check_voice(self, clips: Sequence[str | Path] = (), speaker: str = "") -> list[Path]:
+    def check_voice(self, clips: Sequence[str | Path] = (), speaker: str = "", owner: str = "", share: bool = False) -> list[Path]:
         """The voice asked for, checked before any model loads: the clips as paths, each of
-        which must exist, and only for a backend that clones voices."""
+        which must exist, and only for a backend that clones voices; a voice saved under a
+        ``speaker`` name only for its owner (:meth:`new_voice`), else :class:`VoiceNotYours`."""
         if (clips or speaker) and not self.clones_voice:
             raise InputError(f"--voice and --speaker need a voice-cloning TTS, but this config uses {self.backend}: "
                              f"add --config stack or --set tts.backend=xtts")
         return voice_clips(clips)
 
-    def new_voice(self, clips: Sequence[Path] = (), speaker: str = "") -> Any:
+    def new_voice(self, clips: Sequence[Path] = (), speaker: str = "", owner: str = "", share: bool = False) -> Any:
         """One session's voice, after setup(): from recordings of the speaker (``clips``), kept on
         disk under a ``speaker`` name, or learned from the session's own speech. None when the
-        backend speaks in a fixed voice."""
-        self.check_voice(clips, speaker)
+        backend speaks in a fixed voice. A named voice belongs to the ``owner`` that first asked
+        for the name ("": this machine's user; a server passes its clients'); another owner gets
+        :class:`VoiceNotYours`, or with ``share`` the voice as saved, never learned further."""
+        self.check_voice(clips, speaker, owner, share)
         return None
+
+
+class VoiceNotYours(InputError):
+    """A voice saved under a speaker name that another owner asked for: refused, never lent or extended."""
 
 
 def voice_clips(paths: Sequence[str | Path]) -> list[Path]:

@@ -111,6 +111,38 @@ def plan(inputs: Sequence[Path], langs: Sequence[str], folder: Path) -> list[Job
     return jobs
 
 
+# What a dub writes beside its output (DIR/STEM.LANG.EXT): never an input of the catalogue that wrote it.
+SIDE_FILES = (".segments.json", ".sync.json", ".srt", ".vtt")
+
+
+def without_own_outputs(inputs: Sequence[Path], langs: Sequence[str], folder: Path,
+                        speakers_file: Optional[Path] = None) -> tuple[list[Path], list[Path]]:
+    """The inputs less those this catalogue wrote into ``folder`` (a folder dubbed into itself, run
+    again, would dub x.en.wav into x.en.en.wav): a dub this run makes or an earlier run made (its
+    sync report beside it), a dub's side files and work folder, catalogue.json, the speakers file.
+    Returns (inputs, skipped)."""
+    here = folder.resolve()
+    planned = {(here / f"{i.stem}.{lang}{output_suffix(i)}") for i in inputs for lang in langs}
+    speakers = speakers_file.resolve() if speakers_file else None
+    kept, skipped = [], []
+    for path in inputs:
+        (skipped if _own(path.resolve(), here, planned, speakers) else kept).append(path)
+    return kept, skipped
+
+
+def _own(path: Path, here: Path, planned: set[Path], speakers: Optional[Path]) -> bool:
+    if path == speakers:
+        return True
+    if not path.is_relative_to(here):
+        return False
+    inside = path.relative_to(here).parts
+    if len(inside) > 1:  # in a folder of the catalogue's: a dub's work folder
+        return inside[0].endswith(".work")
+    report = path.with_suffix("").with_name(path.with_suffix("").name + ".sync.json")
+    return (path in planned or report.is_file() or path.name == "catalogue.json"
+            or path.name.lower().endswith(SIDE_FILES))
+
+
 def output_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in media.VIDEO_OUTPUTS or suffix in media.AUDIO_OUTPUTS:

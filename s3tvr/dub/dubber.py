@@ -34,7 +34,7 @@ from s3tvr.backends.kinds import MtContext, Word, voice_clips
 from s3tvr.backends.language_id import detect_language
 from s3tvr.bounds import Range
 from s3tvr.config import Config
-from s3tvr.dub import media, mix, report, subtitles, voices
+from s3tvr.dub import media, mix, report, segments, subtitles, voices
 from s3tvr.dub.diarize import Diarization, Turn, diarize
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
@@ -114,6 +114,8 @@ class Dubber:
         self.cloned: dict[str, Any] = {}  # a cloning TTS's voice per speaker, made when it first speaks
         self.voices: dict[str, str] = {}  # speaker -> voice (s3tvr.dub.voices)
         self.speaker_report: dict[str, Any] = {}
+        self.edited: Optional[segments.Edited] = None  # with --resume: the segments file as the user left it
+        self.speaker_at: Optional[Callable[[float], str]] = None  # who speaks at a time, where diarized
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -121,14 +123,17 @@ class Dubber:
         original = media.read(self.input)
         only = self.options.subtitles_only  # no media written: OUTPUT only names the sidecars
         media.check_output(self.output, original.has_video or only, () if only else original.video_codecs)
-        files.check_output(self.work, "--work-dir", folder=True)
-        self.known = voices.read_known(self.options.speakers_file)  # a broken file refused before any work
+        self._check_outputs()
+        # the files a user edits, refused before any model loads or anything is written
+        self.known = voices.read_known(self.options.speakers_file)
+        self.edited = self._read_segments(original.duration) if self.options.resume else None
         self.background = self._background_mode() if not only else None
         regions = None
         if self.config.src_lang == "auto":  # the language of the speech, once there is sure to be some
             regions = self._speech_regions(original, load_vad(self.config.vad.onnx))
             speech = np.concatenate([original.speech16k[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in regions])
             self.config = replace(self.config, src_lang=detect_language(speech))
+            self._check_outputs()  # the source subtitles' names hold the language found
         self.engine = self._engine(("asr", "mt") if only else KINDS)  # subtitles only: no TTS built or loaded
         self.asr, self.mt, self.tts = self.engine.asr, self.engine.mt, self.engine.tts
         if not self.asr.word_times and not self.options.resume:
@@ -140,6 +145,38 @@ class Dubber:
         finally:
             if self.engines is None:
                 self.engine.cleanup()
+
+    def _outputs(self) -> dict[Path, str]:
+        """Every file this dub writes beside its output (the output is media's to check), and what it is."""
+        only, out = self.options.subtitles_only, {self.segments_path: "segments file"}
+        if not only:
+            out[self.report_path] = "sync report"
+        if self.options.subtitles:
+            paths = self._subtitle_paths()  # the source's are named once its language is known
+            out.update(dict.fromkeys(paths if self.config.src_lang != "auto" else paths[2:], "subtitles"))
+        speakers = self.options.speakers_file
+        if speakers and not self.options.resume:  # with --resume, it is not written
+            own = {p.resolve(): what for p, what in [(self.output, "output"), *out.items()]}
+            if speakers.resolve() in own:
+                raise InputError(f"--speakers-file {speakers} is the dub's {own[speakers.resolve()]}: choose another")
+            out[speakers] = "--speakers-file"
+        return out
+
+    def _check_outputs(self) -> None:
+        """Each place this dub writes, refused before any work when it cannot be written there: not
+        the input, not a folder, in a folder that exists and this user may write."""
+        files.check_output(self.work, "--work-dir", folder=True)
+        for path, what in self._outputs().items():
+            flag = what if what.startswith("--") else "-o"
+            files.check_not_same(self.input, path, flag)
+            if path.is_dir():
+                raise InputError(f"{path} is a folder, where the dub writes its {what}: move it, or choose another {flag}")
+            files.check_output(path, flag)
+
+    def _read_segments(self, duration: float) -> segments.Edited:
+        if not self.segments_path.is_file():
+            raise InputError(f"--resume needs {self.segments_path}: run the same dub without --resume first")
+        return segments.read(self.segments_path, duration)
 
     def _engine(self, kinds: tuple[str, ...]) -> Engine:
         """This dub's engine, or the catalogue's for the same settings (the source language as detected)."""
@@ -198,7 +235,7 @@ class Dubber:
         if self.options.subtitles:
             written += self._subtitles(phrases)
         sync = report.build(rendered, original.speech16k, speech, original.rate, original.audio.shape[1], mixed.shape[1],
-                            self.options.max_tempo)
+                            self.options.max_tempo, self.speaker_at)
         sync["overall"].update({"loudness_target_lufs": round(target, 2) if np.isfinite(target) else None,
                                 "speech_gain_db": round(gain_db, 2),
                                 "mix_scale": round(scale, 3), "background": self.background, "shortened": shortened, **cost})
@@ -207,8 +244,8 @@ class Dubber:
         return DubResult(self.output, sync, written + [self.report_path])
 
     def _write_segments(self, phrases: list[Phrase]) -> None:
-        files.write_json(self.segments_path, {"input": str(self.input), "from": self.config.src_lang, "to": self.config.tgt_lang,
-                                              "voices": self.voices, "phrases": [p.to_json() for p in phrases]})
+        files.write_json(self.segments_path, segments.to_json(self.input, self.config.src_lang, self.config.tgt_lang,
+                                                              self.voices, phrases))
 
     def _background_mode(self) -> str:
         """keep or duck: as asked, else keep where the separator is installed (said when it is not)."""
@@ -265,7 +302,8 @@ class Dubber:
         found = self._diarization(original, regions)
         known = self.known
         names = voices.names_for(found.centroids, known)
-        phrases = group_words(words, self.options.max_phrase_s, speaker_at=lambda t: names[found.speaker_at(t)])
+        self.speaker_at = lambda t: names[found.speaker_at(t)]
+        phrases = group_words(words, self.options.max_phrase_s, speaker_at=self.speaker_at, total=original.duration)
         talk = sorted(range(found.speakers), key=lambda i: -found.seconds[i])
         self.voices = self._give_voices([names[i] for i in talk], {n: k["voice"] for n, k in known.items()})
         voices.remember(self.options.speakers_file, known, names, found.centroids, found.seconds, self.voices)
@@ -307,21 +345,10 @@ class Dubber:
         return found
 
     def _edited_phrases(self) -> list[Phrase]:
-        if not self.segments_path.is_file():
-            raise InputError(f"--resume needs {self.segments_path}: run the same dub without --resume first")
-        try:
-            data = json.loads(self.segments_path.read_text(encoding="utf-8"))
-            phrases = [Phrase(int(p["id"]), float(p["start"]), float(p["end"]), str(p["source"]), str(p["translation"]),
-                              speaker=str(p.get("speaker") or ""), shortened=str(p.get("longer") or "")) for p in data["phrases"]]
-            given = {str(k): str(v or "") for k, v in (data.get("voices") or {}).items()}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{self.segments_path} is not a segments file ({exc.__class__.__name__}: {exc}): "
-                             "fix the edit or delete the file and dub again") from None
-        for a, b in zip(phrases, phrases[1:]):
-            if b.start < a.end or a.end <= a.start:
-                raise InputError(f"{self.segments_path}: phrase {b.id} overlaps phrase {a.id} or is empty: fix its times")
+        """The phrases of the segments file, read and checked before the models were built."""
+        phrases = self.edited.phrases
         speakers = list(dict.fromkeys(p.speaker for p in phrases))
-        self.voices = self._give_voices(speakers, given)
+        self.voices = self._give_voices(speakers, self.edited.voices)
         self.speaker_report = {"found": len(speakers), "asked": None, "from": "segments file"}
         return phrases
 
@@ -496,15 +523,18 @@ class Dubber:
             tick()
         return track
 
-    def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
-        """The sidecars: source then translation, .srt and .vtt (the translated .srt second to last)."""
+    def _subtitle_paths(self) -> list[Path]:
+        """The sidecars' names: source then translation, .srt then .vtt (the translated .srt second to last)."""
         stem = self.output.with_suffix("")
-        paths = []
-        for lang, text_of in ((self.config.src_lang, lambda p: p.source), (self.config.tgt_lang, lambda p: p.translation)):
-            for fmt in ("srt", "vtt"):
-                path = stem.with_name(f"{stem.name}.{lang}.{fmt}")
-                files.write_text(path, subtitles.render(self._cues(phrases, text_of), fmt))
-                paths.append(path)
+        return [stem.with_name(f"{stem.name}.{lang}.{fmt}") for lang in (self.config.src_lang, self.config.tgt_lang)
+                for fmt in ("srt", "vtt")]
+
+    def _subtitles(self, phrases: list[Phrase]) -> list[Path]:
+        """The sidecars, written."""
+        paths = self._subtitle_paths()
+        for i, path in enumerate(paths):
+            text_of = (lambda p: p.source) if i < 2 else (lambda p: p.translation)
+            files.write_text(path, subtitles.render(self._cues(phrases, text_of), path.suffix[1:]))
         return paths
 
     def _tracks(self, phrases: list[Phrase]) -> list[media.SubtitleTrack]:

@@ -44,9 +44,10 @@ class Phrase:
 
 
 def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5,
-                speaker_at: Optional[Callable[[float], str]] = None) -> list[Phrase]:
+                speaker_at: Optional[Callable[[float], str]] = None, total: Optional[float] = None) -> list[Phrase]:
     """Words (absolute times, in order) into sentence phrases; with ``speaker_at`` (the speaker at
-    a time), each word is its middle's speaker's and a phrase never spans two."""
+    a time), each word is its middle's speaker's and a phrase never spans two; with ``total`` (the
+    input's length), the last phrase's slot ends within it."""
     speaker_of = (lambda w: speaker_at((w.start + w.end) / 2)) if speaker_at else (lambda w: "")
     groups: list[list[Word]] = []
     current: list[Word] = []
@@ -73,8 +74,9 @@ def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: floa
                for i, g in enumerate(groups)]
     for i, p in enumerate(phrases):  # a slot to speak in (ASRs may stamp a word with no length) ...
         p.end = max(p.end, p.start + MIN_PHRASE_S)
-        if i + 1 < len(phrases):  # ... that never runs into the next phrase
-            p.end = max(p.start + 0.01, min(p.end, phrases[i + 1].start))
+        limit = phrases[i + 1].start if i + 1 < len(phrases) else total
+        if limit is not None:  # ... that never runs into the next phrase, nor past the end (an edit of it would be refused)
+            p.end = max(p.start + 0.01, min(p.end, limit))
     return phrases
 
 

@@ -1,13 +1,18 @@
-"""The sync report: how well the dub keeps the original's timing, per phrase and overall.
+"""The sync report: how well the dub keeps the original's timing, per phrase and overall, and how
+much of the original's speech it dubbed.
 
 Boundaries and speech activity are measured, not assumed: Silero VAD runs on the dubbed speech
 track and on the original, with no pre-roll or tail, and the two are compared at 10 ms frames.
+The original's speech that lies in no phrase that was spoken (never heard by the ASR, deleted
+from the segments file, a phrase the TTS could not say) was not dubbed: the share that was is
+reported, overall and per speaker, and is a target, so a dub that lost sentences never reads
+"targets met".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import soxr
@@ -24,6 +29,14 @@ FRAME_S = 0.01
 # original is allowed (translations often are, and drawling is worse), so the fit rate and the
 # speech overlap are reported but not held to a target.
 TARGETS = {"start_offset_median_s": 0.25, "collisions": 0, "length_difference_samples": 0}
+# At least this share of the original's speech (by VAD) is dubbed: a sentence or two lost in a
+# minute of speech misses it, the edges of phrases (below) do not.
+MIN_SPEECH_DUBBED = 0.9
+# Speech this close to a dubbed phrase counts as its own: word times are good to about this, and
+# the VAD joins across pauses shorter than its endpoint (300 ms), so the gaps between one
+# speaker's sentences read as speech.
+COVER_S = 0.3
+NO_PHRASE = "(in no phrase)"  # speech no phrase holds, when no diarization says whose it is
 
 
 @dataclass
@@ -44,15 +57,54 @@ def measure_vad() -> VadConfig:
     return VadConfig(preroll_ms=0, tail_ms=0, endpoint_ms=300, min_speech_ms=100)
 
 
+def _frames(a: float, b: float) -> slice:
+    return slice(max(0, int(a / FRAME_S)), max(0, int(np.ceil(b / FRAME_S))))
+
+
 def _mask(regions: list[tuple[float, float]], total: float) -> np.ndarray:
     mask = np.zeros(int(np.ceil(total / FRAME_S)) + 1, dtype=bool)
     for a, b in regions:
-        mask[int(a / FRAME_S):int(np.ceil(b / FRAME_S))] = True
+        mask[_frames(a, b)] = True
     return mask
 
 
+def coverage(rendered: Sequence[Rendered], src_mask: np.ndarray,
+             speaker_at: Optional[Callable[[float], str]] = None) -> dict[str, Any]:
+    """How much of the original's speech (``src_mask``: VAD frames) the dub's spoken phrases hold,
+    overall and per speaker. Speech in a phrase is its speaker's; speech in none is the speaker
+    ``speaker_at`` (diarization) names, else :data:`NO_PHRASE`'s."""
+    dubbed = np.zeros_like(src_mask)
+    for r in rendered:
+        if r.placement is not None:
+            dubbed[_frames(r.phrase.start - COVER_S, r.phrase.end + COVER_S)] = True
+    owner = np.full(len(src_mask), "", dtype=object)
+    for r in rendered:
+        owner[_frames(r.phrase.start, r.phrase.end)] = r.phrase.speaker or "-"
+    for a, b in _runs(src_mask & (owner == "")):  # speech in no phrase: whose, where diarization says
+        owner[a:b] = speaker_at((a + b) / 2 * FRAME_S) if speaker_at else NO_PHRASE
+    speakers = {}
+    for name in dict.fromkeys(owner[src_mask]):
+        mine = src_mask & (owner == name)
+        speakers[name] = _share(mine, dubbed)
+    return {**_share(src_mask, dubbed), "speakers": speakers}
+
+
+def _share(speech: np.ndarray, dubbed: np.ndarray) -> dict[str, Any]:
+    total, done = speech.sum() * FRAME_S, (speech & dubbed).sum() * FRAME_S
+    return {"speech_s": round(float(total), 2), "dubbed_s": round(float(done), 2),
+            "dubbed_share": round(float(done / total), 3) if total else None}
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, past the last) frame of each run of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.ndarray, rate: int,
-          input_samples: int, output_samples: int, max_tempo: float) -> dict[str, Any]:
+          input_samples: int, output_samples: int, max_tempo: float,
+          speaker_at: Optional[Callable[[float], str]] = None) -> dict[str, Any]:
+    """The report; ``speaker_at``: who speaks at a time (diarization), for speech no phrase holds."""
     total = input_samples / rate
     dub16k = soxr.resample(dub_speech, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else dub_speech
     vad = measure_vad()
@@ -110,13 +162,19 @@ def build(rendered: Sequence[Rendered], source16k: np.ndarray, dub_speech: np.nd
         "dropped": sum(1 for r in rendered if r.placement is None),
         "length_difference_samples": output_samples - input_samples,
     }
+    speech = coverage(rendered, src_mask, speaker_at)
+    overall.update({"source_speech_s": speech["speech_s"], "speech_dubbed_s": speech["dubbed_s"],
+                    "speech_dubbed_share": speech["dubbed_share"]})
     met = {}
     for key, target in TARGETS.items():
         value = overall[key]
         if value is not None:
             met[key] = bool(value <= target) if key.endswith("_s") else bool(value == target)
     met["stretch_max"] = bool(overall["stretch_max"] <= max_tempo + 1e-6)
-    return {"overall": overall, "targets": {**TARGETS, "stretch_max": max_tempo}, "met": met, "phrases": rows}
+    if speech["dubbed_share"] is not None:  # at least: the one target that is a floor
+        met["speech_dubbed_share"] = bool(speech["dubbed_share"] >= MIN_SPEECH_DUBBED)
+    return {"overall": overall, "targets": {**TARGETS, "stretch_max": max_tempo, "speech_dubbed_share": MIN_SPEECH_DUBBED},
+            "met": met, "speech_by_speaker": speech["speakers"], "phrases": rows}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -143,9 +201,20 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"background {o['background']}{cost}")
     if report.get("speakers"):
         lines.append(_speakers_line(report["speakers"]))
+    if o.get("speech_dubbed_share") is not None:
+        lines.append(_speech_line(o, report.get("speech_by_speaker", {})))
     missed = [k for k, ok in report["met"].items() if not ok]
     lines.append("targets met" if not missed else "targets missed: " + ", ".join(missed))
     return "\n".join(lines)
+
+
+def _speech_line(o: dict[str, Any], by_speaker: dict[str, Any]) -> str:
+    """How much of the original's speech was dubbed, and whose was not."""
+    each = "; ".join(f"{name}: {s['dubbed_share']:.0%} of {s['speech_s']} s" for name, s in by_speaker.items()
+                     if s["dubbed_share"] is not None)
+    floor = "" if o["speech_dubbed_share"] >= MIN_SPEECH_DUBBED else f", under the {MIN_SPEECH_DUBBED:.0%} target"
+    return (f"speech dubbed {o['speech_dubbed_share']:.0%} of the original's {o['source_speech_s']} s{floor}"
+            + (f" ({each})" if each else ""))
 
 
 def _speakers_line(speakers: dict[str, Any]) -> str:

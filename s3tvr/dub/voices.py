@@ -13,14 +13,15 @@ speaker's own phrases) or a recording to clone; "" is the one voice a single-voi
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from s3tvr import files
+from s3tvr import edited_json, files
+from s3tvr.bounds import Range
+from s3tvr.edited_json import ListOf, MapOf, Number, Record, Text
 from s3tvr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,30 @@ CLONE = "clone"
 SAME_SPEAKER = 0.7
 
 
+PRINT = 256  # numbers in a voice print (Resemblyzer's embedding)
+FIX = "fix it, or give another --speakers-file"
+# A voice print is a unit vector; seconds of speech heard, summed over a catalogue's files.
+SPEAKER = Record({"voice": Text(4096, nullable=True), "seconds": Number(Range(0, 1e9)),
+                  "print": ListOf(Number(Range(-1, 1)), PRINT, PRINT)}, required=frozenset({"print"}))
+SPEAKERS_FILE = Record({"speakers": MapOf(SPEAKER)}, required=frozenset({"speakers"}))
+
+
 def read_known(path: Optional[Path]) -> dict[str, dict[str, Any]]:
-    """The speakers file's speakers (none when there is no file yet)."""
-    if path is None or not path.is_file():
+    """The speakers file's speakers (none when there is no file yet), checked as a file a user edits."""
+    if path is None or not path.exists():
         return {}
-    try:
-        speakers = json.loads(path.read_text(encoding="utf-8"))["speakers"]
-        for name, entry in speakers.items():
-            entry["print"] = np.asarray(entry["print"], dtype=np.float32)
-            entry.setdefault("voice", "")
-            if entry["print"].shape != (256,):
-                raise ValueError(f"{name}'s print has {entry['print'].size} numbers, not 256")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path} is not a speakers file ({exc.__class__.__name__}: {exc}): fix it or give another "
-                         "--speakers-file") from None
-    return speakers
+    return _known(edited_json.load(path, SPEAKERS_FILE, FIX))
+
+
+def parse_known(data: bytes, name: str) -> dict[str, dict[str, Any]]:
+    """As :func:`read_known`, of the file's bytes (``name`` names it in a message)."""
+    with edited_json.reading(name, FIX):
+        return _known(edited_json.parse(data, SPEAKERS_FILE))
+
+
+def _known(checked: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: {**entry, "voice": entry.get("voice", ""), "print": np.asarray(entry["print"], dtype=np.float32)}
+            for name, entry in checked["speakers"].items()}
 
 
 def names_for(centroids: np.ndarray, known: dict[str, dict[str, Any]]) -> list[str]:

@@ -74,21 +74,25 @@ class Session:
     the speaker; from a microphone, both). ``source``/``sink`` replace the audio ends outright.
     ``on_record`` sees each utterance's :class:`UtteranceRecord` as it is logged. ``voice``: recordings of
     the speaker for a voice-cloning TTS, ``speaker``: a name to keep the learned voice under
-    (neither: the voice is learned from this session's speech). ``src_lang``/``tgt_lang``: this
-    session's pair when it is not the engine's (one the engine can serve: Engine.check_languages).
+    (neither: the voice is learned from this session's speech); ``voice_owner``: who the session
+    speaks for, who alone may use and extend the voice saved under that name ("": this machine's
+    user; a server gives its client's), unless ``share_voices`` lends it to others as saved
+    (TtsBackend.new_voice). ``src_lang``/``tgt_lang``: this session's pair when it is not the
+    engine's (one the engine can serve: Engine.check_languages).
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
                  log_path: Optional[str] = None, record_dir: Optional[str] = None, source: Optional[Source] = None,
                  sink: Optional[Sink] = None,
                  on_record: Optional[Callable[[UtteranceRecord], None]] = None, keep_records: bool = True,
-                 voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = ""):
+                 voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = "",
+                 voice_owner: str = "", share_voices: bool = False):
         self.engine = engine
         self.config = config = engine.config
         self.src_lang, self.tgt_lang = src_lang or config.src_lang, tgt_lang or config.tgt_lang
         engine.check_languages(self.src_lang, self.tgt_lang)
-        self.voice_clips = engine.tts.check_voice(voice, speaker)
-        self.speaker = speaker
+        self.voice_clips = engine.tts.check_voice(voice, speaker, voice_owner, share_voices)
+        self.speaker, self.voice_owner, self.share_voices = speaker, voice_owner, share_voices
         self.voice: Any = None  # the TTS's voice for this session, made once the models are loaded
         for flag, path in (("--output", output), ("--log", log_path)):
             if input and path:  # writing it would destroy the recording
@@ -158,7 +162,7 @@ class Session:
             self.record_dir.mkdir(parents=True, exist_ok=True)
         self.sink.open()
         self.segmenter.setup(self.engine.vad_model(), turn=self.engine.turn_model() if self.config.vad.turn else None)
-        self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker)
+        self.voice = self.engine.tts.new_voice(self.voice_clips, self.speaker, self.voice_owner, self.share_voices)
         self.mode, why = self.engine.open_mode(live=self.source.realtime)
         log.info("%s mode (%s)", self.mode, why)
         self.pipeline = self._build_pipeline()

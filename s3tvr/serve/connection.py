@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from s3tvr import edited_json
 from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
 from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
@@ -35,10 +38,55 @@ WATCH_S = 0.25  # how often a connection's unread audio is looked at
 # A client sends audio all the time, silence included: one that goes quiet holds a session (of
 # --max-sessions) that others could use. After "end" it only waits, so then there is no limit.
 IDLE_S = 30.0
+MAX_TEXT = 1000  # characters a client's text frame may have: its one control message needs 15
+END = '{"type": "end"}'
 
 
 class _Gone(Exception):
     """The client went away: nothing more can be said to it."""
+
+
+def control_message(text: str) -> dict:
+    """A client's text frame as the control message it must be, ``{"type": "end"}``, or a
+    :class:`Refusal` saying what is wrong: 1009 over MAX_TEXT characters; 1007 no JSON, or JSON
+    a control message never is (nested, NaN or Infinity, a number beyond a float's range, a key
+    twice); 1003 JSON that is not the one message a client sends. The nesting is measured before
+    the parser sees it, so no frame can make it recurse."""
+    if len(text) > MAX_TEXT:
+        raise Refusal(1009, f"a text frame of {len(text)} characters: a control message ({END}) has at most {MAX_TEXT}")
+    depth = edited_json.depth(text.encode())  # measured before the parser can recurse
+    if depth > 1:
+        raise Refusal(1007, f"a text frame nested {depth} deep: a control message is a flat JSON object, {END}")
+    try:
+        message = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        why = exc.args[0] if isinstance(exc, _NotControl) else "not JSON"
+        raise Refusal(1007, f"a text frame that is {why}: the only one a client sends is {END}") from None
+    if message != {"type": "end"}:
+        raise Refusal(1003, f"unsupported text frame: the only one a client sends is {END}")
+    return message
+
+
+class _NotControl(ValueError):
+    """JSON that no control message is (the reason in words)."""
+
+
+def _no_constant(name: str) -> None:
+    raise _NotControl(f"{name}, which is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotControl("a number beyond a float's range")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    message = dict(pairs)
+    if len(message) < len(pairs):
+        raise _NotControl("an object with a key twice")
+    return message
 
 
 def close_reason(reason: str) -> str:
@@ -102,6 +150,8 @@ class Connection:
         try:
             return server.session(self.id, source=self.source, sink=self.sink, on_record=self._record, speaker=speaker,
                                   src_lang=src, tgt_lang=tgt)
+        except VoiceNotYours as exc:
+            raise Refusal(1008, str(exc)) from None
         except InputError as exc:
             raise Refusal(4400, str(exc)) from None
         except S3tvrError as exc:
@@ -155,6 +205,9 @@ class Connection:
             refusal = exc
         except _Gone:
             log.info("session %s: the client left", self.id)
+        except Exception as exc:  # a bug: this client is told, the server goes on
+            log.error("session %s: closed by an internal error", self.id, exc_info=exc)
+            refusal = Refusal(1011, f"internal error: {brief(exc)}")
         finally:
             session.cancel()
             self.sink.cancel()
@@ -168,6 +221,8 @@ class Connection:
     def _result(self, done: asyncio.Future) -> Any:
         try:
             return done.result()
+        except VoiceNotYours as exc:  # another owner claimed the name between the check and the voice
+            raise Refusal(1008, str(exc)) from None
         except S3tvrError as exc:
             raise Refusal(1011, f"the session failed: {exc}") from None
         except Exception as exc:
@@ -228,10 +283,13 @@ class Connection:
     # -- the event loop's tasks --------------------------------------------------------------
 
     async def _receive(self) -> None:
-        """The client's frames into the source until it leaves (returns) or breaks a rule (Refusal)."""
+        """The client's frames into the source until it leaves (returns) or breaks a rule (Refusal).
+        Only audio keeps it from being idle: no other frame resets the clock."""
+        heard_at = time.monotonic()
         while True:
+            timeout = None if self.ended else max(0.0, heard_at + IDLE_S - time.monotonic())
             try:
-                message = await asyncio.wait_for(self.ws.receive(), None if self.ended else IDLE_S)
+                message = await asyncio.wait_for(self.ws.receive(), timeout)
             except asyncio.TimeoutError:
                 raise Refusal(1008, f"nothing received for {IDLE_S:g} s: send audio (silence too) at real-time pace, "
                                     "and end with {\"type\": \"end\"}") from None
@@ -240,26 +298,23 @@ class Connection:
             data, text = message.get("bytes"), message.get("text")
             if data is not None:
                 await self._audio(data)
+                heard_at = time.monotonic()
             elif text is not None:
                 self._text(text)
 
     async def _audio(self, data: bytes) -> None:
         if len(data) > MAX_FRAME:
             raise Refusal(1009, f"a frame of {len(data)} bytes: at most {MAX_FRAME} (1 MiB) per frame")
+        if not data:
+            raise Refusal(1007, "an empty binary frame: each one carries audio, PCM s16le (2 bytes a sample)")
         if len(data) % 2:
             raise Refusal(1007, f"PCM s16le has 2 bytes per sample, but this frame has {len(data)} bytes")
-        if self.ended:
-            return  # after end: nothing more is heard
+        # After end nothing more is heard, but each frame is still counted against --max-ahead.
         while not self.source.push(data):  # the feeder is behind: stop reading until it catches up
             await asyncio.sleep(0.02)
 
     def _text(self, text: str) -> None:
-        try:
-            message = json.loads(text) if len(text) < 1000 else None
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or message.get("type") != "end":
-            raise Refusal(1003, 'unsupported text frame: the only one a client sends is {"type": "end"}')
+        control_message(text)  # {"type": "end"}, the only one there is, or a Refusal
         if not self.ended:
             self.ended = True
             self.source.end()

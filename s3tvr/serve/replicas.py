@@ -318,7 +318,8 @@ def start(config: Config, options: ServeOptions, replicas: ReplicaOptions, port:
     try:
         ray.init(address=replicas.address, namespace=NAMESPACE, log_to_driver=True)
     except (ConnectionError, RuntimeError) as exc:
-        raise SetupError(f"no Ray cluster at {replicas.address}: start one (ray start --head) or give its address (--ray): "
+        raise SetupError(f"no Ray cluster at {replicas.address}: start one (ray start --head) or give its address (--ray); "
+                         f"one with token authentication needs its token (RAY_AUTH_TOKEN or ~/.ray/auth_token): "
                          f"{brief(exc)}") from None
     actor = _actor_class(replicas)
     log_dir = os.path.abspath(options.log_dir) if options.log_dir else None

@@ -7,6 +7,7 @@ in (origin, token, query, room), the app, and uvicorn around it.
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -25,7 +26,7 @@ from s3tvr import files
 from s3tvr.errors import InputError
 from s3tvr.live.engine import Engine
 from s3tvr.records import UtteranceRecord
-from s3tvr.serve import ANY_ORIGIN, ServeOptions, origin_key
+from s3tvr.serve import ANY_ORIGIN, NULL_ORIGIN, ServeOptions, origin_key, origin_problem
 from s3tvr.serve.connection import MAX_FRAME, Connection
 from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics
 from s3tvr.serve.transport import Refusal
@@ -56,7 +57,8 @@ class Gate:
     def __init__(self, options: ServeOptions):
         self.token = options.token or None
         self.allow_any_origin = ANY_ORIGIN in options.allow_origins
-        self.allow_origins = {origin_key(o) for o in options.allow_origins if o != ANY_ORIGIN}
+        self.allow_null_origin = NULL_ORIGIN in options.allow_origins
+        self.allow_origins = {origin_key(o) for o in options.allow_origins if o not in (ANY_ORIGIN, NULL_ORIGIN)}
 
     def check_origin(self, ws: WebSocket) -> None:
         """A browser names the page that opens a WebSocket in ``Origin``, and lets any page open
@@ -66,11 +68,23 @@ class Gate:
         origin = ws.headers.get("origin")
         if origin is None or self.allow_any_origin:
             return
+        if origin == NULL_ORIGIN:
+            if self.allow_null_origin:
+                return
+            raise Refusal(1008, "pages with no origin (Origin: null: file://, sandboxed iframes) may not use this server; "
+                                "to allow them: --allow-origin null")
         key = origin_key(origin)
         if key is not None and (key in self.allow_origins or self.same_origin(key, ws)):
             return
-        shown = origin[:48]  # a reason fits a close frame (123 bytes)
-        raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: s3tvr serve --allow-origin {shown}")
+        # The hint names a value --allow-origin takes, whole: the reason fits a close frame (123 bytes).
+        nameable = not origin_problem(origin)
+        hint = f"pages of other sites may not use this server; to allow these: --allow-origin {origin}"
+        if nameable and len(hint.encode()) <= 123:
+            raise Refusal(1008, hint)
+        shown = origin if len(origin) <= 40 else origin[:40] + "..."
+        if nameable:
+            raise Refusal(1008, f"pages of {shown} may not use this server; to allow them: --allow-origin THEIR-ORIGIN")
+        raise Refusal(1008, f"pages of {shown} may not use this server; only --allow-origin '*' would let them in")
 
     def same_origin(self, key: tuple[str, str, int], ws: WebSocket) -> bool:
         """Is the page one of this server's own, at the address the client asked for? A page of any
@@ -110,6 +124,8 @@ class Server:
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
         self.gate = Gate(options)
         self.metrics = ServeMetrics(active=lambda: self.active)
+        # Whom its clients' voices (speaker=NAME) belong to: they are told apart by token only.
+        self.voice_owner = token_owner(options.token) if options.token else ANONYMOUS
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
@@ -171,7 +187,8 @@ class Server:
         """An admitted connection's session (``kwargs``: Session's), with the server's log folder
         and voice; counted as served once it is made."""
         log_path = self.log_dir / f"{id}.jsonl" if self.log_dir else None
-        session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, **kwargs)
+        session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, voice_owner=self.voice_owner,
+                                      share_voices=self.options.share_voices, **kwargs)
         self.served += 1
         self.metrics.sessions.inc()
         return session
@@ -219,6 +236,16 @@ class Server:
             raise Refusal(1013, f"the server is busy: it already holds {self.max_sessions} sessions (--max-sessions); try again later")
 
 
+ANONYMOUS = "anonymous"  # the voice owner of a server's clients when it has no token: nobody told apart
+
+
+def token_owner(token: str) -> str:
+    """The voice owner of a token's clients: a slow salted hash, so that a voice's owner record
+    (TtsBackend.new_voice) neither holds the token nor lets it be guessed quickly."""
+    digest = hashlib.pbkdf2_hmac("sha256", token.encode(), b"s3tvr voice owner", 200_000)
+    return f"token:{digest.hex()[:32]}"
+
+
 def request_origin(ws: WebSocket) -> Optional[tuple[str, str, int]]:
     """The origin of this server's own pages at the address the client asked for (its Host
     header), as :func:`~s3tvr.serve.origin_key` gives it: http for ws, https for wss."""
@@ -244,6 +271,9 @@ def serve(engine: Engine, options: Optional[ServeOptions] = None) -> None:
     if ANY_ORIGIN in options.allow_origins:
         log.warning("--allow-origin *: any web page a visitor of it opens may use this server%s",
                     "" if options.token else " (it has no token: set --token)")
+    elif NULL_ORIGIN in options.allow_origins:
+        log.warning("--allow-origin null: pages with no origin may use this server, and any site can make one (a sandboxed "
+                    "iframe)%s", "" if options.token else ": set --token")
     if options.log_dir:
         files.check_output(options.log_dir, "--log-dir", folder=True)
     sock = bind(host, options.port)  # before the models load: a busy port shows at once; clients are accepted once loaded

@@ -27,6 +27,10 @@ from s3tvr.live.sources import Source
 log = logging.getLogger(__name__)
 
 FRAME_S = 0.5  # longest binary frame sent: small enough for any client's message limit (websockets: 1 MiB)
+# Each frame received counts as at least this much audio against --max-ahead: a flood of tiny
+# frames (each costs the server as much as a large one) is refused as a flood of audio is. Clients
+# send 100 ms frames (the page, s3tvr client), a shorter last one; a microphone's buffer is 8 ms or more.
+MIN_FRAME_S = 0.005
 
 
 class Refusal(Exception):
@@ -61,8 +65,9 @@ class WebSocketSource(Source):
     yielded as 512-sample blocks stamped when their frame arrived.
 
     Two bounds: the client may be at most ``max_ahead_s`` ahead of real time since the connection
-    opened (more is a :class:`Refusal`, 1008), and at most ``max_buffer_s`` of audio waits for the
-    feeder (more: :meth:`push` says so, and the loop stops reading the socket until there is room).
+    opened (more is a :class:`Refusal`, 1008), every frame counted as at least MIN_FRAME_S of audio,
+    after the end too; and at most ``max_buffer_s`` of audio waits for the feeder (more: :meth:`push`
+    says so, and the loop stops reading the socket until there is room).
     """
 
     # Not a microphone to the session (never gated half-duplex): the client plays the translation itself.
@@ -73,6 +78,7 @@ class WebSocketSource(Source):
         self.max_buffer = int(max_buffer_s * SAMPLE_RATE)
         self.overflows = 0
         self.received = 0  # samples
+        self.charged = 0  # samples counted against max_ahead_s: received, each frame at least MIN_FRAME_S
         self._t_open: Optional[float] = None
         self._cond = threading.Condition()
         self._pieces: collections.deque = collections.deque()  # (samples, t_arrival)
@@ -85,27 +91,32 @@ class WebSocketSource(Source):
         self._t_open = time.monotonic() if now is None else now
 
     def ahead_s(self, now: Optional[float] = None) -> float:
-        """How far the audio received is ahead of real time since :meth:`start`."""
+        """How far the audio received (each frame at least MIN_FRAME_S) is ahead of real time since :meth:`start`."""
         now = time.monotonic() if now is None else now
-        return self.received / SAMPLE_RATE - (now - (self._t_open if self._t_open is not None else now))
+        return self.charged / SAMPLE_RATE - (now - (self._t_open if self._t_open is not None else now))
 
     def push(self, data: bytes) -> bool:
-        """Queue one frame of PCM s16le (the caller checked its length is even). False: the buffer
-        is full, push it again later. Raises Refusal when the client is too far ahead of real time."""
+        """Queue one frame of PCM s16le (the caller checked its length is even and not 0). False:
+        the buffer is full, push it again later. Raises Refusal when the client is too far ahead of
+        real time, a frame counted as at least MIN_FRAME_S."""
         n = len(data) // 2
+        cost = max(n, int(MIN_FRAME_S * SAMPLE_RATE))
         now = time.monotonic()
-        ahead = self.ahead_s(now) + n / SAMPLE_RATE
+        ahead = self.ahead_s(now) + cost / SAMPLE_RATE
         if ahead > self.max_ahead_s:
-            raise Refusal(1008, f"audio far faster than real time: {ahead:.1f} s ahead, at most {self.max_ahead_s:g} s; "
+            short = f"; a frame counts as {MIN_FRAME_S * 1000:g} ms at least" if cost > n else ""
+            raise Refusal(1008, f"audio far faster than real time: {ahead:.1f} s ahead, at most {self.max_ahead_s:g} s{short}; "
                                 f"send it at real-time pace")
         with self._cond:
             if self._closed or self._ended:
-                return True  # nobody will read it: taken and dropped
+                self.charged += cost  # nobody will read it: taken and dropped, but counted
+                return True
             if self._buffered and self._buffered + n > self.max_buffer:
                 return False
             self._pieces.append((pcm_to_float(data), now))
             self._buffered += n
             self.received += n
+            self.charged += cost
             self._cond.notify()
         return True
 

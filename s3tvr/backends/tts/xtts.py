@@ -19,10 +19,14 @@ Hindi).
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import importlib.util
+import json
 import logging
+import os
 import re
+import tempfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,7 @@ from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.device import torch_dtype
-from s3tvr.backends.kinds import TtsBackend, voice_clips
+from s3tvr.backends.kinds import TtsBackend, VoiceNotYours, voice_clips
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import XTTS_CHAR_LIMITS, XTTS_CODES
@@ -147,13 +151,21 @@ class Backend(TtsBackend):
                 "length_penalty": c.length_penalty, "repetition_penalty": c.repetition_penalty,
                 "top_k": c.top_k, "top_p": c.top_p}
 
-    def new_voice(self, clips: Sequence[Path] = (), speaker: str = "") -> "Voice":
+    def check_voice(self, clips: Sequence[str | Path] = (), speaker: str = "", owner: str = "", share: bool = False) -> list[Path]:
+        paths = super().check_voice(clips, speaker)
+        if speaker and not paths:  # a named voice (clips, when given, are the voice: the name is not used)
+            VoiceOwners(self.cache_dir).check(speaker, owner or local_owner(), share)
+        return paths
+
+    def new_voice(self, clips: Sequence[Path] = (), speaker: str = "", owner: str = "", share: bool = False) -> "Voice":
         """A session's voice: ``clips`` of the speaker, else a fine-tuned model's own speaker, else
-        learned from the session's speech (kept under ``speaker`` when named)."""
+        learned from the session's speech (kept under ``speaker`` when named, for its ``owner``:
+        TtsBackend.new_voice)."""
         if not clips and not speaker and self.own_voice:
             log.info("voice: the fine-tuned speaker's clips in %s", self.model_dir / "voice")
             clips = self.own_voice
-        return Voice(self.model, self.xtts_config, self.cache_dir, self.model_key, self.config.learn_s, clips, speaker)
+        return Voice(self.model, self.xtts_config, self.cache_dir, self.model_key, self.config.learn_s, clips, speaker,
+                     owner=owner or local_owner(), share=share)
 
     def speak(self, text: str, voice: Optional["Voice"] = None, speech: Optional[np.ndarray] = None, rate: float = 1.0, *,
               utt_id: int = 0) -> Iterator[np.ndarray]:
@@ -186,7 +198,7 @@ class Voice:
     """The speaker's conditioning, computed once and cached; from clips, or learned from the session."""
 
     def __init__(self, model: Any, xtts_config: Any, cache_dir: Path, model_key: str, learn_s: float,
-                 clips: Sequence[Path], speaker: str):
+                 clips: Sequence[Path], speaker: str, owner: str = "", share: bool = False):
         self.model = model
         self.xtts_config = xtts_config
         self.learn_s = learn_s
@@ -210,9 +222,14 @@ class Voice:
                                      "Give longer recordings (6 s or more is best)") from None
                 self._save(seconds=0.0)
         elif speaker:
+            own = VoiceOwners(cache_dir).claim(speaker, owner or local_owner(), share)
             self.cache_file = cache_dir / f"speaker-{files.safe_name(speaker)}-{model_key[:12]}.pt"
             seconds = self._load()
-            if seconds is not None:  # go on refining once as much new speech was heard
+            if not own:  # another owner's, shared: spoken as saved, never learned further from this speech nor saved
+                self.cache_file = None
+                if seconds is not None:
+                    self.next_at = None
+            elif seconds is not None:  # go on refining once as much new speech was heard
                 self.next_at = seconds if seconds < self.learn_s else None
 
     def for_utterance(self, speech: Optional[np.ndarray]) -> tuple[Any, Any]:
@@ -272,6 +289,87 @@ class Voice:
         with files.atomic_write(self.cache_file) as tmp:
             torch.save({"latents": self.cond[0].cpu(), "embedding": self.cond[1].cpu(), "seconds": seconds}, tmp)
 
+
+def local_owner() -> str:
+    """The owner of the voices this machine's user saves in their own runs (``s3tvr run --speaker``)."""
+    try:
+        return f"user:{getpass.getuser()}"
+    except Exception:  # no name for the uid (a container): the uid itself
+        return f"uid:{os.getuid()}"
+
+
+class VoiceOwners:
+    """Who owns each voice saved under a speaker name in a voice cache folder: the first owner to
+    ask for the name, recorded in ``speaker-NAME.owner.json`` beside the voices (for every model's
+    voice of that name). An owner is an opaque string: ``user:NAME`` for this machine's user's own
+    runs, a hash of the token for a server's clients (never the token), ``anonymous`` for those of
+    a server without one. A voice saved before owners were recorded is the local user's. Another
+    owner may not speak in the voice (:class:`VoiceNotYours`), or with ``share`` only as saved:
+    a voice still learning is never extended, nor saved again, from another owner's speech."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def record(self, name: str) -> Path:
+        return self.folder / f"speaker-{files.safe_name(name)}.owner.json"
+
+    def owner(self, name: str) -> Optional[str]:
+        """The owner of the voice ``name``; None when nobody has asked for it yet."""
+        path = self.record(name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return local_owner() if self._saved_before_owners(name) else None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read who owns the voice {name!r} ({path}: {brief(exc)}): restore it, or delete it "
+                             f"and the voice's files") from None
+        owner = data.get("owner") if isinstance(data, dict) else None
+        if not isinstance(owner, str) or not owner:
+            raise InputError(f"{path} names no owner of the voice {name!r}: restore it, or delete it and the voice's files")
+        return owner
+
+    def check(self, name: str, owner: str, share: bool = False) -> bool:
+        """Whether ``owner`` may learn and save the voice ``name`` (True: theirs, or nobody's yet),
+        or only speak in it as saved (False: another's, ``share``); VoiceNotYours when neither."""
+        current = self.owner(name)
+        if current is None or current == owner:
+            return True
+        if share:
+            return False
+        raise VoiceNotYours(f"the voice {name!r} is another owner's (another token's or user's): choose another speaker name, "
+                            f"or serve with --share-voices")
+
+    def claim(self, name: str, owner: str, share: bool = False) -> bool:
+        """As :meth:`check`, recording ``owner`` as the name's when it is nobody's yet; of two
+        owners asking at once (other processes too), exactly one gets it."""
+        if self.owner(name) is None:
+            self._record(name, owner)
+        return self.check(name, owner, share)
+
+    def _record(self, name: str, owner: str) -> None:
+        """Write the record unless one exists: whole (written aside, then linked into place,
+        which fails when the name is taken), so that nobody reads half of one."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".owner-", suffix=".partial", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"owner": owner, "name": name}, f)
+            try:
+                os.link(tmp, self.record(name))
+            except FileExistsError:
+                pass  # another owner (or this one, elsewhere) asked first
+            except OSError:  # a file system without hard links: created only if absent, then written
+                try:
+                    with open(self.record(name), "x", encoding="utf-8") as f:
+                        json.dump({"owner": owner, "name": name}, f)
+                except FileExistsError:
+                    pass
+        finally:
+            os.unlink(tmp)
+
+    def _saved_before_owners(self, name: str) -> bool:
+        voice = re.compile(rf"speaker-{re.escape(files.safe_name(name))}-[0-9a-f]{{12}}\.pt")
+        return self.folder.is_dir() and any(voice.fullmatch(p.name) for p in self.folder.iterdir())
 
 
 @contextmanager
