@@ -26,8 +26,8 @@ _WHERE = {
     "DubOptions": "s3tvr.dub.dubber",
     "DubResult": "s3tvr.dub.dubber",
     "download": "s3tvr.models",
-    "read_log": "s3tvr.records",
-    "summarize": "s3tvr.latency",
+    "read_log": "s3tvr.latency.record",
+    "summarize": "s3tvr.latency.report",
 }
 
 __all__ = ["Config", "load_config", "S3tvrError", "Engine", "Session", "RunResult", "Dubber", "DubOptions", "DubResult",
@@ -38,11 +38,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from s3tvr.config import Config, load_config
     from s3tvr.dub.dubber import Dubber, DubOptions, DubResult
     from s3tvr.errors import S3tvrError
-    from s3tvr.latency import summarize
+    from s3tvr.latency.record import read_log
+    from s3tvr.latency.report import summarize
     from s3tvr.live.engine import Engine
     from s3tvr.live.session import RunResult, Session
     from s3tvr.models import download
-    from s3tvr.records import read_log
 
 
 def __getattr__(name: str) -> Any:

@@ -111,9 +111,9 @@ def _stopped(signum: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s3tvr.latency import format_table, summarize
+    from s3tvr.latency.record import UtteranceRecord
+    from s3tvr.latency.report import format_table, summarize
     from s3tvr.live.engine import Engine
-    from s3tvr.records import UtteranceRecord
 
     if args.fast and not args.input:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
@@ -384,8 +384,8 @@ def _devices(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from s3tvr import files
-    from s3tvr.latency import format_table, plot, summarize
-    from s3tvr.records import read_log
+    from s3tvr.latency.record import read_log
+    from s3tvr.latency.report import format_table, plot, summarize
 
     if args.plot:
         files.check_output(args.plot, "--plot")

@@ -15,7 +15,7 @@ import pytest
 
 from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
 
 from conftest import s3tvr_cmd
 
