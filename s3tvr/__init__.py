@@ -25,7 +25,7 @@ _WHERE = {
     "Dubber": "s3tvr.dub.dubber",
     "DubOptions": "s3tvr.dub.dubber",
     "DubResult": "s3tvr.dub.dubber",
-    "download": "s3tvr.models",
+    "download": "s3tvr.weights.downloaded",
     "read_log": "s3tvr.latency.record",
     "summarize": "s3tvr.latency.report",
 }
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from s3tvr.latency.report import summarize
     from s3tvr.live.engine import Engine
     from s3tvr.live.session import RunResult, Session
-    from s3tvr.models import download
+    from s3tvr.weights.downloaded import download
 
 
 def __getattr__(name: str) -> Any:

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
-    from s3tvr.models import GROUPS, REPOS
+    from s3tvr.weights.downloaded import GROUPS, REPOS
 
     dl = sub.add_parser("download", help="fetch model weights into models/ (the stack: XTTS v2, NeMo ASR, NLLB)",
                         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -361,7 +361,7 @@ class _RichProgress:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from s3tvr.models import download
+    from s3tvr.weights.downloaded import download
 
     for path in download(args.models, accept_license=args.accept_license):
         print(path)

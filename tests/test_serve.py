@@ -577,7 +577,7 @@ def offline(tmp_path_factory):
 def listener():
     from faster_whisper import WhisperModel
 
-    from s3tvr import bundled
+    from s3tvr.weights import bundled
 
     return WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
 
