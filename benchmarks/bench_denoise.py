@@ -21,8 +21,8 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from s3tvr.audio.decode import load_audio
+from s3tvr.audio.denoise import denoise
 from s3tvr.config import DenoiseConfig, VadConfig
-from s3tvr.denoise import denoise
 from s3tvr.live.messages import Block
 from s3tvr.live.segmenter import Segmenter
 from s3tvr.weights import bundled
