@@ -11,7 +11,7 @@ voice. Overrides apply after it: :func:`load_config` is the one place all of it 
 the command line's flags included (as overrides after ``--set``: a flag wins).
 
 The comment beside each field (or right above it) is its description: ``s3tvr config`` prints
-it and docs/configuration.md is made from it (:mod:`s3tvr.config_docs`), so every field has one.
+it and docs/configuration.md is made from it (:mod:`s3tvr.cli.config_docs`), so every field has one.
 """
 
 from __future__ import annotations

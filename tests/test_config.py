@@ -10,12 +10,11 @@ from typing import Annotated, Optional
 import pytest
 import yaml
 
-from s3tvr import config_docs
 from s3tvr.backends import registry
 from s3tvr.bounds import Range
-from s3tvr.cli import main
+from s3tvr.cli import config_docs, main
+from s3tvr.cli.config_docs import commented_yaml, descriptions, filled, range_text, summary
 from s3tvr.config import _BACKENDS, _SECTIONS, BackendSection, Config, load_config
-from s3tvr.config_docs import commented_yaml, descriptions, filled, range_text, summary
 
 from conftest import REPO, one_line_error, s3tvr, s3tvr_cmd
 
@@ -97,7 +96,7 @@ def test_the_check_mode_says_how_to_regenerate(tmp_path, capsys):
     stale = tmp_path / "configuration.md"
     stale.write_text("old\n")
     assert config_docs.main(["--check", "--output", str(stale)]) == 1
-    assert "python -m s3tvr.config_docs" in capsys.readouterr().err
+    assert "python -m s3tvr.cli.config_docs" in capsys.readouterr().err
     assert config_docs.main(["--output", str(stale)]) == 0 and config_docs.main(["--check", "--output", str(stale)]) == 0
 
 

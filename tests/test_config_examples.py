@@ -5,8 +5,8 @@ registry (no model is loaded); each says what it is for."""
 import pytest
 
 from s3tvr.backends import registry
+from s3tvr.cli.config_docs import filled
 from s3tvr.config import _BACKENDS, load_config
-from s3tvr.config_docs import filled
 
 from conftest import REPO
 

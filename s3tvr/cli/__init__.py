@@ -1,4 +1,9 @@
-"""Command line: parse, set up logging, call the package. Status goes to stderr, data to stdout."""
+"""Command line: parse, set up logging, call the package. Status goes to stderr, data to stdout.
+
+:func:`main` (the ``s3tvr`` command) is here, with one function per command; beside it
+:mod:`~s3tvr.cli.arguments` declares every command's flags, and :mod:`~s3tvr.cli.config_docs`
+describes every configuration key from the fields' comments, for ``s3tvr config`` and for
+docs/configuration.md (``python -m s3tvr.cli.config_docs``)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Callable, Optional
 
-from s3tvr.arguments import build_parser
+from s3tvr.cli.arguments import build_parser
 from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped, TranslationFailed
 
 if TYPE_CHECKING:
@@ -27,7 +32,7 @@ def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Con
     its into: changes for the target language (and for dubbing), the --set overrides, then the
     flags as the overrides they stand for (arguments.CONFIG_FLAGS, then the languages): a flag wins
     over a --set of the same key."""
-    from s3tvr.arguments import flag_overrides
+    from s3tvr.cli.arguments import flag_overrides
     from s3tvr.config import load_config
 
     purpose = "dub" if "dub" in (args.command, getattr(args, "purpose", None)) else "live"
@@ -144,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     """The configuration run (serve, dub) would use with these arguments, as commented YAML on stdout."""
-    from s3tvr.config_docs import commented_yaml
+    from s3tvr.cli.config_docs import commented_yaml
 
     target = args.to or ("es" if args.lang == "en" else "en")
     config = _load_config(args, args.lang, target)

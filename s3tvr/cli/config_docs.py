@@ -9,8 +9,8 @@ from the source with :mod:`tokenize`; the ``.py`` files ship in the wheel). From
 * ``docs/configuration.md`` (:func:`markdown`): every section and backend, each key's type,
   default, range and whole description. Regenerate it after changing a field or its comment::
 
-      python -m s3tvr.config_docs            # writes docs/configuration.md
-      python -m s3tvr.config_docs --check    # exit 1 if the file differs (tests/test_config.py)
+      python -m s3tvr.cli.config_docs           # writes docs/configuration.md
+      python -m s3tvr.cli.config_docs --check   # exit 1 if the file differs (tests/test_config.py)
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from typing import Any, Iterator, Optional
 import yaml
 
 from s3tvr import config as cfg
-from s3tvr.arguments import CONFIG_FLAGS
 from s3tvr.backends import registry
 from s3tvr.bounds import Range, unoptional
+from s3tvr.cli.arguments import CONFIG_FLAGS
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
-REGENERATE = "python -m s3tvr.config_docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"  # s3tvr/cli/ -> the checkout
+REGENERATE = "python -m s3tvr.cli.config_docs"
 
 
 # -- descriptions from the source ------------------------------------------------------------------
@@ -330,7 +330,7 @@ def markdown() -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m s3tvr.config_docs", description="Write docs/configuration.md from the source.")
+    parser = argparse.ArgumentParser(prog="python -m s3tvr.cli.config_docs", description="Write docs/configuration.md from the source.")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
     parser.add_argument("--output", type=Path, default=DOCS, help=f"default: {DOCS}")
     args = parser.parse_args(argv)
