@@ -7,6 +7,14 @@ stack's weights with :func:`download`; or read a latency log with :func:`read_lo
 
 Each name is imported from its module when first used (PEP 562), so that ``import s3tvr`` (and
 ``s3tvr --help``) does not load the engine, the dubber and their libraries.
+
+The package, from the top down: ``cli/`` (the ``s3tvr`` command); ``serve/``, ``dub/``, ``eval/``
+and ``finetune/`` (one command's work each); ``live/`` (the live path, source to listener);
+``backends/`` (the models); ``audio/``, ``latency/`` (the latency log and its reports) and
+``weights/`` (where the models' weights come from). Beside them, the modules every part shares:
+``config`` (sections, presets, ``load_config``) and ``bounds`` (the options' ranges), ``errors``,
+``files`` (written whole or not at all), ``edited_json`` (user-edited JSON read as hostile input),
+``languages``, ``text`` (sentence splitting) and ``progress``.
 """
 
 from __future__ import annotations
