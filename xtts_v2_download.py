@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from s3tvr.errors import S3tvrError
-from s3tvr.models import download
+from s3tvr.weights.downloaded import download
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

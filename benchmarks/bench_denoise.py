@@ -20,12 +20,12 @@ import noisereduce
 import numpy as np
 from faster_whisper import WhisperModel
 
-from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
+from s3tvr.audio.denoise import denoise
 from s3tvr.config import DenoiseConfig, VadConfig
-from s3tvr.denoise import denoise
 from s3tvr.live.messages import Block
 from s3tvr.live.segmenter import Segmenter
+from s3tvr.weights import bundled
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NOISES = {"dishes": DATA / "noise/speechcommands_doing_the_dishes.wav", "cafe": DATA / "noise/dns1_ms_realrec_headset_cafe_spk2_3.wav"}

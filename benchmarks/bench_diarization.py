@@ -23,11 +23,11 @@ import numpy as np
 import soundfile as sf
 
 from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.voice_similarity import SpeakerEncoder
 from s3tvr.config import load_config
 from s3tvr.dub.diarize import diarize
 from s3tvr.eval.conversations import build, der
 from s3tvr.live.segmenter import load_vad, speech_regions
-from s3tvr.voice_similarity import SpeakerEncoder
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 FLEURS = SPEECH / "fleurs"

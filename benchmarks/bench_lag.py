@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3tvr.audio.decode import load_audio  # noqa: E402
-from s3tvr.field_latency import field_figures, source_latencies  # noqa: E402
-from s3tvr.records import read_log  # noqa: E402
+from s3tvr.latency.field_metrics import field_figures, source_latencies  # noqa: E402
+from s3tvr.latency.record import read_log  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_window import reference_pass_s  # noqa: E402

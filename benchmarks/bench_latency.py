@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 
 from s3tvr import Engine, load_config
-from s3tvr.records import UtteranceRecord
-from s3tvr.stats import percentile
+from s3tvr.latency.percentile import percentile
+from s3tvr.latency.record import UtteranceRecord
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 

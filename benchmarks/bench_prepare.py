@@ -28,8 +28,8 @@ import numpy as np
 import soundfile as sf
 
 from s3tvr.audio.decode import load_audio
+from s3tvr.audio.denoise import denoise
 from s3tvr.config import load_config
-from s3tvr.denoise import denoise
 from s3tvr.finetune.prepare import PrepareOptions, Preparer, speech_loss_db
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

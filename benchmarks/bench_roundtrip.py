@@ -15,8 +15,9 @@ from pathlib import Path
 import sacrebleu
 from faster_whisper import WhisperModel
 
-from s3tvr import Engine, bundled, load_config
+from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
+from s3tvr.weights import bundled
 
 FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "fleurs"
 

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3tvr.audio.decode import load_audio  # noqa: E402
-from s3tvr.field_latency import field_figures, source_latencies  # noqa: E402
+from s3tvr.latency.field_metrics import field_figures, source_latencies  # noqa: E402
+from s3tvr.latency.percentile import percentile  # noqa: E402
 from s3tvr.serve.client import stream_file  # noqa: E402
-from s3tvr.stats import percentile  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_lag import set_args  # noqa: E402

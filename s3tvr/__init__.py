@@ -7,6 +7,14 @@ stack's weights with :func:`download`; or read a latency log with :func:`read_lo
 
 Each name is imported from its module when first used (PEP 562), so that ``import s3tvr`` (and
 ``s3tvr --help``) does not load the engine, the dubber and their libraries.
+
+The package, from the top down: ``cli/`` (the ``s3tvr`` command); ``serve/``, ``dub/``, ``eval/``
+and ``finetune/`` (one command's work each); ``live/`` (the live path, source to listener);
+``backends/`` (the models); ``audio/``, ``latency/`` (the latency log and its reports) and
+``weights/`` (where the models' weights come from). Beside them, the modules every part shares:
+``config`` (sections, presets, ``load_config``) and ``bounds`` (the options' ranges), ``errors``,
+``files`` (written whole or not at all), ``edited_json`` (user-edited JSON read as hostile input),
+``languages``, ``text`` (sentence splitting) and ``progress``.
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ _WHERE = {
     "Dubber": "s3tvr.dub.dubber",
     "DubOptions": "s3tvr.dub.dubber",
     "DubResult": "s3tvr.dub.dubber",
-    "download": "s3tvr.models",
-    "read_log": "s3tvr.records",
-    "summarize": "s3tvr.latency",
+    "download": "s3tvr.weights.downloaded",
+    "read_log": "s3tvr.latency.record",
+    "summarize": "s3tvr.latency.report",
 }
 
 __all__ = ["Config", "load_config", "S3tvrError", "Engine", "Session", "RunResult", "Dubber", "DubOptions", "DubResult",
@@ -38,11 +46,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from s3tvr.config import Config, load_config
     from s3tvr.dub.dubber import Dubber, DubOptions, DubResult
     from s3tvr.errors import S3tvrError
-    from s3tvr.latency import summarize
+    from s3tvr.latency.record import read_log
+    from s3tvr.latency.report import summarize
     from s3tvr.live.engine import Engine
     from s3tvr.live.session import RunResult, Session
-    from s3tvr.models import download
-    from s3tvr.records import read_log
+    from s3tvr.weights.downloaded import download
 
 
 def __getattr__(name: str) -> Any:

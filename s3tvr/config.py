@@ -5,9 +5,13 @@ A preset is a YAML file with the sections below; ``key.sub=value`` overrides any
 own config dataclass (see :mod:`s3tvr.backends.registry`) and are checked when the run starts.
 
 A preset may also hold an ``into:`` table: per target language, the sections that change when
-translating into it (the offline preset reaches English with Whisper's translate task, Spanish
-with Apertium and another voice); under a language's ``dub:`` key, what changes again for
-dubbing, which is not live and may use a slower, better voice. Overrides apply after it.
+translating into it (the offline preset speaks Spanish with another voice); under a language's
+``dub:`` key, what changes again for dubbing, which is not live and may use a slower, better
+voice. Overrides apply after it: :func:`load_config` is the one place all of it is assembled,
+the command line's flags included (as overrides after ``--set``: a flag wins).
+
+The comment beside each field (or right above it) is its description: ``s3tvr config`` prints
+it and docs/configuration.md is made from it (:mod:`s3tvr.cli.config_docs`), so every field has one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import importlib.resources
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence, Union
 
 import yaml
 
@@ -29,17 +33,17 @@ from s3tvr.errors import InputError
 @dataclass(frozen=True)
 class AudioConfig:
     input_device: Optional[str] = None  # index or name substring; None: the system default
-    output_device: Optional[str] = None
+    output_device: Optional[str] = None  # the speaker: index or name substring; None: the system default
     full_duplex: bool = False  # True with headphones: the mic stays open while translations play
     echo_tail_ms: Annotated[int, Range(0, 5000)] = 300  # half-duplex: the mic stays closed this long after playback
     jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
-    output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # file output rate
+    output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # of a file output, and of what serve sends its clients
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
     # Lag control (s3tvr/live/pacing.py): past this much translated audio not yet heard, speak faster
     # (up to max_rate at twice it) and cut the pauses around sentences to max_gap_s.
     lag_s: Annotated[float, Range(0.5, 600)] = 1.0
     max_rate: Annotated[float, Range(1, 2)] = 1.25  # the dubbing cap: faster stops sounding natural
-    max_gap_s: Annotated[float, Range(0, 2)] = 0.1
+    max_gap_s: Annotated[float, Range(0, 2)] = 0.1  # once past lag_s, the longest pause kept around what is said
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class VadConfig:
     # silence (300 ms: 4 split, wait p50 0.44 s; 200 ms: 10, 0.36 s; fixed 500 ms: 2, 0.51 s): read speech's clause
     # pauses sound finished to it.
     turn: bool = False
-    turn_silence_ms: Annotated[int, Range(32, 2000)] = 300
+    turn_silence_ms: Annotated[int, Range(32, 2000)] = 300  # with turn: the silence after which the model is asked
     turn_threshold: Annotated[float, Range(0, 1)] = 0.5  # probability of a finished turn above which it ends
     turn_max_ms: Annotated[int, Range(32, 10000)] = 1000  # silence that ends an utterance the model called unfinished
 
@@ -70,7 +74,7 @@ class VadConfig:
 @dataclass(frozen=True)
 class DenoiseConfig:
     enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
-    prop_decrease: Annotated[float, Range(0, 1)] = 0.8
+    prop_decrease: Annotated[float, Range(0, 1)] = 0.8  # how much of the noise is taken out (noisereduce's; 1: all of it)
     profile_s: Annotated[float, Range(0, 60, above=True)] = 2.0  # how much recent non-speech audio forms the noise profile
 
 
@@ -87,41 +91,42 @@ class SimultaneousConfig:
     trim_s: Annotated[float, Range(2, 30)] = 10.0  # longer buffers are cut at the last committed sentence end
     clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
     clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither
-    clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35
+    clause_pause_s: Annotated[float, Range(0.1, 2)] = 0.35  # a pause this long releases a clause of clause_min_words
     # Passes may take this share of the time (MT, TTS and the final pass need the rest): after a pass of
     # c seconds the next waits for max(step_s, c / pass_budget) of new speech (simultaneous.PassPacer).
     pass_budget: Annotated[float, Range(0.1, 1)] = 0.5
-    # A longer wait: the rest of the utterance is recognised when it ends. Mode auto chooses sentence
-    # where passes over 10 s of speech could not come this often (simultaneous.auto_mode).
+    # The longest wait between passes: past it, the rest of the utterance is recognised when it ends. Mode
+    # auto chooses sentence where passes over 10 s of speech could not come this often (simultaneous.auto_mode).
     max_step_s: Annotated[float, Range(0.5, 30)] = 3.0
 
 
 @dataclass(frozen=True)
 class BackendSection:
-    backend: str
-    options: dict[str, Any] = field(default_factory=dict)
+    backend: str  # which backend (s3tvr/backends/registry.py). The section's other keys are its options.
+    options: dict[str, Any] = field(default_factory=dict)  # the backend's own Config fields (unknown ones refused when it is built)
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    queue_size: Annotated[int, Range(1, 1000)] = 8
+    queue_size: Annotated[int, Range(1, 1000)] = 8  # utterances waiting between two stages before the earlier one waits too
     workers: dict[str, Annotated[int, Range(1, 64)]] = field(default_factory=dict)  # stage name -> worker threads
 
 
 @dataclass(frozen=True)
 class Config:
-    src_lang: str = "es"
-    tgt_lang: str = "en"
-    device: str = "cpu"
+    src_lang: str = "es"  # the language spoken (ISO 639-1; run's LANG, --from); dub: auto detects it
+    tgt_lang: str = "en"  # the language spoken to the listener (--to); it picks the preset's into: changes
+    device: str = "cpu"  # where the models run: cpu | cuda (--device)
     dtype: str = "auto"  # torch backends: auto (bfloat16 on CUDA where native, else float16; float32 on CPU) | float32 | float16 | bfloat16
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    vad: VadConfig = field(default_factory=VadConfig)
-    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)  # devices, duplex, file pace and lag control
+    vad: VadConfig = field(default_factory=VadConfig)  # where utterances start and end (Silero VAD; Smart Turn)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)  # noise reduction before the ASR
+    # How an utterance is translated while it is being spoken (--mode)
     simultaneous: SimultaneousConfig = field(default_factory=SimultaneousConfig)
-    asr: BackendSection = field(default_factory=lambda: BackendSection("faster-whisper"))
-    mt: BackendSection = field(default_factory=lambda: BackendSection("none"))
-    tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    asr: BackendSection = field(default_factory=lambda: BackendSection("faster-whisper"))  # speech recognition: a backend and its options
+    mt: BackendSection = field(default_factory=lambda: BackendSection("none"))  # translation: a backend and its options
+    tts: BackendSection = field(default_factory=lambda: BackendSection("piper"))  # the voice: a backend and its options
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)  # the stages' queues and threads
 
     def context(self) -> dict[str, Any]:
         """What every backend is built with, beside its own section."""
@@ -155,10 +160,27 @@ def _read_source(source: str | Path) -> tuple[str, str]:
     raise InputError(f"config {source} not found: give a YAML file or a preset name ({names})")
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None, purpose: str = "live",
+Override = Union[str, tuple[str, Any]]  # "key.sub=VALUE" (VALUE read as YAML) or (key, value) set as given
+
+
+def load_config(source: str | Path | None = None, overrides: Sequence[Override] | None = None, purpose: str = "live",
                 **top: Any) -> Config:
-    """Build a Config from a preset name or YAML path (with its ``into:`` changes for the target
-    language and, when ``purpose`` is "dub", for dubbing), then ``key=value`` overrides, then ``top`` keys."""
+    """The one place a configuration is assembled, in this order, each step over the one before:
+
+    1. the preset named ``source`` (or a YAML file);
+    2. its ``into:`` changes for the target language and, when ``purpose`` is "dub", that
+       language's ``dub:`` changes;
+    3. ``overrides`` in their order: ``"key.sub=VALUE"`` strings (``--set``; VALUE read as YAML)
+       or ``(key, value)`` pairs set as given (a command's flags: paths and device names keep
+       their characters);
+    4. ``top`` keys that are not None (``src_lang``, ``tgt_lang``, ``device``, ``dtype``), as
+       ``(key, value)`` overrides after the others.
+
+    A later step wins, so the command line puts its flags after ``--set``: ``--device cuda --set
+    device=cpu`` runs on cuda. The target language that picks the ``into:`` changes is the last
+    ``tgt_lang`` among the overrides and ``top``, else the file's, else English."""
+    changes = [_override(item) for item in overrides or []]
+    changes += [(key, value) for key, value in top.items() if value is not None]
     data: dict[str, Any] = {}
     if source is not None:
         label, text = _read_source(source)
@@ -168,16 +190,25 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             raise InputError(f"config {label} is not valid YAML ({exc.__class__.__name__}): fix the file") from None
         if not isinstance(data, dict):
             raise InputError(f"config {label} must be a mapping of sections: fix the file")
-        data = _into_target(data, str(top.get("tgt_lang") or data.get("tgt_lang") or Config.tgt_lang), purpose, label)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"override {item!r} is not KEY=VALUE: write e.g. vad.endpoint_ms=300")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
-    for key, value in top.items():
-        if value is not None:
-            data[key] = value
+        target = next((value for key, value in reversed(changes) if key == "tgt_lang"), None)
+        data = _into_target(data, str(target or data.get("tgt_lang") or Config.tgt_lang), purpose, label)
+    for key, value in changes:
+        _set_dotted(data, key, value)
     return _build(data)
+
+
+def _override(item: Override) -> tuple[str, Any]:
+    """(key, value) of a ``key=VALUE`` string, its VALUE read as YAML; a pair as it is."""
+    if isinstance(item, tuple):
+        key, value = item
+        return key.strip(), value
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"override {item!r} is not KEY=VALUE: write e.g. vad.endpoint_ms=300")
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise InputError(f"override {item!r}: the value is not valid YAML: quote it, e.g. {key.strip()}='\"TEXT\"'") from None
 
 
 def _into_target(data: dict[str, Any], tgt: str, purpose: str, label: str) -> dict[str, Any]:

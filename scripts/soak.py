@@ -23,10 +23,10 @@ from s3tvr import Engine, load_config
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.audio.streams import BLOCK
+from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.messages import Block
 from s3tvr.live.sinks import Sink
 from s3tvr.live.sources import Source
-from s3tvr.records import UtteranceRecord
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "realtimestt_asr-reference.wav"
 

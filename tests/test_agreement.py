@@ -6,11 +6,11 @@ import random
 import jiwer
 import pytest
 
-from s3tvr import bundled
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.kinds import Word
 from s3tvr.live.agreement import PROMPT_CHARS, ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.weights import bundled
 
 
 def hyp(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:

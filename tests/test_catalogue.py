@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
+from s3tvr.weights import bundled
 
 from conftest import DATA, REPO, WHISPER_INTO_ENGLISH, free_port, one_line_error, ray_env, s3tvr, s3tvr_cmd
 

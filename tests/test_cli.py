@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
 
 from conftest import HANG_S, REPO, one_line_error, s3tvr, s3tvr_cmd
 
@@ -147,8 +147,8 @@ def test_help_loads_no_model_library_nor_a_command_of_its_own():
 def test_the_package_names_load_when_first_used():
     import s3tvr
     from s3tvr.dub.dubber import Dubber
+    from s3tvr.latency.record import read_log
     from s3tvr.live.engine import Engine
-    from s3tvr.records import read_log
 
     assert (s3tvr.Engine, s3tvr.Dubber, s3tvr.read_log) == (Engine, Dubber, read_log)
     assert all(getattr(s3tvr, name) is not None for name in s3tvr.__all__) and set(s3tvr.__all__) <= set(dir(s3tvr))

@@ -24,7 +24,7 @@ READERS = {  # one reader each (Resemblyzer: their clips 0.82-0.91 alike, 0.44-0
 
 @pytest.fixture(scope="module")
 def encoder():
-    from s3tvr.voice_similarity import SpeakerEncoder
+    from s3tvr.backends.voice_similarity import SpeakerEncoder
 
     enc = SpeakerEncoder()
     enc.setup()

@@ -7,7 +7,7 @@ import sys
 
 from test_cli import one_line_error, s3tvr
 
-from s3tvr import models
+from s3tvr.weights import downloaded
 
 from conftest import REPO
 
@@ -37,12 +37,12 @@ def test_unknown_model_names_the_choices():
 
 def test_backends_find_downloaded_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
-    assert models.resolve("facebook/nllb-200-distilled-1.3B") == "facebook/nllb-200-distilled-1.3B"
+    assert downloaded.resolve("facebook/nllb-200-distilled-1.3B") == "facebook/nllb-200-distilled-1.3B"
     (tmp_path / "nllb-200-distilled-1.3B").mkdir()
     (tmp_path / "nllb-200-distilled-1.3B" / "config.json").write_text("{}")
-    assert models.resolve("facebook/nllb-200-distilled-1.3B") == str(tmp_path / "nllb-200-distilled-1.3B")
-    assert models.looks_like_path("models/x/y") and models.looks_like_path("./m") and models.looks_like_path("a.nemo")
-    assert not models.looks_like_path("nvidia/parakeet-ctc-1.1b")
+    assert downloaded.resolve("facebook/nllb-200-distilled-1.3B") == str(tmp_path / "nllb-200-distilled-1.3B")
+    assert downloaded.looks_like_path("models/x/y") and downloaded.looks_like_path("./m") and downloaded.looks_like_path("a.nemo")
+    assert not downloaded.looks_like_path("nvidia/parakeet-ctc-1.1b")
 
 
 def test_one_license_question_for_the_model_and_its_training_files(tmp_path, monkeypatch):
@@ -54,7 +54,7 @@ def test_one_license_question_for_the_model_and_its_training_files(tmp_path, mon
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     questions = []
     with pytest.raises(SetupError, match="download of coqui/XTTS-v2 failed"):  # offline, after the question
-        models.download(["xtts", "xtts-train"], ask=lambda q: questions.append(q) or "y")
+        downloaded.download(["xtts", "xtts-train"], ask=lambda q: questions.append(q) or "y")
     assert len(questions) == 1
 
 
@@ -64,7 +64,7 @@ def test_every_model_is_pinned_to_a_commit_and_one_weights_format():
     import re
     from fnmatch import fnmatch
 
-    from s3tvr.models import REPOS
+    from s3tvr.weights.downloaded import REPOS
 
     for key, repo in REPOS.items():
         assert re.fullmatch(r"[0-9a-f]{40}", repo.revision), f"{key}: {repo.revision!r} is not a commit"
@@ -93,9 +93,9 @@ def test_a_commit_without_the_weights_is_an_error_not_a_download(tmp_path, monke
     monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_at(["README.md", ".cache/huggingface/x.nemo"]))
     with pytest.raises(SetupError, match=r"nvidia/parakeet-ctc-0.6b at commit 62ce393 has no \*\.nemo"):
-        models.download(["asr-en-0.6b"])
+        downloaded.download(["asr-en-0.6b"])
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub_at(["README.md", "parakeet-ctc-0.6b.nemo"]))
-    assert models.download(["asr-en-0.6b"]) == [tmp_path / "parakeet-ctc-0.6b"]
+    assert downloaded.download(["asr-en-0.6b"]) == [tmp_path / "parakeet-ctc-0.6b"]
 
 
 def test_the_llm_translator_s_file_is_refused_and_removed_unless_it_is_the_pinned_one(tmp_path, monkeypatch):
@@ -103,10 +103,10 @@ def test_the_llm_translator_s_file_is_refused_and_removed_unless_it_is_the_pinne
     import huggingface_hub
     import pytest
 
-    from s3tvr import bundled
     from s3tvr.errors import SetupError
+    from s3tvr.weights import bundled
 
-    assert models.REPOS["mt-llm"].sha256 == bundled.QWEN_CODER_SHA256
+    assert downloaded.REPOS["mt-llm"].sha256 == bundled.QWEN_CODER_SHA256
 
     def snapshot_download(repo_id, revision, local_dir, allow_patterns):  # the hub, giving another file under that name
         os.makedirs(local_dir, exist_ok=True)
@@ -116,5 +116,5 @@ def test_the_llm_translator_s_file_is_refused_and_removed_unless_it_is_the_pinne
     monkeypatch.setenv("S3TVR_MODELS", str(tmp_path))
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     with pytest.raises(SetupError, match="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf at commit f86cb2c is not the file pinned"):
-        models.download(["mt-llm"])
+        downloaded.download(["mt-llm"])
     assert not (tmp_path / "qwen2.5-coder-1.5b-instruct-gguf" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf").exists()

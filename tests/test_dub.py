@@ -150,7 +150,8 @@ def test_the_video_carries_the_subtitles_as_tracks(dubbed):
 
 
 def test_mkv_and_webm_outputs_carry_their_subtitle_tracks(tmp_path):
-    tracks = [media.SubtitleTrack("de", "German", [(0.5, 1.25, "Hallo, Welt"), (1.5, 2.0, "zwei\nZeilen")]),
+    tracks = [media.SubtitleTrack("de", "German", [(0.5, 1.25, "Hallo, Welt"), (1.5, 2.0, "zwei\nZeilen"),
+                                                   (2.0, 2.5, "5 < 6 & 7 > <3")]),  # shown as written: escaped in WebVTT
               media.SubtitleTrack("es", "Spanish (original)", [(0.5, 1.25, "Hola, mundo"), (1.5, 2.0, "dos\nlíneas")])]
     for src, out, codec in ((VIDEO, tmp_path / "talk.mkv", "subrip"), (tiny_webm(tmp_path / "in.webm"), tmp_path / "talk.webm", "webvtt")):
         original = media.read(src)

@@ -10,11 +10,11 @@ import soundfile as sf
 
 from s3tvr import Engine, load_config
 from s3tvr.errors import InputError
+from s3tvr.latency.record import read_log
 from s3tvr.live.messages import AudioChunk, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Reorderer
 from s3tvr.live.sinks import FileSink
 from s3tvr.live.sources import FileSource
-from s3tvr.records import read_log
 
 NARRATION = "realtimestt_asr-reference.wav"  # 52 s, 9 sentences with pauses
 VIDEO = "open-dubbing_englishvideo.mp4"  # 10 s

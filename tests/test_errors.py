@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
 
 from conftest import HANG_S, one_line_error, s3tvr, s3tvr_cmd
 

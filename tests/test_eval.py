@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from s3tvr.eval import metrics
-from s3tvr.records import UtteranceRecord
+from s3tvr.latency.record import UtteranceRecord
 
 from conftest import manifest, s3tvr_cmd
 

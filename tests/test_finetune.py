@@ -14,7 +14,7 @@ import soundfile as sf
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.finetune.prepare import PrepareOptions, clip_snr_db, cut_clips, speech_loss_db
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
 
 from conftest import DATA, s3tvr_cmd
 

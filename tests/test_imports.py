@@ -9,9 +9,9 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "import_cycles.py"
-# Being untangled on another branch (issue 23): latency.py imports field_latency's figures, and
-# field_latency imports latency's percentile back (inside a function).
-ELSEWHERE = "s3tvr.field_latency <-> s3tvr.latency"
+# Being untangled on another branch (issue 23): latency/report.py imports field_metrics' figures, and
+# field_metrics imports report's percentile back (inside a function).
+ELSEWHERE = "s3tvr.latency.field_metrics <-> s3tvr.latency.report"
 
 
 def cycles(root) -> tuple[int, list[str]]:
@@ -38,3 +38,10 @@ def test_the_script_finds_a_cycle_through_a_function_and_ignores_type_checking(t
     (package / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from s3tvr import e\n")
     (package / "e.py").write_text("from s3tvr.d import x\n")
     assert cycles(tmp_path) == (1, ["s3tvr.a <-> s3tvr.c <-> s3tvr.sub.b"])
+
+
+def test_the_package_top_holds_few_modules():
+    # Issue 35: a newcomer reads s3tvr/ by its packages (cli, live, backends, dub, serve, eval,
+    # finetune, audio, latency, weights); the modules left beside them are the few every part shares.
+    top = sorted(p.stem for p in (REPO / "s3tvr").glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(top) <= 8, f"{len(top)} modules directly in s3tvr/ ({', '.join(top)}): put the new one in the package it belongs to"

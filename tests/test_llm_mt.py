@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from s3tvr import bundled
 from s3tvr.backends.kinds import MtContext
 from s3tvr.backends.mt import llm_text
 from s3tvr.errors import SetupError
+from s3tvr.weights import bundled
 
 # -- the prompt and the reply, as text ----------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 
 from s3tvr.audio.streams import Resampler
-from s3tvr.field_latency import omnisteval_lags, source_latencies, word_delays
-from s3tvr.latency import summarize
+from s3tvr.latency.field_metrics import omnisteval_lags, source_latencies, word_delays
+from s3tvr.latency.record import Clock, UtteranceRecord, read_log
+from s3tvr.latency.report import summarize
 from s3tvr.live.messages import AudioChunk, UttInfo
 from s3tvr.live.sinks import FileSink, SpeakerSink
 from s3tvr.live.sources import Source
-from s3tvr.records import Clock, UtteranceRecord, read_log
 
 from conftest import s3tvr
 

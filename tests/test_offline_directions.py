@@ -8,7 +8,7 @@ import pytest
 import sacrebleu
 
 from s3tvr.audio.decode import load_audio
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
 
 from conftest import manifest, s3tvr
 

@@ -9,9 +9,9 @@ import pytest
 import sacrebleu
 import soxr
 
-from s3tvr import bundled
 from s3tvr.errors import SetupError
 from s3tvr.eval.metrics import normalise
+from s3tvr.weights import bundled
 
 pytestmark = pytest.mark.slow
 

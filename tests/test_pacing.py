@@ -7,7 +7,7 @@ import pytest
 
 from s3tvr import Engine, load_config
 from s3tvr.backends.fake import FakeTts, FakeTtsConfig
-from s3tvr.latency import format_table, summarize
+from s3tvr.latency.report import format_table, summarize
 from s3tvr.live.messages import AudioChunk, Translation, UttInfo
 from s3tvr.live.pacing import PacedTts, pace, trim_silence
 from s3tvr.live.stages import TtsStage

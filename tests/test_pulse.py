@@ -13,9 +13,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from s3tvr import bundled
 from s3tvr.audio.decode import load_audio
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
+from s3tvr.weights import bundled
 
 from conftest import s3tvr_cmd
 

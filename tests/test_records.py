@@ -8,8 +8,8 @@ import math
 import pytest
 
 from s3tvr.errors import InputError
+from s3tvr.latency.record import Clock, Collector, UtteranceRecord, read_log
 from s3tvr.live.messages import StageTiming, UttInfo
-from s3tvr.records import Clock, Collector, UtteranceRecord, read_log
 
 CLOCK = Clock(t0_mono=12.5, t0_unix=1_700_000_000.25)
 

@@ -150,7 +150,7 @@ def test_keep_keeps_the_music_and_drops_the_old_voice(dubs, sources):
         assert gain(bg["keep"][ch, :a], music[ch, :a]) > 0.9  # before the speech: the music as it was (measured 1.0)
     # The speaker is not heard under the dub: measured similarity to the original voice 0.45 with
     # keep (as low as the music alone's 0.49), 0.79 with duck (the original mix: 0.83).
-    from s3tvr.voice_similarity import SpeakerEncoder
+    from s3tvr.backends.voice_similarity import SpeakerEncoder
 
     encoder = SpeakerEncoder()
     encoder.setup()

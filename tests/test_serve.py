@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
-from s3tvr.records import read_log
+from s3tvr.latency.record import read_log
 from s3tvr.serve import ServeOptions, client, connection
 from s3tvr.serve.server import bind, create_app, uvicorn_config
 from s3tvr.serve.transport import float_to_pcm
@@ -577,7 +577,7 @@ def offline(tmp_path_factory):
 def listener():
     from faster_whisper import WhisperModel
 
-    from s3tvr import bundled
+    from s3tvr.weights import bundled
 
     return WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
 

@@ -6,8 +6,9 @@ import threading
 import pytest
 import sacrebleu
 
-from s3tvr import Engine, bundled, load_config
+from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
+from s3tvr.weights import bundled
 
 from conftest import manifest
 

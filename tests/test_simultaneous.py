@@ -13,8 +13,8 @@ from s3tvr import Engine, load_config
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
-from s3tvr.field_latency import source_latencies
-from s3tvr.latency import format_table, summarize
+from s3tvr.latency.field_metrics import source_latencies
+from s3tvr.latency.report import format_table, summarize
 from s3tvr.live.segmenter import WINDOW_S, speech_regions
 from s3tvr.live.simultaneous import PassPacer, auto_mode
 from s3tvr.live.sources import FileSource

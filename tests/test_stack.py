@@ -15,9 +15,9 @@ from s3tvr.audio.decode import load_audio
 from s3tvr.backends import registry
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError
+from s3tvr.latency.record import read_log
 from s3tvr.live.messages import SpeechSegment, Transcript, UttInfo
 from s3tvr.live.stages import AsrStage, MtStage
-from s3tvr.records import read_log
 
 from conftest import DATA, s3tvr_cmd
 

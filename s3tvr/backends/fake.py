@@ -22,9 +22,9 @@ from s3tvr.text import split_clauses
 
 @dataclass
 class FakeAsrConfig:
-    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])
+    delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])  # seconds per utterance id (the list repeats)
     fail_on: list = field(default_factory=list)  # utterance ids that raise
-    text: str = "utterance {utt_id} lasting {seconds:.1f} seconds"
+    text: str = "utterance {utt_id} lasting {seconds:.1f} seconds"  # what it hears: {utt_id} and {seconds} filled in
     # words() and hypothesis() also take this long per second of audio: a pass over the utterance so far
     # costs more as it grows, as Whisper's does
     delay_per_s: Annotated[float, Range(0, 10)] = 0.0
@@ -33,19 +33,19 @@ class FakeAsrConfig:
 @dataclass
 class FakeMtConfig:
     delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.02])  # per piece when it streams
-    fail_on: list = field(default_factory=list)
+    fail_on: list = field(default_factory=list)  # utterance ids that raise
     stream: bool = False  # translate_stream gives the translation clause by clause, as the LLM translator does
 
 
 @dataclass
 class FakeTtsConfig:
     delays: list[Annotated[float, Range(0, 60)]] = field(default_factory=lambda: [0.05])  # per chunk
-    fail_on: list = field(default_factory=list)
+    fail_on: list = field(default_factory=list)  # utterance ids that raise
     chunks: Annotated[int, Range(1, 100)] = 2  # per clause
     clauses: bool = True  # speak long sentences clause by clause, as Piper does (s3tvr.text.split_clauses)
     seconds_per_word: Annotated[float, Range(0, 10, above=True)] = 0.3  # at the natural rate (speak()'s rate 1.0)
     pause_s: Annotated[float, Range(0, 10)] = 0.0  # silence after the speech, as a TTS leaves after a sentence
-    sample_rate: Annotated[int, Range(8000, 192000)] = 22050
+    sample_rate: Annotated[int, Range(8000, 192000)] = 22050  # of the audio it makes, as a real voice has its own
 
 
 def _delay(delays: list, utt_id: int) -> float:

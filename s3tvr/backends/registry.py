@@ -16,7 +16,7 @@ import importlib.util
 import textwrap
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Optional
 
 from s3tvr.config import BackendSection, coerce
 from s3tvr.errors import InputError, SetupError
@@ -97,18 +97,40 @@ def create(kind: str, section: BackendSection, **context: Any) -> Any:
     """Build the model for ``section`` (not set up yet: it loads in ``setup()``); None for "none"."""
     b = info(kind, section.backend)
     if not b.module:
-        if section.options:
-            raise InputError(f"{kind} backend {b.name} takes no options")
+        return backend_config(kind, section)  # None, or the refusal of options it cannot take
+    module = _import(b)  # its libraries checked first: a missing one is the error to fix
+    config = backend_config(kind, section)
+    backend_cls = module.BACKENDS[kind] if hasattr(module, "BACKENDS") else module.Backend
+    return backend_cls(config, **context)
+
+
+def config_class(kind: str, name: str) -> Optional[type]:
+    """Backend ``name``'s Config dataclass (None for "none"). Its module imports its libraries only
+    when the model loads, so this needs none of them installed."""
+    b = info(kind, name)
+    if not b.module:
         return None
-    module = _import(b)
-    config_cls = module.CONFIGS[kind] if hasattr(module, "CONFIGS") else module.Config
+    try:
+        module = importlib.import_module(b.module)
+    except ImportError as exc:
+        raise _missing(b, exc.name or "a library") from None
+    return module.CONFIGS[kind] if hasattr(module, "CONFIGS") else module.Config
+
+
+def backend_config(kind: str, section: BackendSection) -> Any:
+    """``section``'s options as its backend's Config, defaults filled in (None for "none"): unknown
+    keys and values of the wrong type or outside their range refused, no model loaded."""
+    config_cls = config_class(kind, section.backend)
+    if config_cls is None:
+        if section.options:
+            raise InputError(f"{kind} backend {section.backend} takes no options")
+        return None
     known = {f.name for f in dataclasses.fields(config_cls)}
     for key in section.options:
         if key not in known:
-            raise InputError(f"unknown option {kind}.{key} for backend {b.name}: known are {', '.join(sorted(known)) or 'none'}")
-    config = coerce(config_cls, section.options, kind)
-    backend_cls = module.BACKENDS[kind] if hasattr(module, "BACKENDS") else module.Backend
-    return backend_cls(config, **context)
+            raise InputError(f"unknown option {kind}.{key} for backend {section.backend}: known are "
+                             f"{', '.join(sorted(known)) or 'none'}")
+    return coerce(config_cls, section.options, kind)
 
 
 def describe() -> str:
@@ -117,11 +139,10 @@ def describe() -> str:
     for b in BACKENDS:
         extra = f" [extra: {b.extra}]" if b.extra else ""
         lines.append(f"  {b.kind:<4} {b.name:<15} {b.summary}{extra}")
-        if b.module:
-            module = importlib.import_module(b.module)
-            config_cls = module.CONFIGS[b.kind] if hasattr(module, "CONFIGS") else module.Config
-            options = [f"{f.name}={_default(f)}" for f in dataclasses.fields(config_cls)]
-            lines += textwrap.wrap(" ".join(options), 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
+        config_cls = config_class(b.kind, b.name)
+        if config_cls is not None:
+            shown = [f"{f.name}={_default(f)}" for f in dataclasses.fields(config_cls)]
+            lines += textwrap.wrap(" ".join(shown), 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
     return "\n".join(lines)
 
 

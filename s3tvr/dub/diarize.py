@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from s3tvr.audio import SAMPLE_RATE
-from s3tvr.voice_similarity import SpeakerEncoder
+from s3tvr.backends.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from s3tvr.audio.loudness import loudness, match_loudness
 from s3tvr.backends.device import check_device
 from s3tvr.backends.kinds import MtContext, Word, voice_clips
 from s3tvr.backends.language_id import detect_language
+from s3tvr.backends.voice_similarity import SpeakerEncoder
 from s3tvr.bounds import Range
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, segments, subtitles, voices
@@ -43,7 +44,6 @@ from s3tvr.languages import NAMES
 from s3tvr.live.engine import KINDS, Engine
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
-from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

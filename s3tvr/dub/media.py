@@ -20,6 +20,7 @@ from av.subtitles.subtitle import SubtitleSet
 from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import decode
+from s3tvr.dub import subtitles
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.languages import ISO639_2, ISO639_2_B
 
@@ -195,6 +196,8 @@ class _Cues:
             start, end, stream, text = self.pending.popleft()
             # An ASS event (ReadOrder, Layer, Style, Name, MarginL, MarginR, MarginV, Effect, Text):
             # lines break at \N, and a backslash would start an override code, so none is kept.
+            if stream.codec_context.name == "webvtt":  # FFmpeg's WebVTT encoder writes the text as it is
+                text = subtitles.vtt_escaped(text)
             event = "0,0,Default,,0,0,0,," + text.replace("\\", "\u2216").replace("\n", "\\N")
             packet = stream.codec_context.encode_subtitle(
                 SubtitleSet.create(event.encode(), 0, end - start, start))

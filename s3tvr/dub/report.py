@@ -21,8 +21,8 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.config import VadConfig
 from s3tvr.dub.fit import Placement
 from s3tvr.dub.phrases import Phrase
+from s3tvr.latency.percentile import percentile
 from s3tvr.live.segmenter import speech_regions
-from s3tvr.stats import percentile
 
 FRAME_S = 0.01
 # What "in sync" means here; the report says whether each was met. A dub shorter than its

@@ -46,7 +46,7 @@ def _srt_safe(text: str) -> str:
     return text.replace("-->", "→")  # the one sequence a SubRip reader takes for a timing line
 
 
-def _vtt_escaped(text: str) -> str:
+def vtt_escaped(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -76,7 +76,7 @@ def render(cues: Sequence[Cue], fmt: str) -> str:
         if fmt == "srt":
             lines = shown([cue])[0][2]
         else:  # the voice span names the speaker without taking room on the line
-            lines = (f"<v {_vtt_escaped(speaker)}>" if speaker else "") + _vtt_escaped(_wrap(text))
+            lines = (f"<v {vtt_escaped(speaker)}>" if speaker else "") + vtt_escaped(_wrap(text))
         head = f"{n}\n" if fmt == "srt" else ""
         blocks.append(f"{head}{_stamp(start, sep)} --> {_stamp(end, sep)}\n{lines}")
     return "\n\n".join(blocks) + "\n"

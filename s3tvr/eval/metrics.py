@@ -8,8 +8,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from s3tvr.records import UtteranceRecord
-from s3tvr.stats import percentile
+from s3tvr.latency.percentile import percentile
+from s3tvr.latency.record import UtteranceRecord
 
 NORMALISATION = "lowercase, punctuation removed, whitespace collapsed"
 

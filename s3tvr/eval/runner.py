@@ -24,13 +24,13 @@ from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends import registry
+from s3tvr.backends.voice_similarity import SpeakerEncoder
 from s3tvr.config import BackendSection, load_config
 from s3tvr.errors import InputError
 from s3tvr.eval import metrics
-from s3tvr.field_latency import field_figures, source_latencies
+from s3tvr.latency.field_metrics import field_figures, source_latencies
+from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.engine import Engine
-from s3tvr.records import UtteranceRecord
-from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

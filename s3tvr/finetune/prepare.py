@@ -27,17 +27,17 @@ import soxr
 from s3tvr import bounds, files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import decode, load_audio
+from s3tvr.audio.denoise import MIN_PROFILE_S, denoise
 from s3tvr.audio.loudness import match_loudness
 from s3tvr.backends.device import check_device
+from s3tvr.backends.voice_similarity import SpeakerEncoder
 from s3tvr.bounds import Range
 from s3tvr.config import Config
-from s3tvr.denoise import MIN_PROFILE_S, denoise
 from s3tvr.errors import InputError
 from s3tvr.languages import XTTS_CODES
 from s3tvr.live.engine import Engine
 from s3tvr.live.segmenter import speech_regions
 from s3tvr.progress import Progress
-from s3tvr.voice_similarity import SpeakerEncoder
 
 log = logging.getLogger(__name__)
 

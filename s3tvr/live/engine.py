@@ -18,10 +18,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from s3tvr.audio.denoise import Denoiser
 from s3tvr.backends import registry
 from s3tvr.backends.device import check_device
 from s3tvr.config import Config
-from s3tvr.denoise import Denoiser
 from s3tvr.errors import InputError
 from s3tvr.live import turn as smart_turn
 from s3tvr.live.segmenter import load_vad

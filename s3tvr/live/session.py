@@ -22,6 +22,7 @@ import numpy as np
 from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
+from s3tvr.latency.record import Clock, Collector, UtteranceRecord
 from s3tvr.live.messages import AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
@@ -30,7 +31,6 @@ from s3tvr.live.simultaneous import IncrementalAsr, check_mode
 from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
 from s3tvr.live.sources import FileSource, MicSource, Source
 from s3tvr.live.stages import MtStage
-from s3tvr.records import Clock, Collector, UtteranceRecord
 
 if TYPE_CHECKING:  # only for the annotation: the engine imports this module when it makes a session (Engine.session)
     from s3tvr.live.engine import Engine

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator, Optional
 
+from s3tvr.audio.denoise import Denoiser
 from s3tvr.backends.kinds import AsrBackend, MtBackend, MtContext, TtsBackend
-from s3tvr.denoise import Denoiser
 from s3tvr.languages import join_sentences
 from s3tvr.live.messages import AudioChunk, SpeechSegment, Transcript, Translation
 from s3tvr.live.pipeline import Stage

@@ -22,8 +22,8 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.streams import Reblocker
 from s3tvr.errors import InputError, SetupError, brief
 from s3tvr.files import SoundFileWriter
+from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.messages import AudioChunk, UttInfo
-from s3tvr.records import UtteranceRecord
 from s3tvr.serve.transport import float_to_pcm, pcm_to_float
 
 log = logging.getLogger(__name__)

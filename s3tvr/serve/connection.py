@@ -23,7 +23,7 @@ from s3tvr import edited_json
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
-from s3tvr.records import UtteranceRecord
+from s3tvr.latency.record import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
 
 if TYPE_CHECKING:

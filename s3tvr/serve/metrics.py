@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from s3tvr.field_latency import end_offset
-from s3tvr.records import UtteranceRecord
+from s3tvr.latency.field_metrics import end_offset
+from s3tvr.latency.record import UtteranceRecord
 
 log = logging.getLogger(__name__)
 

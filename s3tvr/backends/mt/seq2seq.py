@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from s3tvr import models
 from s3tvr.backends.device import torch_dtype
 from s3tvr.backends.kinds import MtBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import SetupError, brief
+from s3tvr.weights import downloaded
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class Seq2SeqBackend(MtBackend):
         self.config = config
         self.device = device
         self.dtype_name = dtype
-        self.model_name = models.resolve(config.model or self.default_model())
-        if models.looks_like_path(self.model_name) and not (Path(self.model_name).expanduser() / "config.json").is_file():
+        self.model_name = downloaded.resolve(config.model or self.default_model())
+        if downloaded.looks_like_path(self.model_name) and not (Path(self.model_name).expanduser() / "config.json").is_file():
             raise SetupError(f"MT model folder {self.model_name} has no config.json: give a transformers model folder "
                              f"or a hub name (mt.model=…), or run s3tvr download mt")
         self.tokenizer: Any = None

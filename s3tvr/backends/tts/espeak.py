@@ -114,7 +114,7 @@ def _phonemise_lines(pieces: list[str], lang: str) -> list[str]:
 class Config:
     voice: str = ""  # an espeak-ng voice (espeak-ng --voices: es, en-us, fr, es+f3 ...); "" the target language's
     wpm: Annotated[int, Range(80, 450)] = WPM  # words per minute at rate 1.0
-    pitch: Annotated[int, Range(0, 99)] = 50
+    pitch: Annotated[int, Range(0, 99)] = 50  # espeak-ng's -p: 50 is the voice's own
     clauses: bool = True  # speak long sentences clause by clause: first audio after the first clause
 
 

@@ -20,13 +20,13 @@ from typing import Annotated, Any, Iterator, Optional
 
 import numpy as np
 
-from s3tvr import bundled
 from s3tvr.backends.kinds import TtsBackend
 from s3tvr.backends.tts import espeak
 from s3tvr.backends.tts.piper import soften_edges
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError, SetupError
 from s3tvr.text import split_clauses, split_lead
+from s3tvr.weights import bundled
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Iterator, Optional
 
 import numpy as np
 
-from s3tvr import bundled
 from s3tvr.backends.kinds import TtsBackend
 from s3tvr.bounds import Range
 from s3tvr.errors import SetupError
 from s3tvr.text import split_clauses
+from s3tvr.weights import bundled
 
 
 @dataclass

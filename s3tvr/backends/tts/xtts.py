@@ -62,7 +62,7 @@ class Config:
     deepspeed: bool = False  # DeepSpeed's inference kernels for the GPT (CUDA, pip install deepspeed)
     stream_chunk_size: Annotated[int, Range(1, 400)] = 20  # GPT tokens per streamed chunk: fewer = first audio sooner
     temperature: Optional[Annotated[float, Range(0, 2, above=True)]] = None  # default: the checkpoint's config.json (0.75)
-    speed: Annotated[float, Range(0.5, 2)] = 1.0
+    speed: Annotated[float, Range(0.5, 2)] = 1.0  # >1 speaks faster (times the lag control's rate)
     seed: Optional[Annotated[int, Range(0, 2**32 - 1)]] = None  # the same seed, text and voice give the same audio
 
 

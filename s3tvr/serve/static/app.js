@@ -136,7 +136,7 @@ function addCaption(caption) {
 const num = (x) => typeof x === "number" && Number.isFinite(x);
 const secs = (x) => `${x.toFixed(2)} s`;
 
-/** One line from a latency record (s3tvr/latency.py's to_record): end of speech to first audio
+/** One line from a latency record (s3tvr/latency/record.py's UtteranceRecord.to_json): end of speech to first audio
  *  heard (latency_s), to the end of the audio heard (the end offset), and each stage's compute. */
 function latencyText(r) {
   const parts = [];

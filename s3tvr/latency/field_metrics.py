@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from s3tvr.errors import SetupError
-from s3tvr.records import UtteranceRecord
-from s3tvr.stats import percentile
+from s3tvr.latency.percentile import percentile
+from s3tvr.latency.record import UtteranceRecord
 
 FIELD_METRICS = ("StartOffset", "EndOffset", "first audio", "LAAL", "YAAL")
 _CHARACTER_UNITS = ("zh", "ja")  # languages written without spaces: latency counts characters (as OmniSTEval's)

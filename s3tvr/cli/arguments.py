@@ -19,6 +19,48 @@ from s3tvr.bounds import range_of
 from s3tvr.languages import LANGUAGES  # XTTS v2's; the model stack covers them, the offline profile translates them into English
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigFlag:
+    """A flag that is a shorthand for one configuration key: given, it is ``--set KEY=VALUE`` placed
+    after every ``--set`` (so it wins over one of the same key), its value taken as given."""
+
+    flag: str
+    key: str
+    switch: Any = None  # a flag without a value sets the key to this; None: to the flag's value
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+# Every flag that changes the configuration (docs/configuration.md lists them from here). The
+# languages (run's LANG, --from, --to) become src_lang and tgt_lang the same way, after these.
+CONFIG_FLAGS = (
+    ConfigFlag("--device", "device"),
+    ConfigFlag("--dtype", "dtype"),
+    ConfigFlag("--input-device", "audio.input_device"),
+    ConfigFlag("--output-device", "audio.output_device"),
+    ConfigFlag("--full-duplex", "audio.full_duplex", switch=True),
+    ConfigFlag("--fast", "audio.realtime", switch=False),
+    ConfigFlag("--mode", "simultaneous.mode"),
+    ConfigFlag("--xtts-dir", "tts.model_dir"),
+    ConfigFlag("--xtts-config", "tts.config"),
+    ConfigFlag("--deepspeed", "tts.deepspeed", switch=True),
+    ConfigFlag("--seed", "tts.seed"),
+)
+
+
+def flag_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The (key, value) overrides the configuration flags given in ``args`` stand for, in
+    CONFIG_FLAGS' order; a command without one of the flags, or a switch not given, adds nothing."""
+    found = []
+    for flag in CONFIG_FLAGS:
+        given = getattr(args, flag.dest, None)
+        if given is not None and given is not False:
+            found.append((flag.key, given if flag.switch is None else flag.switch))
+    return found
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's errors in the form of every other error: one line, the cause, where to look.
     ``declare``: adds this (sub)command's flags when it is parsed or its help shown, not before."""
@@ -79,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a YAML config or preset: offline (CPU, bundled weights; the default), stack (NeMo ASR, NLLB MT, "
                             "XTTS voice cloning; the default with --xtts-dir) or fake (scripted, no models)")
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                       help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable)")
+                       help="override any config key, e.g. vad.endpoint_ms=300 or asr.model=small (repeatable; a flag "
+                            "that sets the same key, e.g. --device for device, wins; s3tvr config shows the result)")
     group.add_argument("--device", choices=["cpu", "cuda"], help="where models run (default: the preset's: cpu offline, cuda for stack)")
     group.add_argument("--dtype", choices=DTYPES, help="torch models' precision (auto: bfloat16 or float16 on CUDA, float32 on CPU)")
 
@@ -92,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
                    formatter_class=argparse.RawDescriptionHelpFormatter, declare=_run_flags,
                    description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
                                "its latency is appended to --log.")
+
+    sub.add_parser(
+        "config", parents=[models], help="print the configuration a command would use: every key, its range and meaning",
+        formatter_class=argparse.RawDescriptionHelpFormatter, declare=_config_flags,
+        description="Print, as YAML, the configuration that run (or serve, or dub with --for dub) would use with these\n"
+                    "arguments: the preset, its into: changes for the target language, --set, then the flags (a flag\n"
+                    "wins over a --set of the same key). Each key is followed by its range and what it means; the\n"
+                    "backend sections hold every option of the chosen backend, defaults filled in. Give the file\n"
+                    "back with --config FILE (and the same LANG and --to) to run with exactly this configuration.",
+        epilog="examples:\n  s3tvr config es                                # the offline preset, Spanish into English\n"
+               "  s3tvr config en --to es --set mt=apertium > my.yaml; s3tvr run en --to es --config my.yaml\n"
+               "  s3tvr config en --to es --xtts-dir models/xtts_v2   # the model stack\n"
+               "  s3tvr config es --to en --for dub                  # what a dub into English uses\n"
+               "every key: docs/configuration.md; examples to copy: configs/")
 
     _serve_parsers(sub, models)
 
@@ -140,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio devices (indexes and names for --input-device/--output-device)")
 
-    from s3tvr.models import GROUPS, REPOS
+    from s3tvr.weights.downloaded import GROUPS, REPOS
 
     dl = sub.add_parser("download", help="fetch model weights into models/ (the stack: XTTS v2, NeMo ASR, NLLB)",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -169,18 +226,37 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("lang", choices=LANGUAGES, metavar="LANG", help="the language spoken: " + ", ".join(LANGUAGES))
     run.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
     run.add_argument("--input", metavar="FILE", help="translate a file (audio, or a video's audio track) instead of the microphone")
-    run.add_argument("--fast", action="store_true", help="with --input: as fast as possible instead of real-time pace")
+    run.add_argument("--fast", action="store_true",
+                     help="with --input: as fast as possible instead of real-time pace (sets audio.realtime=false)")
     run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
     run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
     run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
-    run.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
-    run.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
-    run.add_argument("--full-duplex", action="store_true", help="keep listening while the translation plays (headphones)")
-    run.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
-                     help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
-                          "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
-                          "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
+    _live_flags(run)
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
+
+
+def _live_flags(parser: argparse.ArgumentParser) -> None:
+    """run's flags that change the configuration (config declares them too)."""
+    parser.add_argument("--input-device", metavar="DEV",
+                        help="microphone: index or part of the name (see s3tvr devices; sets audio.input_device)")
+    parser.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name (sets audio.output_device)")
+    parser.add_argument("--full-duplex", action="store_true",
+                        help="keep listening while the translation plays (headphones; sets audio.full_duplex)")
+    parser.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
+                        help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
+                             "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
+                             "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lang", choices=[*LANGUAGES, "auto"], metavar="LANG",
+                        help="the language spoken: " + ", ".join(LANGUAGES) + "; auto: detected (dub without --from)")
+    parser.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
+    parser.add_argument("--for", dest="purpose", choices=["run", "serve", "dub"], default="run",
+                        help="the command whose configuration to print (dub: with the preset's dub: changes; default run)")
+    parser.add_argument("--fast", action="store_true", help="as run --fast: a file as fast as possible (sets audio.realtime=false)")
+    _live_flags(parser)
+    _xtts_flags(parser.add_argument_group("voice cloning (XTTS v2, the stack preset)"))
 
 
 def _dub_flags(dub: argparse.ArgumentParser) -> None:
@@ -378,9 +454,7 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
 def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:
     """The voice-cloning flags run and dub share (XTTS v2, the stack preset)."""
     group = parser.add_argument_group("voice cloning (XTTS v2, the stack preset)")
-    group.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder with model.pth and vocab.json (s3tvr download "
-                                                          "xtts): speak in your own voice; selects the stack preset")
-    group.add_argument("--xtts-config", metavar="PATH", help="XTTS v2 config.json (default: config.json in --xtts-dir)")
+    _xtts_flags(group)
     group.add_argument("--voice", action="append", default=[], metavar="FILE",
                        help=f"a recording of the speaker to clone (repeatable: several clips of one person); default: {voice_default}")
     if session:
@@ -388,5 +462,14 @@ def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, sessio
                            help="keep the voice learned in this session under NAME and start from it next time")
     else:
         parser.set_defaults(speaker=None)
-    group.add_argument("--deepspeed", action="store_true", help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed)")
-    group.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible")
+
+
+def _xtts_flags(group: Any) -> None:
+    """The XTTS model's flags: tts options (CONFIG_FLAGS), unlike the voice, which is the session's."""
+    group.add_argument("--xtts-dir", metavar="PATH", help="XTTS v2 folder with model.pth and vocab.json (s3tvr download "
+                                                          "xtts): speak in your own voice; selects the stack preset (sets tts.model_dir)")
+    group.add_argument("--xtts-config", metavar="PATH",
+                       help="XTTS v2 config.json (default: config.json in --xtts-dir; sets tts.config)")
+    group.add_argument("--deepspeed", action="store_true",
+                       help="DeepSpeed inference kernels for XTTS's GPT (CUDA; pip install deepspeed; sets tts.deepspeed)")
+    group.add_argument("--seed", type=int, metavar="N", help="make XTTS's sampling reproducible (sets tts.seed)")

@@ -137,7 +137,7 @@ def _check_complete(repo: ModelRepo, dest: Path) -> None:
     missing = [p for p in repo.patterns or () if not any(fnmatch(f, p) for f in files)]
     if missing:
         raise SetupError(f"{repo.repo_id} at commit {repo.revision[:7]} has no {', '.join(missing)}: "
-                         f"the pinned commit does not hold this model; report it (s3tvr/models.py, {repo.key!r})")
+                         f"the pinned commit does not hold this model; report it (s3tvr/weights/downloaded.py, {repo.key!r})")
 
 
 def _check_hash(repo: ModelRepo, dest: Path) -> None:
@@ -155,4 +155,4 @@ def _check_hash(repo: ModelRepo, dest: Path) -> None:
         path.unlink()
         raise SetupError(f"{repo.repo_id}/{repo.patterns[0]} at commit {repo.revision[:7]} is not the file pinned "
                          f"(sha256 {digest.hexdigest()[:12]}…, expected {repo.sha256[:12]}…): it was removed; "
-                         f"report it (s3tvr/models.py, {repo.key!r})")
+                         f"report it (s3tvr/weights/downloaded.py, {repo.key!r})")

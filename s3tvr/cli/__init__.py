@@ -1,4 +1,9 @@
-"""Command line: parse, set up logging, call the package. Status goes to stderr, data to stdout."""
+"""Command line: parse, set up logging, call the package. Status goes to stderr, data to stdout.
+
+:func:`main` (the ``s3tvr`` command) is here, with one function per command; beside it
+:mod:`~s3tvr.cli.arguments` declares every command's flags, and :mod:`~s3tvr.cli.config_docs`
+describes every configuration key from the fields' comments, for ``s3tvr config`` and for
+docs/configuration.md (``python -m s3tvr.cli.config_docs``)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Callable, Optional
 
-from s3tvr.arguments import build_parser
+from s3tvr.cli.arguments import build_parser
 from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped, TranslationFailed
 
 if TYPE_CHECKING:
@@ -23,14 +28,27 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Config":
-    """The preset (offline, or stack when XTTS is asked for) with its changes for the target language
-    and for dubbing, --set overrides, then the XTTS flags."""
+    """Every command's configuration, assembled in one call before anything sees it: the preset,
+    its into: changes for the target language (and for dubbing), the --set overrides, then the
+    flags as the overrides they stand for (arguments.CONFIG_FLAGS, then the languages): a flag wins
+    over a --set of the same key."""
+    from s3tvr.cli.arguments import flag_overrides
     from s3tvr.config import load_config
 
-    preset = args.config or ("stack" if args.xtts_dir or args.xtts_config else "offline")
-    config = load_config(preset, args.overrides, purpose="dub" if args.command == "dub" else "live", src_lang=src_lang,
-                         tgt_lang=tgt_lang, device=args.device, dtype=args.dtype)
-    return _with_xtts_options(args, config)
+    purpose = "dub" if "dub" in (args.command, getattr(args, "purpose", None)) else "live"
+    flags = [*flag_overrides(args), ("src_lang", src_lang), ("tgt_lang", tgt_lang)]
+    config = load_config(_preset(args), [*args.overrides, *flags], purpose=purpose)
+    # The voice (--voice, --speaker) is the session's, not the model's, but it needs XTTS as its flags do.
+    xtts = any(key.startswith("tts.") for key, _ in flags)
+    if (xtts or getattr(args, "voice", None) or getattr(args, "speaker", None)) and config.tts.backend != "xtts":
+        raise InputError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
+                         f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
+    return config
+
+
+def _preset(args: argparse.Namespace) -> str:
+    """--config, else stack when XTTS is asked for, else offline."""
+    return args.config or ("stack" if getattr(args, "xtts_dir", None) or getattr(args, "xtts_config", None) else "offline")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -47,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     restore = _stop_on_signals()
     try:
         commands = {"run": _run, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
-                    "download": _download, "serve": _serve, "client": _client}
+                    "download": _download, "serve": _serve, "client": _client, "config": _config}
         return commands[args.command](args)
     except S3tvrError as exc:
         if args.verbose >= 2:  # debugging: where it happened and the library error it stands for
@@ -98,26 +116,14 @@ def _stopped(signum: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from s3tvr.latency import format_table, summarize
+    from s3tvr.latency.record import UtteranceRecord
+    from s3tvr.latency.report import format_table, summarize
     from s3tvr.live.engine import Engine
-    from s3tvr.records import UtteranceRecord
 
     if args.fast and not args.input:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
     target = args.to or ("es" if args.lang == "en" else "en")
     config = _load_config(args, args.lang, target)
-    # Set as given, not through --set: device names hold characters YAML would parse.
-    audio = {key: value for key, value in (("input_device", args.input_device), ("output_device", args.output_device))
-             if value is not None}
-    if args.fast:
-        audio["realtime"] = False
-    if args.full_duplex:
-        audio["full_duplex"] = True
-    config = replace(config, audio=replace(config.audio, **audio))
-    if args.mode:
-        config = replace(config, simultaneous=replace(config.simultaneous, mode=args.mode))
 
     def show(rec: UtteranceRecord) -> None:  # translations are the data: stdout, as each is spoken
         if rec.tgt_text or rec.error:
@@ -138,6 +144,23 @@ def _run(args: argparse.Namespace) -> int:
     result.check()
     if args.output:
         log.info("wrote %s", args.output)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """The configuration run (serve, dub) would use with these arguments, as commented YAML on stdout."""
+    from s3tvr.cli.config_docs import commented_yaml
+
+    target = args.to or ("es" if args.lang == "en" else "en")
+    config = _load_config(args, args.lang, target)
+    use = {"run": f"run {args.lang}", "serve": f"serve --from {args.lang}",
+           "dub": "dub INPUT -o OUTPUT" + (f" --from {args.lang}" if args.lang != "auto" else "")}[args.purpose]
+    dub = " and dub:" if args.purpose == "dub" else ""
+    title = [f"What s3tvr {args.purpose} uses for {args.lang} -> {target}: {_preset(args)}, its into: {target}{dub} changes, "
+             "then --set, then the flags.",
+             "After each key: its range · what it means (docs/configuration.md has it all).",
+             f"Use it: s3tvr {use} --to {target} --config THIS.yaml"]
+    print(commented_yaml(config, title), end="")
     return 0
 
 
@@ -184,23 +207,6 @@ def _client(args: argparse.Namespace) -> int:
                         show=lambda line: print(line, flush=True))
     print(result.summary(), flush=True)
     return 0
-
-
-def _with_xtts_options(args: argparse.Namespace, config: "Config") -> "Config":
-    """The XTTS flags as tts options, set as given (paths hold characters YAML would parse). The
-    voice (--voice, --speaker) is not the model's: it goes to the session."""
-    from dataclasses import replace
-
-    from s3tvr.config import BackendSection
-
-    given = {"model_dir": args.xtts_dir, "config": args.xtts_config, "deepspeed": args.deepspeed or None, "seed": args.seed}
-    given = {key: value for key, value in given.items() if value is not None}
-    if not given and not args.voice and not args.speaker:
-        return config
-    if config.tts.backend != "xtts":
-        raise InputError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
-                         f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
-    return replace(config, tts=BackendSection("xtts", {**config.tts.options, **given}))
 
 
 def _dub(args: argparse.Namespace) -> int:
@@ -298,13 +304,11 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _finetune_prepare(args: argparse.Namespace) -> int:
-    from s3tvr.config import load_config
     from s3tvr.finetune.prepare import PrepareOptions, Preparer
     from s3tvr.finetune.report import format_table
 
     lang = args.lang or ""
-    config = load_config(args.config or "offline", args.overrides, src_lang=lang or "en", tgt_lang=lang or "en",
-                         device=args.device, dtype=args.dtype)
+    config = _load_config(args, lang or "en", lang or "en")
     options = PrepareOptions(language=lang, speaker_name=args.speaker_name, threshold=args.threshold,
                              min_snr_db=args.min_snr, min_confidence=args.min_confidence, denoise=not args.no_denoise)
     with _RichProgress(enabled=not args.quiet) as progress:
@@ -362,7 +366,7 @@ class _RichProgress:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from s3tvr.models import download
+    from s3tvr.weights.downloaded import download
 
     for path in download(args.models, accept_license=args.accept_license):
         print(path)
@@ -385,8 +389,8 @@ def _devices(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from s3tvr import files
-    from s3tvr.latency import format_table, plot, summarize
-    from s3tvr.records import read_log
+    from s3tvr.latency.record import read_log
+    from s3tvr.latency.report import format_table, plot, summarize
 
     if args.plot:
         files.check_output(args.plot, "--plot")

@@ -1,7 +1,7 @@
-"""The latency report: ``s3tvr report`` reads a latency log (:mod:`s3tvr.records`) back
+"""The latency report: ``s3tvr report`` reads a latency log (:mod:`s3tvr.latency.record`) back
 into the table speech translation systems are compared by (the original S3TVR's average, best
 and worst per language, plus p50/p90 and per-stage means), and draws it, beside the latency the
-simultaneous translation field reports (:mod:`s3tvr.field_latency`).
+simultaneous translation field reports (:mod:`s3tvr.latency.field_metrics`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Iterable
 
 from s3tvr import files
-from s3tvr.field_latency import FIELD_METRICS, SourceLatency, field_figures, omnisteval_version, source_latencies
-from s3tvr.records import UtteranceRecord
-from s3tvr.stats import percentile
+from s3tvr.latency.field_metrics import FIELD_METRICS, SourceLatency, field_figures, omnisteval_version, source_latencies
+from s3tvr.latency.percentile import percentile
+from s3tvr.latency.record import UtteranceRecord
 
 log = logging.getLogger(__name__)
 
