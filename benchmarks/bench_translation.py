@@ -35,7 +35,7 @@ from shared_data import add_argument, speech, talk, use
 from s3tvr.eval.runner import evaluate
 
 # How each system is asked of the offline profile (its default is the LLM).
-# The LLM as measured for the README: never bypassed for pace (mt.pace_s=0), two sentences of context.
+# The LLM as measured for docs/measurements.md: never bypassed for pace (mt.pace_s=0), two sentences of context.
 PROFILES = {"whisper-translate": ["asr.task=translate", "mt=none"], "apertium": ["mt=apertium"],
             "llm": ["mt.pace_s=0", "mt.context_sentences=2"]}
 REAL = {"es-en": ["whisper-translate", "apertium", "llm"], "en-es": ["apertium", "llm"]}
