@@ -4,21 +4,23 @@ The shared noisy recordings (DNS challenge) come without transcripts, so noisy s
 known transcript is made here: the FLEURS English clips mixed with real background noise
 (dishes, from Speech Commands; and the DNS real café recording, which includes babble) at 0, 5
 and 10 dB SNR. Each mix goes through the real segmenter, optionally the denoiser, and
-faster-whisper base. WER after lowercasing and removing punctuation (jiwer). Reads ../shared/data.
+faster-whisper base. WER after lowercasing and removing punctuation (jiwer). Reads the shared data
+(--data DIR; benchmarks/README.md).
 
-    python benchmarks/bench_denoise.py
+    python benchmarks/bench_denoise.py [--data DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
-from pathlib import Path
 
 import jiwer
 import noisereduce
 import numpy as np
 from faster_whisper import WhisperModel
+from shared_data import add_argument, use
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.audio.denoise import denoise
@@ -27,8 +29,7 @@ from s3tvr.live.messages import Block
 from s3tvr.live.segmenter import Segmenter
 from s3tvr.weights import bundled
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-NOISES = {"dishes": DATA / "noise/speechcommands_doing_the_dishes.wav", "cafe": DATA / "noise/dns1_ms_realrec_headset_cafe_spk2_3.wav"}
+NOISES = {"dishes": "noise/speechcommands_doing_the_dishes.wav", "cafe": "noise/dns1_ms_realrec_headset_cafe_spk2_3.wav"}
 NORM = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
 
 
@@ -44,17 +45,20 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None, lead_s: flo
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_argument(ap)
+    data = use(ap.parse_args().data)
     model = WhisperModel(str(bundled.whisper_base()), compute_type="int8")
-    clips = [json.loads(line) for line in (DATA / "speech/fleurs/manifest.jsonl").read_text().splitlines()]
+    clips = [json.loads(line) for line in (data / "speech/fleurs/manifest.jsonl").read_text().splitlines()]
     clips = [c for c in clips if c["lang"] == "en"]
     cfg = DenoiseConfig()
     print(f"{'noise':<7}{'snr':>5}  {'WER raw':>8} {'WER denoised':>13}  denoise ms/s of audio")
     for name, path in NOISES.items():
-        noise = load_audio(path)
+        noise = load_audio(data / path)
         for snr in (0, 5, 10, 20, None):
             refs, raw, clean, cost, dur = [], [], [], 0.0, 0.0
             for c in clips:
-                audio = mix(load_audio(DATA / "speech/fleurs" / c["audio"]), noise, snr)
+                audio = mix(load_audio(data / "speech/fleurs" / c["audio"]), noise, snr)
                 seg = Segmenter(VadConfig(), "en", "en")
                 seg.setup()
                 segs = seg.push(Block(audio, 0.0)) + seg.flush()

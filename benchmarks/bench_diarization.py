@@ -1,9 +1,9 @@
 """Who speaks when, as ``s3tvr dub`` finds it: diarization error rate on conversations of 2, 3 and
-4 real readers (FLEURS and LJSpeech clips in ../shared cut at their pauses and interleaved, a third
+4 real readers (FLEURS and LJSpeech clips of the shared data cut at their pauses and interleaved, a third
 of the changes with no pause; s3tvr.eval.conversations), collar 0.25 s, and its cost per minute of
 audio; then one whole dub of a two-reader conversation, to give diarization's share of its time.
 
-    python benchmarks/bench_diarization.py [--seeds 10,11,12] [--no-dub]
+    python benchmarks/bench_diarization.py [--seeds 10,11,12] [--no-dub] [--data DIR]
 
 The clustering threshold was chosen on seeds 0-2 of the same readers' conversations: these seeds
 interleave other pieces in another order, but the voices are the same.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from shared_data import add_argument, speech, use
 
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.voice_similarity import SpeakerEncoder
@@ -29,22 +30,26 @@ from s3tvr.dub.diarize import diarize
 from s3tvr.eval.conversations import build, der
 from s3tvr.live.segmenter import load_vad, speech_regions
 
-SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
-FLEURS = SPEECH / "fleurs"
-READERS = {  # one reader each, as Resemblyzer tells them apart (bench output lists the clips)
-    "C": [FLEURS / f"fleurs-en-00{i}.ogg" for i in (2, 3, 4)],
-    "L": [SPEECH / "ljspeech" / f"LJ001-{i:04d}.flac" for i in range(1, 9)],
-    "D": [FLEURS / "fleurs-es-000.ogg", FLEURS / "fleurs-es-002.ogg"],
-    "E": [FLEURS / "fleurs-es-003.ogg", FLEURS / "fleurs-es-004.ogg"],
+READERS = {  # one reader each, as Resemblyzer tells them apart (bench output lists the clips); under speech/
+    "C": [f"fleurs/fleurs-en-00{i}.ogg" for i in (2, 3, 4)],
+    "L": [f"ljspeech/LJ001-{i:04d}.flac" for i in range(1, 9)],
+    "D": ["fleurs/fleurs-es-000.ogg", "fleurs/fleurs-es-002.ogg"],
+    "E": ["fleurs/fleurs-es-003.ogg", "fleurs/fleurs-es-004.ogg"],
 }
 GROUPS = {2: "CL", 3: "CDL", 4: "CDEL"}
+
+
+def reader(name: str) -> list[Path]:
+    return [speech(clip) for clip in READERS[name]]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="10,11,12")
     ap.add_argument("--no-dub", action="store_true", help="skip the whole dub (diarization's share of a dub's time)")
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     cfg = load_config("offline")
     vad = load_vad(cfg.vad.onnx)
     encoder = SpeakerEncoder()
@@ -52,7 +57,7 @@ def main() -> None:
     rows = []
     for n, group in GROUPS.items():
         for seed in map(int, args.seeds.split(",")):
-            conv = build([READERS[r] for r in group], seed=seed)
+            conv = build([reader(r) for r in group], seed=seed)
             regions = speech_regions(conv.audio, cfg.vad, vad)
             started = time.perf_counter()
             found = diarize(conv.audio, regions, encoder)
@@ -79,7 +84,7 @@ def dub_share() -> dict:
     """One dub of a two-reader conversation (en -> es offline, the original ducked): its wall time
     and the diarization's seconds from its sync report."""
     with tempfile.TemporaryDirectory() as tmp:
-        conv = build([READERS["C"], READERS["L"][:4]], seed=10)
+        conv = build([reader("C"), reader("L")[:4]], seed=10)
         src, out = Path(tmp) / "talk.wav", Path(tmp) / "talk.es.wav"
         sf.write(src, conv.audio, SAMPLE_RATE)
         started = time.perf_counter()

@@ -5,7 +5,7 @@ translation's chrF, first audio after the end of speech and the field's StartOff
 and the CPU seconds each second of speech costs. Prints one table and the machine's full-window
 Whisper pass, so readers can scale the times; writes every figure to eval-out/directions.json.
 
-    python benchmarks/bench_directions.py [--pairs es-en,en-es,en-es:tts=espeak] [--set KEY=VALUE ...]
+    python benchmarks/bench_directions.py [--pairs es-en,en-es,en-es:tts=espeak] [--set KEY=VALUE ...] [--data DIR]
 
 A pair may carry its own overrides after a colon (``en-es:tts=espeak``), so one run compares voices.
 """
@@ -18,10 +18,9 @@ import os
 from pathlib import Path
 
 from bench_window import reference_pass_s
+from shared_data import add_argument, use
 
 from s3tvr.eval.runner import evaluate
-
-FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "fleurs"
 
 
 def main() -> None:
@@ -30,12 +29,14 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                     help="applied to every pair, e.g. tts.backend=kokoro")
     ap.add_argument("--out", type=Path, default=Path("eval-out"))
+    add_argument(ap)
     args = ap.parse_args()
+    fleurs = use(args.data) / "speech" / "fleurs"
     reference = reference_pass_s()
     rows = []
     for row in args.pairs.split(","):
         pair, _, own = row.partition(":")
-        result = evaluate(FLEURS, pair, "offline", args.overrides + ([own] if own else []), realtime=True)
+        result = evaluate(fleurs, pair, "offline", args.overrides + ([own] if own else []), realtime=True)
         lat, field = result.latency, result.latency["field"]
         rows.append({
             "pair": row, "clips": len(result.clips), "asr_bleu": result.asr_bleu["bleu"], "asr_chrf": result.asr_bleu["chrf"],

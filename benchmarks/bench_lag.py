@@ -9,6 +9,7 @@ auto chose and why. The issue's one-core check: ``taskset -c 0 .venv/bin/python 
 --modes sentence simultaneous auto --out eval-out/lag-1core``.
 
     .venv/bin/python benchmarks/bench_lag.py [--minutes 10] [--modes sentence simultaneous auto] [--out eval-out/lag]
+                                              [--data DIR]
 """
 
 from __future__ import annotations
@@ -35,10 +36,8 @@ from s3tvr.latency.record import read_log  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_window import reference_pass_s  # noqa: E402
+from shared_data import add_argument, speech, talk, use  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "speech"
-TALK = SHARED / "long" / "silero_es.wav"
-CLIPS = sorted((SHARED / "fleurs").glob("fleurs-es-*.ogg"))
 RATE = 16000
 
 
@@ -47,7 +46,8 @@ def long_input(path: Path, minutes: float) -> Path:
     if path.exists():
         return path
     gap = np.zeros(RATE, dtype=np.float32)
-    round_ = np.concatenate([part for clip in [TALK, *CLIPS] for part in (load_audio(clip, RATE), gap)])
+    clips = sorted(speech("fleurs").glob("fleurs-es-*.ogg"))
+    round_ = np.concatenate([part for clip in [talk(), *clips] for part in (load_audio(clip, RATE), gap)])
     audio = np.tile(round_, int(np.ceil(minutes * 60 * RATE / len(round_))))
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, RATE)
@@ -99,9 +99,11 @@ def main() -> None:
     ap.add_argument("--inputs", nargs="+", choices=["talk", "long"], default=["talk", "long"],
                     help="talk: the shared 60 s talk; long: the talk of --minutes")
     ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "lag")
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    inputs = [TALK] if "talk" in args.inputs else []
+    inputs = [talk()] if "talk" in args.inputs else []
     if "long" in args.inputs:
         inputs.append(long_input(args.out / f"es-{args.minutes:g}min.wav", args.minutes))
     reference = reference_pass_s()

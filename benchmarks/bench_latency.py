@@ -4,10 +4,10 @@ offline, es -> en: Silero VAD -> faster-whisper base translate -> Piper) and pri
 over all utterances, end of speech -> first translated audio (p50/p90), each stage's compute, and
 the overhead ratio: latency / (endpoint silence + the stages' own compute for that utterance).
 A ratio of 1.00 means the engine adds nothing to what the models and the endpoint wait cost.
-Reads ../shared/data.
+Reads the shared data (--data DIR; benchmarks/README.md).
 
     python benchmarks/bench_latency.py [--config offline|stack] [--pair es-en] [--device cuda]
-                                       [--set KEY=VALUE ...] [--log out.jsonl]
+                                       [--set KEY=VALUE ...] [--log out.jsonl] [--data DIR]
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ import tempfile
 from pathlib import Path
 
 import psutil
+from shared_data import add_argument, speech, use
 
 from s3tvr import Engine, load_config
 from s3tvr.latency.percentile import percentile
 from s3tvr.latency.record import UtteranceRecord
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
-
 
 def clips(lang: str) -> list[Path]:
-    return sorted((DATA / "fleurs").glob(f"fleurs-{lang}-*.ogg")) + sorted((DATA / "long").glob(f"silero_{lang}.wav"))
+    return sorted(speech("fleurs").glob(f"fleurs-{lang}-*.ogg")) + sorted(speech("long").glob(f"silero_{lang}.wav"))
 
 
 def main() -> None:
@@ -38,7 +37,9 @@ def main() -> None:
     ap.add_argument("--device", help="cpu or cuda (default: the preset's)")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--log", help="also write every utterance's record here")
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     src, tgt = args.pair.split("-")
     recordings = clips(src)
     records = []

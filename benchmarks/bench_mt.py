@@ -5,7 +5,7 @@ confidence intervals, each system against Apertium by paired bootstrap resamplin
 (p50, p90); writes every figure and every output to eval-out/mt.json.
 
     python benchmarks/bench_mt.py [--n 200] [--start 0] [--pairs es-en,en-es] [--systems apertium,llm,llm-alone]
-                                  [--data ../shared/data/text/flores200_devtest]
+                                  [--data DIR]   # the shared data folder, or its FLORES devtest folder
 
 The sample is ``--n`` consecutive lines from ``--start``: FLORES devtest runs article by article,
 so each sentence's context is the sentences before it in its article (the first of the sample has none).
@@ -20,11 +20,12 @@ import statistics
 import time
 from pathlib import Path
 
+import shared_data
+
 from s3tvr.backends import registry
 from s3tvr.backends.kinds import MtContext
 from s3tvr.config import BackendSection
 
-FLORES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "text" / "flores200_devtest"
 FILES = {"en": "eng_Latn.devtest", "es": "spa_Latn.devtest", "ru": "rus_Cyrl.devtest"}
 # name -> (backend section, whether the earlier sentences are given)
 SYSTEMS = {"apertium": (BackendSection("apertium"), False),
@@ -32,8 +33,9 @@ SYSTEMS = {"apertium": (BackendSection("apertium"), False),
            "llm-alone": (BackendSection("llm", {"pace_s": 0, "context_sentences": 0}), False)}
 
 
-def flores(langs: tuple[str, ...], start: int, n: int, folder: Path = FLORES) -> dict[str, list[str]]:
-    """``n`` aligned FLORES devtest lines from ``start``, per language."""
+def flores(langs: tuple[str, ...], start: int, n: int, folder: Path | None = None) -> dict[str, list[str]]:
+    """``n`` aligned FLORES devtest lines from ``start``, per language (``folder``: the shared data's)."""
+    folder = folder or shared_data.flores()
     return {lang: (folder / FILES[lang]).read_text(encoding="utf-8").splitlines()[start:start + n] for lang in langs}
 
 
@@ -80,14 +82,17 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--pairs", default="es-en,en-es")
     ap.add_argument("--systems", default="apertium,llm,llm-alone", help=f"the first is the baseline; of {', '.join(SYSTEMS)}")
-    ap.add_argument("--data", type=Path, default=FLORES)
+    ap.add_argument("--data", type=Path, metavar="DIR", help="the shared data folder, or its FLORES-200 devtest folder "
+                    f"(default: $S3TVR_DATA, else {shared_data.DEFAULT})")
     ap.add_argument("--out", type=Path, default=Path("eval-out"))
     args = ap.parse_args()
+    own = args.data is not None and (args.data / FILES["en"]).is_file()  # the FLORES folder itself
+    folder = args.data if own else shared_data.use(args.data) / "text" / "flores200_devtest"
     systems = args.systems.split(",")
     results = []
     for pair in args.pairs.split(","):
         src, tgt = pair.split("-")
-        lines = flores((src, tgt), args.start, args.n, args.data)
+        lines = flores((src, tgt), args.start, args.n, folder)
         outputs, times = {}, {}
         for system in systems:
             outputs[system], times[system] = translate_all(system, src, tgt, lines[src])

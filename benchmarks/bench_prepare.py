@@ -1,14 +1,14 @@
 """Dataset preparation for voice fine-tuning: does it keep the target speaker's clips and only
 those, and how fast is it?
 
-Recordings are made from ../shared/data: all 32 LJSpeech clips (the target speaker, 222 s)
-interleaved, 1 s apart, with other voices (FLEURS en/es, JFK, the RealtimeSTT narrator, the
+Recordings are made from the shared data (--data DIR; benchmarks/README.md): all 32 LJSpeech
+clips (the target speaker, 222 s) interleaved, 1 s apart, with other voices (FLEURS en/es, JFK, the RealtimeSTT narrator, the
 Silero German and Russian clips), under the real kitchen-noise recording (Speech Commands) at
 ``--snr`` dB. Every clip ``s3tvr finetune prepare`` makes is labelled by the part it lies on;
 the reference is LJ001-0001, which is left out of the recordings.
 
-    python benchmarks/bench_prepare.py [--snr 20] [--config offline]
-    python benchmarks/bench_prepare.py --denoise
+    python benchmarks/bench_prepare.py [--snr 20] [--config offline] [--data DIR]
+    python benchmarks/bench_prepare.py --denoise [--data DIR]
 
 Prints: speech in and kept, target precision (kept clips that are hers) and recall (her
 sentences kept), drops by reason, and the real-time factor (processing time / audio length).
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from shared_data import add_argument, root, use
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.audio.denoise import denoise
 from s3tvr.config import load_config
 from s3tvr.finetune.prepare import PrepareOptions, Preparer, speech_loss_db
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RATE = 22050
 
 
@@ -42,10 +42,10 @@ def _part(path: Path, max_s: float = 20.0) -> np.ndarray:
 
 
 def recordings(folder: Path, snr_db: float) -> dict[str, list[tuple[str, float, float]]]:
-    target = sorted((DATA / "speech/ljspeech").glob("*.flac"))[1:]
-    others = (sorted((DATA / "speech/fleurs").glob("*.ogg")) + [DATA / "speech/jfk.flac"]
-              + [DATA / f"speech/long/{n}.wav" for n in ("realtimestt_asr-reference", "silero_de", "silero_ru")])
-    noise = load_audio(DATA / "noise/speechcommands_doing_the_dishes.wav", RATE)
+    target = sorted((root() / "speech/ljspeech").glob("*.flac"))[1:]
+    others = (sorted((root() / "speech/fleurs").glob("*.ogg")) + [root() / "speech/jfk.flac"]
+              + [root() / f"speech/long/{n}.wav" for n in ("realtimestt_asr-reference", "silero_de", "silero_ru")])
+    noise = load_audio(root() / "noise/speechcommands_doing_the_dishes.wav", RATE)
     where: dict[str, list[tuple[str, float, float]]] = {}
     for n in range(3):  # three sessions, a third of her clips each
         parts = [("target", _part(p)) for p in target[n::3]]
@@ -71,8 +71,8 @@ def denoise_loss() -> dict:
     """Speech-band energy the denoiser removes from the speech itself (dB), per setting."""
     import noisereduce
 
-    kitchen = load_audio(DATA / "noise/speechcommands_doing_the_dishes.wav", RATE)
-    clean = _part(DATA / "speech/ljspeech/LJ001-0005.flac")
+    kitchen = load_audio(root() / "noise/speechcommands_doing_the_dishes.wav", RATE)
+    clean = _part(root() / "speech/ljspeech/LJ001-0005.flac")
     bed = np.resize(kitchen, len(clean) + 3 * RATE)
     gain = np.sqrt(np.mean(clean[np.abs(clean) > 0.01] ** 2) / np.mean(bed ** 2) / 10 ** (20 / 10))
     noise, profile = gain * bed[: len(clean)], gain * bed[len(clean):]
@@ -81,7 +81,7 @@ def denoise_loss() -> dict:
         cleaned = denoise(noisereduce, clean + noise, profile, strength, RATE, n_std)
         out[f"20 dB kitchen, prop_decrease {strength}, {n_std} std"] = round(speech_loss_db(clean, cleaned, np.zeros(0), RATE), 2)
     losses = []
-    for path in sorted((DATA / "speech/ljspeech").glob("*.flac"))[:8]:  # tight-cut clean clips: no noise profile
+    for path in sorted((root() / "speech/ljspeech").glob("*.flac"))[:8]:  # tight-cut clean clips: no noise profile
         audio = _part(path)
         losses.append(speech_loss_db(audio, denoise(noisereduce, audio, np.zeros(0, np.float32), 0.5, RATE, 1.0), np.zeros(0), RATE))
     out["clean LJSpeech clips, no profile (non-stationary), min-max"] = [round(min(losses), 2), round(max(losses), 2)]
@@ -93,7 +93,9 @@ def main() -> None:
     parser.add_argument("--snr", type=float, default=20.0, help="kitchen noise this many dB below the speech")
     parser.add_argument("--config", default="offline", help="the preset whose ASR transcribes")
     parser.add_argument("--denoise", action="store_true", help="measure the denoiser's speech loss instead")
+    add_argument(parser)
     args = parser.parse_args()
+    use(args.data)
     if args.denoise:
         print(json.dumps(denoise_loss(), indent=1))
         return
@@ -104,7 +106,7 @@ def main() -> None:
         seconds = sum(sf.info(p).duration for p in folder.iterdir())
         config = load_config(args.config, [], src_lang="en", tgt_lang="en")
         start = time.perf_counter()
-        result = Preparer(config, [folder], Path(tmp) / "dataset", [DATA / "speech/ljspeech/LJ001-0001.flac"],
+        result = Preparer(config, [folder], Path(tmp) / "dataset", [root() / "speech/ljspeech/LJ001-0001.flac"],
                           PrepareOptions(language="en")).run()
         elapsed = time.perf_counter() - start
     labelled = []

@@ -4,19 +4,20 @@ Parakeet CTC writes lowercase without punctuation. Every FLORES-200 devtest sent
 Spanish) is turned into such a transcript (lowercased, punctuation removed) and restored with
 s3tvr.backends.asr.nemo.restore_case; the result is compared with the original: the first
 letter's case, the final mark, English "I", and what the rule cannot restore (capitals inside the
-sentence, commas and other inner punctuation). Reads ../shared/data.
+sentence, commas and other inner punctuation). Reads the shared data's FLORES-200 devtest (--data DIR;
+benchmarks/README.md).
 
-    python benchmarks/bench_restore_case.py
+    python benchmarks/bench_restore_case.py [--data DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import re
-from pathlib import Path
+
+from shared_data import add_argument, use
 
 from s3tvr.backends.asr.nemo import restore_case
-
-FLORES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "text" / "flores200_devtest"
 
 
 def as_parakeet(sentence: str) -> str:
@@ -24,8 +25,11 @@ def as_parakeet(sentence: str) -> str:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_argument(ap)
+    folder = use(ap.parse_args().data) / "text" / "flores200_devtest"
     for lang, name in (("en", "eng_Latn"), ("es", "spa_Latn")):
-        sentences = [s.strip() for s in (FLORES / f"{name}.devtest").read_text().splitlines() if s.strip()]
+        sentences = [s.strip() for s in (folder / f"{name}.devtest").read_text().splitlines() if s.strip()]
         n = len(sentences)
         first = end = pronoun = inner_caps = inner_punct = 0
         pronouns = 0

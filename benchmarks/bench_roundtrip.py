@@ -1,8 +1,9 @@
 """Round-trip quality of the offline profile: Spanish speech -> s3tvr -> English speech -> Whisper
 tiny.en -> BLEU against the FLORES English reference. Also the BLEU of the translated text itself,
-so the loss in TTS + back-transcription shows. Reads ../shared/data/speech/fleurs.
+so the loss in TTS + back-transcription shows. Reads the shared data's FLEURS clips (--data DIR;
+benchmarks/README.md).
 
-    python benchmarks/bench_roundtrip.py [--clips es-000,es-002]
+    python benchmarks/bench_roundtrip.py [--clips es-000,es-002] [--data DIR]
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from pathlib import Path
 
 import sacrebleu
 from faster_whisper import WhisperModel
+from shared_data import add_argument, use
 
 from s3tvr import Engine, load_config
 from s3tvr.audio.decode import load_audio
 from s3tvr.weights import bundled
-
-FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "fleurs"
 
 
 def back_transcribe(model: WhisperModel, wav: Path) -> str:
@@ -46,13 +46,15 @@ def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", help="comma-separated stems like es-000 (default: every Spanish clip)")
+    add_argument(ap)
     args = ap.parse_args()
-    clips = [json.loads(line) for line in (FLEURS / "manifest.jsonl").read_text().splitlines()]
+    fleurs = use(args.data) / "speech" / "fleurs"
+    clips = [json.loads(line) for line in (fleurs / "manifest.jsonl").read_text().splitlines()]
     clips = [c for c in clips if c["lang"] == "es"]
     if args.clips:
         wanted = {f"fleurs-{c}.ogg" for c in args.clips.split(",")}
         clips = [c for c in clips if c["audio"] in wanted]
-    rows = roundtrip(clips, FLEURS)
+    rows = roundtrip(clips, fleurs)
     for r in rows:
         text_bleu = sacrebleu.sentence_bleu(r["text"], [r["ref"]]).score
         heard_bleu = sacrebleu.sentence_bleu(r["heard"], [r["ref"]]).score

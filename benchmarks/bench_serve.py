@@ -5,7 +5,7 @@ EndOffset p50, the server's CPU use (cores busy) and peak memory, sessions that 
 most sessions held before the p50 passes twice the single-session figure.
 
     .venv/bin/python benchmarks/bench_serve.py [--clients 1 2 4 8] [--config offline] [--set KEY=VALUE]
-                                               [--out eval-out/serve.json]
+                                               [--out eval-out/serve.json] [--data DIR]
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from s3tvr.serve.client import stream_file  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_lag import set_args  # noqa: E402
 from bench_window import reference_pass_s  # noqa: E402
-
-CLIPS = sorted((ROOT.parent / "shared" / "data" / "speech" / "fleurs").glob("fleurs-es-*.ogg"))
+from shared_data import add_argument, speech, use  # noqa: E402
 
 
 def free_port() -> int:
@@ -103,9 +102,11 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="a config override for the server, e.g. simultaneous.mode=sentence (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "serve.json")
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     reference = reference_pass_s()
-    clips = [load_audio(c, 16000) for c in CLIPS]
+    clips = [load_audio(c, 16000) for c in sorted(speech("fleurs").glob("fleurs-es-*.ogg"))]
     port = free_port()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     server = start_server(args.config, port, max(args.clients), args.out.with_suffix(".log"), args.sets)

@@ -6,9 +6,13 @@
 # (benchmarks/bench_lag.py: does the lag grow? CPU real-time factor). About 35 minutes.
 # Writes eval-out/sentence/, eval-out/simultaneous/ and eval-out/lag/.
 set -euo pipefail
+# The shared data folder (benchmarks/README.md, "The data"): $S3TVR_DATA, else ../shared/data beside the checkout.
+S3TVR_DATA=$(cd "${S3TVR_DATA:-$(dirname "$0")/../../shared/data}" 2>/dev/null && pwd) \
+    || { echo "no shared data folder: set S3TVR_DATA (benchmarks/README.md)" >&2; exit 2; }
+export S3TVR_DATA
 cd "$(dirname "$0")/.."
 for mode in sentence simultaneous; do
     echo "== $mode"
-    .venv/bin/s3tvr eval --data ../shared/data/speech/fleurs --pair es-en --out "eval-out/$mode" --set "simultaneous.mode=$mode" "$@"
+    .venv/bin/s3tvr eval --data "$S3TVR_DATA/speech/fleurs" --pair es-en --out "eval-out/$mode" --set "simultaneous.mode=$mode" "$@"
 done
 .venv/bin/python benchmarks/bench_lag.py

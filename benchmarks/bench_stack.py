@@ -2,7 +2,7 @@
 speech -> first translated audio latency that follows, on this machine (CPU) or a CUDA GPU.
 
 No real weights reach this machine, but speed and memory do not depend on the weights' values:
-each model is built at its published configuration with random weights (benchmarks/stack_models.py),
+each model is built at its published configuration with random weights (benchmarks/gpu/stack_models.py),
 saved the way the real checkpoint comes, and loaded through the backend users run. Random weights
 stop at random, so generation is forced to typical lengths: MT to 25 and 60 output tokens (a
 FLORES sentence is ~25 NLLB tokens in English, ~60 is a long one), XTTS's GPT to the tokens of 3 s
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "gpu"))  # stack_models
 sys.path.insert(0, str(HERE.parent))
 
 import stack_models  # noqa: E402
@@ -97,7 +97,7 @@ class Timer:
 def make_backend(kind: str, path: Path, src: str, device: str, dtype: str, deepspeed: bool = False,
                  voice_cache: str = ""):
     """The backend users run for a model of ``kind`` ("asr", "mt", "tts") at ``path``, not set up yet:
-    ASR hearing ``src``; MT from es to en; XTTS speaking en (benchmarks/gpu_run.py builds its own too)."""
+    ASR hearing ``src``; MT from es to en; XTTS speaking en (benchmarks/gpu/gpu_run.py builds its own too)."""
     from s3tvr.backends.asr import nemo
     from s3tvr.backends.mt import nllb
     from s3tvr.backends.tts import xtts

@@ -3,7 +3,7 @@ each ``simultaneous.step_s`` × ``simultaneous.min_audio_s`` on the shared Spani
 (``s3tvr eval``: quality and the field's latency) and the shared 60 s Spanish talk
 (``bench_lag.run``: latency, CPU seconds per second of speech), at real-time pace, offline profile.
 
-    .venv/bin/python benchmarks/bench_step.py [--steps 0.5 1.0] [--starts 1.0 2.0] [--out eval-out/step]
+    .venv/bin/python benchmarks/bench_step.py [--steps 0.5 1.0] [--starts 1.0 2.0] [--out eval-out/step] [--data DIR]
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_lag import SHARED, TALK, run, set_args  # noqa: E402
+from bench_lag import run, set_args  # noqa: E402
 from bench_window import reference_pass_s  # noqa: E402
+from shared_data import add_argument, speech, talk, use  # noqa: E402
 
 
 def fleurs(sets: tuple[str, ...], out: Path) -> dict:
-    subprocess.run([str(ROOT / ".venv/bin/s3tvr"), "-q", "eval", "--data", str(SHARED / "fleurs"), "--pair", "es-en",
+    subprocess.run([str(ROOT / ".venv/bin/s3tvr"), "-q", "eval", "--data", str(speech("fleurs")), "--pair", "es-en",
                     "--out", str(out), *set_args(sets)], check=True, stdout=subprocess.DEVNULL)
     result = json.loads((out / "eval.json").read_text())
     field = result["latency"]["field"]
@@ -35,7 +36,9 @@ def main() -> None:
     ap.add_argument("--steps", type=float, nargs="+", default=[0.5, 1.0])
     ap.add_argument("--starts", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "step")
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     reference = reference_pass_s()
     print(f"this machine's full-window Whisper base pass over 10 s: {reference:.2f} s", flush=True)
@@ -46,8 +49,8 @@ def main() -> None:
             tag = f"-step{step:g}-start{start:g}"
             row = {"step_s": step, "min_audio_s": start}
             row.update({f"fleurs {k}": v for k, v in fleurs(("simultaneous.mode=simultaneous", *sets), args.out / f"fleurs{tag}").items()})
-            talk = run("simultaneous", TALK, args.out, sets, tag)
-            row.update({f"talk {k}": talk[k] for k in ("StartOffset_p50", "EndOffset_p50", "first audio_p50", "LAAL_p50", "cpu_rtf")})
+            talk_row = run("simultaneous", talk(), args.out, sets, tag)
+            row.update({f"talk {k}": talk_row[k] for k in ("StartOffset_p50", "EndOffset_p50", "first audio_p50", "LAAL_p50", "cpu_rtf")})
             rows.append(row)
             print(json.dumps(row), flush=True)
     keys = list(rows[0])

@@ -11,7 +11,7 @@ translator, on a 2-core machine. Prints, and writes to eval-out/translation.json
 4. live: the shared 60 s Spanish talk in sentence and simultaneous mode, Whisper translate against
    the LLM: first audio, EndOffset, CPU real-time factor, the process's peak memory  (bench_lag.py).
 
-    python benchmarks/bench_translation.py [--n 200] [--spoken 100] [--parts text,spoken,real,live]
+    python benchmarks/bench_translation.py [--n 200] [--spoken 100] [--parts text,spoken,real,live] [--data DIR]
 
 About 50 minutes with the defaults here. The machine's full-window Whisper pass is printed so
 readers can scale the times.
@@ -30,12 +30,12 @@ import bench_lag
 import bench_mt
 import bench_mt_speech
 from bench_window import reference_pass_s
+from shared_data import add_argument, speech, talk, use
 
 from s3tvr.eval.runner import evaluate
 
-FLEURS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "fleurs"
 # How each system is asked of the offline profile (its default is the LLM).
-# The LLM as measured for the README: never bypassed for pace (mt.pace_s=0), two sentences of context.
+# The LLM as measured for docs/measurements.md: never bypassed for pace (mt.pace_s=0), two sentences of context.
 PROFILES = {"whisper-translate": ["asr.task=translate", "mt=none"], "apertium": ["mt=apertium"],
             "llm": ["mt.pace_s=0", "mt.context_sentences=2"]}
 REAL = {"es-en": ["whisper-translate", "apertium", "llm"], "en-es": ["apertium", "llm"]}
@@ -78,7 +78,7 @@ def real_part(out: Path) -> list[dict]:
         for system in systems:
             work = out / f"real-{pair}-{system}"
             work.mkdir(parents=True, exist_ok=True)
-            result = evaluate(FLEURS, pair, "offline", PROFILES[system], realtime=True, work_dir=work)
+            result = evaluate(speech("fleurs"), pair, "offline", PROFILES[system], realtime=True, work_dir=work)
             lat = result.latency
             rows.append({"pair": pair, "system": system, "clips": len(result.clips), "asr_bleu": round(result.asr_bleu["bleu"], 1),
                          "asr_chrf": round(result.asr_bleu["chrf"], 1), "text_bleu": round(result.text_bleu["bleu"], 1),
@@ -94,7 +94,7 @@ def live_part(out: Path) -> list[dict]:
     rows = []
     for system in ("whisper-translate", "llm"):
         for mode in ("sentence", "simultaneous"):
-            row = bench_lag.run(mode, bench_lag.TALK, out, tuple(PROFILES[system]), tag=f"-{system}")
+            row = bench_lag.run(mode, talk(), out, tuple(PROFILES[system]), tag=f"-{system}")
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             rows.append({"system": system, **{k: row[k] for k in ("mode", "ran_as", "sources", "first audio_p50",
                                                                   "EndOffset_p50", "StartOffset_p50", "cpu_rtf")},
@@ -123,7 +123,9 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--parts", default="text,spoken,real,live")
     ap.add_argument("--out", type=Path, default=Path("eval-out"))
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     parts = args.parts.split(",")
     args.out.mkdir(exist_ok=True)
     reference = reference_pass_s()

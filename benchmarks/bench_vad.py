@@ -9,18 +9,19 @@ translates badly) or merged (costs latency), and the endpoint wait: from the end
 utterance's speech to its release (the silence waited, plus the time the release took: Smart
 Turn's call), median and 90th percentile over the utterances released by a pause (every clip is
 followed by 1.5 s of silence). Then the same with Smart Turn (vad.turn): after turn_silence_ms
-it asks whether the turn is finished; no waits up to turn_max_ms. Reads ../shared/data.
+it asks whether the turn is finished; no waits up to turn_max_ms. Reads the shared data (--data DIR; benchmarks/README.md).
 
-    python benchmarks/bench_vad.py
+    python benchmarks/bench_vad.py [--data DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from shared_data import add_argument, use
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.config import VadConfig
@@ -28,9 +29,8 @@ from s3tvr.live.messages import Block
 from s3tvr.live.segmenter import WINDOW_S, Segmenter
 from s3tvr.live.turn import SmartTurn
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLIPS = [(DATA / "speech/long/realtimestt_asr-reference.wav", 9), (DATA / "video/open-dubbing_englishvideo.mp4", 3)]
-CLIPS += [(p, 1) for p in sorted((DATA / "speech/fleurs").glob("*.ogg"))]
+# Recordings of known sentence counts, under the shared data folder; then each FLEURS clip: one sentence.
+CLIPS = [("speech/long/realtimestt_asr-reference.wav", 9), ("video/open-dubbing_englishvideo.mp4", 3)]
 
 
 TURN = SmartTurn()
@@ -93,7 +93,11 @@ def turn_speed(audio: np.ndarray) -> None:
 
 
 def main() -> None:
-    audios = [(p, n, load_audio(p)) for p, n in CLIPS]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_argument(ap)
+    data = use(ap.parse_args().data)
+    clips = [(data / p, n) for p, n in CLIPS] + [(p, 1) for p in sorted((data / "speech/fleurs").glob("*.ogg"))]
+    audios = [(p, n, load_audio(p)) for p, n in clips]
     TURN.setup()
     speed(audios[0][2])
     turn_speed(audios[0][2])

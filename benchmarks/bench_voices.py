@@ -6,6 +6,7 @@ latency to the first chunk (a clause), and Whisper base's WER and chrF of what i
 voices' quality is compared too. Kokoro rows vary its voice, its threads and clause streaming.
 
     .venv/bin/python benchmarks/bench_voices.py [--sentences 10] [--voices jf_alpha ...] [--threads 1 2]
+                                                 [--data DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_window import FLORES, RATE, reference_pass_s, run  # noqa: E402
+from bench_window import RATE, reference_pass_s, run  # noqa: E402
+from shared_data import add_argument, flores, use  # noqa: E402
 
 from s3tvr.backends.asr.faster_whisper import load_model  # noqa: E402
 from s3tvr.backends.tts import espeak, kokoro, piper  # noqa: E402
@@ -37,7 +39,7 @@ FILES = {"es": "spa_Latn.devtest", "en": "eng_Latn.devtest"}
 
 
 def sentences(lang: str, n: int) -> list[str]:
-    return (FLORES / FILES[lang]).read_text().splitlines()[:n]
+    return (flores() / FILES[lang]).read_text().splitlines()[:n]
 
 
 def measure(tts, texts: list[str], listener, lang: str) -> dict:
@@ -94,7 +96,9 @@ def main() -> None:
                     help="Kokoro voices (the first is the reference)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="Kokoro threads (the last is the reference)")
     ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "voices.json")
+    add_argument(ap)
     args = ap.parse_args()
+    use(args.data)
     reference = reference_pass_s()
     print(f"this machine's full-window Whisper base pass over 10 s: {reference:.2f} s", flush=True)
     listener = load_model("bundled:base", device="cpu", compute_type="int8")

@@ -8,7 +8,7 @@ machine, with Whisper base (int8, all cores) as s3tvr runs it:
    whose retries would time the decoder's luck) over 2, 3, 5, 10 and 20 s of speech (the head of
    the shared 60 s Spanish talk), and of the encoder alone, full window against cut windows:
    medians of --repeats;
-2. quality on every FLEURS clip in ../shared (both languages): corpus BLEU / chrF of the translate
+2. quality on every FLEURS clip of the shared data (both languages): corpus BLEU / chrF of the translate
    task against the FLORES English references, and WER of the transcribe task against FLEURS's
    transcripts (lowercase, no punctuation), for the full window and each margin; and, five
    sentences a language being few, the transcribe WER on the 32 shared LJSpeech sentences too;
@@ -17,7 +17,7 @@ machine, with Whisper base (int8, all cores) as s3tvr runs it:
    English references, full window against the chosen margin (synthetic speech, but a hundred
    sentences tell a difference that five cannot).
 
-    .venv/bin/python benchmarks/bench_window.py [--margins 0.5 1 2] [--repeats 5] [--out eval-out/window.json]
+    .venv/bin/python benchmarks/bench_window.py [--margins 0.5 1 2] [--repeats 5] [--out eval-out/window.json] [--data DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,11 +42,6 @@ from s3tvr.audio.decode import load_audio  # noqa: E402
 from s3tvr.backends.asr.faster_whisper import WINDOW_MARGIN_S, load_model, token_cap, with_window  # noqa: E402
 from s3tvr.eval.metrics import bleu_chrf, wer  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "speech"
-TALK = SHARED / "long" / "silero_es.wav"
-FLEURS = SHARED / "fleurs"
-LJSPEECH = SHARED / "ljspeech"
-FLORES = ROOT.parent / "shared" / "data" / "text" / "flores200_devtest"
 RATE = 16000
 LENGTHS_S = (2, 3, 5, 10, 20)
 
@@ -73,7 +69,7 @@ def encode_time(model, audio, margin: float | None) -> float:
 
 
 def pass_times(model, margins: list[float], repeats: int) -> list[dict]:
-    talk = load_audio(TALK, RATE)
+    talk = load_audio(shared_data.talk(), RATE)
     rows = []
     for seconds in LENGTHS_S:
         audio = talk[: seconds * RATE]
@@ -94,17 +90,18 @@ def reference_pass_s(repeats: int = 5) -> float:
     """This machine's full-window pass over 10 s of Spanish speech (median of ``repeats``): the
     figure that lets a reader scale any absolute time measured here to their machine."""
     model = load_model("bundled:base", device="cpu", compute_type="int8")
-    audio = load_audio(TALK, RATE)[: 10 * RATE]
+    audio = load_audio(shared_data.talk(), RATE)[: 10 * RATE]
     run(model, audio, "es", "translate", None, temperature=0.0)  # warm-up
     return statistics.median(run(model, audio, "es", "translate", None, temperature=0.0)[1] for _ in range(repeats))
 
 
 def quality(model, margins: list[float]) -> dict:
-    clips = [json.loads(line) for line in (FLEURS / "manifest.jsonl").read_text().splitlines()]
+    fleurs = shared_data.speech("fleurs")
+    clips = [json.loads(line) for line in (fleurs / "manifest.jsonl").read_text().splitlines()]
     out: dict = {}
     for lang in sorted({c["lang"] for c in clips}):
         mine = [c for c in clips if c["lang"] == lang]
-        audio = [load_audio(FLEURS / c["audio"], RATE) for c in mine]
+        audio = [load_audio(fleurs / c["audio"], RATE) for c in mine]
         for margin in [None, *margins]:
             name = "full" if margin is None else f"margin_{margin:g}"
             translated = [run(model, a, lang, "translate", margin)[0] for a in audio]
@@ -115,9 +112,10 @@ def quality(model, margins: list[float]) -> dict:
             out.setdefault(lang, {})[name] = row
             print(f"{lang} ({len(mine)} clips) {name:>10}: translate BLEU {row['bleu']:.1f} chrF {row['chrf']:.1f}, "
                   f"transcribe WER {100 * row['wer']:.1f} %", flush=True)
-    lines = (LJSPEECH / "transcripts.tsv").read_text().splitlines()[1:]
+    ljspeech = shared_data.speech("ljspeech")
+    lines = (ljspeech / "transcripts.tsv").read_text().splitlines()[1:]
     refs = dict(line.split("\t", 1) for line in lines)
-    audio = [load_audio(LJSPEECH / f"{name}.flac", RATE) for name in refs]
+    audio = [load_audio(ljspeech / f"{name}.flac", RATE) for name in refs]
     for margin in [None, *margins]:
         name = "full" if margin is None else f"margin_{margin:g}"
         heard = [run(model, a, "en", "transcribe", margin)[0] for a in audio]
@@ -130,8 +128,8 @@ def spoken_flores(model, sentences: int) -> dict:
     if not shutil.which("espeak-ng"):
         print("no espeak-ng: apt-get install espeak-ng for the FLORES comparison")
         return {}
-    spanish = (FLORES / "spa_Latn.devtest").read_text().splitlines()[:sentences]
-    english = (FLORES / "eng_Latn.devtest").read_text().splitlines()[:sentences]
+    spanish = (shared_data.flores() / "spa_Latn.devtest").read_text().splitlines()[:sentences]
+    english = (shared_data.flores() / "eng_Latn.devtest").read_text().splitlines()[:sentences]
     heard: dict[str, list[str]] = {"full": [], f"margin_{WINDOW_MARGIN_S:g}": []}
     silence = np.zeros(RATE // 2, np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,7 +153,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--flores", type=int, default=100, help="FLORES sentences spoken by espeak-ng (0: none)")
     ap.add_argument("--out", type=Path, default=Path("eval-out/window.json"))
+    shared_data.add_argument(ap)
     args = ap.parse_args()
+    shared_data.use(args.data)
     model = load_model("bundled:base", device="cpu", compute_type="int8")
     result = {"pass_s": pass_times(model, args.margins, args.repeats), "quality": quality(model, args.margins),
               "flores_espeak": spoken_flores(model, args.flores) if args.flores else {}}

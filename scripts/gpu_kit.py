@@ -65,7 +65,7 @@ GROUPS: dict[str, dict] = {
 # not check RECORD): Silero VAD's wheel holds eight model variants (10.8 MiB); s3tvr loads
 # silero_vad.onnx (vad.onnx, the default) or silero_vad.jit.
 SLIM = {"silero-vad": ("silero_vad/data/silero_vad.onnx", "silero_vad/data/silero_vad.jit")}
-# The full-size builders (benchmarks/stack_models.py) train their tokenizers on FLORES, which lives
+# The full-size builders (benchmarks/gpu/stack_models.py) train their tokenizers on FLORES, which lives
 # beside the checkout (../shared) and so does not travel: the kit carries the two files they read.
 FLORES_FILES = ("eng_Latn.devtest", "spa_Latn.devtest")
 # pip matches manylinux_2_N exactly: the N our wheels are built for.
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no FLORES text in {args.flores}: the full-size models cannot be built there (--tiny still runs)")
     report(packed, limit, extra)
     print(f"on the GPU machine, bash scripts/gpu_run.sh installs it: pip install --no-index --no-deps --target "
-          f"/tmp/gpu-site {args.kit.name}/*.whl, then runs scripts/gpu_kit_check.py and benchmarks/gpu_run.py")
+          f"/tmp/gpu-site {args.kit.name}/*.whl, then runs scripts/gpu_kit_check.py and benchmarks/gpu/gpu_run.py")
     return 0
 
 

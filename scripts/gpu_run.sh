@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the lent GPU machine, the one command of a lease: install the kit (no registry reaches there),
-# check its imports, then measure the stack (benchmarks/gpu_run.py; its own steps' limits keep it
+# check its imports, then measure the stack (benchmarks/gpu/gpu_run.py; its own steps' limits keep it
 # inside one call). Through the device tool's run: command "bash scripts/gpu_run.sh",
 # carry ["gpu-kit"], timeout_s 600. Extra arguments go to gpu_run.py (--tiny: the rehearsal);
 # --install-only installs and checks the kit, nothing more. GPU_KIT, GPU_SITE, PYTHON, OUT: where.
@@ -25,4 +25,4 @@ kit_ok=$?
 if [ "${1:-}" = "--install-only" ]; then
   exit $kit_ok
 fi
-"$PY" benchmarks/gpu_run.py --out "$OUT" "$@" 2>&1 | tee "$OUT/run.log"
+"$PY" benchmarks/gpu/gpu_run.py --out "$OUT" "$@" 2>&1 | tee "$OUT/run.log"

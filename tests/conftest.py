@@ -23,9 +23,9 @@ APERTIUM = ("--set", "mt=apertium")
 # A guard against a hang only, never a measure of speed (that is the benchmarks'): how long a test
 # waits for a process or an exchange that, working or broken, ends in a second or two, or never.
 HANG_S = 120.0
-# The benchmarks' model builders (stack_models: the stack at full size, the real checkpoint formats)
+# The benchmarks' model builders (benchmarks/gpu/stack_models.py: the stack at full size, the real checkpoint formats)
 # serve the tests too: tiny_models builds its XTTS with them, test_stack_sizes counts them.
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks" / "gpu"))
 
 
 def manifest() -> dict:

@@ -1,5 +1,5 @@
 """The day a GPU is lent, rehearsed here: the one device command (scripts/gpu_run.sh ->
-benchmarks/gpu_run.py) on the CPU with the tiny models, and the kit that carries the wheels the GPU
+benchmarks/gpu/gpu_run.py) on the CPU with the tiny models, and the kit that carries the wheels the GPU
 machine lacks (scripts/gpu_kit.py), with fake wheels where no registry is reachable."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_gpu_run_rehearsal_kills_a_step_past_its_limit_and_skips_past_the_budget
     budget (12.5 s: 250 x 0.05) has under 10 s left, the remaining steps are recorded as skipped, with
     that reason, and the JSON is still whole. Whatever this machine's speed: the step never ends."""
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_run.py"), "--out", str(out), "--tiny", "--device",
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu/gpu_run.py"), "--out", str(out), "--tiny", "--device",
                            "cpu", "--work", str(tmp_path / "work"), "--hang", "env", "--budget-s", "250",
                            "--limit-scale", "0.05"], capture_output=True, text=True, env=_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]

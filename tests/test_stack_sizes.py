@@ -5,7 +5,7 @@ allocating the full weights (stack_models.count_params)."""
 from __future__ import annotations
 
 import pytest
-import stack_models  # benchmarks/, on the path through conftest
+import stack_models  # benchmarks/gpu/, on the path through conftest
 
 pytestmark = [pytest.mark.stack]
 

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-import stack_models  # benchmarks/, on the path through conftest: the real checkpoint formats
+import stack_models  # benchmarks/gpu/, on the path through conftest: the real checkpoint formats
 
 from conftest import manifest
 
@@ -175,7 +175,7 @@ def build_marian(folder: Path, tags: tuple[str, ...] = ()) -> Path:
 
 def build_xtts(folder: Path, max_audio_tokens: int = 40) -> Path:
     """XTTS v2 with a one-layer GPT of 32 channels and 64 audio codes, saved as the real download
-    is (benchmarks/stack_models.py: the pickled config, v2's config.json values, the real
+    is (benchmarks/gpu/stack_models.py: the pickled config, v2's config.json values, the real
     language tokens)."""
     out = folder / "xtts-tiny"
     config = stack_models.xtts_config(str(stack_models.xtts_vocab(out)), gpt_layers=1, gpt_n_model_channels=32,

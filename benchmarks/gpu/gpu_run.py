@@ -1,12 +1,12 @@
 """The stack measured on a lent GPU in one command, within one lease; rehearsed on the CPU with --tiny.
 
     bash scripts/gpu_run.sh                                   # on the device: installs gpu-kit/, runs this
-    python benchmarks/gpu_run.py --out DIR [--tiny] [--device cpu|cuda] [--fail STEP]
+    python benchmarks/gpu/gpu_run.py --out DIR [--tiny] [--device cpu|cuda] [--fail STEP]
 
 Steps, each in a process of its own under its own time limit, in order of what a lease most
-needs: the environment; the full-size random-weight models built (benchmarks/stack_models.py; or the
+needs: the environment; the full-size random-weight models built (benchmarks/gpu/stack_models.py; or the
 tests' tiny ones with --tiny); each model's load time, peak memory, compute and non-finite outputs
-(bench_stack.py's measures, with forward hooks) in bfloat16; the end of speech -> first audio chain
+(benchmarks/bench_stack.py's measures, with forward hooks) in bfloat16; the end of speech -> first audio chain
 en->es and es->en through real Sessions; how many concurrent sessions one GPU holds at <= 2x one
 session's first audio; the measures again in float16; XTTS with DeepSpeed's kernels. The whole run
 has a budget (--budget-s, 450 s: one 10-minute device call with the kit's install and a margin).
@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HERE = Path(__file__).resolve().parent  # benchmarks/gpu: this and stack_models
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_stack
 sys.path.insert(0, str(ROOT))
 
 import bench_stack  # noqa: E402

@@ -1,4 +1,5 @@
-"""The S3TVR stack's models at their published sizes, with random weights, for benchmarks/bench_stack.py.
+"""The S3TVR stack's models at their published sizes, with random weights, for benchmarks/bench_stack.py
+and the GPU run (benchmarks/gpu/gpu_run.py); the tests' tiny models use its checkpoint formats.
 
 Speed and memory depend on a model's architecture, sizes, precision and the number of tokens it
 generates, not on its weights' values. Each builder here makes the real class at the published
@@ -32,10 +33,12 @@ import json
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# The FLORES text the tokenizers train on: beside the checkout here; S3TVR_FLORES where it is not
-# (the GPU machine, where benchmarks/gpu_run.py points it at the kit's copy).
-FLORES = Path(os.environ.get("S3TVR_FLORES") or ROOT.parent / "shared/data/text/flores200_devtest")
+ROOT = Path(__file__).resolve().parents[2]
+# The FLORES text the tokenizers train on: the shared data's ($S3TVR_DATA, else ../shared/data beside the
+# checkout; benchmarks/README.md); S3TVR_FLORES where it is elsewhere (the GPU machine, where
+# benchmarks/gpu/gpu_run.py points it at the kit's copy).
+FLORES = Path(os.environ.get("S3TVR_FLORES")
+              or Path(os.environ.get("S3TVR_DATA") or ROOT.parent / "shared" / "data") / "text" / "flores200_devtest")
 
 # Published sizes: the model cards' figures; NLLB's from the Hub's safetensors parameter counts
 # ("1.37B params", "615M params"). Where the card rounds ("1.1B") or gives none, the float32
