@@ -73,7 +73,7 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class DenoiseConfig:
-    enabled: bool = False  # off: it raised word error on the shared noisy clips (README)
+    enabled: bool = False  # off: it raised word error on the shared noisy clips (docs/measurements.md)
     prop_decrease: Annotated[float, Range(0, 1)] = 0.8  # how much of the noise is taken out (noisereduce's; 1: all of it)
     profile_s: Annotated[float, Range(0, 60, above=True)] = 2.0  # how much recent non-speech audio forms the noise profile
 
@@ -84,7 +84,7 @@ class SimultaneousConfig:
 
     # sentence: each utterance once it has ended | simultaneous: clause by clause as it is spoken |
     # auto: simultaneous where this machine's passes keep pace, measured when the ASR loads
-    # (simultaneous.auto_mode; README: benchmarks/bench_simultaneous.sh), else sentence.
+    # (simultaneous.auto_mode; docs/measurements.md: benchmarks/bench_simultaneous.sh), else sentence.
     mode: str = "auto"
     step_s: Annotated[float, Range(0.2, 5)] = 1.0  # re-read the utterance heard so far this often (when the ASR is free)
     min_audio_s: Annotated[float, Range(0.2, 10)] = 2.0  # the first look: shorter prefixes make Whisper guess (tests/test_agreement.py)

@@ -110,7 +110,7 @@ def s3tvr(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
-    """An expected error as the README promises it: one line naming the cause, no traceback, an
+    """An expected error as docs/troubleshooting.md promises it: one line naming the cause, no traceback, an
     exit code other than 0 and 1 (1 would be an unexpected crash). Returns the line."""
     assert proc.returncode not in (0, 1), proc.stderr
     assert "Traceback" not in proc.stderr

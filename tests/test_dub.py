@@ -23,7 +23,7 @@ from conftest import DATA, REPO, s3tvr_cmd
 
 VIDEO = DATA / "open-dubbing_englishvideo.mp4"
 sys.path.insert(0, str(REPO / "scripts"))
-from spanish_video import spanish_video  # noqa: E402  (the README's dub example builds its input with it too)
+from spanish_video import spanish_video  # noqa: E402  (docs/dubbing.md's example builds its input with it too)
 
 REPORT_FIELDS = {"fit_within_10pct_before", "fit_within_20pct_before", "fit_within_10pct", "fit_within_20pct",
                  "start_offset_median_s", "start_offset_p95_s", "end_offset_median_s", "end_offset_p95_s", "speech_iou",

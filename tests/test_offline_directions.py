@@ -33,7 +33,7 @@ def hear_spanish(model, path) -> str:
 
 def test_english_speech_comes_out_as_spanish_speech_close_to_the_reference(data, tmp_path, spanish_ear):
     # 004: on 003 ("the cabbage juice changes color…") the 1.5B model itself stumbles ("la jugueta de
-    # cebolla"), a translation error this test is not about (the benchmarks measure quality: README)
+    # cebolla"), a translation error this test is not about (the benchmarks measure quality: docs/measurements.md)
     clip, other = "fleurs-en-004.ogg", "fleurs-en-003.ogg"
     out, log = tmp_path / "out.wav", tmp_path / "latency.jsonl"
     proc = s3tvr("run", "en", "--input", data / clip, "--output", out, "--log", log, "--fast", timeout=300)

@@ -1,4 +1,4 @@
-"""``s3tvr serve --ray ADDRESS --replicas N`` (README: Serve replicas on Ray): a real local Ray
+"""``s3tvr serve --ray ADDRESS --replicas N`` (docs/ray.md): a real local Ray
 cluster (one head, 2 CPUs), two replicas over the fake backends behind the routing front, real
 clients. One replica is killed mid-session: its clients are told to reconnect and finish on the
 other; the other's clients never notice."""

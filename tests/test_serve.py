@@ -1,4 +1,4 @@
-"""``s3tvr serve`` and ``s3tvr client`` (the README's WebSocket protocol): real servers on real sockets.
+"""``s3tvr serve`` and ``s3tvr client`` (docs/serve.md, the WebSocket protocol): real servers on real sockets.
 
 The protocol, the command line and every hostile input run against the fake backends (fast,
 in-process servers on free ports, and ``s3tvr serve`` as a user starts it); the translation itself,

@@ -1,4 +1,4 @@
-"""Hypothesis over the WebSocket protocol (the README's): whatever frames a client sends (text,
+"""Hypothesis over the WebSocket protocol (docs/serve.md): whatever frames a client sends (text,
 JSON or not, nested deep, NaN, huge numbers, any Unicode; binary, empty, odd, random), one real
 server over the fake backends answers every bad frame with an error event and a close frame with
 a code and reason, never logs a traceback, and goes on serving a well-behaved session beside it."""
@@ -19,7 +19,7 @@ from conftest import HANG_S
 
 END = json.dumps({"type": "end"})
 PAIR = "from=es&to=en"
-REFUSALS = {1003, 1007, 1008, 1009}  # what a bad frame may earn (the README's refusals)
+REFUSALS = {1003, 1007, 1008, 1009}  # what a bad frame may earn (docs/serve.md lists them)
 
 
 class Tracebacks(logging.Handler):
@@ -79,7 +79,7 @@ frames = st.lists(st.one_of(texts, binaries), min_size=1, max_size=4)
 
 
 def is_end(text):
-    """The protocol's one control message, by the README: {"type": "end"} as JSON, in 1,000
+    """The protocol's one control message, by docs/serve.md: {"type": "end"} as JSON, in 1,000
     characters at most (a reference written apart from the server's parser)."""
     def strict(pairs):
         if len(dict(pairs)) < len(pairs):

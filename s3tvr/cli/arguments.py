@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "languages, dubbed into the folder -o DIR as DIR/STEM.LANG.EXT; what is already dubbed is skipped,\n"
                     "a failed file is retried (--retries) then reported while the rest go on; a summary table is printed\n"
                     "and written to DIR/catalogue.json. Models load once, not per file. --ray spreads the files over a\n"
-                    "Ray cluster's workers (pip install 's3tvr[ray]'; README: Beyond one machine).",
+                    "Ray cluster's workers (pip install 's3tvr[ray]'; docs/ray.md).",
         epilog="examples:\n  s3tvr dub talk.mp4 --from es --to en -o talk.en.mp4        # offline: Whisper translate + Piper\n"
                "  s3tvr dub talk.mp4 --from en --to ru -o talk.ru.mp4 --xtts-dir models/xtts_v2   # the model stack, your voice\n"
                "  s3tvr dub speech.wav --to en -o speech.en.wav              # the language is detected\n"
@@ -389,7 +389,7 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
         "serve", parents=[models], help="translate for browsers and clients over a WebSocket: one engine, many sessions",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Load the models once and serve the web page at / and a WebSocket at /ws: each connection is a\n"
-                    "session with its own languages (any pair the models make) and latency log (the README's WebSocket protocol).",
+                    "session with its own languages (any pair the models make) and latency log (docs/serve.md, the WebSocket protocol).",
         epilog="examples:\n  s3tvr serve                                    # http://127.0.0.1:8000/ on this machine\n"
                "  s3tvr serve --host 0.0.0.0 --token \"$(openssl rand -hex 16)\" --log-dir logs/\n"
                "  s3tvr serve --from en --to es --xtts-dir models/xtts_v2      # the model stack, each client's own voice\n\n"
@@ -425,7 +425,7 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     _number(srv, "--max-unread", ServeOptions, "max_unread_s", metavar="S",
             help="seconds of translated speech a client may leave unread before it is dropped")
     _voice_arguments(srv, voice_default="learned from each session's first utterances", session=False)
-    ray = srv.add_argument_group("replicas on a Ray cluster (README: Serve replicas on Ray)")
+    ray = srv.add_argument_group("replicas on a Ray cluster (docs/ray.md)")
     ray.add_argument("--ray", metavar="ADDRESS", help="serve as replicas on this Ray cluster (auto: the one on this machine); "
                                                      "this process routes each session to a replica with room")
     ray.add_argument("--replicas", type=int, metavar="N",

@@ -199,7 +199,7 @@ class Worker:
         return dict(Counter(names))
 
     def info(self) -> dict[str, Any]:
-        """Who this worker is, what it loaded, and its resident memory now (the size of a worker, for the README)."""
+        """Who this worker is, what it loaded, and its resident memory now (the size of a worker, for docs/ray.md)."""
         import psutil
 
         return {**self.identity, "loads": self.loads(), "rss_mb": round(psutil.Process().memory_info().rss / 2**20)}

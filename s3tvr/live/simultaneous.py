@@ -68,7 +68,7 @@ def auto_mode(pass_s: Optional[float], sessions: int, config: SimultaneousConfig
     one engine, and why: simultaneous while :class:`PassPacer` would keep passes over 10 s of speech
     going. Sessions share the engine's ASR (one pass at a time), so each one's passes can come only
     every ``sessions`` × pass / ``pass_budget`` seconds; past ``max_step_s`` the pacer would leave
-    every long utterance to its end, which is sentence mode with more work. Measured (README,
+    every long utterance to its end, which is sentence mode with more work. Measured (docs/measurements.md,
     benchmarks/bench_lag.py): on one core, where passes could come every 2.8 s, simultaneous mode
     still ended sooner than sentence mode (EndOffset, LAAL) and the lag did not grow."""
     if pass_s is None:

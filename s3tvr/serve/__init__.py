@@ -1,4 +1,4 @@
-"""``s3tvr serve`` and ``s3tvr client``: live translation over a WebSocket (the README's WebSocket protocol).
+"""``s3tvr serve`` and ``s3tvr client``: live translation over a WebSocket (docs/serve.md, the WebSocket protocol).
 
 The server (:mod:`s3tvr.serve.server`) shares one engine's models between its clients, each a
 session of its own; the client (:mod:`s3tvr.serve.client`) streams a file or the microphone to

@@ -1,5 +1,5 @@
 """``s3tvr client``: a file or the microphone to an ``s3tvr serve`` server, the translation back
-to a file or the speaker (the README's WebSocket protocol). :func:`stream_file` is the same for a program (a
+to a file or the speaker (docs/serve.md, the WebSocket protocol). :func:`stream_file` is the same for a program (a
 benchmark): an array in, a :class:`ClientResult` out.
 """
 

@@ -3,7 +3,7 @@
 The session's blocking ``run()`` has a thread of its own, so neither a slow session nor a slow
 client holds up the event loop or another session; three tasks on the loop read the client's
 frames, send the translation, and watch that the client keeps reading. Whatever a client sends,
-the worst it gets is its own connection closed with a code and a one-line reason (the README's WebSocket protocol).
+the worst it gets is its own connection closed with a code and a one-line reason (docs/serve.md, the WebSocket protocol).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``s3tvr serve --ray ADDRESS --replicas N``: the server as N replicas that a Ray cluster
-schedules, behind one routing front on one port (README: Serve replicas on Ray).
+schedules, behind one routing front on one port (docs/ray.md).
 
 Each replica is a Ray actor owning one engine, loaded once when it starts, and the plain
 :class:`~s3tvr.serve.server.Server` on a port of its own, with its own ``--max-sessions``. The

@@ -1,5 +1,5 @@
 """``s3tvr serve``: one engine, loaded once, translating for every WebSocket client at the same
-time; each connection at ``/ws`` is one session (the README's WebSocket protocol; :mod:`s3tvr.serve.connection`),
+time; each connection at ``/ws`` is one session (docs/serve.md, the WebSocket protocol; :mod:`s3tvr.serve.connection`),
 ``/`` the web page, ``/healthz``, ``/readyz`` and ``/metrics`` for whoever runs it. Here: who is let
 in (origin, token, query, room), the app, and uvicorn around it.
 """

@@ -1,5 +1,5 @@
 """One WebSocket connection's audio ends, between the event loop that owns the socket and the
-session's threads (the README's WebSocket protocol).
+session's threads (docs/serve.md, the WebSocket protocol).
 
 :class:`WebSocketSource` is fed PCM frames on the event loop and yields 16 kHz blocks to the
 session's feeder thread; :class:`WebSocketSink` takes the session's translated chunks on its
@@ -35,7 +35,7 @@ MIN_FRAME_S = 0.005
 
 class Refusal(Exception):
     """A connection refused or closed for a reason the client must hear: the close code and its
-    one-line reason (the README's WebSocket protocol lists them)."""
+    one-line reason (docs/serve.md, the WebSocket protocol lists them)."""
 
     def __init__(self, code: int, reason: str):
         super().__init__(reason)

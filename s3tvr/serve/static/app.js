@@ -1,4 +1,4 @@
-// The s3tvr serve page: the microphone to the server over a WebSocket (the README's WebSocket protocol), the
+// The s3tvr serve page: the microphone to the server over a WebSocket (docs/serve.md, the WebSocket protocol), the
 // translation played back as it arrives, live captions with each utterance's latency.
 // No build step, no framework. Test hooks: window.s3tvr (below), kept current.
 
