@@ -54,8 +54,8 @@ class VadConfig:
     endpoint_ms: Annotated[int, Range(32, 10000)] = 500
     preroll_ms: Annotated[int, Range(0, 2000)] = 300  # audio kept before speech starts, so the first syllable is never clipped
     min_speech_ms: Annotated[int, Range(0, 5000)] = 250  # shorter bursts are dropped (coughs, clicks)
-    long_after_s: Annotated[float, Range(0, above=True)] = 8.0  # once an utterance is this long, a shorter pause ends it ...
-    long_endpoint_ms: Annotated[int, Range(32, 10000)] = 200  # ... this one: long utterances end sooner, at their next breath
+    long_after_s: Annotated[float, Range(0, above=True)] = 8.0  # once an utterance is this long, the shorter pause long_endpoint_ms ends it
+    long_endpoint_ms: Annotated[int, Range(32, 10000)] = 200  # the pause that ends an utterance past long_after_s: at its next breath
     max_segment_s: Annotated[float, Range(1, 60)] = 15.0  # force a split at the quietest point for speakers who never pause
     tail_ms: Annotated[int, Range(0, 2000)] = 100  # silence kept after the last speech window
     onnx: bool = True  # ONNX runs 2x faster than TorchScript here (benchmarks/bench_vad.py)

@@ -133,6 +133,14 @@ def test_every_key_is_printed_with_its_range_and_description(capsys):
     assert effective("en", "--to", "es", capsys=capsys)["tts"]["backend"] == "kokoro"
 
 
+def test_the_spoken_language_may_be_left_to_the_target(capsys):
+    """``s3tvr config --to es --set tts.speed=1.1``: the issue's command, English spoken."""
+    config = effective("--to", "es", "--set", "tts.speed=1.1", capsys=capsys)
+    assert (config["src_lang"], config["tgt_lang"], config["tts"]["speed"]) == ("en", "es", 1.1)
+    assert config["tts"]["backend"] == "kokoro"  # the preset's into: es
+    assert effective(capsys=capsys)["src_lang"] == "es"  # nothing given: Spanish into English
+
+
 def test_the_command_line_prints_it_too():
     proc = subprocess.run([*s3tvr_cmd(), "config", "es", "--to", "en", "--set", "mt=apertium"], capture_output=True, text=True,
                           timeout=120, cwd=REPO)

@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.fast and not args.input:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
-    target = args.to or ("es" if args.lang == "en" else "en")
+    target = _default_target(args.lang, args.to)
     config = _load_config(args, args.lang, target)
 
     def show(rec: UtteranceRecord) -> None:  # translations are the data: stdout, as each is spoken
@@ -147,11 +147,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_target(src: str, to: Optional[str]) -> str:
+    """``--to``, else the language a speaker of ``src`` most likely wants: Spanish for English, else English."""
+    return to or ("es" if src == "en" else "en")
+
+
 def _config(args: argparse.Namespace) -> int:
     """The configuration run (serve, dub) would use with these arguments, as commented YAML on stdout."""
     from s3tvr.cli.config_docs import commented_yaml
 
-    target = args.to or ("es" if args.lang == "en" else "en")
+    if args.lang is None:  # only --to given: the other of the two languages the offline voices speak
+        args.lang = "es" if args.to in (None, "en") else "en"
+    target = _default_target(args.lang, args.to)
     config = _load_config(args, args.lang, target)
     use = {"run": f"run {args.lang}", "serve": f"serve --from {args.lang}",
            "dub": "dub INPUT -o OUTPUT" + (f" --from {args.lang}" if args.lang != "auto" else "")}[args.purpose]
@@ -175,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     problem = token_problem(token) if token is not None else ""
     if problem:  # an empty one would serve anyone who reaches the port, without a word
         raise InputError(f"{given} {problem}")
-    target = args.to or ("es" if args.src == "en" else "en")
+    target = _default_target(args.src, args.to)
     config = _load_config(args, args.src, target)
     options = ServeOptions(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions, log_dir=args.log_dir,
                            max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),

@@ -249,8 +249,9 @@ def _live_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("lang", choices=[*LANGUAGES, "auto"], metavar="LANG",
-                        help="the language spoken: " + ", ".join(LANGUAGES) + "; auto: detected (dub without --from)")
+    parser.add_argument("lang", nargs="?", choices=[*LANGUAGES, "auto"], metavar="LANG",
+                        help="the language spoken: " + ", ".join(LANGUAGES) + "; auto: detected (dub without --from); "
+                             "default: en for --to other than en, else es")
     parser.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the language to speak (default: es for en, en otherwise)")
     parser.add_argument("--for", dest="purpose", choices=["run", "serve", "dub"], default="run",
                         help="the command whose configuration to print (dub: with the preset's dub: changes; default run)")
