@@ -22,12 +22,22 @@ class Range:
     above: bool = False  # lo itself is not allowed (a length of 0, a rate of 0)
 
     def __str__(self) -> str:
+        return self.said(("> {lo}", "> {lo} and at most {hi}", "at least {lo}", "at most {hi}", "between {lo} and {hi}"))
+
+    def short(self) -> str:
+        """As a table or a YAML comment shows it: ``32..10000``, ``> 0``, ``>= 1``."""
+        return self.said(("> {lo}", "> {lo}, <= {hi}", ">= {lo}", "<= {hi}", "{lo}..{hi}"))
+
+    def said(self, forms: tuple[str, str, str, str, str]) -> str:
+        """The range in one of ``forms``: above (no top), above with a top, no top, no bottom, both."""
         lo, hi = _num(self.lo), _num(self.hi)
         if self.above:
-            return f"> {lo}" if self.hi == math.inf else f"> {lo} and at most {hi}"
-        if self.hi == math.inf:
-            return f"at least {lo}"
-        return f"at most {hi}" if self.lo == -math.inf else f"between {lo} and {hi}"
+            form = forms[0] if self.hi == math.inf else forms[1]
+        elif self.hi == math.inf:
+            form = forms[2]
+        else:
+            form = forms[3] if self.lo == -math.inf else forms[4]
+        return form.format(lo=lo, hi=hi)
 
     def contains(self, value: float) -> bool:
         # "not x > lo" rather than "x <= lo", so that NaN is refused too.
@@ -37,7 +47,7 @@ class Range:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+    return str(int(x)) if float(x).is_integer() and abs(x) < 2**53 else str(x)
 
 
 def range_of(cls: type, name: str) -> Optional[Range]:

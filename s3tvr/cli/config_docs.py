@@ -136,26 +136,13 @@ def range_text(hint: Any) -> str:
     a map's values: ``each 0..60``; "" without one."""
     bounds = _range_of(hint)
     if bounds is not None:
-        return _short(bounds)
+        return bounds.short()
     inner = _bare(hint)
     args = typing.get_args(inner)
     if typing.get_origin(inner) in (list, dict) and args:
         element = _range_of(args[-1])
-        return f"each {_short(element)}" if element else ""
+        return f"each {element.short()}" if element else ""
     return ""
-
-
-def _short(r: Range) -> str:
-    lo, hi = _num(r.lo), _num(r.hi)
-    if r.above:
-        return f"> {lo}" if r.hi == math.inf else f"> {lo}, <= {hi}"
-    if r.hi == math.inf:
-        return f">= {lo}"
-    return f"<= {hi}" if r.lo == -math.inf else f"{lo}..{hi}"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 2**53 else str(x)
 
 
 def yaml_value(value: Any) -> str:
