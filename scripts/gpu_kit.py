@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +29,8 @@ log = logging.getLogger("s3tvr.gpu_kit")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20
-FLORES = ROOT.parent / "shared/data/text/flores200_devtest"
+# The shared data folder as the benchmarks find it ($S3TVR_DATA, else ../shared/data: benchmarks/shared_data.py)
+FLORES = Path(os.environ.get("S3TVR_DATA") or ROOT.parent / "shared/data") / "text/flores200_devtest"
 TRAVEL_LIMIT = 64 * MIB  # what one device call carries: the working tree and the kit together
 
 # What the GPU machine already has, at the versions its Requires-Dist are checked against (KINDS.md's
