@@ -216,7 +216,7 @@ class Backend(MtBackend):
         translation = self.translate_text(sentence)
         self.reference_s = time.perf_counter() - t0
         if self.reference_s > self.config.pace_s and self.fallback is not None:
-            self.too_slow = (f"the LLM took {self.reference_s:.1f} s for a reference sentence here, more than mt.pace_s "
+            self.too_slow = (f"the LLM took {self.reference_s:.2f} s for a reference sentence here, more than mt.pace_s "
                              f"({self.config.pace_s:g} s)")
             log.warning("%s: %s translates live instead (dubbing still uses the LLM)", self.too_slow, self.fallback.backend)
         else:
