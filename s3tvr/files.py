@@ -177,11 +177,7 @@ class Partial:
         """Flush and rename into place. ``keep``: if the rename alone fails and not for room, the
         finished partial stays (the caller says where it is) and the OSError is raised."""
         try:
-            fd = os.open(self.tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # a delayed allocation or a network file system says "no room" here, not at write
-            finally:
-                os.close(fd)
+            _sync(self.tmp)  # a delayed allocation or a network file system says "no room" here, not at write
         except BaseException as exc:
             self.fail(exc)
             raise
@@ -191,12 +187,8 @@ class Partial:
             if not (keep and isinstance(exc, OSError) and no_room(exc, self.tmp.parent) is None):
                 self.fail(exc)
             raise
-        try:  # the rename itself on the disk
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        try:
+            _sync(self.path.parent)  # the rename itself on the disk
         except OSError:  # a folder cannot be opened or synced everywhere (Windows, some network file systems)
             pass
 
@@ -223,6 +215,15 @@ class Partial:
         else:
             fix = f"free space or give {self.flag} on another disk" if self.flag else "free space there and run it again"
         raise DiskFull(f"cannot write {self.path}: {cause}{f' ({room_text})' if room_text else ''}: {fix}") from None
+
+
+def _sync(path: Path) -> None:
+    """``path`` (a file, or a folder's entries) flushed to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
