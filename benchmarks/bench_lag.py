@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s3tvr.audio.decode import load_audio  # noqa: E402
-from s3tvr.latency.field_metrics import field_figures, source_latencies  # noqa: E402
+from s3tvr.latency.field_metrics import END_PARTS, end_part_figures, field_figures, source_latencies  # noqa: E402
 from s3tvr.latency.record import read_log  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -89,6 +89,7 @@ def run(mode: str, audio: Path, out: Path, sets: tuple[str, ...] = (), tag: str 
         "first_minute_end_offset": round(statistics.fmean(first_minute), 2),
         "last_minute_end_offset": round(statistics.fmean(last_minute), 2),
         **{f"{name}_p50": round(m["p50"], 2) for name, m in field.items()},
+        **{f"{name}_mean": round(m["mean"], 2) for name, m in end_part_figures(sources).items()},
     }
 
 
@@ -114,6 +115,9 @@ def main() -> None:
     print("  ".join(keys))
     for row in rows:
         print("  ".join(str(row.get(k)) for k in keys))
+    print("EndOffset's parts, mean s (they add up to the mean EndOffset): " + ", ".join(END_PARTS))
+    for row in rows:
+        print(f"{row['input']}  {row['mode']}  " + "  ".join(f"{n} {row[f'{n}_mean']}" for n in END_PARTS))
     (args.out / "lag.json").write_text(json.dumps({"full_window_pass_s": reference, "rows": rows}, indent=1))
 
 

@@ -98,6 +98,10 @@ class SimultaneousConfig:
     # The longest wait between passes: past it, the rest of the utterance is recognised when it ends. Mode
     # auto chooses sentence where passes over 10 s of speech could not come this often (simultaneous.auto_mode).
     max_step_s: Annotated[float, Range(0.5, 30)] = 3.0
+    # A pause this long (under vad.endpoint_ms) has the rest of the utterance recognised, translated and
+    # spoken at once, the speech held until the endpoint confirms the pause and dropped if the speaker
+    # goes on: the endpoint's wait hides the last clause's work (0: wait for the endpoint).
+    tail_after_ms: Annotated[int, Range(0, 10000)] = 200
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,19 @@ def test_the_prompt_is_the_last_committed_words_before_the_buffer_start():
     assert prompt.split()[0] in words
 
 
+def test_the_last_pass_starts_at_a_committed_word_end_leaving_context_before_the_end():
+    la = LocalAgreement()
+    text = "Hola a todos. Hoy hablamos de ciencia y de arte"  # 10 words, 0.5 s each: committed up to 4.5 s
+    la.update(hyp(text), 0.0)
+    la.update(hyp(text + " moderno"), 0.0)
+    assert la.committed[-1].end == 5.0
+    # 6.5 s heard: the latest committed word ending at least TAIL_CONTEXT_S (3 s) earlier ends at 3.5 s.
+    assert la.tail_start(6.5) == 3.5
+    assert la.prompt_before(3.5) == "Hola a todos. Hoy hablamos de ciencia"  # what the tail's pass does not hear
+    assert la.tail_start(3.0) == la.buffer_start_s == 0.0  # too little heard: the whole buffer
+    assert la.tail_start(6.5, context_s=1.0) == 5.0  # never past the last committed word
+
+
 # Real Whisper base on a real clip
 
 STEP_S = 1.0
@@ -140,8 +153,9 @@ def whisper_words(model, audio, task: str, prompt: str) -> list[Word]:
 
 
 def streamed(model, audio, task: str) -> tuple[LocalAgreement, int]:
-    """The clip re-read as it grows, a pass per second, then the final pass. Returns the agreement
-    and how many words it had committed before the final pass."""
+    """The clip re-read as it grows, a pass per second, then the final pass over the uncommitted tail
+    (and TAIL_CONTEXT_S before it). Returns the agreement and how many words it had committed before
+    the final pass."""
     la = LocalAgreement()
     heard = STEP_S
     while heard < len(audio) / SAMPLE_RATE:
@@ -150,8 +164,9 @@ def streamed(model, audio, task: str) -> tuple[LocalAgreement, int]:
         la.trim(heard)
         heard += STEP_S
     early = len(la.committed)
-    start = la.buffer_start_s
-    la.finish(whisper_words(model, audio[int(start * SAMPLE_RATE):], task, la.prompt), start)
+    start = la.tail_start(len(audio) / SAMPLE_RATE)  # the final pass hears the tail, as IncrementalAsr's does
+    assert start in [w.end for w in la.committed]  # from a committed word's end: what is committed is not decoded again
+    la.finish(whisper_words(model, audio[int(start * SAMPLE_RATE):], task, la.prompt_before(start)), start)
     return la, early
 
 

@@ -15,6 +15,7 @@ from s3tvr.audio.decode import load_audio
 from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
 from s3tvr.latency.field_metrics import source_latencies
 from s3tvr.latency.report import format_table, summarize
+from s3tvr.live.messages import DROPPED_TAIL
 from s3tvr.live.segmenter import WINDOW_S, speech_regions
 from s3tvr.live.simultaneous import PassPacer, auto_mode
 from s3tvr.live.sources import FileSource
@@ -89,6 +90,33 @@ def test_a_pass_slower_than_the_step_is_never_queued(data, tmp_path):
         result = session.run()
     assert not result.aborted
     assert words_of(result.records, 0)[:3] == ["w0", "w1", "w2"]
+
+
+@pytest.mark.slow
+def test_a_tail_recognised_in_a_pause_is_spoken_when_the_pause_ends_the_utterance_and_dropped_when_it_does_not(data, tmp_path):
+    # Real speech, a 0.8 s pause, more speech, then silence; the endpoint waits 1.5 s, a tentative pass
+    # comes after 0.2 s of pause (every fake word ends a sentence, none is half heard: each pause may be the end).
+    speech = load_audio(data / CLIP)
+    pause, silence = np.zeros(int(0.8 * SAMPLE_RATE), np.float32), np.zeros(3 * SAMPLE_RATE, np.float32)
+    sf.write(tmp_path / "in.wav", np.concatenate([speech[:4 * SAMPLE_RATE], pause, speech[4 * SAMPLE_RATE:8 * SAMPLE_RATE],
+                                                  silence]), SAMPLE_RATE)
+    cfg = simultaneous(**{"vad.endpoint_ms": 1500, "simultaneous.tail_after_ms": 200, "asr.sentence_words": 1,
+                            "asr.half_heard": "false"})
+    with Engine(cfg) as engine:
+        result = engine.session(input=str(tmp_path / "in.wav"), output=str(tmp_path / "o.wav")).run()
+    recs = result.records
+    assert len({r.source_id for r in recs}) == 1  # the pause did not end the utterance
+    dropped = [r for r in recs if r.skipped == DROPPED_TAIL]
+    assert dropped and all(not r.played and r.t_first_audio is None and not r.last_clause for r in dropped)
+    kept = [r for r in recs if r.skipped != DROPPED_TAIL]
+    ends = [r for r in recs if r.last_clause]
+    assert len(ends) == 1 and ends[0] in kept
+    # The last clause was read in the pause: before the endpoint (1.5 s of silence) released the segment.
+    assert ends[0].stages["asr"].start < ends[0].t_speech_end + 1.5
+    # What was spoken holds every word once, in order: the dropped tail's words came again in later clauses.
+    words = [re.sub(r"[.\-]", "", w) for r in kept for w in r.src_text.split()]
+    assert words == [f"w{k}" for k in range(len(words))] and len(words) >= 15, words
+    assert all(r.played for r in kept if r.src_text)
 
 
 class _Counted(FileSource):

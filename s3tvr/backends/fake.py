@@ -8,6 +8,7 @@ adapters pass each call): ``delays: [1.0, 0.1]`` makes utterance 0 take 1 s and 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Iterator, Optional
@@ -28,6 +29,8 @@ class FakeAsrConfig:
     # words() and hypothesis() also take this long per second of audio: a pass over the utterance so far
     # costs more as it grows, as Whisper's does
     delay_per_s: Annotated[float, Range(0, 10)] = 0.0
+    sentence_words: Annotated[int, Range(1, 100)] = 8  # hypotheses end a sentence every this many words
+    half_heard: bool = True  # a hypothesis's last word, cut short by the end of the audio, is unstable ("w4-")
 
 
 @dataclass
@@ -67,7 +70,7 @@ class _Fake:
 
 
 class FakeAsr(_Fake, AsrBackend):
-    WORD_S = 0.4  # hypotheses hear one word per 0.4 s of audio, a sentence every 8 words
+    WORD_S = 0.4  # hypotheses hear one word per 0.4 s of audio, a sentence every sentence_words
 
     def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
         self._wait_or_fail(utt_id)
@@ -76,11 +79,22 @@ class FakeAsr(_Fake, AsrBackend):
     def words(self, audio: np.ndarray) -> list[Word]:
         """Scripted, stable words: a longer prefix of the same speech gives a longer prefix of
         the same words, as a real ASR mostly does; the last word is only half heard and unstable."""
+        return self._numbered(audio, 0)
+
+    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
+        """As :meth:`words`, numbered on from the prompt's last word: a pass over a later part of the
+        speech (a buffer cut at a word) continues the text it is prompted with, as Whisper does."""
+        said = re.findall(r"w(\d+)", prompt)
+        return self._numbered(audio, int(said[-1]) + 1 if said else 0)
+
+    def _numbered(self, audio: np.ndarray, first: int) -> list[Word]:
         self._wait_or_fail(0)
         time.sleep(self.config.delay_per_s * len(audio) / SAMPLE_RATE)
         n = int(len(audio) / SAMPLE_RATE / self.WORD_S)
-        words = [Word(f"w{k}" + ("." if k % 8 == 7 else ""), k * self.WORD_S, (k + 0.8) * self.WORD_S) for k in range(n)]
-        if words and (len(audio) / SAMPLE_RATE) % self.WORD_S < self.WORD_S / 2:
+        every = self.config.sentence_words
+        words = [Word(f"w{first + k}" + ("." if (first + k) % every == every - 1 else ""), k * self.WORD_S, (k + 0.8) * self.WORD_S)
+                 for k in range(n)]
+        if words and self.config.half_heard and (len(audio) / SAMPLE_RATE) % self.WORD_S < self.WORD_S / 2:
             words[-1] = Word(words[-1].text + "-", words[-1].start, words[-1].end)
         return words
 

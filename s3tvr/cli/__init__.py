@@ -397,7 +397,7 @@ def _devices(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from s3tvr import files
     from s3tvr.latency.record import read_log
-    from s3tvr.latency.report import format_table, plot, summarize
+    from s3tvr.latency.report import format_sources, format_table, plot, summarize
 
     if args.plot:
         files.check_output(args.plot, "--plot")
@@ -405,6 +405,8 @@ def _report(args: argparse.Namespace) -> int:
     if not records:
         raise InputError(f"{args.log} holds no utterances: run s3tvr run --log {args.log} first")
     print(format_table(summarize(records)))
+    if args.sources:
+        print("\n" + format_sources(records))
     if args.plot:
         plot(records, args.plot)
         print(f"s3tvr: plot written to {args.plot}", file=sys.stderr)

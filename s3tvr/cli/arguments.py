@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="latency table (and plot) from a log written by run --log")
     rep.add_argument("log", metavar="LOG", help="the JSON Lines latency log")
     rep.add_argument("--plot", metavar="PNG", help="also draw the latency distribution and per-stage bars")
+    rep.add_argument("--sources", action="store_true",
+                     help="also one row per source utterance: its field metrics and EndOffset's parts")
     return p
 
 

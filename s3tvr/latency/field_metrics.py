@@ -11,6 +11,9 @@ simultaneous mode grouped by their ``source_id``; a sentence-mode utterance is i
   length. One instance per source utterance, as IWSLT's speech-to-speech evaluations score one
   per (re)segmented sentence; YAAL is the long-form variant with no recording end, so every word
   heard counts (the audio here is timed as played, not emitted at once as in a simulation).
+
+EndOffset is broken into the parts of its critical path (:func:`end_offset_parts`), so a change
+is judged by the part it moves.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ from s3tvr.latency.percentile import percentile
 from s3tvr.latency.record import UtteranceRecord
 
 FIELD_METRICS = ("StartOffset", "EndOffset", "first audio", "LAAL", "YAAL")
+# EndOffset's parts, in the order they follow the end of the source speech (end_offset_parts):
+END_PARTS = (
+    "endpoint",  # -> the last recognition starts: the silence the segmenter waits for, and a pass still running
+    "final pass",  # -> the last clause committed
+    "mt",  # -> the first piece of the last spoken clause's translation
+    "tts",  # -> its first chunk of speech
+    "queued",  # -> that speech heard: the earlier clauses' audio still playing ahead of it
+    "spoken",  # -> the end of the audio heard: the last clause's own length
+)
 _CHARACTER_UNITS = ("zh", "ja")  # languages written without spaces: latency counts characters (as OmniSTEval's)
 
 
@@ -42,6 +54,7 @@ class SourceLatency:
     first_audio: Optional[float]
     laal: Optional[float]
     yaal: Optional[float]
+    end_parts: Optional[dict[str, float]] = None  # EndOffset's parts (END_PARTS): they add up to it
 
     def metric(self, name: str) -> Optional[float]:
         return {"StartOffset": self.start_offset, "EndOffset": self.end_offset, "first audio": self.first_audio,
@@ -108,6 +121,34 @@ def end_offset(recs: Sequence[UtteranceRecord]) -> Optional[float]:
     return heard_until - t_end if t_end is not None and math.isfinite(heard_until) else None
 
 
+def end_offset_parts(recs: Sequence[UtteranceRecord]) -> Optional[dict[str, float]]:
+    """EndOffset of one source utterance split along its critical path: from the end of the source
+    speech, each milestone of END_PARTS in turn (the last clause's recognition starting and ending,
+    then the last spoken clause's translation, first speech chunk, first audio heard, end of audio),
+    each part the time by which that milestone comes later than all before it. The parts add up to
+    the EndOffset; a milestone already passed (a clause translated while the speaker was still
+    talking) costs 0. None when EndOffset is."""
+    total, t_end = end_offset(recs), _speech_end(recs)
+    if total is None or t_end is None:
+        return None
+    last = [r for r in recs if r.last_clause][-1]
+    spoken = [r for r in recs if r.played][-1]
+    started = [s.start for s in last.stages.values() if s.start is not None]
+    asr = last.stages.get("asr")
+
+    def first_out(stage: str) -> Optional[float]:
+        timing = spoken.stages.get(stage)
+        return None if timing is None else timing.first_out or timing.end
+
+    milestones = [min(started) if started else None, asr.end if asr else None, first_out("mt"), first_out("tts"),
+                  spoken.played[0][0], t_end + total]
+    parts, reached = {}, t_end
+    for name, at in zip(END_PARTS, milestones):
+        later = max(reached, at) if at is not None else reached
+        parts[name], reached = later - reached, later
+    return parts
+
+
 def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
     """Each source utterance's figures, in log order. Records group by session (``t0_unix``,
     ``t0_mono``: ids restart in each), pair and ``source_id`` (a log from before simultaneous mode:
@@ -132,7 +173,7 @@ def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
             start_offset=chunks[0][0] - t_start if chunks and t_start is not None else None,
             end_offset=end_offset(recs),
             first_audio=spoken[-1].played[0][0] - t_end if spoken and t_end is not None else None,
-            laal=laal, yaal=yaal,
+            laal=laal, yaal=yaal, end_parts=end_offset_parts(recs),
         ))
     return out
 
@@ -146,3 +187,11 @@ def field_figures(sources: list[SourceLatency]) -> dict[str, dict[str, float]]:
         out[name] = {"n": len(values), "p50": percentile(values, 50), "mean": statistics.fmean(values) if values else math.nan,
                      "p90": percentile(values, 90)}
     return out
+
+
+def end_part_figures(sources: list[SourceLatency]) -> dict[str, dict[str, float]]:
+    """Median and mean of each of EndOffset's parts over the source utterances that have them (the
+    means add up to the mean EndOffset; medians need not add up to anything)."""
+    split = [s.end_parts for s in sources if s.end_parts is not None]
+    return {name: {"n": len(split), "p50": percentile([p[name] for p in split], 50),
+                   "mean": statistics.fmean(p[name] for p in split) if split else math.nan} for name in END_PARTS}

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Iterable
 
 from s3tvr import files
-from s3tvr.latency.field_metrics import FIELD_METRICS, SourceLatency, field_figures, omnisteval_version, source_latencies
+from s3tvr.latency.field_metrics import (
+    END_PARTS,
+    FIELD_METRICS,
+    SourceLatency,
+    end_part_figures,
+    field_figures,
+    omnisteval_version,
+    source_latencies,
+)
 from s3tvr.latency.percentile import percentile
 from s3tvr.latency.record import UtteranceRecord
 
@@ -43,6 +51,8 @@ class PairSummary:
     mt_fallbacks: int = 0  # utterances whose translator's reply was refused or late: its fallback translated them
     # The field's metrics per source utterance: name -> {"n", "p50", "mean", "p90"} (field_figures)
     field_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    # EndOffset's parts per source utterance: part -> {"n", "p50", "mean"} (end_part_figures)
+    end_parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def summarize(records: Iterable[UtteranceRecord]) -> list[PairSummary]:
@@ -73,7 +83,7 @@ def summarize(records: Iterable[UtteranceRecord]) -> list[PairSummary]:
             asr_slowed=sum(1 for r in recs if r.asr_pacing == "slowed"),
             asr_stopped=sum(1 for r in recs if r.asr_pacing == "stopped"),
             mt_fallbacks=sum(1 for r in recs if r.mt_note.startswith("fallback")),
-            field_metrics=field_figures(sources.get(pair, [])),
+            field_metrics=field_figures(sources.get(pair, [])), end_parts=end_part_figures(sources.get(pair, [])),
         ))
     return out
 
@@ -110,7 +120,30 @@ def format_field(summaries: list[PairSummary]) -> list[str]:
         for name in FIELD_METRICS:
             m = s.field_metrics.get(name, {"n": 0, "p50": math.nan, "mean": math.nan, "p90": math.nan})
             lines.append(f"{s.pair:<7}{name:<13}{m['n']:>5}" + "".join(f"{_num(m[k]):>8}" for k in ("p50", "mean", "p90")))
+    lines += ["", "EndOffset's parts, speech end -> end of its audio (s; the means add up to EndOffset's mean): "
+              + ", ".join(END_PARTS)]
+    for s in summaries:
+        for stat in ("p50", "mean"):
+            parts = [f"{name} {_num(s.end_parts[name][stat])}" for name in END_PARTS if s.end_parts.get(name, {}).get("n")]
+            if parts:
+                lines.append(f"{s.pair:<7}{stat:<6}" + "  ".join(parts))
     return lines
+
+
+def format_sources(records: Iterable[UtteranceRecord]) -> str:
+    """One row per source utterance: where it ends in the input, its field metrics and EndOffset's parts."""
+    head = f"{'pair':<7}{'source':>7}{'clauses':>8}{'ends at':>9}" + "".join(f"{n:>12}" for n in (*FIELD_METRICS, *END_PARTS))
+    lines = ["per source utterance (s)", head]
+    ends: dict[tuple, float] = {}
+    records = list(records)
+    for r in records:
+        ends[(r.pair, r.t0_unix, r.t0_mono, r.source_id)] = r.seg_end_s
+    for src, key in zip(source_latencies(records), ends):
+        parts = src.end_parts or {}
+        lines.append(f"{src.pair:<7}{str(src.source_id):>7}{src.utterances:>8}{ends[key]:>9.2f}"
+                     + "".join(f"{_num(v):>12}" for v in (*(src.metric(n) for n in FIELD_METRICS),
+                                                           *(parts.get(n) for n in END_PARTS))))
+    return "\n".join(lines)
 
 
 def _num(x: float) -> str:

@@ -32,6 +32,9 @@ MAX_OVERLAP_WORDS = 5
 # later is speech ("no, no") and is kept.
 OVERLAP_WINDOW_S = 1.0
 PROMPT_CHARS = 200  # Whisper's prompt is at most 224 tokens; whisper_streaming feeds back 200 characters
+# The last pass hears at least this much before the end (tail_start): less, and Whisper guesses at
+# the first words (tests/test_agreement.py); the encoder reads it plus the window margin.
+TAIL_CONTEXT_S = 3.0
 
 
 def normalise_word(text: str) -> str:
@@ -75,13 +78,18 @@ class LocalAgreement:
 
     @property
     def prompt(self) -> str:
-        """The last ≤ PROMPT_CHARS of committed text, cut at a word boundary, fed back to the ASR
-        as its prompt. Only words trimmed out of the buffer count (as in whisper_streaming): words
-        still in the audio are heard again, and a prompt holding them invites Whisper to skip them as said."""
+        """The prompt of a pass over the buffer (:meth:`prompt_before` its start)."""
+        return self.prompt_before(self.buffer_start_s)
+
+    def prompt_before(self, start_s: float) -> str:
+        """The last ≤ PROMPT_CHARS of committed text before ``start_s``, cut at a word boundary, fed
+        back to the ASR as its prompt for a pass over the audio from ``start_s``. Only words that end
+        before it count (as in whisper_streaming): words still in the audio are heard again, and a
+        prompt holding them invites Whisper to skip them as said."""
         picked: list[str] = []
         length = -1  # the first word needs no separating space
         for word in reversed(self.committed):
-            if word.end > self.buffer_start_s:
+            if word.end > start_s:
                 continue
             text = word.text.strip()
             if length + 1 + len(text) > PROMPT_CHARS:
@@ -89,6 +97,15 @@ class LocalAgreement:
             picked.append(text)
             length += 1 + len(text)
         return " ".join(reversed(picked))
+
+    def tail_start(self, heard_s: float, context_s: float = TAIL_CONTEXT_S) -> float:
+        """Where the last pass's audio starts: the end of the latest committed word at least
+        ``context_s`` before ``heard_s`` (the committed words after it are heard again, and dropped as
+        repeats), else the buffer's start. The last pass decodes little more than the uncommitted
+        tail, with the committed text before it as its prompt, and its encoder reads a window that
+        much shorter."""
+        ends = [w.end for w in self.committed if self.buffer_start_s < w.end <= heard_s - context_s]
+        return max(ends, default=self.buffer_start_s)
 
     def update(self, words: list[Word], buffer_start_s: float) -> list[Word]:
         """A new hypothesis of the audio buffer starting at ``buffer_start_s``; returns the words it

@@ -60,6 +60,11 @@ class UttInfo:
     mt_note: str = ""
 
 
+# UttInfo.skipped of a clause recognised in a pause before its endpoint was confirmed, when the speaker
+# went on: its speech was never played, and no caption shows it (simultaneous.TentativeTails).
+DROPPED_TAIL = "a tail recognised in a pause, dropped: the speaker went on"
+
+
 @dataclass(frozen=True)
 class Block:
     """A block of captured 16 kHz mono audio, stamped when it entered the program."""
@@ -85,6 +90,10 @@ class SpeechUpdate:
     t_speech_start: float  # wall clock when its first speech sample entered the program
     t_audio_end: float  # wall clock when the last sample of ``audio`` entered the program
     final: Optional[SpeechSegment] = None
+    # A pause that may be the endpoint: the rest is recognised as at the end, and its speech held
+    # until the endpoint confirms it. Where the speech before the pause ends, on the input timeline
+    # (the finished segment's seg_end_s if the speaker does not go on), and on the wall clock.
+    tentative: Optional[tuple[float, float]] = None
 
 
 @dataclass(frozen=True)

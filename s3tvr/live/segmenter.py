@@ -124,6 +124,24 @@ class Segmenter:
         """Seconds of the utterance being spoken (0 between utterances): cheap, for deciding when to look."""
         return len(self._windows) * WINDOW_S if self._in_speech else 0.0
 
+    @property
+    def open_start_s(self) -> float:
+        """Where the utterance being spoken starts on the input timeline (its segment's ``seg_start_s``)."""
+        return self._start_index * WINDOW_S
+
+    @property
+    def pause_s(self) -> float:
+        """Seconds of silence after the last speech of the utterance being spoken (0 between utterances)."""
+        return self._silence * WINDOW_S if self._in_speech else 0.0
+
+    def speech_end(self) -> Optional[tuple[float, float]]:
+        """Where the speech of the open utterance ends so far: (its finished segment's ``seg_end_s`` if
+        no more speech comes, the wall clock its last speech sample entered). None between utterances,
+        or while too little speech was heard for a segment (min_speech_ms: it would be dropped)."""
+        if not self._in_speech or self._last_speech - self._first_speech + 1 < self.min_speech_windows:
+            return None
+        return (self._start_index + self._last_speech + 1) * WINDOW_S, self._arrivals[self._last_speech]
+
     def flush(self) -> list[SpeechSegment]:
         """End of input: release the open segment, if it holds enough speech."""
         out = []
@@ -216,7 +234,7 @@ class Segmenter:
             utt = UttInfo(
                 utt_id=self.next_id, src_lang=self.src_lang, tgt_lang=self.tgt_lang,
                 seg_start_s=self._start_index * WINDOW_S,
-                seg_end_s=(self._start_index + self._last_speech + 1) * WINDOW_S,
+                seg_end_s=(self._start_index + self._last_speech + 1) * WINDOW_S,  # as speech_end() says
                 t_speech_end=self._arrivals[self._last_speech],
                 t_vad_emit=time.monotonic(),
                 t_speech_start=self._arrivals[self._first_speech],

@@ -23,7 +23,7 @@ from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency.record import Clock, Collector, UtteranceRecord
-from s3tvr.live.messages import AudioChunk, Block, SpeechSegment, UtteranceEnd
+from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, SpeechSegment, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.live.segmenter import Segmenter
@@ -249,18 +249,35 @@ class Session:
                 return False
             self._collect()
             if msg is DRAIN:
-                for m in held:
-                    self._deliver(m)
+                if self.incremental is not None:
+                    self.incremental.tails.drop_pending()
+                self._deliver_held(held)
                 self.sink.drain(timeout=120.0)
                 self._collect()
                 return True
             if msg is not None:
                 held.extend(reorder.push(msg))
             if held and not self._hold():
-                for m in held:
-                    self._deliver(m)
-                held.clear()
+                self._deliver_held(held)
         return False
+
+    def _deliver_held(self, held: list[Any]) -> None:
+        """Deliver ``held`` in order, up to a tentative clause whose pause is not settled yet (it and
+        what follows wait); the speech of a dropped one is not played, and nothing shows it."""
+        tails = self.incremental.tails if self.incremental is not None else None
+        while held:
+            m = held[0]
+            state = tails.state(m.utt.utt_id) if tails is not None else ""
+            if state == "pending":
+                return
+            held.pop(0)
+            if state == "dropped" and isinstance(m, AudioChunk):
+                continue
+            if state and isinstance(m, UtteranceEnd):
+                tails.forget(m.utt.utt_id)
+                if state == "dropped":
+                    m.utt.skipped, m.utt.last_clause = DROPPED_TAIL, False
+            self._deliver(m)
 
     def _hold(self) -> bool:
         """Half-duplex simultaneous mode: the translation is computed while the person speaks, and

@@ -14,9 +14,11 @@ the log treat it like any utterance; the source's last clause carries the source
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -24,7 +26,7 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
-from s3tvr.live.agreement import ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.live.agreement import ClauseSplitter, LocalAgreement, clause_text, ends_sentence
 from s3tvr.live.messages import SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Stage
 from s3tvr.live.segmenter import Segmenter
@@ -110,6 +112,50 @@ class PassPacer:
         return ran_under
 
 
+class TentativeTails:
+    """The clauses of tails recognised in a pause before the endpoint confirmed it
+    (``simultaneous.tail_after_ms``): translated and spoken at once, their speech held until the
+    endpoint confirms the pause (kept) or the speaker goes on (dropped). The ASR stage settles them;
+    the session, playing in spoken order, waits at a pending one (:meth:`state`)."""
+
+    def __init__(self) -> None:
+        self._state: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, utt_id: int) -> None:
+        with self._lock:
+            self._state[utt_id] = "pending"
+
+    def settle(self, utt_ids: list[int], keep: bool) -> None:
+        with self._lock:
+            for utt_id in utt_ids:
+                self._state[utt_id] = "kept" if keep else "dropped"
+
+    def drop_pending(self) -> None:
+        """The input ended with a tail unconfirmed (its speech too short to make a segment): drop it."""
+        with self._lock:
+            self._state = {k: "dropped" if v == "pending" else v for k, v in self._state.items()}
+
+    def state(self, utt_id: int) -> str:
+        """pending, kept or dropped; "" for a clause that was never tentative."""
+        with self._lock:
+            return self._state.get(utt_id, "")
+
+    def forget(self, utt_id: int) -> None:
+        """The clause is played or dropped: memory stays flat over an endless run."""
+        with self._lock:
+            self._state.pop(utt_id, None)
+
+
+@dataclass
+class _Tail:
+    """The tentative pass of the open source utterance: the pause it read, and the clauses it sent."""
+
+    end_s: float  # where the speech before the pause ended (SpeechUpdate.tentative)
+    utt_ids: list[int]
+    voice_fed: int  # the voice's samples before it: restored if it is dropped
+
+
 class IncrementalAsr(Stage):
     """One session's simultaneous recognition over the engine's ASR (its lock is taken around each
     pass, as for the ASR stage it replaces). One worker: updates must be read in order."""
@@ -135,22 +181,38 @@ class IncrementalAsr(Stage):
         self._clauses = ClauseSplitter(config.clause_max_words, config.clause_min_words, config.clause_pause_s)
         self.pacer = PassPacer(config.step_s, config.max_step_s, config.pass_budget)
         self._said: set[str] = set()  # pacing states already logged: each is said once per session
+        self.tails = TentativeTails()  # the session plays a tentative clause's speech once it is kept
+        self._tail: Optional[_Tail] = None  # the open source's tentative pass, until its endpoint settles it
+        self._paused_at: Optional[float] = None  # where the speech before the pause a tentative pass read ends
+        # Where the utterance whose last pass heard no sentence end starts: a pause there is more likely a
+        # speaker looking for a word ("de …") than the end, and passes no tentative pass.
+        self._sentence_open: Optional[float] = None
 
     # -- the feeder's side: what to read, and when ------------------------------------------------
 
     def due(self, segmenter: Segmenter, t_arrival: float) -> Optional[SpeechUpdate]:
         """The utterance heard so far, once a pass is due: every step of new speech while the ASR is
-        free (a pass slower than the step is never queued behind another: the next one reads more)."""
+        free (a pass slower than the step is never queued behind another: the next one reads more);
+        in a pause of ``tail_after_ms``, once, a tentative pass over the rest."""
         heard_s = segmenter.open_s
         if heard_s < self._sent_s:  # a new utterance began
             self._sent_s = 0.0
+        if heard_s == 0 or not self._idle.is_set():
+            return None
+        end = segmenter.speech_end()
+        if end is not None and end[0] == self._paused_at:
+            return None  # a tentative pass read this pause: nothing new to hear until the speaker goes on
+        tentative = (self.config.tail_after_ms and end is not None and self._sentence_open != segmenter.open_start_s
+                     and segmenter.pause_s * 1000 >= self.config.tail_after_ms)
         pacer = self.pacer
-        if heard_s < self.config.min_audio_s or heard_s - self._sent_s < pacer.step_s or pacer.stopped or not self._idle.is_set():
+        if not tentative and (heard_s < self.config.min_audio_s or heard_s - self._sent_s < pacer.step_s or pacer.stopped):
             return None
         start_s, t_start, audio = segmenter.open_speech()
         self._sent_s = heard_s
         self._idle.clear()
-        return SpeechUpdate(audio, start_s, t_start, t_arrival)
+        if tentative:
+            self._paused_at = end[0]
+        return SpeechUpdate(audio, start_s, t_start, t_arrival, tentative=end if tentative else None)
 
     def final(self, seg: SpeechSegment) -> SpeechUpdate:
         """The segmenter's finished segment, as its utterance's last update."""
@@ -165,38 +227,72 @@ class IncrementalAsr(Stage):
     def process(self, update: SpeechUpdate) -> Iterator[Any]:
         try:
             if update.start_s != self._start_s:  # a new source utterance
-                self._start_s, self._source_id = update.start_s, self.sources
-                self.sources += 1
-                self._agreement = LocalAgreement(self.config.trim_s)
-                self._voice_fed = 0
-                self._clauses = ClauseSplitter(self.config.clause_max_words, self.config.clause_min_words,
-                                               self.config.clause_pause_s)
-            t0 = time.monotonic()
-            try:
-                clauses = self._pass(update)
-            except Exception as exc:  # one failed pass costs this utterance, not the run
-                log.warning("recognition failed: %s", exc)
-                if update.final is None:
-                    return  # the next pass (or the final one) tries again
-                utt = self._clause_utt(update, [], t0)
-                utt.error = f"asr: {type(exc).__name__}: {exc}"
-                yield UtteranceEnd(utt)
-                return
-            pacing = self._paced(time.monotonic() - t0, update)
-            for n, words in enumerate(clauses):
-                last = update.final is not None and n == len(clauses) - 1
-                utt = self._clause_utt(update, words, t0, last)
-                utt.asr_pacing = pacing
-                yield Transcript(utt, utt.src_text or utt.tgt_text, self.asr.output_language)
-            if update.final is not None and not clauses:
-                # Its clauses (if any) are already on their way: an empty last clause carries the
-                # source's end of speech to the log, so its end offset can be measured.
-                utt = self._clause_utt(update, [], t0)
-                utt.skipped = "end of the utterance" if self._agreement.committed else "no words recognised"
-                utt.asr_pacing = pacing
-                yield UtteranceEnd(utt)
+                self._settle_tail(keep=False)  # its segment never came (too little speech)
+                self._new_source(update)
+            if self._tail is not None:
+                keep = update.final is not None and update.final.utt.seg_end_s == self._tail.end_s
+                self._settle_tail(keep)
+                if keep:  # the endpoint confirms the pause the tentative pass read: its clauses were the last
+                    return
+            yield from self._read(update)
         finally:
             self._idle.set()
+
+    def _new_source(self, update: SpeechUpdate) -> None:
+        self._start_s, self._source_id = update.start_s, self.sources
+        self.sources += 1
+        self._agreement = LocalAgreement(self.config.trim_s)
+        self._voice_fed = 0
+        self._clauses = ClauseSplitter(self.config.clause_max_words, self.config.clause_min_words,
+                                       self.config.clause_pause_s)
+
+    def _settle_tail(self, keep: bool) -> None:
+        tail, self._tail = self._tail, None
+        if tail is None:
+            return
+        self.tails.settle(tail.utt_ids, keep)
+        if not keep:
+            self._voice_fed = tail.voice_fed
+            log.debug("source %d: the speaker went on after a pause: %d tentative clauses dropped",
+                      self._source_id, len(tail.utt_ids))
+
+    def _read(self, update: SpeechUpdate) -> Iterator[Any]:
+        """One pass and what it sends on. A tentative pass reads like the final one, on a copy of the
+        agreement: dropped, it leaves the utterance as it was."""
+        last = update.final is not None or update.tentative is not None
+        saved = (copy.deepcopy(self._agreement), copy.deepcopy(self._clauses)) if update.tentative else None
+        tail = _Tail(update.tentative[0], [], self._voice_fed) if update.tentative else None
+        t0 = time.monotonic()
+        try:
+            clauses = self._pass(update)
+        except Exception as exc:  # one failed pass costs this utterance, not the run
+            log.warning("recognition failed: %s", exc)
+            if update.final is None:
+                return  # the next pass (or the final one) tries again
+            utt = self._clause_utt(update, [], t0)
+            utt.error = f"asr: {type(exc).__name__}: {exc}"
+            yield UtteranceEnd(utt)
+            return
+        pacing = self._paced(time.monotonic() - t0, update)
+        out: list[Any] = []
+        for n, words in enumerate(clauses):
+            utt = self._clause_utt(update, words, t0, last and n == len(clauses) - 1)
+            utt.asr_pacing = pacing
+            out.append(Transcript(utt, utt.src_text or utt.tgt_text, self.asr.output_language))
+        if last and not clauses:
+            # Its clauses (if any) are already on their way: an empty last clause carries the
+            # source's end of speech to the log, so its end offset can be measured.
+            utt = self._clause_utt(update, [], t0)
+            utt.skipped = "end of the utterance" if self._agreement.committed else "no words recognised"
+            utt.asr_pacing = pacing
+            out.append(UtteranceEnd(utt))
+        if saved is not None and tail is not None:
+            self._agreement, self._clauses = saved
+            for m in out:
+                self.tails.hold(m.utt.utt_id)
+                tail.utt_ids.append(m.utt.utt_id)
+            self._tail = tail
+        yield from out
 
     def _paced(self, cost_s: float, update: SpeechUpdate) -> str:
         """Tell the pacer what the pass cost; say (once a session) when passes had to slow or stop."""
@@ -214,15 +310,19 @@ class IncrementalAsr(Stage):
         return ran_under
 
     def _pass(self, update: SpeechUpdate) -> list[list[Word]]:
-        """One look at the speech so far: the clauses it completes (at the end: all that is left)."""
+        """One look at the speech so far: the clauses it completes (at the end, or in a pause that may
+        be the end: all that is left, read from shortly before it, :meth:`LocalAgreement.tail_start`)."""
         agreement = self._agreement
-        start = agreement.buffer_start_s
-        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt, self.src_lang)
-        log.debug("pass over %.1f s of source %d%s: %s", len(update.audio) / SAMPLE_RATE - start, self._source_id,
-                  " (final)" if update.final is not None else "", " ".join(w.text for w in words))
-        if update.final is None:
+        heard_s = len(update.audio) / SAMPLE_RATE
+        last = update.final is not None or update.tentative is not None
+        start = agreement.tail_start(heard_s) if last else agreement.buffer_start_s
+        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt_before(start), self.src_lang)
+        log.debug("pass over %.1f s of source %d%s: %s", heard_s - start, self._source_id,
+                  " (final)" if update.final is not None else " (tentative)" if last else "", " ".join(w.text for w in words))
+        if not last:
             clauses = self._clauses.push(agreement.update(words, start))
-            agreement.trim(len(update.audio) / SAMPLE_RATE)
+            agreement.trim(heard_s)
+            self._sentence_open = None if words and ends_sentence(words[-1].text) else update.start_s
             return clauses
         clauses = self._clauses.push(agreement.finish(words, start))
         rest = self._clauses.flush()
@@ -233,11 +333,13 @@ class IncrementalAsr(Stage):
         now = time.monotonic()
         heard_s = len(update.audio) / SAMPLE_RATE
         start, end = (words[0].start, words[-1].end) if words else (heard_s, heard_s)
+        # The last clause ends where the speech did: the segment's end, or the pause a tentative pass read.
         final = update.final.utt if last and update.final is not None else None
+        end_s, t_end = ((final.seg_end_s, final.t_speech_end) if final else update.tentative if last and update.tentative
+                        else (update.start_s + end, update.t_audio_end - max(0.0, heard_s - end)))
         utt = UttInfo(
             utt_id=self.next_id, src_lang=self.src_lang, tgt_lang=self.tgt_lang,
-            seg_start_s=update.start_s + start, seg_end_s=final.seg_end_s if final else update.start_s + end,
-            t_speech_end=final.t_speech_end if final else update.t_audio_end - max(0.0, heard_s - end),
+            seg_start_s=update.start_s + start, seg_end_s=end_s, t_speech_end=t_end,
             t_vad_emit=now, source_id=self._source_id, last_clause=last, t_speech_start=update.t_speech_start,
             voice=self.voice,
         )

@@ -20,7 +20,7 @@ import numpy as np
 
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.streams import Reblocker
-from s3tvr.live.messages import AudioChunk, Block, UttInfo
+from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, UttInfo
 from s3tvr.live.sinks import Sink
 from s3tvr.live.sources import Source
 
@@ -238,7 +238,8 @@ class WebSocketSink(Sink):
 
     def end(self, utt: UttInfo) -> None:
         super().end(utt)
-        if utt.utt_id not in self._announced and not utt.error and (utt.src_text or utt.tgt_text):
+        if (utt.utt_id not in self._announced and not utt.error and utt.skipped != DROPPED_TAIL
+                and (utt.src_text or utt.tgt_text)):
             self._announce(utt)  # heard and translated, but nothing to say aloud: the captions still show it
         self._announced.discard(utt.utt_id)
 
