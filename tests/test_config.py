@@ -128,7 +128,7 @@ def test_every_key_is_printed_with_its_range_and_description(capsys):
         assert set(data[name]) == {f.name for f in dataclasses.fields(cls)}
     # the backend sections hold every option of the chosen backend, the preset's values applied
     assert data["mt"]["backend"] == "llm" and set(data["mt"]) - {"backend"} == set(descriptions(registry.config_class("mt", "llm")))
-    assert data["asr"]["model"] == "bundled:base" and data["asr"]["beam_size"] == 1 and data["tts"]["voice"] == "bundled:joe"
+    assert data["asr"]["model"] == "auto" and data["asr"]["beam_size"] == 1 and data["tts"]["voice"] == "bundled:joe"
     # the offline preset into Spanish speaks with Kokoro; for a dub, the same (the preset has no dub: changes)
     assert effective("en", "--to", "es", capsys=capsys)["tts"]["backend"] == "kokoro"
 

@@ -25,12 +25,17 @@ Sources of the configurations:
   (start 1024, stop 1025), perceiver resampler, HiFi-GAN decoder from 1024-dim latents to 24 kHz;
   conditioning 30 s in 4 s chunks (AstraMindAI/xtts2-gpt's port of the same config: cond_len 30,
   cond_chunk_len 4).
+- Whisper base / small / large-v3-turbo: huggingface.co/openai/whisper-base, -small and
+  -large-v3-turbo config.json: d_model 512 / 768 / 1280, 8 / 12 / 20 heads, ffn 4x, 6+6 / 12+12 /
+  32+4 layers, 80 / 80 / 128 mel bins, vocab 51865 / 51865 / 51866 (large-v3 added a language);
+  converted to CTranslate2 int8 as faster-whisper runs them (benchmarks/bench_whisper_sizes.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,6 +249,56 @@ def build_xtts(folder: Path) -> Path:
     """XTTS v2 at full size, random weights, in the real files' formats."""
     out = folder / "xtts_v2"
     return save_xtts(xtts_config(str(xtts_vocab(out))), out)
+
+
+# --- Whisper (CTranslate2) ---------------------------------------------------------------------
+
+WHISPER = {  # d_model, heads, encoder layers, decoder layers, mel bins, vocab
+    "base": (512, 8, 6, 6, 80, 51865),
+    "small": (768, 12, 12, 12, 80, 51865),
+    "large-v3-turbo": (1280, 20, 32, 4, 128, 51866),
+}
+
+
+def whisper_config(name: str, **sizes):
+    """transformers' WhisperConfig of ``name``; ``sizes`` override it (the tests' tiny Whisper)."""
+    from transformers import WhisperConfig
+
+    d_model, heads, enc, dec, mels, vocab = WHISPER[name]
+    values = dict(d_model=d_model, encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_layers=enc,
+                  decoder_layers=dec, encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, num_mel_bins=mels,
+                  vocab_size=vocab, max_source_positions=1500, max_target_positions=448)
+    return WhisperConfig(**{**values, **sizes})
+
+
+def build_whisper(name: str, folder: Path, quantization: str = "int8", **sizes) -> Path:
+    """Whisper ``name`` with random weights as faster-whisper loads it: a CTranslate2 folder
+    (model.bin, config.json, tokenizer.json, preprocessor_config.json), converted from transformers'
+    model. The tokenizer is bundled Whisper base's (the multilingual one; ids past it are padded by
+    the converter), so the language tokens are real ones."""
+    import ctranslate2
+    from transformers import WhisperForConditionalGeneration, WhisperTokenizerFast
+
+    from s3tvr.weights import bundled
+
+    config = whisper_config(name, **sizes)
+    hf = folder / f"{name}-hf"
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(Path(bundled.resolve("bundled:base")) / "tokenizer.json"))
+    model = WhisperForConditionalGeneration(config)
+    vocab = tokenizer.get_vocab()
+    # The converter reads the language tokens from here (the generation config of the real models has them).
+    model.generation_config.lang_to_id = {t: i for t, i in vocab.items()
+                                          if len(t) <= 9 and t.startswith("<|") and t[2:-2].isalpha() and t[2:-2].islower()
+                                          and vocab["<|startoftranscript|>"] < i < vocab["<|translate|>"]}
+    model.half().save_pretrained(hf)  # float16 on disk: half of large-v3-turbo's 3.2 GB, and int8 follows anyway
+    tokenizer.save_pretrained(hf)
+    (hf / "preprocessor_config.json").write_text(json.dumps(
+        {"feature_size": config.num_mel_bins, "sampling_rate": 16000, "hop_length": 160, "chunk_length": 30, "n_fft": 400}))
+    out = folder / name
+    ctranslate2.converters.TransformersConverter(str(hf), copy_files=["tokenizer.json", "preprocessor_config.json"]).convert(
+        str(out), quantization=quantization, force=True)
+    shutil.rmtree(hf)  # the CTranslate2 folder is what runs; large-v3-turbo's transformers copy is 1.6 GB
+    return out
 
 
 # --- counting --------------------------------------------------------------------------------------

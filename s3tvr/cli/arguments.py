@@ -199,13 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from s3tvr.weights.downloaded import GROUPS, REPOS
 
-    dl = sub.add_parser("download", help="fetch model weights into models/ (the stack: XTTS v2, NeMo ASR, NLLB)",
+    width = max(map(len, REPOS))
+
+    dl = sub.add_parser("download", help="fetch model weights into models/ (the stack: XTTS v2, NeMo ASR, NLLB; larger Whispers)",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Fetch weights from Hugging Face at pinned revisions into models/ (or $S3TVR_MODELS). "
                                     "An interrupted download resumes when run again.",
-                        epilog="models:\n" + "\n".join(f"  {r.key:<12} {r.repo_id} @ {r.revision} ({r.size})" for r in REPOS.values())
-                               + "\n  all          " + " + ".join(GROUPS["all"]))
-    dl.add_argument("models", nargs="+", metavar="MODEL", help="xtts, asr-en, asr-es, mt, all …")
+                        epilog="models:\n" + "\n".join(f"  {r.key:<{width}} {r.repo_id} @ {r.revision} ({r.size})" for r in REPOS.values())
+                               + f"\n  {'all':<{width}} " + " + ".join(GROUPS["all"]))
+    dl.add_argument("models", nargs="+", metavar="MODEL", help="xtts, asr-en, asr-es, mt, whisper-small, all …")
     dl.add_argument("--accept-license", action="store_true", help="accept the XTTS v2 license (CPML, non-commercial) without asking")
 
     rep = sub.add_parser("report", help="latency table (and plot) from a log written by run --log")

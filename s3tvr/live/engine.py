@@ -114,7 +114,7 @@ class Engine:
             if self._calibrated or self.config.simultaneous.mode != "auto":
                 return
             with self.locks.get("asr", contextlib.nullcontext()):
-                self.pass_s = pass_cost_s(self.asr)
+                self.pass_s = self.asr.calibrated_pass_s if self.asr.calibrated_pass_s is not None else pass_cost_s(self.asr)
             self._calibrated = True
         mode, why = auto_mode(self.pass_s, 1, self.config.simultaneous)
         log.info("mode auto: %s (%s)", mode, why)

@@ -34,7 +34,7 @@ class ModelRepo:
     size: str
     patterns: Optional[tuple[str, ...]] = None  # files to fetch (None: all)
     license: Optional[str] = None  # shown, and must be accepted, before the download
-    sha256: Optional[str] = None  # of the one file fetched, where it is known: a file with another hash is refused
+    sha256: Optional[str] = None  # of patterns[0], the weights, where it is known: a file with another hash is refused
 
 
 # Each revision is a commit of the repository's main branch (its tree page on huggingface.co is
@@ -69,6 +69,19 @@ REPOS = {r.key: r for r in [
     # CPU; Apache-2.0): bartowski's Q4_K_M of Qwen2.5-7B-Instruct. --set mt.model=models/qwen2.5-7b-instruct-gguf/…
     ModelRepo("mt-llm-7b", "bartowski/Qwen2.5-7B-Instruct-GGUF", "8911e8a47f92bac19d6f5c64a2e2095bd2f7d031",
               "qwen2.5-7b-instruct-gguf", "4.7 GB", ("Qwen2.5-7B-Instruct-Q4_K_M.gguf",)),
+    # Larger Whispers for the faster-whisper backend (asr.model=small | large-v3-turbo, or auto: the largest
+    # installed that keeps pace), CTranslate2 conversions of OpenAI's MIT-licensed weights. Commits and model.bin
+    # sha256 as public projects pin them (several each, agreeing; the blob names in their Hugging Face caches are
+    # the same sha256): not checked from here, where the hub cannot be reached. large-v3-turbo's repository was
+    # mobiuslabsgmbh/faster-whisper-large-v3-turbo (faster-whisper's "large-v3-turbo"), which now redirects here.
+    ModelRepo("whisper-small", "Systran/faster-whisper-small", "536b0662742c02347bc0e980a01041f333bce120",
+              "faster-whisper-small", "0.5 GB", ("model.bin", "config.json", "tokenizer.json", "vocabulary.*"),
+              sha256="3e305921506d8872816023e4c273e75d2419fb89b24da97b4fe7bce14170d671"),
+    # preprocessor_config.json: large-v3's 128 mel bins (faster-whisper assumes 80 without it).
+    ModelRepo("whisper-large-v3-turbo", "dropbox-dash/faster-whisper-large-v3-turbo", "0a363e9161cbc7ed1431c9597a8ceaf0c4f78fcf",
+              "faster-whisper-large-v3-turbo", "1.6 GB",
+              ("model.bin", "config.json", "preprocessor_config.json", "tokenizer.json", "vocabulary.*"),
+              sha256="e76620f83d5f5b69efd3d87e3dc180c1bd21df9fbebacfd4335e5e1efcc018da"),
 ]}
 GROUPS = {"all": ["xtts", "asr-en", "asr-es", "mt"]}
 
@@ -77,13 +90,22 @@ def models_dir() -> Path:
     return Path(os.environ.get("S3TVR_MODELS", "models"))
 
 
+def installed(key: str) -> Optional[Path]:
+    """The folder of download ``key`` if it was downloaded (its weights file is there, where one is named), else None."""
+    repo = REPOS[key]
+    folder = models_dir() / repo.folder
+    if not folder.is_dir():
+        return None
+    weights = repo.patterns[0] if repo.sha256 and repo.patterns else None  # a refused file was removed: not installed
+    present = (folder / weights).is_file() if weights else any(folder.iterdir())
+    return folder if present else None
+
+
 def resolve(name: str) -> str:
     """A local copy of hub model ``name`` when one was downloaded, else ``name`` itself."""
     for repo in REPOS.values():
-        if repo.repo_id == name:
-            folder = models_dir() / repo.folder
-            if folder.is_dir() and any(folder.iterdir()):
-                return str(folder)
+        if repo.repo_id == name and (folder := installed(repo.key)):
+            return str(folder)
     return name
 
 
@@ -141,7 +163,7 @@ def _check_complete(repo: ModelRepo, dest: Path) -> None:
 
 
 def _check_hash(repo: ModelRepo, dest: Path) -> None:
-    """The one file fetched has the sha256 pinned for it (where one is): else it is removed and refused."""
+    """The weights (``patterns[0]``) have the sha256 pinned for them (where one is): else they are removed and refused."""
     if repo.sha256 is None or not repo.patterns:
         return
     import hashlib

@@ -28,8 +28,9 @@ import numpy as np
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.bounds import Range
+from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError, SetupError
-from s3tvr.weights import bundled
+from s3tvr.weights import bundled, downloaded
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,22 @@ FULL_WINDOW_S = 30  # what faster-whisper pads every segment to
 # LJSpeech WER 12.4 % against 7.5 % with the full window); with 2 s it does not (7.3 %).
 WINDOW_MARGIN_S = 2.0
 REPEAT_WORDS = 4  # a pass whose text says this many words twice is made again over the full window
+# faster-whisper's names of the Whispers ``s3tvr download`` fetches (its keys), largest last.
+DOWNLOADS = {"small": "whisper-small", "large-v3-turbo": "whisper-large-v3-turbo"}
+# Simultaneous mode's pace at its defaults: passes over 10 s of speech every max_step_s, taking
+# pass_budget of the time (simultaneous.auto_mode, for one session).
+PACE_S = SimultaneousConfig.pass_budget * SimultaneousConfig.max_step_s
 
 
 @dataclass
 class Config:
-    model: str = "bundled:base"  # a faster-whisper name (base, small, large-v3 …), a local folder, or bundled:base|tiny.en
+    # a faster-whisper name (base, small, large-v3-turbo …; small and large-v3-turbo are the downloaded copies where
+    # s3tvr download fetched them), a local folder, bundled:base|tiny.en, or auto: the largest installed of
+    # large-v3-turbo, small (s3tvr download whisper-…) and bundled:base whose pass keeps pace here (auto_max_pass_s)
+    model: str = "bundled:base"
+    # asr.model=auto takes a larger Whisper where its pass over 10 s of speech takes at most this here; the
+    # default is simultaneous mode's pace (pass_budget x max_step_s: simultaneous.auto_mode)
+    auto_max_pass_s: Annotated[float, Range(0, 60)] = PACE_S
     task: str = "transcribe"  # transcribe | translate (to English)
     compute_type: str = "default"  # default: the run's dtype, or int8 on CPU / float16 on CUDA when that is auto
     beam_size: Annotated[int, Range(1, 20)] = 1  # greedy decoding: beam 5 costs ~2x the time for little gain on short utterances
@@ -74,6 +86,7 @@ class Backend(AsrBackend):
         self.device = device
         self.dtype = dtype
         self.model = None
+        self.model_name = config.model  # auto: the one chosen by setup()
 
     @property
     def output_language(self) -> str:
@@ -86,13 +99,43 @@ class Backend(AsrBackend):
         return frozenset(_LANGUAGE_CODES)
 
     def setup(self) -> None:
+        if self.config.model == "auto":
+            self._choose()
+        else:
+            self.model = self._load(self.config.model)
+        if not self.model.model.is_multilingual and self.src_lang != "en":
+            raise SetupError(f"Whisper model {self.model_name} is English-only; for {self.src_lang} choose a multilingual one "
+                             "(e.g. bundled:base)")
+
+    def _load(self, model: str) -> Any:
         compute = self.config.compute_type
         if compute == "default":
             compute = self.dtype if self.dtype != "auto" else ("float16" if self.device == "cuda" else "int8")
-        self.model = load_model(self.config.model, self.device, compute, self.config.cpu_threads, self.config.local_files_only)
-        if not self.model.model.is_multilingual and self.src_lang != "en":
-            raise SetupError(f"Whisper model {self.config.model} is English-only; for {self.src_lang} choose a multilingual one "
-                             "(e.g. bundled:base)")
+        return load_model(model, self.device, compute, self.config.cpu_threads, self.config.local_files_only)
+
+    def _choose(self) -> None:
+        """asr.model=auto: the largest installed Whisper whose pass over 10 s (the calibration clip,
+        as mode auto times it) takes at most ``auto_max_pass_s`` here, else the smallest; said in
+        the log. Largest first, stopping at the first that keeps pace; the smallest is not timed
+        (it is used whatever its pace), so with only bundled base installed this costs nothing."""
+        from s3tvr.live.simultaneous import pass_cost_s  # the very measurement mode auto makes
+
+        (smallest, spec), *larger = installed_whispers()
+        slow: list[str] = []
+        for name, path in reversed(larger):
+            self.model, self.model_name = self._load(path), name
+            self.calibrated_pass_s = cost = pass_cost_s(self)
+            if cost is not None and cost <= self.config.auto_max_pass_s:
+                log.info("asr.model=auto: Whisper %s (%s)", name, "; ".join([self._pace(cost, "within"), *slow]))
+                return
+            slow.append(f"{name}: " + ("its pass failed" if cost is None else self._pace(cost, "more than")))
+            self.model = self.calibrated_pass_s = None  # freed before the next loads
+        self.model, self.model_name = self._load(spec), smallest
+        log.info("asr.model=auto: Whisper %s (%s)", smallest, "; ".join(slow) or
+                 "the only one installed: s3tvr download whisper-small or whisper-large-v3-turbo fetches a larger one")
+
+    def _pace(self, cost_s: float, verdict: str) -> str:
+        return f"a pass over 10 s of speech takes {cost_s:.2f} s here, {verdict} asr.auto_max_pass_s ({self.config.auto_max_pass_s:g} s)"
 
     def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
         """The utterance's text in the task's language (English when translating), heard as ``language``."""
@@ -190,7 +233,7 @@ def load_model(model: str = "bundled:base", device: str = "cpu", compute_type: s
     """Whisper with its encoder window cut to each pass's audio (:func:`with_window`): ``model`` is
     a faster-whisper name, a local folder or ``bundled:base|tiny.en``. A load failure is one
     SetupError line; without faster-whisper installed, ImportError."""
-    path = bundled.resolve(model)
+    path = str(downloaded.installed(DOWNLOADS[model]) or model) if model in DOWNLOADS else bundled.resolve(model)
     if os.sep in path and not os.path.isdir(path):
         raise SetupError(f"Whisper model folder {path} not found: give a model name (e.g. base) or a folder with model.bin")
     whisper = windowed_model_class()
@@ -200,6 +243,20 @@ def load_model(model: str = "bundled:base", device: str = "cpu", compute_type: s
     except Exception as exc:  # a download or load failure, reported as one line
         raise SetupError(f"could not load Whisper model {model!r}: {exc}. Give a local folder with "
                          "asr.model=PATH, or connect to the internet once to download it") from None
+
+
+def installed_whispers() -> list[tuple[str, str]]:
+    """(name, model) of each Whisper asr.model=auto may take, smallest first: bundled base where its
+    packages are installed, then those ``s3tvr download`` fetched. None at all: a SetupError saying how to get one."""
+    whispers, missing = [], ""
+    try:
+        whispers.append(("base", bundled.resolve("bundled:base")))
+    except SetupError as exc:
+        missing = str(exc)
+    whispers += [(name, str(folder)) for name, key in DOWNLOADS.items() if (folder := downloaded.installed(key))]
+    if not whispers:
+        raise SetupError(f"asr.model=auto found no Whisper model ({missing}); or fetch one with s3tvr download whisper-small")
+    return whispers
 
 
 def with_window(model: Any, audio: np.ndarray, margin_s: float = WINDOW_MARGIN_S) -> Any:
