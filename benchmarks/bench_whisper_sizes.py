@@ -46,9 +46,10 @@ import stack_models  # noqa: E402
 
 from s3tvr.audio import SAMPLE_RATE  # noqa: E402
 from s3tvr.audio.decode import load_audio  # noqa: E402
+from s3tvr.backends.asr import CALIBRATION_CLIP  # noqa: E402
 from s3tvr.backends.asr.faster_whisper import load_model, token_cap, with_window  # noqa: E402
 from s3tvr.config import SimultaneousConfig  # noqa: E402
-from s3tvr.live.simultaneous import CALIBRATION_CLIP, auto_mode  # noqa: E402
+from s3tvr.live.simultaneous import auto_mode  # noqa: E402
 
 SECONDS = (2, 5, 10)
 OPTIONS = dict(language="en", task="transcribe", beam_size=1, temperature=0.0, condition_on_previous_text=False,

@@ -9,7 +9,7 @@ import pytest
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
 from s3tvr.backends.kinds import Word
-from s3tvr.live.agreement import PROMPT_CHARS, ClauseSplitter, LocalAgreement, clause_text
+from s3tvr.live.agreement import PROMPT_CHARS, ClauseSplitter, LocalAgreement, clause_text, commit_policy
 from s3tvr.weights import bundled
 
 
@@ -33,6 +33,18 @@ def test_only_the_prefix_two_consecutive_hypotheses_agree_on_is_committed():
     assert la.update(hyp("hola a todas las amigas"), 0.0) == []
     assert texts(la.update(hyp("hola a todas las amigas y"), 0.0)) == ["todas", "las", "amigas"]
     assert la.text == "Hola, a todas las amigas"
+
+
+def test_the_aligned_policy_commits_in_one_pass_the_words_that_end_well_before_the_end_heard():
+    la = commit_policy("aligned", 10.0, threshold_s=1.0)
+    # 0.5 s a word: "Hola" ends at 0.5 s ... "todos" at 1.5 s, "los" at 2.0 s; 3.0 s heard.
+    assert texts(la.update(hyp("Hola a todos los"), 0.0, heard_s=3.0)) == ["Hola", "a", "todos", "los"]
+    # Heard to 4.0 s: "amigos" (2.0-2.5 s) ends 1.5 s before it, "y" (2.5-3.0) exactly 1 s before; "de" not.
+    assert texts(la.update(hyp("Hola a todos los amigos y de"), 0.0, heard_s=4.0)) == ["amigos", "y"]
+    # Never taken back: a pass that hears the committed words differently commits only what follows them.
+    assert texts(la.update(hyp("Ola a todo los amigos y de aquí", 0.0), 0.0, heard_s=5.0)) == ["de", "aquí"]
+    assert texts(la.finish(hyp("Ola a todo los amigos y de aquí y allá"), 0.0)) == ["y", "allá"]
+    assert la.text == "Hola a todos los amigos y de aquí y allá"
 
 
 def test_times_move_to_the_utterance_timeline():

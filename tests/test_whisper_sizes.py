@@ -76,7 +76,7 @@ def test_a_downloaded_whisper_is_found_by_its_faster_whisper_name(models, monkey
 def asr_audio():
     from s3tvr.audio import SAMPLE_RATE
     from s3tvr.audio.decode import load_audio
-    from s3tvr.live.simultaneous import CALIBRATION_CLIP
+    from s3tvr.backends.asr import CALIBRATION_CLIP
 
     return load_audio(CALIBRATION_CLIP, SAMPLE_RATE)[: 3 * SAMPLE_RATE]
 

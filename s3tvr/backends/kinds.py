@@ -71,7 +71,7 @@ class AsrBackend(Model):
     # Hears each call in the language it is given, so one loaded model serves sessions in several
     # languages (s3tvr serve); otherwise it hears only the language it was built for.
     any_source = False
-    # A simultaneous pass over the calibration clip (simultaneous.pass_cost_s), when setup() already timed
+    # A simultaneous pass over the calibration clip (s3tvr.backends.asr.pass_cost_s), when setup() already timed
     # one (faster-whisper's asr.model=auto): mode auto takes it rather than timing the same pass again.
     calibrated_pass_s: Optional[float] = None
 

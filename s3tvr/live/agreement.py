@@ -107,8 +107,9 @@ class LocalAgreement:
         ends = [w.end for w in self.committed if self.buffer_start_s < w.end <= heard_s - context_s]
         return max(ends, default=self.buffer_start_s)
 
-    def update(self, words: list[Word], buffer_start_s: float) -> list[Word]:
-        """A new hypothesis of the audio buffer starting at ``buffer_start_s``; returns the words it
+    def update(self, words: list[Word], buffer_start_s: float, heard_s: float = 0.0) -> list[Word]:
+        """A new hypothesis of the audio buffer starting at ``buffer_start_s`` (``heard_s``: the
+        seconds of the utterance heard, for policies that judge by it); returns the words it
         commits: the longest prefix it shares with the previous hypothesis."""
         hypothesis = self._after_committed(words, buffer_start_s)
         agreed = 0
@@ -172,6 +173,36 @@ class LocalAgreement:
             committed.append(Word(w.text, start, floor, w.probability))
         self.committed += committed
         return committed
+
+
+class AlignedCommit(LocalAgreement):
+    """AlignAtt's rule (Papi et al., 2023; SimulStreaming) on Whisper's word times instead of two
+    passes' agreement: a word is committed once the decoder's alignment of it (faster-whisper's
+    word times come from its cross-attention alignment heads) ends at least ``threshold_s`` before
+    the end of the audio heard, in one pass, so words commit a pass sooner. The words before it
+    must qualify too: committed text stays a prefix, and is never taken back."""
+
+    def __init__(self, trim_s: float = 10.0, threshold_s: float = 1.0):
+        super().__init__(trim_s)
+        self.threshold_s = threshold_s
+
+    def update(self, words: list[Word], buffer_start_s: float, heard_s: float = 0.0) -> list[Word]:
+        hypothesis = self._after_committed(words, buffer_start_s)
+        settled = 0
+        for word in hypothesis:
+            if word.end > heard_s - self.threshold_s:
+                break
+            settled += 1
+        self._previous = hypothesis[settled:]
+        return self._commit(hypothesis[:settled])
+
+
+POLICIES = ("agreement", "aligned")
+
+
+def commit_policy(name: str, trim_s: float, threshold_s: float) -> LocalAgreement:
+    """A fresh per-utterance commit state: ``agreement`` (LocalAgreement-2) or ``aligned`` (AlignedCommit)."""
+    return AlignedCommit(trim_s, threshold_s) if name == "aligned" else LocalAgreement(trim_s)
 
 
 class ClauseSplitter:

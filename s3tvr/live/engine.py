@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from s3tvr.audio.denoise import Denoiser
 from s3tvr.backends import registry
+from s3tvr.backends.asr import pass_cost_s
 from s3tvr.backends.device import check_device
 from s3tvr.config import Config
 from s3tvr.errors import InputError
 from s3tvr.live import turn as smart_turn
 from s3tvr.live.segmenter import load_vad
-from s3tvr.live.simultaneous import auto_mode, pass_cost_s
+from s3tvr.live.simultaneous import auto_mode
 from s3tvr.live.stages import stage_for
 
 if TYPE_CHECKING:

@@ -109,7 +109,7 @@ class Session:
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, self.src_lang, self.tgt_lang, noise_profile_s=config.denoise.profile_s)
         simul = config.simultaneous
-        check_mode(simul.mode)
+        check_mode(simul)
         if simul.clause_min_words > simul.clause_max_words:
             raise InputError(f"simultaneous.clause_min_words ({simul.clause_min_words}) must be at most clause_max_words "
                              f"({simul.clause_max_words})")

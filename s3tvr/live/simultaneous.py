@@ -4,12 +4,13 @@ downstream clause by clause, so translation and speech start before the speaker 
 :class:`IncrementalAsr` is all of it for one session. On the feeder's side it turns the speech
 heard so far into a :class:`SpeechUpdate` every step while the ASR is free (:meth:`~IncrementalAsr.due`),
 and the finished segment into the last one (:meth:`~IncrementalAsr.final`). As the ASR stage it re-reads
-each update with the engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2), and cuts the
-committed words into clauses. Each clause travels on as an utterance of its own (its own
+each update with the engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2;
+with ``policy: aligned``, what one pass aligns well before the end heard), and cuts the committed
+words into clauses. Each clause travels on as an utterance of its own (its own
 ``utt_id``, in spoken order, naming its ``source_id``), so MT, TTS, the reorderer, the sinks and
 the log treat it like any utterance; the source's last clause carries the source's end of speech.
 :class:`PassPacer` keeps the passes to what the machine affords, so the lag cannot grow on a slow one;
-:func:`pass_cost_s` and :func:`auto_mode` decide whether a session in mode ``auto`` runs simultaneously.
+:func:`auto_mode` decides, by :func:`s3tvr.backends.asr.pass_cost_s`, whether a session in mode ``auto`` runs simultaneously.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
-from s3tvr.live.agreement import ClauseSplitter, LocalAgreement, clause_text, ends_sentence
+from s3tvr.live.agreement import POLICIES, ClauseSplitter, clause_text, commit_policy, ends_sentence
 from s3tvr.live.messages import SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Stage
 from s3tvr.live.segmenter import Segmenter
@@ -34,35 +34,13 @@ from s3tvr.live.segmenter import Segmenter
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "sentence", "simultaneous")
-# 10 s of read English speech (LJSpeech LJ001-0001, public domain): the buffer a pass typically
-# re-reads (simultaneous.trim_s), as dense as speech comes, so the calibration errs on the slow side.
-CALIBRATION_CLIP = Path(__file__).parent.parent / "data" / "calibration.ogg"
 
 
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise InputError(f"simultaneous.mode must be auto, sentence or simultaneous, not {mode!r}")
-
-
-def pass_cost_s(asr: AsrBackend) -> Optional[float]:
-    """What one simultaneous pass over 10 s of speech costs on this machine, in seconds (the
-    second of two passes: the first pays for warm-up); None if ``asr`` cannot recognise
-    incrementally (then simultaneous mode is not possible at all)."""
-    from s3tvr.audio.decode import load_audio
-
-    audio = load_audio(CALIBRATION_CLIP, SAMPLE_RATE)
-    cost = None
-    for _ in range(2):
-        t0 = time.perf_counter()
-        try:
-            asr.hypothesis(audio, "", "en")
-        except NotImplementedError:
-            return None
-        except Exception as exc:  # a failed measurement must not stop the run: sentence mode needs none
-            log.warning("could not time a recognition pass (%s: %s)", type(exc).__name__, exc)
-            return None
-        cost = time.perf_counter() - t0
-    return cost
+def check_mode(config: SimultaneousConfig) -> None:
+    if config.mode not in MODES:
+        raise InputError(f"simultaneous.mode must be auto, sentence or simultaneous, not {config.mode!r}")
+    if config.policy not in POLICIES:
+        raise InputError(f"simultaneous.policy must be {' or '.join(POLICIES)}, not {config.policy!r}")
 
 
 def auto_mode(pass_s: Optional[float], sessions: int, config: SimultaneousConfig) -> tuple[str, str]:
@@ -177,7 +155,7 @@ class IncrementalAsr(Stage):
         self._start_s: Optional[float] = None  # the source utterance being read: where it starts
         self._source_id = 0
         self._voice_fed = 0  # samples of the source's speech already given to the voice (UttInfo.speech)
-        self._agreement = LocalAgreement(config.trim_s)
+        self._agreement = commit_policy(config.policy, config.trim_s, config.align_threshold_s)
         self._clauses = ClauseSplitter(config.clause_max_words, config.clause_min_words, config.clause_pause_s)
         self.pacer = PassPacer(config.step_s, config.max_step_s, config.pass_budget)
         self._said: set[str] = set()  # pacing states already logged: each is said once per session
@@ -241,7 +219,7 @@ class IncrementalAsr(Stage):
     def _new_source(self, update: SpeechUpdate) -> None:
         self._start_s, self._source_id = update.start_s, self.sources
         self.sources += 1
-        self._agreement = LocalAgreement(self.config.trim_s)
+        self._agreement = commit_policy(self.config.policy, self.config.trim_s, self.config.align_threshold_s)
         self._voice_fed = 0
         self._clauses = ClauseSplitter(self.config.clause_max_words, self.config.clause_min_words,
                                        self.config.clause_pause_s)
@@ -320,7 +298,7 @@ class IncrementalAsr(Stage):
         log.debug("pass over %.1f s of source %d%s: %s", heard_s - start, self._source_id,
                   " (final)" if update.final is not None else " (tentative)" if last else "", " ".join(w.text for w in words))
         if not last:
-            clauses = self._clauses.push(agreement.update(words, start))
+            clauses = self._clauses.push(agreement.update(words, start, heard_s))
             agreement.trim(heard_s)
             self._sentence_open = None if words and ends_sentence(words[-1].text) else update.start_s
             return clauses

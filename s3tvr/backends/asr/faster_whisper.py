@@ -26,6 +26,7 @@ from typing import Annotated, Any, Optional
 import numpy as np
 
 from s3tvr.audio import SAMPLE_RATE
+from s3tvr.backends.asr import pass_cost_s  # the very measurement mode auto makes
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.bounds import Range
 from s3tvr.config import SimultaneousConfig
@@ -118,8 +119,6 @@ class Backend(AsrBackend):
         as mode auto times it) takes at most ``auto_max_pass_s`` here, else the smallest; said in
         the log. Largest first, stopping at the first that keeps pace; the smallest is not timed
         (it is used whatever its pace), so with only bundled base installed this costs nothing."""
-        from s3tvr.live.simultaneous import pass_cost_s  # the very measurement mode auto makes
-
         (smallest, spec), *larger = installed_whispers()
         slow: list[str] = []
         for name, path in reversed(larger):
@@ -164,12 +163,13 @@ class Backend(AsrBackend):
         segments = self._pass(
             audio, language=self._language(language or self.src_lang), task=self.config.task,
             beam_size=self.config.beam_size, initial_prompt=prompt or None, condition_on_previous_text=False,
-            word_timestamps=True, vad_filter=False,
+            word_timestamps=True, vad_filter=False, without_timestamps=True, one_window=True,
             temperature=0.0)  # no fallback re-decoding: on a short prefix it costs seconds and makes words up
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
-    def _pass(self, audio: np.ndarray, **options: Any) -> list[Any]:
-        return whisper_pass(self.model, audio, None if self.config.full_window else self.config.window_margin_s, **options)
+    def _pass(self, audio: np.ndarray, one_window: bool = False, **options: Any) -> list[Any]:
+        margin = None if self.config.full_window else self.config.window_margin_s
+        return whisper_pass(self.model, audio, margin, one_window=one_window, **options)
 
     def _language(self, lang: str) -> str | None:
         return lang if self.model.model.is_multilingual else None  # an English-only model takes no language
@@ -178,14 +178,25 @@ class Backend(AsrBackend):
         self.model = None
 
 
-def whisper_pass(model: Any, audio: np.ndarray, margin_s: Optional[float] = WINDOW_MARGIN_S, **options: Any) -> list[Any]:
+def whisper_pass(model: Any, audio: np.ndarray, margin_s: Optional[float] = WINDOW_MARGIN_S, one_window: bool = False,
+                 **options: Any) -> list[Any]:
     """faster-whisper's segments of one pass over ``audio`` (``options``: its ``transcribe``'s),
     the encoder reading ``audio`` plus ``margin_s`` (None: the full window), capped against
     repetition loops. A window ending close to the speech can still make the decoder say part of
     it again ("The cabbage juice changes color … the chemical is. The cabbage juice changes color
-    …", tiny.en on a FLEURS clip): then the pass is made again over the full window, which does not."""
+    …", tiny.en on a FLEURS clip): then the pass is made again over the full window, which does not.
+
+    ``one_window`` (with ``without_timestamps``: one segment a window): only the first window's
+    segment. With word times, faster-whisper goes on from the last word's end and decodes what
+    follows it in a window of its own; for audio shorter than a window the first heard all of it,
+    and the second (a half-heard last word, or the margin's silence) cost 2.6x a pass's time
+    (benchmarks/bench_whisper_sizes.py) for words the first had already placed or made up."""
     def one_pass(windowed: Any) -> list[Any]:
-        return list(windowed.transcribe(audio, max_new_tokens=token_cap(audio), **options)[0])
+        segments = windowed.transcribe(audio, max_new_tokens=token_cap(audio), **options)[0]
+        if one_window:
+            first = next(segments, None)
+            return [first] if first is not None else []
+        return list(segments)
 
     if margin_s is None:
         return one_pass(model)
