@@ -14,7 +14,7 @@ from s3tvr.audio.streams import Resampler
 from s3tvr.latency.field_metrics import omnisteval_lags, source_latencies, word_delays
 from s3tvr.latency.record import Clock, UtteranceRecord, read_log
 from s3tvr.latency.report import summarize
-from s3tvr.live.messages import AudioChunk, UttInfo
+from s3tvr.live.messages import AudioChunk, StageTiming, UttInfo
 from s3tvr.live.sinks import FileSink, SpeakerSink
 from s3tvr.live.sources import Source
 
@@ -309,3 +309,43 @@ def test_a_simultaneous_run_writes_each_clause_where_it_was_heard(data, tmp_path
     proc = s3tvr("report", log)
     assert proc.returncode == 0, proc.stderr
     assert all(field_rows(proc.stdout)[m][0] == "1" for m in ("StartOffset", "EndOffset", "first audio", "LAAL", "YAAL"))
+
+
+def staged(utt_id, t_end, stages, played, text="a b", source_id=0, last=True):
+    """A record whose stages started and ended (start, end, first output) at these offsets from ``t_end``."""
+    utt = UttInfo(utt_id, "es", "en", seg_start_s=0.0, seg_end_s=t_end - 90.0, t_speech_end=t_end, t_vad_emit=t_end,
+                  source_id=source_id, last_clause=last, t_speech_start=t_end - 4.0)
+    utt.stages = {name: StageTiming(t_end + a, t_end + b, None if c is None else t_end + c, "x")
+                  for name, (a, b, c) in stages.items()}
+    utt.played, utt.tgt_text = [(t_end + at, sec) for at, sec in played], text
+    return UtteranceRecord.from_json(json.loads(json.dumps(UtteranceRecord.from_utt(utt, CLOCK).to_json())))
+
+
+def test_end_offset_is_broken_into_parts_that_add_up_to_it(tmp_path):
+    # One utterance: recognition 0.5-1.0 s after the speech ends, translation's first piece at 1.3,
+    # speech's first chunk at 1.5, heard from 1.8 for 2 s.
+    rec = staged(0, 100.0, {"asr": (0.5, 1.0, 1.0), "mt": (1.0, 1.6, 1.3), "tts": (1.3, 2.0, 1.5)}, [(1.8, 2.0)])
+    (src,) = source_latencies([rec])
+    assert src.end_parts == pytest.approx({"endpoint": 0.5, "final pass": 0.5, "mt": 0.3, "tts": 0.2, "queued": 0.3,
+                                           "spoken": 2.0})
+    assert sum(src.end_parts.values()) == pytest.approx(src.end_offset) == pytest.approx(3.8)
+    # Simultaneous: the last spoken clause was translated and started playing before the speaker
+    # stopped; an empty last clause closes the source. Work done before the end costs nothing.
+    early = staged(1, 200.0, {"asr": (-3.0, -2.8, -2.8), "mt": (-2.8, -2.5, -2.5), "tts": (-2.5, -2.0, -2.2)},
+                   [(-1.0, 2.5)], source_id=1, last=False)
+    end = staged(2, 200.0, {"asr": (0.5, 0.7, 0.7)}, [], text="", source_id=1)
+    (src,) = source_latencies([early, end])
+    assert src.end_parts == pytest.approx({"endpoint": 0.5, "final pass": 0.2, "mt": 0.0, "tts": 0.0, "queued": 0.0,
+                                           "spoken": 0.8})
+    assert sum(src.end_parts.values()) == pytest.approx(src.end_offset) == pytest.approx(1.5)
+    parts = summarize([rec, early, end])[0].end_parts
+    assert parts["spoken"] == pytest.approx({"n": 2, "p50": 1.4, "mean": 1.4})
+    assert parts["endpoint"]["mean"] == pytest.approx(0.5)
+
+    log = tmp_path / "l.jsonl"
+    log.write_text("".join(json.dumps(r.to_json()) + "\n" for r in [rec, early, end]))
+    proc = s3tvr("report", log, "--sources")
+    assert proc.returncode == 0, proc.stderr
+    assert "es-en  mean  endpoint 0.50  final pass 0.35  mt 0.15  tts 0.10  queued 0.15  spoken 1.40" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines()[proc.stdout.splitlines().index("per source utterance (s)") + 2:]]
+    assert [r[1] for r in rows] == ["0", "1"] and rows[0][-6:] == ["0.50", "0.50", "0.30", "0.20", "0.30", "2.00"]

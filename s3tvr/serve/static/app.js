@@ -157,6 +157,9 @@ function showRecord(record) {
   hooks.records.push(record);
   // Ids count from 0 in each session: after a reconnection (a lost replica), only this session's.
   let caption = hooks.captions.find((c) => c.uttId === record.utt_id && c.session === hooks.session);
+  // A skipped clause the server never announced has nothing to show: an empty last clause, or a tail
+  // recognised in a pause and dropped when the speaker went on (captions are never taken back).
+  if (!caption && record.skipped) return;
   if (!caption) {
     caption = addCaption({ session: hooks.session, uttId: record.utt_id, sourceId: record.source_id ?? record.utt_id,
       src: record.src_text || "", tgt: record.tgt_text || "", latency: null });
