@@ -34,6 +34,8 @@ def format_table(r: EvalResult) -> str:
         "speed as the field reports it (per source utterance, s; LAAL/YAAL by OmniSTEval on words timed as heard)",
         *(f"  {name:<12} p50 {_f(m['p50']):>6}   mean {_f(m['mean']):>6}   p90 {_f(m['p90']):>6}   ({m['n']} source utterances)"
           for name, m in lat.get("field", {}).items()),
+        "  EndOffset's parts (mean s, adding up to its mean): "
+        + "  ".join(f"{name} {_f(m['mean'])}" for name, m in lat.get("end_parts", {}).items()),
         "",
         "memory (MiB)",
         "  " + "  ".join(f"{k} {v:.0f}" for k, v in mem.items()),

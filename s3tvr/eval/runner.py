@@ -28,7 +28,7 @@ from s3tvr.backends.voice_similarity import SpeakerEncoder
 from s3tvr.config import BackendSection, load_config
 from s3tvr.errors import InputError
 from s3tvr.eval import metrics
-from s3tvr.latency.field_metrics import field_figures, source_latencies
+from s3tvr.latency.field_metrics import end_part_figures, field_figures, source_latencies
 from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.engine import Engine
 
@@ -208,6 +208,7 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
                                       vad.long_after_s + vad.preroll_ms / 1000, audio_s)
     sources = source_latencies(records)  # the field's metrics: StartOffset, EndOffset, first audio, LAAL, YAAL
     latency["field"] = field_figures(sources)
+    latency["end_parts"] = end_part_figures(sources)  # EndOffset's parts: what a change to the end moves
     # What the machine pays, whatever its cores: 2.0 means two cores busy for each second heard.
     latency["cpu_s_per_audio_s"] = cpu_s / audio_s if audio_s > 0 else math.nan
     latency["mt_fallbacks"] = sum(1 for r in records if r.mt_note.startswith("fallback"))  # the translator's reply refused or late
