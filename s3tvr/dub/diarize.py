@@ -146,7 +146,7 @@ def count_speakers(x: np.ndarray, speakers: Optional[int] = None) -> Count:
     best: Optional[tuple[float, np.ndarray, np.ndarray]] = None
     for p in np.unique(np.linspace(1, max(2, int(n * MAX_PRUNE)), P_TRIES).astype(int)):
         graph = _pruned(sim, p)
-        eigvals, eigvecs = _laplacian(graph, MAX_SPEAKERS + 1)
+        eigvals, eigvecs = _laplacian(graph, max(MAX_SPEAKERS, speakers or 0) + 1)  # --speakers may ask for more
         gaps = np.diff(eigvals[:most + 1])
         # the largest eigenvalue is at most twice the largest degree (Gershgorin): a bound, not
         # a second eigh
