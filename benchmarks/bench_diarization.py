@@ -13,8 +13,9 @@
 Both ways of counting speakers side by side on the same embeddings: "threshold" (agglomerative
 clustering cut at cosine distance 0.41, the dub's way before) and "eigengap" (NME-SC, the dub's
 way now). Then the cost per minute, the overlap marks against AMI's, the counts said to be unsure,
-this machine's full-window Whisper base pass over 10 s (to scale the times), and one whole dub of a
-two-reader conversation for diarization's share of its time.
+recordings of one speaker (which must stay one), the speakers file's match, this machine's
+full-window Whisper base pass over 10 s (to scale the times), and one whole dub of a two-reader
+conversation for diarization's share of its time.
 
     python benchmarks/bench_diarization.py [--no-dub] [--data DIR]
 
@@ -172,6 +173,22 @@ def overlap_marks(recordings: list[Recording]) -> None:
               f"{100 * hit / max(overlapped, 1):.0f} % of the overlap found, {100 * hit / max(marked, 1):.0f} % of the marks right")
 
 
+ONE_VOICE = ["long/silero_en.wav", "long/silero_es.wav", "long/silero_de.wav", "long/silero_ru.wav",
+             "long/realtimestt_asr-reference.wav", "jfk.flac", "fleurs/fleurs-es-001.ogg"]
+
+
+def one_voice(encoder: SpeakerEncoder, cfg, vad) -> None:
+    """Recordings of one speaker: the eigengap must not split them (a count with no threshold
+    has no floor of its own at one)."""
+    said = []
+    for clip in ONE_VOICE:
+        audio = load_audio(speech(clip))
+        regions = speech_regions(audio, cfg.vad, vad)
+        found = dz.from_windows(*dz._windows(audio, regions, encoder), regions)
+        said.append(f"{Path(clip).stem} {found.speakers}" + (f" (or {found.alternative.speakers})" if found.alternative else ""))
+    print(f"one speaker ({len(ONE_VOICE)} recordings, 11-60 s): found " + ", ".join(said))
+
+
 def catalogue_prints(encoder: SpeakerEncoder) -> None:
     """The speakers file's match (voices.SAME_SPEAKER) on voice prints of whole clips: the same
     reader's other clips against other speakers of the same language."""
@@ -223,6 +240,7 @@ def main() -> None:
     unsure = [r for r in rows if r["method"] == "eigengap" and r["alternative"] is not None]
     print(f"counts said to be unsure: {len(unsure)} of {len(recordings)}: "
           + ", ".join(f"{r['name']} found {r['found']} (or {r['alternative']}; right {r['speakers']})" for r in unsure))
+    one_voice(encoder, cfg, vad)
     catalogue_prints(encoder)
     out: dict = {"rows": rows, "reference_pass_s": reference_pass()}
     print(f"full-window Whisper base pass over 10 s on this machine: {out['reference_pass_s']:.2f} s")
