@@ -36,7 +36,7 @@ from s3tvr.backends.voice_similarity import SpeakerEncoder
 from s3tvr.bounds import Range
 from s3tvr.config import Config
 from s3tvr.dub import media, mix, report, segments, subtitles, voices
-from s3tvr.dub.diarize import Diarization, Turn, diarize
+from s3tvr.dub.diarize import Alternative, Diarization, Turn, diarize
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, SetupError, TranslationFailed
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 VOICE_S = 12.0  # seconds of the cleanest speech that make the cloned voice
 BACKGROUNDS = ("keep", "duck")
 SEPARATOR = "spleeter-2stems"  # in the separation cache's key: another model, another stem
+MIN_OVERLAP_S = 0.2  # a second voice under a phrase for less is a diarization frame or two, not said
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Dubber:
         self.cloned: dict[str, Any] = {}  # a cloning TTS's voice per speaker, made when it first speaks
         self.voices: dict[str, str] = {}  # speaker -> voice (s3tvr.dub.voices)
         self.speaker_report: dict[str, Any] = {}
+        self.alternative: Optional[dict[str, Any]] = None  # the segments file's runner-up count (segments.ALTERNATIVE)
         self.edited: Optional[segments.Edited] = None  # with --resume: the segments file as the user left it
         self.speaker_at: Optional[Callable[[float], str]] = None  # who speaks at a time, where diarized
 
@@ -245,7 +247,7 @@ class Dubber:
 
     def _write_segments(self, phrases: list[Phrase]) -> None:
         files.write_json(self.segments_path, segments.to_json(self.input, self.config.src_lang, self.config.tgt_lang,
-                                                              self.voices, phrases))
+                                                              self.voices, phrases, self.alternative))
 
     def _background_mode(self) -> str:
         """keep or duck: as asked, else keep where the separator is installed (said when it is not)."""
@@ -304,6 +306,8 @@ class Dubber:
         names = voices.names_for(found.centroids, known)
         self.speaker_at = lambda t: names[found.speaker_at(t)]
         phrases = group_words(words, self.options.max_phrase_s, speaker_at=self.speaker_at, total=original.duration)
+        self.speaker_report["phrases_overlapped"] = _mark_overlaps(phrases, found, names)
+        self.alternative = _alternative_table(phrases, found, names)
         talk = sorted(range(found.speakers), key=lambda i: -found.seconds[i])
         self.voices = self._give_voices([names[i] for i in talk], {n: k["voice"] for n, k in known.items()})
         voices.remember(self.options.speakers_file, known, names, found.centroids, found.seconds, self.voices)
@@ -339,14 +343,26 @@ class Dubber:
             files.write_json(cache, {**_diarization_to_json(found), "seconds": seconds})
         if found.speakers < (asked or 1):
             log.warning("asked for %d speakers, the speech holds %d", asked, found.speakers)
+        if found.alternative is not None:
+            other = found.alternative.speakers
+            log.warning("the number of speakers is unsure: %d found, %d nearly as likely; to take %d, dub again with "
+                        "--speakers %d (the segments file's \"alternative\" lists the phrases it would give to "
+                        "another speaker)", found.speakers, other, other, other)
         cost = json.loads(cache.read_text())["seconds"] if cache.is_file() else 0.0
+        overlap = sum(t.end - t.start for t in found.overlaps)
         self.speaker_report = {"found": found.speakers, "asked": asked, "diarization_s": round(cost, 2),
-                               "diarization_s_per_min": round(cost / max(original.duration, 1e-9) * 60, 2)}
+                               "diarization_s_per_min": round(cost / max(original.duration, 1e-9) * 60, 2),
+                               "overlap_s": round(overlap, 2),
+                               "overlap_share": round(overlap / max(sum(found.seconds), 1e-9), 3),
+                               **({"unsure": {"or": found.alternative.speakers,
+                                              "flag": f"--speakers {found.alternative.speakers}"}}
+                                  if found.alternative else {})}
         return found
 
     def _edited_phrases(self) -> list[Phrase]:
         """The phrases of the segments file, read and checked before the models were built."""
         phrases = self.edited.phrases
+        self.alternative = self.edited.alternative
         speakers = list(dict.fromkeys(p.speaker for p in phrases))
         self.voices = self._give_voices(speakers, self.edited.voices)
         self.speaker_report = {"found": len(speakers), "asked": None, "from": "segments file"}
@@ -575,13 +591,52 @@ def _encoder_installed() -> bool:
 
 
 def _diarization_to_json(found: Diarization) -> dict[str, Any]:
-    return {"turns": [[t.start, t.end, t.speaker] for t in found.turns], "seconds_per_speaker": found.seconds,
-            "centroids": found.centroids.round(6).tolist()}
+    alternative = found.alternative
+    return {"turns": _turns_to_json(found.turns), "seconds_per_speaker": found.seconds,
+            "centroids": found.centroids.round(6).tolist(), "overlaps": _turns_to_json(found.overlaps),
+            "alternative": {"speakers": alternative.speakers, "turns": _turns_to_json(alternative.turns)} if alternative else None}
 
 
 def _diarization_from_json(data: dict[str, Any]) -> Diarization:
-    return Diarization([Turn(a, b, int(k)) for a, b, k in data["turns"]], np.asarray(data["centroids"], np.float32),
-                       list(data["seconds_per_speaker"]))
+    alternative = data.get("alternative")
+    return Diarization(_turns_from_json(data["turns"]), np.asarray(data["centroids"], np.float32),
+                       list(data["seconds_per_speaker"]), _turns_from_json(data.get("overlaps", [])),
+                       Alternative(alternative["speakers"], _turns_from_json(alternative["turns"])) if alternative else None)
+
+
+def _turns_to_json(turns: list[Turn]) -> list[list[float]]:
+    return [[t.start, t.end, t.speaker] for t in turns]
+
+
+def _turns_from_json(rows: list[list[float]]) -> list[Turn]:
+    return [Turn(a, b, int(k)) for a, b, k in rows]
+
+
+def _mark_overlaps(phrases: list[Phrase], found: Diarization, names: list[str]) -> int:
+    """Mark each phrase where another voice talks at once for MIN_OVERLAP_S or more (the phrase
+    stays its dominant speaker's); how many were marked."""
+    marked = 0
+    for p in phrases:
+        seconds, who = found.overlap_in(p.start, p.end)
+        if who is not None and seconds >= MIN_OVERLAP_S and names[who] != p.speaker:
+            p.overlap_with, p.overlap_s = names[who], seconds
+            marked += 1
+    return marked
+
+
+def _alternative_table(phrases: list[Phrase], found: Diarization, names: list[str]) -> Optional[dict[str, Any]]:
+    """The runner-up count for the segments file: each phrase whose speaker it changes, and to whom
+    (a voice it splits off takes the next free name S<n>)."""
+    alternative = found.alternative
+    if alternative is None:
+        return None
+    free = [n for n in (f"S{i}" for i in range(1, len(names) + alternative.speakers + 2)) if n not in names]
+    name = [*names, *free]
+    under = {str(p.id): name[alternative.speaker_at((p.start + p.end) / 2)] for p in phrases}
+    n = alternative.speakers
+    return {"speakers": n, "take_it": f"dub again with --speakers {n}, or give each phrase listed here that "
+                                      "speaker and --resume",
+            "phrases": {str(p.id): under[str(p.id)] for p in phrases if under[str(p.id)] != p.speaker}}
 
 
 def _voice_table(table: dict[str, str], rendered: list[report.Rendered]) -> dict[str, Any]:

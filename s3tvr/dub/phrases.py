@@ -32,6 +32,10 @@ class Phrase:
     confidence: float = 1.0  # mean word probability: picks the cleanest stretch for the voice
     speaker: str = ""  # who says it (S1, S2 ... or a name from the speakers file); "" when not diarized
     shortened: str = ""  # the first translation, when it was too long to fit and the translator made a shorter one
+    # where diarization heard a second voice at once: who, and for how long (the phrase is the
+    # dominant speaker's; the other's words under it are not dubbed apart)
+    overlap_with: str = ""
+    overlap_s: float = 0.0
     words: list[Word] = field(default_factory=list, repr=False)
 
     @property
@@ -40,7 +44,8 @@ class Phrase:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3), "speaker": self.speaker,
-                "source": self.source, "translation": self.translation, **({"longer": self.shortened} if self.shortened else {})}
+                "source": self.source, "translation": self.translation, **({"longer": self.shortened} if self.shortened else {}),
+                **({"overlap": {"with": self.overlap_with, "seconds": round(self.overlap_s, 2)}} if self.overlap_s else {})}
 
 
 def group_words(words: list[Word], max_phrase_s: float = 12.0, max_pause_s: float = 1.5,

@@ -223,4 +223,7 @@ def _speakers_line(speakers: dict[str, Any]) -> str:
     cost = f", diarization {speakers['diarization_s']} s" if speakers.get("diarization_s") else ""
     voices = "; ".join(f"{name}: {v['voice']}, {v['phrases']} phrases, {v['seconds']} s"
                        for name, v in speakers.get("voices", {}).items())
-    return f"speakers {speakers['found']}{asked}{cost}: {voices}"
+    overlap = (f", {speakers['overlap_s']} s with two voices at once ({speakers['phrases_overlapped']} phrases marked)"
+               if speakers.get("overlap_s") else "")
+    unsure = f", unsure: or {speakers['unsure']['or']} ({speakers['unsure']['flag']})" if speakers.get("unsure") else ""
+    return f"speakers {speakers['found']}{asked}{cost}{overlap}{unsure}: {voices}"

@@ -32,20 +32,27 @@ MAX_S = 1e7  # no input is four months long
 _TIME = Number(Range(0, MAX_S))
 PHRASE = Record({"id": Number(Range(0, 999_999), integer=True), "start": _TIME, "end": _TIME,
                  "speaker": Text(100, nullable=True), "source": Text(MAX_TEXT), "translation": Text(MAX_TEXT),
-                 "longer": Text(MAX_TEXT)},
+                 "longer": Text(MAX_TEXT), "overlap": Record({"with": Text(100), "seconds": _TIME}, frozenset({"seconds"}))},
                 required=frozenset({"id", "start", "end", "source", "translation"}))
+# The runner-up count of speakers, when diarization was unsure: the speaker each phrase would have
+# under it, where that differs. Kept for the user; the dub reads it back only to write it again.
+ALTERNATIVE = Record({"speakers": Number(Range(1, 99), integer=True), "take_it": Text(4096),
+                      "phrases": MapOf(Text(100), max_items=1_000_000)}, required=frozenset({"speakers", "phrases"}))
 FILE = Record({"input": Text(4096), "from": Text(32), "to": Text(32), "voices": MapOf(Text(4096, nullable=True)),
-               "phrases": ListOf(PHRASE, min_items=1)}, required=frozenset({"phrases"}))
+               "alternative": ALTERNATIVE, "phrases": ListOf(PHRASE, min_items=1)}, required=frozenset({"phrases"}))
 
 
 @dataclass
 class Edited:
     phrases: list[Phrase]
     voices: dict[str, str]  # speaker -> voice, as given ("" where none was)
+    alternative: Optional[dict[str, Any]] = None  # ALTERNATIVE, as found
 
 
-def to_json(input: Path, src: str, tgt: str, voices: dict[str, str], phrases: Sequence[Phrase]) -> dict[str, Any]:
-    return {"input": str(input), "from": src, "to": tgt, "voices": voices, "phrases": [p.to_json() for p in phrases]}
+def to_json(input: Path, src: str, tgt: str, voices: dict[str, str], phrases: Sequence[Phrase],
+            alternative: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    return {"input": str(input), "from": src, "to": tgt, "voices": voices,
+            **({"alternative": alternative} if alternative else {}), "phrases": [p.to_json() for p in phrases]}
 
 
 def read(path: Path, duration: Optional[float] = None) -> Edited:
@@ -63,11 +70,13 @@ def parse(data: bytes, name: str, duration: Optional[float] = None) -> Edited:
 def _checked(value: dict[str, Any], duration: Optional[float]) -> Edited:
     # times to the millisecond, as the file is written back: what is checked is what a rerun reads
     phrases = [Phrase(p["id"], round(float(p["start"]), 3), round(float(p["end"]), 3), p["source"], p["translation"],
-                      speaker=p.get("speaker", ""), shortened=p.get("longer", "")) for p in value["phrases"]]
+                      speaker=p.get("speaker", ""), shortened=p.get("longer", ""),
+                      overlap_with=p.get("overlap", {}).get("with", ""), overlap_s=p.get("overlap", {}).get("seconds", 0.0))
+               for p in value["phrases"]]
     _check_times(phrases, duration)
     _check_texts(phrases, duration)
     _check_ids(phrases)
-    return Edited(phrases, value.get("voices", {}))
+    return Edited(phrases, value.get("voices", {}), value.get("alternative"))
 
 
 def _check_times(phrases: list[Phrase], duration: Optional[float]) -> None:

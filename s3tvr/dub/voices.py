@@ -27,9 +27,12 @@ from s3tvr.errors import InputError
 log = logging.getLogger(__name__)
 
 CLONE = "clone"
-# A found speaker is a known one when their voice prints' cosine is at least this: one reader's
-# FLEURS/LJSpeech clips 0.73-0.92, two readers' 0.44-0.65.
-SAME_SPEAKER = 0.7
+# A found speaker is a known one when their voice prints' cosine is at least this. Readers of
+# different languages sit 0.44-0.65 apart, but speakers of one language up to 0.85 (FLEURS es):
+# at 0.7, 9 of 70 same-language pairs of the shared data took each other's name and voice; at 0.8,
+# 2 (one FLEURS pair), while one reader's other clips sat 0.81-0.92 (bench_diarization.py). Missing
+# a known speaker gives a new name to rename; taking another's gives a wrong voice unsaid.
+SAME_SPEAKER = 0.8
 
 
 PRINT = 256  # numbers in a voice print (Resemblyzer's embedding)

@@ -88,37 +88,43 @@ def build(speakers: Sequence[Sequence[str | Path]], seed: int = 0, max_turns: in
 
 
 def der(reference: Sequence[tuple[float, float, int]], hypothesis: Sequence[tuple[float, float, int]],
-        collar_s: float = 0.25) -> dict[str, float]:
+        collar_s: float = 0.25, score_overlap: bool = True) -> dict[str, float]:
     """Diarization error rate, NIST-style on 10 ms frames: missed speech, false alarm and speaker
     confusion (under the best one-to-one mapping of hypothesis to reference speakers), each as a
     share of the reference speech; ``collar_s`` either side of every reference boundary is not
-    scored. Overlapping speech is not scored either (the conversations here have none)."""
+    scored. Turns may overlap (a meeting's do): a frame where n reference speakers talk counts n
+    (a hypothesis that names one of two misses the other); ``score_overlap=False`` leaves those
+    frames out, as the usual "overlap not scored" figures do. ``overlap_s``: reference overlap."""
     from scipy.optimize import linear_sum_assignment
 
     end = max([e for _, e, _ in [*reference, *hypothesis]] + [0.0])
     n = int(np.ceil(end / FRAME_S)) + 1
     ref, hyp = _frames(reference, n), _frames(hypothesis, n)
+    overlapped = ref.sum(axis=1) > 1
     scored = np.ones(n, bool)
     for a, b, _ in reference:
         for edge in (a, b):
             scored[max(0, int((edge - collar_s) / FRAME_S)):int((edge + collar_s) / FRAME_S) + 1] = False
+    overlap_s = float((overlapped & scored).sum() * FRAME_S)
+    if not score_overlap:
+        scored &= ~overlapped
     ref, hyp = ref[scored], hyp[scored]
-    speech = int((ref >= 0).sum())
-    both = (ref >= 0) & (hyp >= 0)
-    r_ids, h_ids = np.unique(ref[ref >= 0]), np.unique(hyp[hyp >= 0])
-    overlap = np.array([[np.sum(both & (ref == r) & (hyp == h)) for h in h_ids] for r in r_ids]).reshape(len(r_ids), len(h_ids))
-    rows, cols = linear_sum_assignment(-overlap) if overlap.size else ([], [])
-    correct = int(overlap[rows, cols].sum()) if overlap.size else 0
-    missed, false_alarm = int(((ref >= 0) & (hyp < 0)).sum()), int(((ref < 0) & (hyp >= 0)).sum())
-    confusion = int(both.sum()) - correct
+    n_ref, n_hyp = ref.sum(axis=1), hyp.sum(axis=1)
+    together = ref.T.astype(int) @ hyp.astype(int)  # frames each reference and hypothesis speaker share
+    rows, cols = linear_sum_assignment(-together) if together.size else ([], [])
+    correct = int(together[rows, cols].sum()) if together.size else 0
+    speech = int(n_ref.sum())
+    missed, false_alarm = int(np.maximum(n_ref - n_hyp, 0).sum()), int(np.maximum(n_hyp - n_ref, 0).sum())
+    confusion = int(np.minimum(n_ref, n_hyp).sum()) - correct
     share = 100.0 / max(speech, 1)
     return {"der": (missed + false_alarm + confusion) * share, "missed": missed * share,
-            "false_alarm": false_alarm * share, "confusion": confusion * share,
-            "speech_s": speech * FRAME_S, "speakers_ref": len(r_ids), "speakers_hyp": len(h_ids)}
+            "false_alarm": false_alarm * share, "confusion": confusion * share, "speech_s": speech * FRAME_S,
+            "overlap_s": overlap_s, "speakers_ref": int(ref.any(axis=0).sum()), "speakers_hyp": int(hyp.any(axis=0).sum())}
 
 
 def _frames(turns: Sequence[tuple[float, float, int]], n: int) -> np.ndarray:
-    labels = np.full(n, -1, int)
+    """(frames, speakers) booleans: who speaks in each frame (speakers numbered from 0)."""
+    labels = np.zeros((n, max([s for *_, s in turns] + [-1]) + 1), bool)
     for a, b, speaker in turns:
-        labels[int(round(a / FRAME_S)):int(round(b / FRAME_S))] = speaker
+        labels[int(round(a / FRAME_S)):int(round(b / FRAME_S)), speaker] = True
     return labels
