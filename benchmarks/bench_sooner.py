@@ -6,7 +6,11 @@ StartOffset, first audio, LAAL, CPU seconds per second of speech. The settings a
 overrides by name; ``before`` is this issue's starting point where a setting can restore it (no
 tentative tail, lag control from 1 s behind), ``final`` today's defaults.
 
-    .venv/bin/python benchmarks/bench_sooner.py [--settings before final] [--long] [--out eval-out/sooner] [--data DIR]
+    .venv/bin/python benchmarks/bench_sooner.py [--settings before final] [--long] [--set KEY=VALUE ...]
+                                                [--out eval-out/sooner] [--data DIR]
+
+``--set`` applies to every setting, e.g. ``--set mt=apertium`` (what a machine too slow for the LLM
+translates live with) or ``--set mt.pace_s=0`` (the LLM whatever its pace).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--settings", nargs="+", default=["before", "final"], choices=[s for s in SETTINGS if s != "sentence"])
     ap.add_argument("--long", action="store_true", help="also the 10.8-minute talk (11 minutes a setting)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="for every setting")
     ap.add_argument("--out", type=Path, default=ROOT / "eval-out" / "sooner")
     add_argument(ap)
     args = ap.parse_args()
@@ -64,8 +69,9 @@ def main() -> None:
     print(f"this machine's full-window Whisper base pass over 10 s: {reference_pass_s():.2f} s", flush=True)
     names = ["sentence", *args.settings]
     inputs = [talk()] + ([long_input(args.out / "es-10min.wav", 10.0)] if args.long else [])
-    rows = [fleurs(n, SETTINGS[n], args.out) for n in names]
-    rows += [live(n, SETTINGS[n], audio, args.out) for audio in inputs for n in names]
+    sets = {n: (*SETTINGS[n], *args.sets) for n in names}
+    rows = [fleurs(n, sets[n], args.out) for n in names]
+    rows += [live(n, sets[n], audio, args.out) for audio in inputs for n in names]
     head = ["input", "setting", "EndOffset_p50", "LAAL_p50", "StartOffset_p50", "first audio_p50", "cpu_s_per_s",
             "asr_bleu", "source_wer"]
     print("  ".join(head) + "  |  EndOffset's parts, mean: " + ", ".join(PARTS))

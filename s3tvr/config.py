@@ -91,10 +91,10 @@ class SimultaneousConfig:
     step_s: Annotated[float, Range(0.2, 5)] = 1.0  # re-read the utterance heard so far this often (when the ASR is free)
     min_audio_s: Annotated[float, Range(0.2, 10)] = 2.0  # the first look: shorter prefixes make Whisper guess (tests/test_agreement.py)
     trim_s: Annotated[float, Range(2, 30)] = 10.0  # longer buffers are cut at the last committed sentence end
-    # Which words a pass commits: agreement (LocalAgreement-2: what two passes in a row agree on) | aligned
-    # (AlignAtt's rule: what Whisper aligns at least align_threshold_s before the end heard, in one pass).
-    # benchmarks/bench_commit.py compares them (docs/measurements.md).
-    policy: str = "agreement"
+    # Which words a pass commits: aligned (AlignAtt's rule: what Whisper aligns at least align_threshold_s
+    # before the end heard, in one pass) | agreement (LocalAgreement-2: what two passes in a row agree on).
+    # aligned ended sooner at the same source WER (benchmarks/bench_sooner.py, bench_commit.py; docs/measurements.md).
+    policy: str = "aligned"
     align_threshold_s: Annotated[float, Range(0.1, 5)] = 0.5  # policy aligned: how far before the end a word must end
     clause_min_words: Annotated[int, Range(1, 20)] = 3  # a clause mark or a pause releases a clause this long
     clause_max_words: Annotated[int, Range(2, 50)] = 12  # released at this length when there is neither

@@ -113,7 +113,7 @@ def test_a_missing_pair_names_the_debian_package():
 
 def test_the_offline_preset_translates_with_the_llm_both_ways_and_apertium_or_whisper_on_request():
     into_es = load_config("offline", src_lang="en", tgt_lang="es")
-    assert into_es.asr.options["task"] == "transcribe" and into_es.asr.options["model"] == "bundled:base"
+    assert into_es.asr.options["task"] == "transcribe" and into_es.asr.options["model"] == "auto"
     assert into_es.mt.backend == "llm" and into_es.tts.backend == "kokoro" and "voice" not in into_es.tts.options
     into_en = load_config("offline", src_lang="es", tgt_lang="en")
     assert (into_en.asr.options["task"], into_en.mt.backend, into_en.tts.backend) == ("transcribe", "llm", "piper")

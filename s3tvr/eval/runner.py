@@ -31,6 +31,7 @@ from s3tvr.eval import metrics
 from s3tvr.latency.field_metrics import end_part_figures, field_figures, source_latencies
 from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.engine import Engine
+from s3tvr.live.messages import DROPPED_TAIL
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +189,11 @@ def _evaluate(engine: Engine, folder: Path, clips: list[dict[str, Any]], pair: s
             source = load_audio(folder / clip["audio"])
             said = _read_output(out)
             heard = judge.transcribe(said)
-            src_text = " ".join(r.src_text for r in recs if r.src_text)
+            kept = [r for r in recs if r.skipped != DROPPED_TAIL]  # a tail dropped when the speaker went on was never said
+            src_text = " ".join(r.src_text for r in kept if r.src_text)
             if translating:
                 src_text = _transcribe_clip(engine.asr, source)
-            translation = " ".join(r.tgt_text for r in recs if r.tgt_text)
+            translation = " ".join(r.tgt_text for r in kept if r.tgt_text)
             a, b = judge.embed(source), judge.embed(said) if heard else None
             results.append(ClipResult(
                 audio=clip["audio"], duration_s=round(len(source) / SAMPLE_RATE, 2), reference=clip[REFERENCE_KEYS[tgt]],

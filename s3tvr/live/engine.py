@@ -110,13 +110,18 @@ class Engine:
 
     def _calibrate(self) -> None:
         """Time one simultaneous pass, once, so that mode auto chooses by what this machine affords
-        (for sessions only: setup() calls it; dubbing and fine-tuning load models one by one)."""
+        (for sessions only: setup() calls it; dubbing and fine-tuning load models one by one). In
+        mode simultaneous it warms the ASR up: a first pass costs several times the next, and the
+        pass pacer would take it for the machine's pace and leave the first utterance to its end."""
+        mode = self.config.simultaneous.mode
         with self._load_lock:
-            if self._calibrated or self.config.simultaneous.mode != "auto":
+            if self._calibrated or mode == "sentence":
                 return
             with self.locks.get("asr", contextlib.nullcontext()):
                 self.pass_s = self.asr.calibrated_pass_s if self.asr.calibrated_pass_s is not None else pass_cost_s(self.asr)
             self._calibrated = True
+        if mode != "auto":
+            return
         mode, why = auto_mode(self.pass_s, 1, self.config.simultaneous)
         log.info("mode auto: %s (%s)", mode, why)
 
