@@ -4,9 +4,9 @@ downstream clause by clause, so translation and speech start before the speaker 
 :class:`IncrementalAsr` is all of it for one session. On the feeder's side it turns the speech
 heard so far into a :class:`SpeechUpdate` every step while the ASR is free (:meth:`~IncrementalAsr.due`),
 and the finished segment into the last one (:meth:`~IncrementalAsr.final`). As the ASR stage it re-reads
-each update with the engine's ASR, commits what two consecutive passes agree on (LocalAgreement-2;
-with ``policy: aligned``, what one pass aligns well before the end heard), and cuts the committed
-words into clauses. Each clause travels on as an utterance of its own (its own
+each update with the engine's ASR, commits what a pass aligns well before the end heard (``policy:
+aligned``; with ``agreement``, what two consecutive passes agree on: LocalAgreement-2), and cuts the
+committed words into clauses. Each clause travels on as an utterance of its own (its own
 ``utt_id``, in spoken order, naming its ``source_id``), so MT, TTS, the reorderer, the sinks and
 the log treat it like any utterance; the source's last clause carries the source's end of speech.
 :class:`PassPacer` keeps the passes to what the machine affords, so the lag cannot grow on a slow one;
