@@ -603,7 +603,7 @@ def test_the_client_hears_the_english_of_a_spanish_clip(offline, listener, data)
     heard = hear(listener, result.audio, result.sample_rate)
     assert chrf(heard, said) > 60, (heard, said)
     assert chrf(said, refs[clip]["ref_eng"]) > chrf(said, refs[other]["ref_eng"]) + 5, (said, refs[clip]["ref_eng"])
-    assert result.records and all(r.error is None and r.latency_s > 0 for r in result.records)
+    assert result.records and all(r.error is None and (r.skipped or r.latency_s > 0) for r in result.records)
     log = offline.logs / "sessions" / f"{result.session}.jsonl"
     assert len(log.read_text().splitlines()) == len(result.records)
 
@@ -620,12 +620,14 @@ def test_four_clients_at_once_each_hear_their_own_translation_in_order(offline, 
     said = {c: " ".join(u["tgt_text"] for u in r.utterances) for c, r in results.items()}
     assert len({r.session for r in results.values()}) == 4
     for clip, r in results.items():
-        # In order and complete: ids count up from 0, a latency record for each, all spoken.
+        # In order and complete: a latency record for each utterance, ids counting up from 0; every one
+        # spoken and shown but those with nothing to say (simultaneous mode: an empty last clause, or a
+        # tail dropped when the speaker went on).
         ids = [u["utt_id"] for u in r.utterances]
-        assert ids == list(range(len(ids))) and ids, (clip, ids)
-        assert [rec.utt_id for rec in r.records] == ids
-        assert r.done == {"type": "done", "utterances": len(ids), "spoken": len(ids), "failed": 0}
-        assert all(rec.src_lang == "es" and rec.latency_s > 0 for rec in r.records)
+        said_ids = [rec.utt_id for rec in r.records if not rec.skipped]
+        assert [rec.utt_id for rec in r.records] == list(range(len(r.records))) and ids == said_ids and ids, (clip, ids)
+        assert r.done == {"type": "done", "utterances": len(r.records), "spoken": len(ids), "failed": 0}
+        assert all(rec.src_lang == "es" for rec in r.records) and all(rec.latency_s > 0 for rec in r.records if not rec.skipped)
         played = sum(sec for rec in r.records for _, sec in rec.played)
         assert abs(r.received_s - played) < 0.01
         # Its own clip's translation, closer to its reference than to any other clip's (Whisper base's
