@@ -55,6 +55,7 @@ class SourceLatency:
     laal: Optional[float]
     yaal: Optional[float]
     end_parts: Optional[dict[str, float]] = None  # EndOffset's parts (END_PARTS): they add up to it
+    seg_end_s: Optional[float] = None  # where its speech ends on the input timeline (its last record's)
 
     def metric(self, name: str) -> Optional[float]:
         return {"StartOffset": self.start_offset, "EndOffset": self.end_offset, "first audio": self.first_audio,
@@ -173,7 +174,7 @@ def source_latencies(records: Iterable[UtteranceRecord]) -> list[SourceLatency]:
             start_offset=chunks[0][0] - t_start if chunks and t_start is not None else None,
             end_offset=end_offset(recs),
             first_audio=spoken[-1].played[0][0] - t_end if spoken and t_end is not None else None,
-            laal=laal, yaal=yaal, end_parts=end_offset_parts(recs),
+            laal=laal, yaal=yaal, end_parts=end_offset_parts(recs), seg_end_s=recs[-1].seg_end_s,
         ))
     return out
 

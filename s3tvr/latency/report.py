@@ -134,13 +134,9 @@ def format_sources(records: Iterable[UtteranceRecord]) -> str:
     """One row per source utterance: where it ends in the input, its field metrics and EndOffset's parts."""
     head = f"{'pair':<7}{'source':>7}{'clauses':>8}{'ends at':>9}" + "".join(f"{n:>12}" for n in (*FIELD_METRICS, *END_PARTS))
     lines = ["per source utterance (s)", head]
-    ends: dict[tuple, float] = {}
-    records = list(records)
-    for r in records:
-        ends[(r.pair, r.t0_unix, r.t0_mono, r.source_id)] = r.seg_end_s
-    for src, key in zip(source_latencies(records), ends):
+    for src in source_latencies(records):
         parts = src.end_parts or {}
-        lines.append(f"{src.pair:<7}{str(src.source_id):>7}{src.utterances:>8}{ends[key]:>9.2f}"
+        lines.append(f"{src.pair:<7}{str(src.source_id):>7}{src.utterances:>8}{_num(src.seg_end_s):>9}"
                      + "".join(f"{_num(v):>12}" for v in (*(src.metric(n) for n in FIELD_METRICS),
                                                            *(parts.get(n) for n in END_PARTS))))
     return "\n".join(lines)

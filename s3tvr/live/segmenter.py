@@ -116,7 +116,7 @@ class Segmenter:
         audio = np.concatenate(self._windows)
         peak = float(np.abs(audio).max())
         gain = 1.0 if peak < SILENCE_FLOOR else min(self.max_gain, 0.9 / peak)
-        return (self._start_index * WINDOW_S, self._arrivals[self._first_speech],
+        return (self.open_start_s, self._arrivals[self._first_speech],
                 (audio * gain).astype(np.float32))
 
     @property
