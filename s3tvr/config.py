@@ -32,13 +32,20 @@ from s3tvr.errors import InputError
 
 @dataclass(frozen=True)
 class AudioConfig:
-    input_device: Optional[str] = None  # index or name substring; None: the system default
+    # index or name substring (s3tvr devices); "pulse:NAME": a PulseAudio/PipeWire source by name, the
+    # monitor of an output included ("pulse:SINK.monitor": what that output plays); None: the system default
+    input_device: Optional[str] = None
     output_device: Optional[str] = None  # the speaker: index or name substring; None: the system default
     full_duplex: bool = False  # True with headphones: the mic stays open while translations play
     echo_tail_ms: Annotated[int, Range(0, 5000)] = 300  # half-duplex: the mic stays closed this long after playback
     jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
     output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # of a file output, and of what serve sends its clients
     realtime: bool = True  # replay file input at real-time pace (False: --fast)
+    # In a call (PulseAudio or PipeWire): the translation goes into a virtual microphone of this name that
+    # calls and recorders can pick (--virtual-mic), instead of the speaker; "": none
+    virtual_mic: str = ""
+    listen_to: str = ""  # translate this program's audio (its name, e.g. zoom, firefox) instead of the microphone
+    duck_db: Annotated[float, Range(0, 60)] = 15.0  # with listen_to, the original plays on this much softer
     # Lag control (s3tvr/live/pacing.py): past this much translated audio not yet heard, speak faster
     # (up to max_rate at twice it) and cut the pauses around sentences to max_gap_s. At 1.25x the judge
     # Whisper still hears Piper as well (WER 12.0 % against 11.6 % at 1.0x, benchmarks/bench_tempo.py):

@@ -2,8 +2,6 @@
 source fed from a FIFO) and a virtual speaker (a pipe sink written to a FIFO), reached by s3tvr
 through PortAudio. Real Spanish speech goes in; what s3tvr played comes out and is transcribed."""
 
-import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -17,7 +15,7 @@ from s3tvr.audio.decode import load_audio
 from s3tvr.latency.record import read_log
 from s3tvr.weights import bundled
 
-from conftest import s3tvr_cmd
+from conftest import pulse_server, s3tvr_cmd
 
 pytestmark = [pytest.mark.pulse, pytest.mark.slow]
 RATE = 16000
@@ -25,28 +23,15 @@ RATE = 16000
 
 @pytest.fixture
 def pulse(tmp_path):
-    if shutil.which("pulseaudio") is None:
-        pytest.skip("PulseAudio is not installed (Debian: apt-get install pulseaudio)")
-    mic, speaker, socket = tmp_path / "mic.fifo", tmp_path / "speaker.fifo", tmp_path / "native"
-    script = tmp_path / "default.pa"
-    script.write_text(
-        f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n"
-        f"load-module module-pipe-source source_name=virtual_mic file={mic} format=s16le rate={RATE} channels=1\n"
-        # Timed by the system clock: without it the sink runs as fast as its reader drains it.
-        f"load-module module-pipe-sink sink_name=virtual_speaker file={speaker} format=s16le rate={RATE} channels=1 "
-        "use_system_clock_for_timing=yes\n"
-        "set-default-source virtual_mic\nset-default-sink virtual_speaker\n")
-    env = dict(os.environ, HOME=str(tmp_path), PULSE_RUNTIME_PATH=str(tmp_path / "run"), PULSE_SERVER=f"unix:{socket}")
-    server = subprocess.Popen(["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1",
-                               "--disallow-exit", "--use-pid-file=no", "--log-target=stderr"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "pulse.log", "w"))
-    deadline = time.monotonic() + 15
-    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
-        assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "pulse.log").read_text()
-        time.sleep(0.1)
-    yield env, mic, speaker
-    server.terminate()
-    server.wait(timeout=10)
+    mic, speaker = tmp_path / "mic.fifo", tmp_path / "speaker.fifo"
+    with pulse_server(
+            tmp_path,
+            f"load-module module-pipe-source source_name=virtual_mic file={mic} format=s16le rate={RATE} channels=1",
+            # Timed by the system clock: without it the sink runs as fast as its reader drains it.
+            f"load-module module-pipe-sink sink_name=virtual_speaker file={speaker} format=s16le rate={RATE} channels=1 "
+            "use_system_clock_for_timing=yes",
+            "set-default-source virtual_mic\nset-default-sink virtual_speaker") as env:
+        yield env, mic, speaker
 
 
 class Microphone(threading.Thread):

@@ -207,11 +207,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> int:
     from s3tvr.serve import client
 
-    if args.input and args.input_device:
-        raise InputError("--input-device is the microphone's: leave it out with --input")
+    if args.input and (args.input_device or args.listen_to):
+        raise InputError(f"{'--input-device' if args.input_device else '--listen-to'} is a live input's: leave it out with --input")
+    if args.virtual_mic and (args.output or args.output_device):
+        raise InputError(f"--virtual-mic and {'--output' if args.output else '--output-device'} both say where the "
+                         "translation goes: give one")
     result = client.run(args.url, args.src, args.to, input=args.input, output=args.output, token=args.token, speaker=args.speaker,
-                        input_device=args.input_device, output_device=args.output_device,
-                        show=lambda line: print(line, flush=True))
+                        input_device=args.input_device, output_device=args.output_device, virtual_mic=args.virtual_mic,
+                        listen_to=args.listen_to or "", duck_db=args.duck_db, show=lambda line: print(line, flush=True))
     print(result.summary(), flush=True)
     return 0
 

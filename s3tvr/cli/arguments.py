@@ -43,6 +43,9 @@ CONFIG_FLAGS = (
     ConfigFlag("--full-duplex", "audio.full_duplex", switch=True),
     ConfigFlag("--fast", "audio.realtime", switch=False),
     ConfigFlag("--mode", "simultaneous.mode"),
+    ConfigFlag("--virtual-mic", "audio.virtual_mic"),
+    ConfigFlag("--listen-to", "audio.listen_to"),
+    ConfigFlag("--duck-db", "audio.duck_db"),
     ConfigFlag("--xtts-dir", "tts.model_dir"),
     ConfigFlag("--xtts-config", "tts.config"),
     ConfigFlag("--deepspeed", "tts.deepspeed", switch=True),
@@ -242,14 +245,34 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
 def _live_flags(parser: argparse.ArgumentParser) -> None:
     """run's flags that change the configuration (config declares them too)."""
     parser.add_argument("--input-device", metavar="DEV",
-                        help="microphone: index or part of the name (see s3tvr devices; sets audio.input_device)")
+                        help="microphone: index or part of the name (see s3tvr devices), or pulse:NAME for a PulseAudio/PipeWire "
+                             "source, an output's monitor included (sets audio.input_device)")
     parser.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name (sets audio.output_device)")
     parser.add_argument("--full-duplex", action="store_true",
                         help="keep listening while the translation plays (headphones; sets audio.full_duplex)")
+    _call_flags(parser, sets=True)
     parser.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
                         help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
                              "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
                              "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
+
+
+def _call_flags(parser: argparse.ArgumentParser, sets: bool) -> None:
+    """The flags that put s3tvr into a call, for run (``sets``: they set audio.* keys) and the client."""
+    from s3tvr.config import AudioConfig
+
+    def key(name: str) -> str:
+        return f" (sets audio.{name})" if sets else ""
+
+    call = parser.add_argument_group("in a call (Linux: PulseAudio or PipeWire; docs/call.md)")
+    call.add_argument("--virtual-mic", nargs="?", const="s3tvr", metavar="NAME",
+                      help="speak the translation into a new microphone named NAME (default s3tvr) that Zoom, Meet, "
+                           "Teams, Discord or OBS can pick, instead of the speaker; removed when s3tvr ends" + key("virtual_mic"))
+    call.add_argument("--listen-to", metavar="APP",
+                      help="translate what the program APP plays (e.g. zoom, firefox) instead of the microphone; you hear "
+                           "its original --duck-db softer under the translation" + key("listen_to"))
+    _number(call, "--duck-db", AudioConfig, "duck_db", metavar="DB", default=None if sets else AudioConfig.duck_db,
+            help="with --listen-to, how much softer the original plays" + key("duck_db"))
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
@@ -452,8 +475,10 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     cl.add_argument("--token", default=os.environ.get("S3TVR_TOKEN") or None, metavar="TOKEN",
                     help="the server's token (default: $S3TVR_TOKEN)")
     cl.add_argument("--speaker", metavar="NAME", help="a voice-cloning server keeps the voice it learns of you under NAME")
-    cl.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices)")
+    cl.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices), or "
+                                                           "pulse:NAME for a PulseAudio/PipeWire source")
     cl.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
+    _call_flags(cl, sets=False)
 
 
 def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:

@@ -29,7 +29,7 @@ from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.live.segmenter import Segmenter
 from s3tvr.live.simultaneous import IncrementalAsr, check_mode
 from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
-from s3tvr.live.sources import FileSource, MicSource, Source
+from s3tvr.live.sources import FileSource, Source, live_source
 from s3tvr.live.stages import MtStage
 
 if TYPE_CHECKING:  # only for the annotation: the engine imports this module when it makes a session (Engine.session)
@@ -97,13 +97,12 @@ class Session:
         for flag, path in (("--output", output), ("--log", log_path)):
             if input and path:  # writing it would destroy the recording
                 files.check_not_same(input, path, flag)
-        if source is None:
-            source = FileSource(input, realtime=config.audio.realtime) if input else MicSource(config.audio.input_device)
-        self.source: Source = source
-        self.result = RunResult(source=source.name)
+        self.source: Source = source if source is not None else self._make_source(input)
+        self.result = RunResult(source=self.source.name)
         self.on_record = on_record
         self.gate = None
-        if self.source.is_microphone and not config.audio.full_duplex:
+        # Half duplex where the speaker may be heard by the microphone (not into a virtual microphone).
+        if self.source.is_microphone and not config.audio.full_duplex and not config.audio.virtual_mic:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
         self.sink: Sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
@@ -137,14 +136,32 @@ class Session:
         stages = [own.get(s.name, s) for s in stages]
         return Pipeline(stages, config.pipeline.queue_size, config.pipeline.workers, engine.locks)
 
-    def _make_sink(self, output: Optional[str]) -> Sink:
+    def _make_source(self, input: Optional[str]) -> Source:
+        """A file, a program's audio (audio.listen_to), a pulse source by name ("pulse:NAME"), or a microphone."""
         cfg = self.config.audio
-        if output and not self.source.is_microphone:
+        if input and cfg.listen_to:
+            raise InputError("--input and --listen-to both say what to translate: give one")
+        if input:
+            return FileSource(input, realtime=cfg.realtime)
+        return live_source(cfg.input_device, cfg.listen_to, cfg.duck_db)
+
+    def _make_sink(self, output: Optional[str]) -> Sink:
+        """A file placed on the input's timeline, or what a listener hears (the speaker, a virtual
+        microphone) and, with ``output``, a recording of it."""
+        cfg = self.config.audio
+        if output and not self.source.is_microphone and not cfg.virtual_mic:
             return FileSink(output, cfg.output_sample_rate, source=self.source)
-        speaker = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate)
-        if output:  # a recording of what the speaker played, back to back
-            return TeeSink(speaker, FileSink(output, cfg.output_sample_rate))
-        return speaker
+        if cfg.virtual_mic and cfg.output_device is not None:
+            raise InputError("--virtual-mic and --output-device both say where the translation goes: give one")
+        if cfg.virtual_mic:
+            from s3tvr.live.pulse import VirtualMicSink
+
+            heard: Sink = VirtualMicSink(cfg.virtual_mic)
+        else:
+            heard = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate)
+        if output:  # a recording of what was played, back to back
+            return TeeSink(heard, FileSink(output, cfg.output_sample_rate))
+        return heard
 
     # -- running ---------------------------------------------------------------------------
 

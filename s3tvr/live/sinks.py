@@ -331,10 +331,10 @@ class SpeakerSink(Sink):
 
 
 class TeeSink(Sink):
-    """The speaker and a recording of what it played (back to back, no timeline: the input is a
-    microphone); the speaker stamps the times, ``played`` included."""
+    """What a listener hears (the speaker, a virtual microphone) and a recording of it (back to
+    back, no timeline: the input is live); the first stamps the times, ``played`` included."""
 
-    def __init__(self, speaker: SpeakerSink, recording: FileSink):
+    def __init__(self, speaker: Sink, recording: FileSink):
         super().__init__()
         recording.stamps = False
         self.speaker, self.recording = speaker, recording

@@ -303,11 +303,13 @@ async def paced(audio: np.ndarray, realtime: bool = True, frame_s: float = FRAME
         yield audio[i:i + step]
 
 
-async def microphone(device: Optional[str] = None, frame_s: float = FRAME_S) -> AsyncIterator[np.ndarray]:
-    """The microphone, 16 kHz, in frames of about ``frame_s``, until the consumer stops."""
-    from s3tvr.live.sources import MicSource
+async def microphone(device: Optional[str] = None, frame_s: float = FRAME_S, listen_to: str = "",
+                     duck_db: float = 15.0) -> AsyncIterator[np.ndarray]:
+    """The microphone (or a program's audio, a pulse source: :func:`~s3tvr.live.sources.live_source`),
+    16 kHz, in frames of about ``frame_s``, until the consumer stops."""
+    from s3tvr.live.sources import live_source
 
-    mic = MicSource(device)
+    mic = live_source(device, listen_to, duck_db)
     mic.open()
     loop, blocks, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
 
@@ -361,12 +363,18 @@ class _WavOut:
 
 
 class _SpeakerOut:
-    """The translation on the speaker (s3tvr's SpeakerSink: resampled to the device, gapless)."""
+    """The translation on the speaker (s3tvr's SpeakerSink: resampled to the device, gapless) or
+    into a virtual microphone named ``virtual_mic`` (:class:`~s3tvr.live.pulse.VirtualMicSink`)."""
 
-    def __init__(self, device: Optional[str] = None):
+    def __init__(self, device: Optional[str] = None, virtual_mic: Optional[str] = None):
         from s3tvr.live.sinks import SpeakerSink
 
-        self.sink = SpeakerSink(device)
+        if virtual_mic:
+            from s3tvr.live.pulse import VirtualMicSink
+
+            self.sink: Any = VirtualMicSink(virtual_mic)
+        else:
+            self.sink = SpeakerSink(device)
         self.sink.check()
         self.utt: Optional[UttInfo] = None
         self.opened = False
@@ -397,6 +405,7 @@ class _SpeakerOut:
 
 def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optional[str] = None, token: Optional[str] = None,
         speaker: Optional[str] = None, input_device: Optional[str] = None, output_device: Optional[str] = None,
+        virtual_mic: Optional[str] = None, listen_to: str = "", duck_db: float = 15.0,
         show: Callable[[str], None] = print) -> ClientResult:
     """The command: a file (real-time pace) or the microphone to the server, the translation to a
     file or the speaker, each utterance's text to ``show`` as it arrives. Stopped (Ctrl-C raises
@@ -405,7 +414,7 @@ def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optio
 
     session_url(url, src, tgt, speaker)  # mistakes first: a bad address, then a bad file, before connecting
     audio = load_audio(input, SAMPLE_RATE) if input else None
-    out: Any = _WavOut(output) if output else _SpeakerOut(output_device)
+    out: Any = _WavOut(output) if output else _SpeakerOut(output_device, virtual_mic)
     result, finished = ClientResult(), False
 
     def on_event(event: dict) -> None:
@@ -418,7 +427,7 @@ def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optio
         elif event.get("type") == "ready":
             log.info("session %s: %s -> %s, %s", event.get("session"), src, tgt, input or "the microphone")
 
-    frames = paced(audio) if audio is not None else microphone(input_device)
+    frames = paced(audio) if audio is not None else microphone(input_device, listen_to=listen_to, duck_db=duck_db)
     try:
         asyncio.run(translate(url, frames, src, tgt, token=token, speaker=speaker, on_event=on_event, on_audio=out.write,
                               keep_audio=False, result=result))
