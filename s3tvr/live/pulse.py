@@ -150,6 +150,9 @@ class VirtualMicSink(Sink):
         self.modules.load("module-remap-source", f"master={self.sink_name}.monitor", f"source_name={self.name}",
                           properties=f"{description} device.icon_name=audio-input-microphone")
         self._writer = _PacatWriter(self.sink_name, self.rate)
+        # A new stream takes ~0.4 s to start playing (benchmarks/bench_call.py): started now, on silence,
+        # so the first utterance does not pay it.
+        self._writer.write(np.zeros(self.rate // 20, np.float32))
         log.info("virtual microphone %r ready: choose it as the microphone in the call", self.name)
 
     def _play(self, utt: UttInfo, samples: np.ndarray) -> None:
