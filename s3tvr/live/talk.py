@@ -40,11 +40,7 @@ class Direction:
 
 
 def sentence_only(config: Config) -> Config:
-    """``config`` in sentence mode, said once in the log where it asked for another."""
-    if config.simultaneous.mode == "sentence":
-        return config
-    log.info("talk mode translates whole utterances (sentence mode, not simultaneous.mode=%s): the language of each is "
-             "told from all of it", config.simultaneous.mode)
+    """``config`` in sentence mode."""
     return dataclasses.replace(config, simultaneous=dataclasses.replace(config.simultaneous, mode="sentence"))
 
 
@@ -67,12 +63,15 @@ class TalkEngine(Engine):
         super().__init__(sentence_only(forward))
         self.languages = a, b = forward.src_lang, forward.tgt_lang
         _check_asr(self.asr, forward, backward)
-        _, mt, tts = build_backends(sentence_only(backward))  # checked as run checks a pair; its ASR is not used
+        _, mt, tts = build_backends(backward)  # checked as run checks a pair; its ASR is not used
         if mt.share_weights(self.mt):
             log.info("one %s translator for both directions", mt.backend)
         self.into = {b: Direction(self.mt, self.tts), a: Direction(mt, tts)}
         # Loaded and freed with the engine's own models, under these names (loads: their seconds and memory).
         self.backward: dict[str, Model] = {f"mt into {a}": mt, f"tts into {a}": tts}
+        if forward.simultaneous.mode != "sentence":  # said once the configs passed their checks
+            log.info("talk mode translates whole utterances (sentence mode, not simultaneous.mode=%s): the language of "
+                     "each is told from all of it", forward.simultaneous.mode)
 
     @property
     def description(self) -> str:
