@@ -107,3 +107,20 @@ def test_a_spanish_and_english_conversation_comes_out_each_turn_in_the_other_lan
         start = int(rec.seg_start_s * rate)
         assert np.abs(speech[start:start + int(rec.out_dur_s * rate)]).max() > 0.05, rec
     assert "one llm translator for both directions" in proc.stderr
+
+
+def test_the_asr_stage_sets_each_utterances_direction_and_voice_from_the_language_it_detects():
+    """The model was built for es->en; an utterance detected as English is heard as English text
+    (its src_text, not taken for a translation), goes into Spanish, and gets the English speaker's voice."""
+    from s3tvr.backends.fake import FakeAsr, FakeAsrConfig
+    from s3tvr.live.messages import SpeechSegment, Transcript, UttInfo
+    from s3tvr.live.talk import DetectingAsrStage
+
+    asr = FakeAsr(FakeAsrConfig(delays=[0.0], languages=["es", "en"], text="hello"), "es", "en")
+    voices = {"es": "the Spanish speaker's voice", "en": "the English speaker's voice"}
+    stage = DetectingAsrStage(asr, ("es", "en"), voices)
+    for utt_id, spoken, into in ((0, "es", "en"), (1, "en", "es")):
+        utt = UttInfo(utt_id, "es", "en", 0, 1, 0, 0)
+        (heard,) = stage.process(SpeechSegment(utt, np.zeros(16000, np.float32), np.zeros(0, np.float32)))
+        assert heard == Transcript(utt, "hello", spoken) and (utt.src_lang, utt.tgt_lang) == (spoken, into)
+        assert (utt.src_text, utt.tgt_text) == ("hello", "") and utt.voice == voices[spoken]
