@@ -123,7 +123,8 @@ class TalkSession(Session):
     def _build_pipeline(self) -> Pipeline:
         engine, audio = self.engine, self.config.audio
         a, b = engine.languages
-        # Person A is heard in B's voice model and B in A's: each learns its own speaker.
+        # What A says is spoken by the TTS into B, so A's voice is one of that TTS's (run's, made by
+        # setup()), and B's one of the TTS into A: a cloning TTS learns each person from their own turns.
         voices = {a: self.voice, b: engine.into[a].tts.new_voice((), "", self.voice_owner, self.share_voices)}
 
         def paced(tts: TtsBackend) -> PacedTts:  # lag control, as run's
