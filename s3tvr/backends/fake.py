@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class FakeAsrConfig:
     delay_per_s: Annotated[float, Range(0, 10)] = 0.0
     sentence_words: Annotated[int, Range(1, 100)] = 8  # hypotheses end a sentence every this many words
     half_heard: bool = True  # a hypothesis's last word, cut short by the end of the audio, is unstable ("w4-")
+    # talk mode: the language each utterance is "detected" in, by utterance id (the list repeats), e.g.
+    # [es, en] for a conversation that alternates; empty: the first of the two languages asked about
+    languages: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +74,11 @@ class _Fake:
 
 class FakeAsr(_Fake, AsrBackend):
     WORD_S = 0.4  # hypotheses hear one word per 0.4 s of audio, a sentence every sentence_words
+    detects_language = True  # as scripted (languages)
+
+    def language_of(self, audio: np.ndarray, languages: Sequence[str], *, utt_id: int = 0) -> tuple[str, float]:
+        scripted = self.config.languages
+        return (scripted[utt_id % len(scripted)] if scripted else languages[0]), 1.0
 
     def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
         self._wait_or_fail(utt_id)

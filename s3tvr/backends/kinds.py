@@ -74,11 +74,22 @@ class AsrBackend(Model):
     # A simultaneous pass over the calibration clip (s3tvr.backends.asr.pass_cost_s), when setup() already timed
     # one (faster-whisper's asr.model=auto): mode auto takes it rather than timing the same pass again.
     calibrated_pass_s: Optional[float] = None
+    detects_language = False  # language_of() tells which of some languages is spoken (talk mode needs it)
 
     @property
     def output_language(self) -> str:
         """The language of its text: the source, or English for Whisper's translate task."""
         return self.src_lang
+
+    def text_language(self, spoken: str) -> str:
+        """The language of its text for speech in ``spoken``: that language, unless its task turns
+        every language into one (Whisper's translate task: English)."""
+        return spoken if self.output_language == self.src_lang else self.output_language
+
+    def language_of(self, audio: np.ndarray, languages: Sequence[str], *, utt_id: int = 0) -> tuple[str, float]:
+        """Which of ``languages`` is spoken in ``audio`` (16 kHz, one utterance), and its share of
+        their probabilities (0.5 to 1 for two: how sure), for a backend that ``detects_language``."""
+        raise NotImplementedError(f"ASR backend {self.backend} cannot tell languages apart")
 
     def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
         """The text of ``audio`` (16 kHz), one utterance, in :attr:`output_language`; "" when no
@@ -169,6 +180,12 @@ class MtBackend(Model):
         translation = self.translate_text(text, utt_id=utt_id)
         if translation:
             yield MtPiece(translation)
+
+    def share_weights(self, other: "MtBackend") -> bool:
+        """Before setup(): take ``other``'s loaded weights (other loads first) rather than loading a
+        copy, where this backend can serve another pair over them (the LLM translator: one model, both
+        directions of a conversation). False: setup() loads its own."""
+        return False
 
     def shorter(self, source: str, translation: str, words: int) -> str:
         """A translation of ``source`` in at most about ``words`` words, for a backend that ``can_shorten``;

@@ -64,7 +64,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     restore = _stop_on_signals()
     try:
-        commands = {"run": _run, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
+        commands = {"run": _run, "talk": _talk, "dub": _dub, "finetune": _finetune, "devices": _devices, "report": _report, "eval": _eval,
                     "download": _download, "serve": _serve, "client": _client, "config": _config}
         return commands[args.command](args)
     except S3tvrError as exc:
@@ -136,6 +136,38 @@ def _run(args: argparse.Namespace) -> int:
         session = engine.session(input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir,
                                  on_record=show, voice=args.voice, speaker=args.speaker or "")
         log.info("%s -> %s with %s", args.lang, target, engine.description)
+        result = session.run()
+    if result.records:
+        log.info("\n%s", format_table(summarize(result.records)))
+    if result.aborted:
+        return _stopped(result.stop_signal)
+    result.check()
+    if args.output:
+        log.info("wrote %s", args.output)
+    return 0
+
+
+def _talk(args: argparse.Namespace) -> int:
+    """Two people, one device: each utterance into the other's language, its direction in the caption."""
+    from s3tvr.latency.record import UtteranceRecord
+    from s3tvr.latency.report import format_table, summarize
+    from s3tvr.live.talk import TalkEngine, check_languages
+
+    if args.fast and not args.input:
+        raise InputError("--fast needs --input: a microphone cannot go faster than real time")
+    a, b = args.lang_a, args.lang_b
+    check_languages(a, b)
+
+    def show(rec: UtteranceRecord) -> None:  # as run's captions, each naming its direction
+        if rec.tgt_text or rec.error:
+            try:
+                print(f"[{rec.utt_id}] {rec.src_lang}→{rec.tgt_lang}: {rec.tgt_text or 'ERROR ' + rec.error}", flush=True)
+            except OSError:  # the terminal closed or a reader went away: the log still has it
+                pass
+
+    with TalkEngine(_load_config(args, a, b), _load_config(args, b, a)) as engine:
+        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=show)
+        log.info("talk %s", engine.description)
         result = session.run()
     if result.records:
         log.info("\n%s", format_table(summarize(result.records)))

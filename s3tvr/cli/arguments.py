@@ -139,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Listen in LANG and speak the translation. Each utterance's translation is printed on stdout;\n"
                                "its latency is appended to --log.")
 
+    sub.add_parser("talk", parents=[models], help="two people, one device: each utterance's language detected (A or B), "
+                                                  "translated into the other and spoken",
+                   formatter_class=argparse.RawDescriptionHelpFormatter, declare=_talk_flags,
+                   description="A conversation between a speaker of A and a speaker of B on one device. Whisper tells which of\n"
+                               "the two each utterance is in; it is translated into the other and spoken in that language's\n"
+                               "voice. Each utterance is printed on stdout with its direction ([3] es→en: …). Half duplex by\n"
+                               "default: the microphone is closed while a translation plays (a loudspeaker); --full-duplex\n"
+                               "keeps it open (headphones). Whole utterances only (sentence mode).",
+                   epilog="examples:\n  s3tvr talk en es                               # microphone -> loudspeaker\n"
+                          "  s3tvr talk en es --full-duplex                 # on headphones\n"
+                          "  s3tvr talk es en --input chat.wav --output chat.translated.wav --log chat.jsonl")
+
     sub.add_parser(
         "config", parents=[models], help="print the configuration a command would use: every key, its range and meaning",
         formatter_class=argparse.RawDescriptionHelpFormatter, declare=_config_flags,
@@ -242,19 +254,35 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
 
+def _talk_flags(talk: argparse.ArgumentParser) -> None:
+    talk.add_argument("lang_a", choices=LANGUAGES, metavar="A", help="one person's language: " + ", ".join(LANGUAGES))
+    talk.add_argument("lang_b", choices=LANGUAGES, metavar="B", help="the other's")
+    talk.add_argument("--input", metavar="FILE", help="translate a recorded conversation (audio, or a video's audio track) "
+                                                      "instead of the microphone")
+    talk.add_argument("--fast", action="store_true",
+                      help="with --input: as fast as possible instead of real-time pace (sets audio.realtime=false)")
+    talk.add_argument("--output", metavar="FILE", help="write the translations to a WAV file (placed on the input's timeline)")
+    talk.add_argument("--log", metavar="FILE", help="append one JSON line per utterance, its direction and latency (default: none)")
+    _device_flags(talk)
+
+
 def _live_flags(parser: argparse.ArgumentParser) -> None:
     """run's flags that change the configuration (config declares them too)."""
+    _device_flags(parser)
+    _call_flags(parser, sets=True)
+    parser.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
+                        help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
+                             "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
+                             "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
+
+
+def _device_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-device", metavar="DEV",
                         help="microphone: index or part of the name (see s3tvr devices), or pulse:NAME for a PulseAudio/PipeWire "
                              "source, an output's monitor included (sets audio.input_device)")
     parser.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name (sets audio.output_device)")
     parser.add_argument("--full-duplex", action="store_true",
                         help="keep listening while the translation plays (headphones; sets audio.full_duplex)")
-    _call_flags(parser, sets=True)
-    parser.add_argument("--mode", choices=["auto", "sentence", "simultaneous"],
-                        help="sentence: translate each utterance once the speaker pauses; simultaneous: clause by clause "
-                             "while the speaker goes on; auto (the default): simultaneous where this machine's recognition "
-                             "passes keep pace (one is timed when the models load), else sentence (sets simultaneous.mode)")
 
 
 def _call_flags(parser: argparse.ArgumentParser, sets: bool) -> None:

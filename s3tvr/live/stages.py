@@ -48,7 +48,7 @@ class AsrStage(ModelStage):
         if not text:
             utt.skipped = "no words recognised"
             return
-        language = self.model.output_language
+        language = self.model.text_language(utt.src_lang)
         if language == utt.src_lang:
             utt.src_text = text
         else:  # already the target language (Whisper's translate task)

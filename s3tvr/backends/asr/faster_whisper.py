@@ -21,7 +21,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence
 
 import numpy as np
 
@@ -78,6 +78,7 @@ class Backend(AsrBackend):
     thread_safe = True  # CTranslate2 models serve concurrent calls
     word_times = True
     any_source = True  # the language is a decoding hint per call
+    detects_language = True  # a multilingual Whisper's language ID (an English-only one refuses)
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         if config.task not in ("transcribe", "translate"):
@@ -98,6 +99,22 @@ class Backend(AsrBackend):
         from faster_whisper.tokenizer import _LANGUAGE_CODES  # Whisper's languages: the library has no public list
 
         return frozenset(_LANGUAGE_CODES)
+
+    def text_language(self, spoken: str) -> str:
+        return "en" if self.config.task == "translate" else spoken
+
+    def language_of(self, audio: np.ndarray, languages: Sequence[str], *, utt_id: int = 0) -> tuple[str, float]:
+        """Whisper's language ID over the utterance, restricted to ``languages``: the likeliest of
+        them, and its share of their probabilities (Whisper's own top language may be a third one,
+        Portuguese for accented Spanish: between the two people's languages, the likelier wins)."""
+        if not self.model.model.is_multilingual:
+            raise InputError(f"Whisper model {self.model_name} is English-only: it cannot tell languages apart; "
+                             "choose a multilingual one (e.g. asr.model=bundled:base)")
+        probabilities = language_probabilities(self.model, audio)
+        scores = {lang: probabilities.get(lang, 0.0) for lang in languages}
+        best = max(scores, key=scores.__getitem__)
+        total = sum(scores.values())
+        return best, scores[best] / total if total else 1 / len(scores)
 
     def setup(self) -> None:
         if self.config.model == "auto":
@@ -280,6 +297,15 @@ def with_window(model: Any, audio: np.ndarray, margin_s: float = WINDOW_MARGIN_S
 
 def spoken_language(model: Any, audio16k: np.ndarray) -> tuple[str, float]:
     """The language spoken in the first 30 s of ``audio16k`` by a :func:`load_model` Whisper, and its probability."""
+    probabilities = language_probabilities(model, audio16k)
+    language = max(probabilities, key=probabilities.__getitem__)
+    return language, probabilities[language]
+
+
+def language_probabilities(model: Any, audio16k: np.ndarray) -> dict[str, float]:
+    """Each language's probability (Whisper's codes: "es") of being the one spoken in the first 30 s
+    of ``audio16k``, by a :func:`load_model` Whisper: one encoder pass over a window the audio's
+    length and one decoder step."""
     audio = audio16k[: FULL_WINDOW_S * SAMPLE_RATE]
-    language, probability, _ = with_window(model, audio).detect_language(audio)
-    return language, probability
+    _, _, every = with_window(model, audio).detect_language(audio)
+    return dict(every)

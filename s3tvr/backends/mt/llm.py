@@ -82,14 +82,34 @@ class Backend(MtBackend):
         self.fallback: Optional[MtBackend] = None
         self.too_slow = ""  # why the fallback translates everything live ("" while the model keeps pace)
         self.reference_s: Optional[float] = None  # what the reference sentence took at load
+        self._weights_of: Optional[Backend] = None  # share_weights(): the translator whose model this one uses
+
+    def share_weights(self, other: MtBackend) -> bool:
+        """One loaded model for both directions of a conversation (about 1 GB each otherwise): the
+        prompt names the pair, so the same weights translate either way. Only with the same settings,
+        and under one lock (the caller's: a single llama.cpp context serves both)."""
+        if not isinstance(other, Backend) or other.config != self.config:
+            return False
+        self._weights_of = other
+        return True
 
     def setup(self) -> None:
+        if self._weights_of is not None:
+            self._share_setup(self._weights_of)
+            return
         path = Path(bundled.resolve(self.config.model)).expanduser()
         check_gguf(path)
         self.runtime = Runtime(path, self.config.threads, self.config.n_ctx)
         self.fallback = self._fallback_backend()
         if self.config.pace_s:
             self._time_reference()
+
+    def _share_setup(self, other: "Backend") -> None:
+        """The other's model and context, and its measured pace (the same model on the same machine);
+        a fallback of this pair's own."""
+        self.runtime = other._loaded()
+        self.reference_s, self.too_slow = other.reference_s, other.too_slow
+        self.fallback = self._fallback_backend()
 
     def cleanup(self) -> None:
         if self.fallback is not None:
