@@ -165,3 +165,23 @@ def test_the_page_translates_the_microphone_into_captions_and_speech(server, bro
     assert best > 25, (captions, ref, best)  # the right translation scores ~38, an unrelated sentence ~11
     words = re.findall(r"[A-Za-z']+", " ".join(captions))
     assert len(words) >= 5, captions
+
+
+@pytest.mark.slow
+def test_the_page_of_a_talk_server_names_each_captions_direction(tmp_path, browser):
+    """``s3tvr serve --talk`` over the fake backends, their language ID scripted to alternate: the
+    page says it listens to both languages and each caption names its direction, its text marked
+    with its own language."""
+    from selenium.webdriver.common.by import By
+
+    port = free_port()
+    with serving("--config", "fake", "--talk", "--from", "es", "--to", "en", "--set", "asr.languages=[es, en]",
+                 "--host", "127.0.0.1", "--port", port, log=tmp_path / "serve.log", timeout=60):
+        browser.get(f"http://127.0.0.1:{port}/")
+        browser.find_element(By.ID, "start").click()
+        h = wait_for(browser, "show two captions", lambda h: len(h["captions"]) >= 2, timeout=60)
+        assert h["talk"] == ["es", "en"] and "es and en" in browser.find_element(By.ID, "status").text
+        shown = [(e.find_element(By.CSS_SELECTOR, ".dir").text, e.find_element(By.CSS_SELECTOR, ".tgt").get_attribute("lang"))
+                 for e in browser.find_elements(By.CSS_SELECTOR, ".caption")[:2]]
+    assert [c["srcLang"] + c["tgtLang"] for c in h["captions"][:2]] == ["esen", "enes"]
+    assert shown == [("ES → EN", "en"), ("EN → ES", "es")]  # upper case: the stylesheet's

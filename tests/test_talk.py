@@ -13,7 +13,7 @@ from s3tvr.audio.decode import load_audio
 from s3tvr.backends.mt import llm
 from s3tvr.latency.record import read_log
 
-from conftest import one_line_error, s3tvr
+from conftest import free_port, one_line_error, s3tvr, serving
 
 # A conversation: a Spanish turn, an English answer, Spanish again, 1.5 s of silence between turns.
 TURNS = (("fleurs-es-002.ogg", "es"), ("fleurs-en-004.ogg", "en"), ("fleurs-es-004.ogg", "es"))
@@ -127,3 +127,29 @@ def test_the_asr_stage_sets_each_utterances_direction_and_voice_from_the_languag
         (heard,) = stage.process(SpeechSegment(utt, np.zeros(16000, np.float32), np.zeros(0, np.float32)))
         assert heard == Transcript(utt, "hello", spoken) and (utt.src_lang, utt.tgt_lang) == (spoken, into)
         assert (utt.src_text, utt.tgt_text) == ("hello", "") and utt.voice == voices[spoken]
+
+
+def test_a_talk_server_holds_a_conversation_and_names_each_utterances_direction(data, tmp_path):
+    """``s3tvr serve --talk``: a client streams the conversation; the ready frame names the two
+    languages, each utterance event its direction, alternating as scripted; another pair is refused."""
+    import asyncio
+
+    from s3tvr.serve import client
+
+    wav = tmp_path / "conversation.wav"
+    conversation(data, wav)
+    port = free_port()
+    with serving("--config", "fake", "--talk", "--from", "es", "--to", "en", "--set", "asr.languages=[es, en]",
+                 "--port", port, log=tmp_path / "serve.log", timeout=60):
+        url = f"ws://127.0.0.1:{port}/ws"
+        events: list[dict] = []
+        result = asyncio.run(client.stream_file(url, load_audio(wav), "en", "es", realtime=False, on_event=events.append))
+        refused = asyncio.run(client.stream_file(url, load_audio(wav)[:16000], "es", "fr", realtime=False, check=False))
+    assert events[0]["type"] == "ready" and events[0]["talk"] == ["es", "en"]
+    utts = result.utterances
+    assert len(utts) >= 3 and result.done["failed"] == 0
+    for u in utts:
+        spoken = "es" if u["utt_id"] % 2 == 0 else "en"
+        assert (u["src_lang"], u["tgt_lang"]) == (spoken, {"es": "en", "en": "es"}[spoken])
+        assert u["tgt_text"].startswith(f"[{u['tgt_lang']}]")
+    assert refused.close_code == 4400 and "conversations between es and en" in refused.close_reason

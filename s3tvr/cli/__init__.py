@@ -221,6 +221,8 @@ def _serve(args: argparse.Namespace) -> int:
                            allow_origins=tuple(args.allow_origins), share_voices=args.share_voices)
     if not args.ray and (args.replicas is not None or args.replica_gpus is not None):
         raise InputError("--replicas and --replica-gpus are for a Ray cluster: add --ray ADDRESS (auto: the one on this machine)")
+    if args.ray and args.talk:
+        raise InputError("--talk serves from this process's own models, not replicas on a cluster: leave out --ray")
     if args.ray:  # replicas on a cluster: this process loads no model
         from s3tvr.serve import replicas
 
@@ -231,7 +233,14 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     # Stopped by SIGINT/SIGTERM: uvicorn closes every session, then raises the signal again, and
     # it ends here as run's stop does (128 + the signal's number).
-    with Engine(config) as engine:
+    if args.talk:
+        from s3tvr.live.talk import TalkEngine, check_languages
+
+        check_languages(args.src, target)
+        engine: Engine = TalkEngine(config, _load_config(args, target, args.src))
+    else:
+        engine = Engine(config)
+    with engine:
         serve(engine, options)
     return 0
 

@@ -448,7 +448,8 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                     "session with its own languages (any pair the models make) and latency log (docs/serve.md, the WebSocket protocol).",
         epilog="examples:\n  s3tvr serve                                    # http://127.0.0.1:8000/ on this machine\n"
                "  s3tvr serve --host 0.0.0.0 --token \"$(openssl rand -hex 16)\" --log-dir logs/\n"
-               "  s3tvr serve --from en --to es --xtts-dir models/xtts_v2      # the model stack, each client's own voice\n\n"
+               "  s3tvr serve --from en --to es --xtts-dir models/xtts_v2      # the model stack, each client's own voice\n"
+               "  s3tvr serve --from en --to es --talk            # two people at one browser, each heard in the other's language\n\n"
                "who may connect: on 127.0.0.1 (the default) without a token, any program of this machine's users\n"
                "and this server's own page; on another --host, anyone who reaches the port: give it a --token. Web\n"
                "pages of other sites are refused (1008) whatever the host unless named with --allow-origin; so is\n"
@@ -463,6 +464,9 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     srv.add_argument("--from", dest="src", default="es", choices=LANGUAGES, metavar="LANG",
                      help="the models' source language (default es); sessions may ask for other pairs they make")
     srv.add_argument("--to", choices=LANGUAGES, metavar="LANG", help="the models' target language (default: es for en, en otherwise)")
+    srv.add_argument("--talk", action="store_true",
+                     help="conversations between --from and --to, as s3tvr talk holds them: each utterance's language is "
+                          "detected and it is translated into the other; the page's captions name each direction")
     srv.add_argument("--token", metavar="TOKEN",
                      help="clients must give this token (default: $S3TVR_TOKEN; none: anyone who reaches the port may use it; "
                           "an empty one is refused)")

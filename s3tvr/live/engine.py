@@ -44,6 +44,9 @@ class Engine:
     preparing a fine-tuning dataset); with all three, they must lead from the source language
     to the target's voice."""
 
+    # A conversation's two languages (TalkEngine: each session tells which one each utterance is in); () here.
+    languages: tuple[str, ...] = ()
+
     def __init__(self, config: Config, kinds: tuple[str, ...] = KINDS):
         check_device(config.device)
         self.config = config

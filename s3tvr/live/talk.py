@@ -85,6 +85,13 @@ class TalkEngine(Engine):
     def _part(self, name: str) -> Any:
         return self.backward[name] if name in self.backward else super()._part(name)
 
+    def check_languages(self, src: str, tgt: str) -> None:
+        """A conversation between this engine's two languages, named either way round."""
+        if {src, tgt} != set(self.languages):
+            a, b = self.languages
+            raise InputError(f"these models hold conversations between {a} and {b}, not {src}->{tgt}: ask for "
+                             f"from={a}&to={b}, or load models for your pair")
+
     def session(self, **kwargs: Any) -> TalkSession:
         """A conversation over these models: :class:`TalkSession` (Session's arguments, its pair the engine's)."""
         return TalkSession(self, **kwargs)

@@ -102,6 +102,7 @@ class Host(Protocol):
     max_ahead_s: float  # a client's burst ahead of real time
     max_unread_s: float  # translated audio a client may leave unread
     output_rate: int  # of the translation's audio
+    talk: tuple[str, ...]  # a conversation's two languages (serve --talk): each utterance's is detected; () otherwise
 
     def admit(self, ws: WebSocket) -> tuple[str, str, str]: ...  # (from, to, speaker), a place taken; or Refusal
     def session(self, id: str, **kwargs: Any) -> Session: ...
@@ -163,7 +164,8 @@ class Connection:
     async def _serve(self, session: Session, src: str, tgt: str) -> None:
         try:
             await self.ws.send_text(json.dumps({"type": "ready", "session": self.id, "sample_rate": self.server.output_rate,
-                                                "input_rate": SAMPLE_RATE, "from": src, "to": tgt}))
+                                                "input_rate": SAMPLE_RATE, "from": src, "to": tgt,
+                                                **({"talk": list(self.server.talk)} if self.server.talk else {})}))
         except BaseException as exc:
             self.server.release()  # no thread has taken the place
             if isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):

@@ -119,6 +119,7 @@ class Server:
         self.log_dir = Path(options.log_dir) if options.log_dir else None
         self.max_ahead_s, self.max_unread_s = options.max_ahead_s, options.max_unread_s
         self.output_rate = engine.config.audio.output_sample_rate  # of the translation sent to clients
+        self.talk = engine.languages  # a conversation's two languages (serve --talk), () otherwise
         self.active = 0  # sessions whose thread runs (changed on the event loop only)
         self.served = 0  # sessions opened since start
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
@@ -283,8 +284,9 @@ def serve(engine: Engine, options: Optional[ServeOptions] = None) -> None:
             Path(options.log_dir).mkdir(parents=True, exist_ok=True)
         app = create_app(engine, options)
         shown = f"[{host}]" if ":" in host else host
-        log.info("serving %s -> %s with %s on http://%s:%d/ (WebSocket /ws, at most %d sessions; Ctrl-C stops)",
-                 engine.config.src_lang, engine.config.tgt_lang, engine.description, shown, sock.getsockname()[1], options.max_sessions)
+        pair = " <-> ".join(engine.languages) if engine.languages else f"{engine.config.src_lang} -> {engine.config.tgt_lang}"
+        log.info("serving %s with %s on http://%s:%d/ (WebSocket /ws, at most %d sessions; Ctrl-C stops)",
+                 pair, engine.description, shown, sock.getsockname()[1], options.max_sessions)
         uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
     finally:
         sock.close()

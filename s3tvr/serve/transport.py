@@ -194,7 +194,7 @@ class WebSocketSink(Sink):
     def _announce(self, utt: UttInfo) -> None:
         self._announced.add(utt.utt_id)
         self.event({"type": "utterance", "utt_id": utt.utt_id, "source_id": utt.utt_id if utt.source_id is None else utt.source_id,
-                    "src_text": utt.src_text, "tgt_text": utt.tgt_text})
+                    "src_lang": utt.src_lang, "tgt_lang": utt.tgt_lang, "src_text": utt.src_text, "tgt_text": utt.tgt_text})
 
     def _play(self, utt: UttInfo, samples: np.ndarray) -> None:
         if not len(samples) or self._stopped.is_set():

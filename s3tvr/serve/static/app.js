@@ -22,13 +22,14 @@ const hooks = {
   playedSamples: 0, // translation samples played (at sampleRate)
   bufferedSamples: 0, // translation waiting to be played (at the context's rate)
   underruns: 0, // times the playback ran dry before the session ended (between utterances too)
-  captions: [], // {session, uttId, sourceId, src, tgt, latency: record or null}
+  captions: [], // {session, uttId, sourceId, src, tgt, srcLang, tgtLang, latency: record or null}
   records: [], // the latency events' records, as received
   errors: [], // messages shown
   done: null, // the done frame
   closeCode: null,
   closeReason: null,
   replica: null, // s3tvr serve --ray: the replica of the session (the ready frame's replica)
+  talk: null, // s3tvr serve --talk: the conversation's two languages (the ready frame's talk); captions name each direction
   reconnects: 0, // sessions lost with their replica and gone on in a new one
 };
 window.s3tvr = hooks;
@@ -114,16 +115,24 @@ function addCaption(caption) {
   const item = document.createElement("article");
   item.className = "caption";
   item.dataset.utt = caption.uttId;
+  caption.srcLang ||= ui.from.value;
+  caption.tgtLang ||= ui.to.value;
   const src = document.createElement("p");
   src.className = "src";
-  src.lang = ui.from.value;
+  src.lang = caption.srcLang;
   src.textContent = caption.src;
   const tgt = document.createElement("p");
   tgt.className = "tgt";
-  tgt.lang = ui.to.value;
+  tgt.lang = caption.tgtLang;
   tgt.textContent = caption.tgt;
   const meta = document.createElement("p");
   meta.className = "meta";
+  if (hooks.talk) { // a conversation: whose language it was, into whose
+    const dir = document.createElement("p");
+    dir.className = "dir";
+    dir.textContent = `${caption.srcLang} → ${caption.tgtLang}`;
+    item.append(dir);
+  }
   item.append(src, tgt, meta);
   ui.captions.append(item);
   caption.element = item;
@@ -162,7 +171,7 @@ function showRecord(record) {
   if (!caption && record.skipped) return;
   if (!caption) {
     caption = addCaption({ session: hooks.session, uttId: record.utt_id, sourceId: record.source_id ?? record.utt_id,
-      src: record.src_text || "", tgt: record.tgt_text || "", latency: null });
+      src: record.src_text || "", tgt: record.tgt_text || "", srcLang: record.src_lang, tgtLang: record.tgt_lang, latency: null });
   }
   caption.latency = record;
   const meta = caption.element.querySelector(".meta");
@@ -176,7 +185,7 @@ function showRecord(record) {
 function statusLine() {
   if (!run) return;
   const parts = [];
-  if (hooks.state === "running") parts.push("Listening");
+  if (hooks.state === "running") parts.push(hooks.talk ? `Listening to ${hooks.talk.join(" and ")}: each into the other` : "Listening");
   else if (hooks.state === "ending") parts.push("Finishing the translation");
   else if (hooks.state === "draining") parts.push("Playing the rest");
   parts.push(`sent ${(hooks.sentSamples / INPUT_RATE).toFixed(1)} s`);
@@ -274,6 +283,7 @@ function onReady(r, msg) {
   hooks.session = msg.session ?? null;
   hooks.sampleRate = msg.sample_rate;
   hooks.replica = msg.replica ?? null;
+  hooks.talk = Array.isArray(msg.talk) ? msg.talk : null;
   r.attempts = 0;
   if (r.playback) { setState("running"); return; } // a reconnection: the audio nodes go on
   const { ctx } = r;
@@ -329,7 +339,7 @@ function onMessage(r, event) {
     case "ready": onReady(r, msg); break;
     case "utterance":
       addCaption({ session: hooks.session, uttId: msg.utt_id, sourceId: msg.source_id ?? msg.utt_id, src: msg.src_text || "",
-        tgt: msg.tgt_text || "", latency: null });
+        tgt: msg.tgt_text || "", srcLang: msg.src_lang, tgtLang: msg.tgt_lang, latency: null });
       break;
     case "latency": if (msg.record && typeof msg.record === "object") showRecord(msg.record); break;
     case "error": showError(msg.message || "an error with no message"); break;
