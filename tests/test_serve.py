@@ -168,8 +168,8 @@ def test_the_sink_stamps_what_a_client_hears_and_gives_up_on_one_that_never_read
     sink.write(AudioChunk(utt, second, 22050))
     sink.write(AudioChunk(utt, second, 22050))
     sink.end(utt)
-    assert posted[0][0] == "text" and json.loads(posted[0][1]) == {"type": "utterance", "utt_id": 0, "source_id": 0,
-                                                                    "src_text": "hola", "tgt_text": "hello"}
+    assert posted[0][0] == "text" and json.loads(posted[0][1]) == {"type": "utterance", "utt_id": 0, "source_id": 0, "src_lang": "es",
+                                                                    "tgt_lang": "en", "src_text": "hola", "tgt_text": "hello"}
     frames = [p for p in posted if p[0] == "bytes"]
     assert all(len(f[1]) == 2 * f[2] <= 24000 for f in frames)  # PCM s16le, at most 0.5 s a frame
     assert abs(sum(f[2] for f in frames) - 48000) < 100  # 2 s at 24 kHz: gapless, nothing lost at the joins
