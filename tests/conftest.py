@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pulse_devices import pulse  # noqa: F401 (the fixture of a real PulseAudio server: tests/pulse_devices.py)
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent

@@ -2,13 +2,22 @@
 the microphone is echo, a person is not, over the echo too; and through a real PulseAudio server,
 full duplex with the speaker looped back into the microphone translates none of its own output."""
 
+import signal
+import subprocess
+import threading
+import time
+
 import numpy as np
 import pytest
+from pulse_devices import Microphone, Speaker
 from scipy.signal import fftconvolve, resample_poly
 
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.decode import load_audio
-from s3tvr.audio.echo import EchoGuard
+from s3tvr.audio.echo import ECHO_HEARD, EchoGuard
+from s3tvr.latency.record import read_log
+
+from conftest import HANG_S, s3tvr_cmd
 
 T0 = 1000.0  # the wall clock when the speaker starts playing
 DELAY_S = 0.15  # speaker to the segment's stamps: the room and the input's buffers
@@ -88,3 +97,77 @@ def test_nothing_played_near_the_segment_is_not_echo_at_once(clips):
     after = T0 + len(played) / SAMPLE_RATE + 2.0  # the segment starts 2 s after the playback ended
     assert guard.reference(after - 0.5, after + 3.0) is None
     assert guard.score(person[: 3 * SAMPLE_RATE], after + 3.0) == 0.0
+
+
+# -- through a real PulseAudio server, the speaker looped back into the microphone -------------------
+
+LOOP_GAIN = 0.5  # -6 dB: a loudspeaker near the microphone
+
+
+def loop_back(pulse, data, tmp_path, *flags, guard=True):
+    """Full duplex, fake recognition and translation, Piper's voice: a real Spanish clip spoken
+    into the microphone, which also hears the speaker. Returns (the log's records, when the clip
+    had been spoken, s3tvr's status lines) once the run has heard its own voice back: with the
+    ``guard``, an echo skipped and then 2 s of quiet (nothing more played); without, an utterance
+    begun after the clip translated (it would go on translating itself for ever)."""
+    env, mic_fifo, speaker_fifo = pulse
+    speaker = Speaker(speaker_fifo)
+    speaker.start()
+    mic = Microphone(mic_fifo, loop=(speaker, LOOP_GAIN))
+    mic.start()
+    log = tmp_path / "latency.jsonl"
+    config = tmp_path / "loop.yaml"  # the fake preset's recognition and translation, a real voice
+    config.write_text("asr: {backend: fake, delays: [0.3]}\nmt: {backend: fake, delays: [0.05]}\n"
+                      "tts: {backend: piper, voice: 'bundled:joe'}\n")
+    proc = subprocess.Popen([*s3tvr_cmd(), "-vv", "run", "es", "--config", config, "--input-device", "pulse", "--output-device", "pulse",
+                             "--full-duplex", "--log", log, *flags],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status: list[str] = []
+    threading.Thread(target=lambda: status.extend(proc.stderr), daemon=True).start()
+    records = []
+    try:
+        deadline = time.monotonic() + HANG_S
+        while not any("listening" in line for line in status):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
+            time.sleep(0.1)
+        mic.speak(load_audio(data / "fleurs-es-002.ogg"))
+        deadline = time.monotonic() + HANG_S
+
+        def heard_back() -> bool:
+            if not mic.spoken_at:
+                return False
+            return any(r.skipped == ECHO_HEARD or (r.t_speech_start > mic.spoken_at[0] and r.latency_s) for r in records)
+
+        while not heard_back() or (guard and speaker.quiet_for() < 2.0):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
+            time.sleep(0.2)
+            records = read_log(log) if log.exists() else []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        mic.stop.set()
+    assert proc.returncode == 130, "".join(status)
+    return read_log(log), mic.spoken_at[0], "".join(status)
+
+
+@pytest.mark.pulse
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sentence", "simultaneous"])
+def test_full_duplex_with_the_speaker_looped_back_translates_none_of_its_own_output(pulse, data, tmp_path, mode):
+    """In simultaneous mode the guard also judges the speech heard so far before each pass."""
+    records, clip_spoken, status = loop_back(pulse, data, tmp_path, "--mode", mode)
+    spoken = [r for r in records if r.latency_s is not None]
+    echoes = [r for r in records if r.skipped == ECHO_HEARD]
+    assert spoken and echoes, status  # the clip was translated, and its translation was heard back
+    assert all(r.t_speech_start < clip_spoken for r in spoken), (records, status)  # only the clip: none of the echo
+    assert all(r.t_speech_start > min(r.t_first_audio for r in spoken) for r in echoes), records
+
+
+@pytest.mark.pulse
+@pytest.mark.slow
+def test_the_control_without_the_guard_translates_its_own_output(pulse, data, tmp_path):
+    """The loop is real: with the guard off, what s3tvr played comes back and is translated again."""
+    records, clip_spoken, status = loop_back(pulse, data, tmp_path, "--mode", "sentence", "--set", "audio.echo_guard=false",
+                                             guard=False)
+    assert any(r.t_speech_start > clip_spoken and r.latency_s is not None for r in records), (records, status)
+    assert not any(r.skipped == ECHO_HEARD for r in records)

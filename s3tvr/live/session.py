@@ -108,6 +108,7 @@ class Session:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
         # Full duplex on a speaker: what it played is heard back; the guard keeps it from being translated.
         self.guard: Optional[EchoGuard] = None
+        self._echo_said: tuple[float, str] = (-1.0, "")  # the last speech the guard's verdict was said of
         if self.source.is_microphone and config.audio.full_duplex and config.audio.echo_guard and sink is None:
             self.guard = EchoGuard(config.audio.echo_threshold, config.audio.echo_max_delay_ms / 1000,
                                    keep_s=config.vad.max_segment_s + 10)
@@ -263,9 +264,12 @@ class Session:
             tail_s = utt.seg_start_s + len(item.audio) / SAMPLE_RATE - utt.seg_end_s  # the silence kept after the speech
             audio, t_end, what = item.audio, utt.t_speech_end + tail_s, "utterance"
         echo, score = self.guard.is_echo(audio, t_end)
-        if echo:
-            log.info("%s at %.2f s: our own translation heard back (echo score %.2f): not translated", what,
-                     item.start_s if isinstance(item, SpeechUpdate) else item.utt.seg_start_s, score)
+        start_s = item.start_s if isinstance(item, SpeechUpdate) else item.utt.seg_start_s
+        if echo:  # said once an utterance (simultaneous mode asks before every pass)
+            said = (start_s, what) == self._echo_said
+            self._echo_said = (start_s, what)
+            (log.debug if said else log.info)("%s at %.2f s: our own translation heard back (echo score %.2f): not translated",
+                                             what, start_s, score)
         elif score:
             log.debug("echo score %.2f: translated", score)
         return echo
