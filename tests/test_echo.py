@@ -99,6 +99,32 @@ def test_nothing_played_near_the_segment_is_not_echo_at_once(clips):
     assert guard.score(person[: 3 * SAMPLE_RATE], after + 3.0) == 0.0
 
 
+def test_the_speaker_tells_the_guard_what_left_it_and_when(clips, monkeypatch):
+    """The audio callback is the one place that knows: its samples, at the moment they are heard."""
+    import types
+
+    from s3tvr.audio.streams import Resampler
+    from s3tvr.live import sinks
+    from s3tvr.live.messages import AudioChunk, UttInfo
+    from s3tvr.live.sinks import SpeakerSink
+
+    calls = iter(range(100))  # the device asks every 0.1 s: the callback's clock, without waiting for it
+    monkeypatch.setattr(sinks, "time", types.SimpleNamespace(monotonic=lambda: T0 + 0.1 * next(calls)))
+
+    played, _ = clips
+    guard = EchoGuard()
+    sink = SpeakerSink(jitter_ms=0, echo=guard)
+    sink.rate, sink._resampler = 16000, Resampler(16000)
+    utt = UttInfo(0, "en", "es", 0, 1, 0, 0)
+    sink.write(AudioChunk(utt, played[:SAMPLE_RATE], SAMPLE_RATE))
+    out = np.zeros((1600, 1), np.float32)
+    for _ in range(10):
+        sink._callback(out, 1600, None, None)
+    start = utt.played[0][0]
+    heard = guard.reference(start, start + 1.0)
+    assert heard is not None and np.corrcoef(heard, played[:SAMPLE_RATE])[0, 1] > 0.99
+
+
 # -- through a real PulseAudio server, the speaker looped back into the microphone -------------------
 
 LOOP_GAIN = 0.5  # -6 dB: a loudspeaker near the microphone
