@@ -38,6 +38,14 @@ class AudioConfig:
     output_device: Optional[str] = None  # the speaker: index or name substring; None: the system default
     full_duplex: bool = False  # True with headphones: the mic stays open while translations play
     echo_tail_ms: Annotated[int, Range(0, 5000)] = 300  # half-duplex: the mic stays closed this long after playback
+    # Full duplex from a microphone to a speaker: an utterance that is mostly what the speaker just played (the
+    # share of its power coherent with it, s3tvr/audio/echo.py) is not translated, but logged as skipped.
+    echo_guard: bool = True
+    # The share above which an utterance is echo. On benchmarks/bench_echo.py's looped-back real speech, echoes
+    # scored 0.72 or more at -6 and -20 dB, and people 0.24 or less, over the echo too (double talk): 0.5,
+    # mostly our own output, rejected every echo and none of the people.
+    echo_threshold: Annotated[float, Range(0, 1)] = 0.5
+    echo_max_delay_ms: Annotated[int, Range(0, 5000)] = 500  # the longest from the speaker's stamp to the mic's (room, buffers)
     jitter_ms: Annotated[int, Range(0, 2000)] = 60  # speaker buffer before an utterance starts to play
     output_sample_rate: Annotated[int, Range(8000, 192000)] = 24000  # of a file output, and of what serve sends its clients
     realtime: bool = True  # replay file input at real-time pace (False: --fast)

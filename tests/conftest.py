@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pulse_devices import pulse  # noqa: F401 (the fixture of a real PulseAudio server: tests/pulse_devices.py)
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -60,30 +61,6 @@ def ray_env() -> dict[str, str]:
 def s3tvr_cmd() -> list[str]:
     exe = shutil.which("s3tvr", path=os.path.dirname(sys.executable))
     return [exe] if exe else [sys.executable, "-m", "s3tvr"]
-
-
-@contextlib.contextmanager
-def pulse_server(tmp_path: Path, *modules: str):
-    """A private PulseAudio server with ``modules`` (default.pa lines) loaded: yields the environment
-    that reaches it (PULSE_SERVER, HOME), and stops it after."""
-    if shutil.which("pulseaudio") is None:
-        pytest.skip("PulseAudio is not installed (Debian: apt-get install pulseaudio)")
-    socket_path = tmp_path / "native"
-    script = tmp_path / "default.pa"
-    script.write_text("\n".join([f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket_path}", *modules, ""]))
-    env = dict(os.environ, HOME=str(tmp_path), PULSE_RUNTIME_PATH=str(tmp_path / "run"), PULSE_SERVER=f"unix:{socket_path}")
-    server = subprocess.Popen(["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1",
-                               "--disallow-exit", "--use-pid-file=no", "--log-target=stderr"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "pulse.log", "w"))
-    deadline = time.monotonic() + 15
-    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
-        assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "pulse.log").read_text()
-        time.sleep(0.1)
-    try:
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def free_port() -> int:

@@ -13,13 +13,14 @@ import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
+from pulse_devices import pulse_server
 from scipy.signal import correlate
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.latency.record import read_log
 from s3tvr.weights import bundled
 
-from conftest import one_line_error, pulse_server, s3tvr, s3tvr_cmd
+from conftest import one_line_error, s3tvr, s3tvr_cmd
 
 RATE = 16000
 pytestmark = [pytest.mark.pulse, pytest.mark.slow]

@@ -10,78 +10,15 @@ import time
 import jiwer
 import numpy as np
 import pytest
+from pulse_devices import RATE, Microphone, Speaker
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.latency.record import read_log
 from s3tvr.weights import bundled
 
-from conftest import pulse_server, s3tvr_cmd
+from conftest import s3tvr_cmd
 
 pytestmark = [pytest.mark.pulse, pytest.mark.slow]
-RATE = 16000
-
-
-@pytest.fixture
-def pulse(tmp_path):
-    mic, speaker = tmp_path / "mic.fifo", tmp_path / "speaker.fifo"
-    with pulse_server(
-            tmp_path,
-            f"load-module module-pipe-source source_name=virtual_mic file={mic} format=s16le rate={RATE} channels=1",
-            # Timed by the system clock: without it the sink runs as fast as its reader drains it.
-            f"load-module module-pipe-sink sink_name=virtual_speaker file={speaker} format=s16le rate={RATE} channels=1 "
-            "use_system_clock_for_timing=yes",
-            "set-default-source virtual_mic\nset-default-sink virtual_speaker") as env:
-        yield env, mic, speaker
-
-
-class Microphone(threading.Thread):
-    """Feeds the virtual microphone in real time: silence, then ``speak()``'s audio."""
-
-    def __init__(self, fifo):
-        super().__init__(daemon=True)
-        self.fifo, self.stop, self.queue = fifo, threading.Event(), []
-        self.spoken_at = []  # when the last sample of each speak() went in
-
-    def speak(self, audio):
-        self.queue.append((np.clip(audio, -1, 1) * 32767).astype("<i2"))
-
-    def run(self):
-        block = RATE // 20
-        with open(self.fifo, "wb", buffering=0) as f:
-            start, sent = time.monotonic(), 0
-            while not self.stop.is_set():
-                speech = bool(self.queue)
-                data = self.queue.pop(0) if speech else np.zeros(block, "<i2")
-                for i in range(0, len(data), block):
-                    f.write(data[i:i + block].tobytes())
-                    sent += len(data[i:i + block])
-                    time.sleep(max(0.0, start + sent / RATE - time.monotonic()))
-                if speech:
-                    self.spoken_at.append(time.monotonic())
-
-
-class Speaker(threading.Thread):
-    """Records everything played on the virtual speaker."""
-
-    def __init__(self, fifo):
-        super().__init__(daemon=True)
-        self.fifo, self.chunks, self.times = fifo, [], []
-
-    def run(self):
-        with open(self.fifo, "rb") as f:
-            while chunk := f.read(3200):
-                self.chunks.append(chunk)
-                self.times.append(time.monotonic())  # the sink is paced by the clock: when it was played
-
-    def audio(self):
-        return np.frombuffer(b"".join(self.chunks), "<i2").astype(np.float32) / 32768
-
-    def first_loud_at(self):
-        """When the first chunk with sound in it was played (None: nothing yet)."""
-        for chunk, t in zip(self.chunks, self.times):
-            if np.abs(np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")).max(initial=0) > 0.02 * 32768:
-                return t
-        return None
 
 
 def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse, data, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import sacrebleu
 import soundfile as sf
-import test_pulse
+from pulse_devices import Microphone, Speaker
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -35,7 +35,6 @@ from conftest import HANG_S, WHISPER_INTO_ENGLISH, free_port, manifest, one_line
 TOKEN = "s3cret"
 CLIP = "fleurs-es-002.ogg"  # 9.7 s, one utterance (speech 2.1-9.0 s)
 SECOND = 32000  # bytes of 16 kHz PCM s16le
-pulse = test_pulse.pulse  # test_pulse's PulseAudio server, a fixture here too: for the microphone test
 
 
 class Running:
@@ -510,7 +509,7 @@ def test_ctrl_c_stops_the_client_and_keeps_what_was_received(fake, data, tmp_pat
 def test_the_client_from_the_microphone_to_the_speaker(fake, data, request):
     # A virtual microphone speaking the clip, a virtual speaker recorded.
     env, mic_fifo, speaker_fifo = request.getfixturevalue("pulse")
-    speaker, mic = test_pulse.Speaker(speaker_fifo), test_pulse.Microphone(mic_fifo)
+    speaker, mic = Speaker(speaker_fifo), Microphone(mic_fifo)
     speaker.start()
     mic.start()
     proc = subprocess.Popen([*s3tvr_cmd(), "client", fake.url, "--from", "es", "--to", "en", "--token", TOKEN,

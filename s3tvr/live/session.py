@@ -21,9 +21,10 @@ import numpy as np
 
 from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
+from s3tvr.audio.echo import ECHO_HEARD, EchoGuard
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency.record import Clock, Collector, UtteranceRecord
-from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, SpeechSegment, UtteranceEnd
+from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.live.segmenter import Segmenter
@@ -104,6 +105,13 @@ class Session:
         # Half duplex where the speaker may be heard by the microphone (not into a virtual microphone).
         if self.source.is_microphone and not config.audio.full_duplex and not config.audio.virtual_mic:
             self.gate = PlaybackGate(config.audio.echo_tail_ms / 1000)
+        # Full duplex on a speaker: what it played is heard back; the guard keeps it from being translated.
+        self.guard: Optional[EchoGuard] = None
+        self._echo_said: tuple[float, str] = (-1.0, "")  # the last speech the guard's verdict was said of
+        if (self.source.is_microphone and config.audio.full_duplex and config.audio.echo_guard and sink is None
+                and not config.audio.virtual_mic):
+            self.guard = EchoGuard(config.audio.echo_threshold, config.audio.echo_max_delay_ms / 1000,
+                                   keep_s=config.vad.max_segment_s + 10)
         self.sink: Sink = sink if sink is not None else self._make_sink(output)
         self.record_dir = Path(record_dir) if record_dir else None
         self.segmenter = Segmenter(config.vad, self.src_lang, self.tgt_lang, noise_profile_s=config.denoise.profile_s)
@@ -158,7 +166,7 @@ class Session:
 
             heard: Sink = VirtualMicSink(cfg.virtual_mic)
         else:
-            heard = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate)
+            heard = SpeakerSink(cfg.output_device, cfg.jitter_ms, self.gate, self.guard)
         if output:  # a recording of what was played, back to back
             return TeeSink(heard, FileSink(output, cfg.output_sample_rate))
         return heard
@@ -237,7 +245,9 @@ class Session:
                 for seg in segments:
                     self._send(seg)
                 update = self.incremental.due(self.segmenter, block.t_arrival) if self.incremental and not segments else None
-                if update is not None:
+                if update is not None and self._echo(update):
+                    self.incremental.withdraw(update)  # our own output heard back: no pass over it
+                elif update is not None:
                     self.pipeline.input.put(update)
             for seg in self.segmenter.flush():
                 self._send(seg)
@@ -253,7 +263,34 @@ class Session:
         seg.utt.voice = self.voice
         if self.record_dir is not None:
             files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, SAMPLE_RATE)
-        self.pipeline.input.put(seg if self.incremental is None else self.incremental.final(seg))
+        final = self.incremental.final(seg) if self.incremental is not None else None
+        if self._echo(final or seg):
+            seg.utt.skipped = ECHO_HEARD  # logged as skipped; no model sees it
+            if final is None:
+                self.pipeline.input.put(UtteranceEnd(seg.utt))
+                return
+        self.pipeline.input.put(seg if final is None else final)
+
+    def _echo(self, item: SpeechSegment | SpeechUpdate) -> bool:
+        """Full duplex on a speaker: is this speech mostly our own translation heard back?"""
+        if self.guard is None:
+            return False
+        if isinstance(item, SpeechUpdate):
+            audio, t_end, what = item.audio, item.t_audio_end, "speech so far" if item.final is None else "utterance"
+        else:
+            utt = item.utt
+            tail_s = utt.seg_start_s + len(item.audio) / SAMPLE_RATE - utt.seg_end_s  # the silence kept after the speech
+            audio, t_end, what = item.audio, utt.t_speech_end + tail_s, "utterance"
+        echo, score = self.guard.is_echo(audio, t_end)
+        start_s = item.start_s if isinstance(item, SpeechUpdate) else item.utt.seg_start_s
+        if echo:  # said once an utterance (simultaneous mode asks before every pass)
+            said = (start_s, what) == self._echo_said
+            self._echo_said = (start_s, what)
+            (log.debug if said else log.info)("%s at %.2f s: our own translation heard back (echo score %.2f): not translated",
+                                             what, start_s, score)
+        elif score:
+            log.debug("echo score %.2f: translated", score)
+        return echo
 
     def _play(self) -> bool:
         """Hand the translated audio to the sink in spoken order; True once the input has drained."""

@@ -192,6 +192,10 @@ class IncrementalAsr(Stage):
             self._paused_at = end[0]
         return SpeechUpdate(audio, start_s, t_start, t_arrival, tentative=end if tentative else None)
 
+    def withdraw(self, update: SpeechUpdate) -> None:
+        """The feeder keeps ``update`` back (the echo guard judged it our own output): the ASR is free."""
+        self._idle.set()
+
     def final(self, seg: SpeechSegment) -> SpeechUpdate:
         """The segmenter's finished segment, as its utterance's last update."""
         self._sent_s = 0.0
@@ -207,6 +211,12 @@ class IncrementalAsr(Stage):
             if update.start_s != self._start_s:  # a new source utterance
                 self._settle_tail(keep=False)  # its segment never came (too little speech)
                 self._new_source(update)
+            if update.final is not None and update.final.utt.skipped:  # the echo guard's: our own output heard back
+                self._settle_tail(keep=False)
+                utt = self._clause_utt(update, [], time.monotonic())
+                utt.skipped = update.final.utt.skipped
+                yield UtteranceEnd(utt)
+                return
             if self._tail is not None:
                 keep = update.final is not None and update.final.utt.seg_end_s == self._tail.end_s
                 self._settle_tail(keep)

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from s3tvr.audio import devices
+from s3tvr.audio.echo import EchoGuard
 from s3tvr.audio.streams import Resampler
 from s3tvr.files import SoundFileWriter
 from s3tvr.live.messages import AudioChunk, UttInfo
@@ -223,14 +224,17 @@ class SpeakerSink(Sink):
 
     An utterance starts to play once ``jitter_ms`` of it is buffered (or all of it is), so a
     TTS that streams slightly slower than real time does not stutter. Its clock is stamped when
-    each chunk leaves the speaker (the audio callback's moment plus the device's latency).
+    each chunk leaves the speaker (the audio callback's moment plus the device's latency); so is
+    ``echo``'s reference (full duplex: the guard is told what was played, and when).
     """
 
-    def __init__(self, device: Optional[str] = None, jitter_ms: int = 60, gate: Optional[PlaybackGate] = None):
+    def __init__(self, device: Optional[str] = None, jitter_ms: int = 60, gate: Optional[PlaybackGate] = None,
+                 echo: Optional[EchoGuard] = None):
         super().__init__()
         self.device_spec = device
         self.jitter_s = jitter_ms / 1000
         self.gate = gate
+        self.echo = echo  # full duplex: told what left the speaker, and when (the echo guard's reference)
         self._lock = threading.Lock()
         self._pieces: collections.deque = collections.deque()  # [utt, samples or None (end), position]
         self._buffered: dict[int, int] = collections.defaultdict(int)
@@ -300,6 +304,8 @@ class SpeakerSink(Sink):
                 if piece[2] >= len(samples):
                     self._pieces.popleft()
             busy = bool(self._pieces) or filled > 0
+        if filled and self.echo is not None:
+            self.echo.played(out[:filled, 0].copy(), self.rate, now + self.latency)
         if busy and self.gate is not None:
             self.gate.hold(now + frames / self.rate + self.latency)
 
