@@ -3,6 +3,7 @@
 The stages, in the order an utterance meets them (threads in brackets)::
 
     sources.py       Source: MicSource | FileSource: 16 kHz Blocks, stamped on arrival      [feeder]
+                     (pulse.py: PulseSource | AppSource, a pulse source or a program's audio)
     segmenter.py     Silero VAD (and Smart Turn, turn.py): one SpeechSegment per phrase     [feeder]
     simultaneous.py  mode simultaneous: SpeechUpdates of the speech so far, re-read by the  [feeder,
                      ASR and committed by LocalAgreement-2 (agreement.py), clause by clause  asr]
@@ -10,7 +11,9 @@ The stages, in the order an utterance meets them (threads in brackets)::
                      (s3tvr.audio.denoise), AsrStage, MtStage, TtsStage (s3tvr.backends)
     pacing.py        PacedTts: the TTS speaks faster when the listener falls behind
     sinks.py         Sink: SpeakerSink | FileSink | TeeSink, each with the ListenerClock    [session,
-                     that stamps what was heard when                                         audio]
+                     that stamps what was heard when (pulse.py: VirtualMicSink, a            audio]
+                     microphone calls can pick); the speaker tells s3tvr.audio.echo's
+                     EchoGuard what it played, in full duplex
 
 How they are held together:
 
@@ -25,6 +28,8 @@ How they are held together:
 * :mod:`~s3tvr.live.session`: Session, one run over an engine: its source, segmenter stream,
   voice, queues and workers, sink and latency log (the Collector of
   :mod:`s3tvr.latency.record`), and the RunResult it returns.
+* :mod:`~s3tvr.live.talk`: TalkEngine and TalkSession, two people on one device: the ASR stage
+  tells each utterance's language and the MT and TTS stages route it into the other.
 
 Who else uses it: ``s3tvr serve`` runs Sessions on one Engine, with a WebSocket Source and Sink
 (:mod:`s3tvr.serve.transport`), and its client plays through MicSource and SpeakerSink. Eval runs
