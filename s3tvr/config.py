@@ -53,7 +53,8 @@ class AudioConfig:
     # calls and recorders can pick (--virtual-mic), instead of the speaker; "": none
     virtual_mic: str = ""
     listen_to: str = ""  # translate this program's audio (its name, e.g. zoom, firefox) instead of the microphone
-    duck_db: Annotated[float, Range(0, 60)] = 15.0  # with listen_to, the original plays on this much softer
+    # with listen_to, the original's level under the translation in dB (-90: silent), as dub's --duck-db
+    duck_db: Annotated[float, Range(-90, 0)] = -15.0
     # Lag control (s3tvr/live/pacing.py): past this much translated audio not yet heard, speak faster
     # (up to max_rate at twice it) and cut the pauses around sentences to max_gap_s. At 1.25x the judge
     # Whisper still hears Piper as well (WER 12.0 % against 11.6 % at 1.0x, benchmarks/bench_tempo.py):

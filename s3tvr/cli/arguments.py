@@ -45,7 +45,7 @@ CONFIG_FLAGS = (
     ConfigFlag("--mode", "simultaneous.mode"),
     ConfigFlag("--virtual-mic", "audio.virtual_mic"),
     ConfigFlag("--listen-to", "audio.listen_to"),
-    ConfigFlag("--duck-db", "audio.duck_db"),
+    ConfigFlag("--duck", "audio.duck_db"),
     ConfigFlag("--xtts-dir", "tts.model_dir"),
     ConfigFlag("--xtts-config", "tts.config"),
     ConfigFlag("--deepspeed", "tts.deepspeed", switch=True),
@@ -298,9 +298,10 @@ def _call_flags(parser: argparse.ArgumentParser, sets: bool) -> None:
                            "Teams, Discord or OBS can pick, instead of the speaker; removed when s3tvr ends" + key("virtual_mic"))
     call.add_argument("--listen-to", metavar="APP",
                       help="translate what the program APP plays (e.g. zoom, firefox) instead of the microphone; you hear "
-                           "its original --duck-db softer under the translation" + key("listen_to"))
-    _number(call, "--duck-db", AudioConfig, "duck_db", metavar="DB", default=None if sets else AudioConfig.duck_db,
-            help="with --listen-to, how much softer the original plays" + key("duck_db"))
+                           "its original under the translation, at --duck" + key("listen_to"))
+    _number(call, "--duck", AudioConfig, "duck_db", metavar="DB", default=None if sets else AudioConfig.duck_db,
+            help="with --listen-to, the original's level under the translation, in dB (default -15; -90 silences it)"
+                 + key("duck_db"))
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:

@@ -270,12 +270,12 @@ class _Moved:
 class AppSource(PulseSource):
     """One application's audio instead of a microphone (``--listen-to APP``): its streams move to
     a private null sink whose monitor s3tvr reads, and a loopback plays that on to the sink they
-    played to, ``duck_db`` softer, so the user hears the original under the translation and the
+    played to, at ``duck_db`` (a level: -15 dB by default), so the user hears the original under the translation and the
     capture never hears the translation (it plays to the user's sink, not the private one)."""
 
     SINK = "s3tvr_listen"
 
-    def __init__(self, app: str, duck_db: float = 15.0):
+    def __init__(self, app: str, duck_db: float = -15.0):
         super().__init__(f"{self.SINK}.monitor", is_microphone=False)
         self.app, self.duck_db = app, duck_db
         self.name = f"the audio of {app}"
@@ -315,14 +315,23 @@ class AppSource(PulseSource):
         except BaseException:
             self.close()
             raise
-        log.info("listening to %s (%d stream(s)); the original plays on %s %.0f dB softer",
+        log.info("listening to %s (%d stream(s)); the original plays on %s at %.0f dB",
                  self.app, len(streams), user_sink, self.duck_db)
 
     def _duck(self, module: int) -> None:
-        """Set the loopback's stream (the one the module owns) ``duck_db`` below full volume."""
-        for stream in _listed("sink-inputs"):
-            if str(stream.get("owner_module")) == str(module):
-                pactl("set-sink-input-volume", str(stream["index"]), f"{-self.duck_db:g}dB")
+        """Set the loopback's stream (the one the module owns) to ``duck_db`` (-90: silent). The
+        module makes its stream after load-module returns: wait for it, a second at most."""
+        volume = "0" if self.duck_db <= -90 else f"{self.duck_db:g}dB"
+        deadline = time.monotonic() + 1.0
+        while True:
+            owned = [s for s in _listed("sink-inputs") if str(s.get("owner_module")) == str(module)]
+            if owned or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        if not owned:
+            raise SetupError(f"the loopback that plays {self.app} on to you did not start: try again, or see pactl list modules")
+        for stream in owned:
+            pactl("set-sink-input-volume", str(stream["index"]), volume)
 
     def close(self) -> None:
         super().close()

@@ -159,7 +159,7 @@ class MicSource(Source):
             log.warning("microphone overflows in this run: %d", self.overflows)
 
 
-def live_source(device: Optional[str] = None, listen_to: str = "", duck_db: float = 15.0) -> Source:
+def live_source(device: Optional[str] = None, listen_to: str = "", duck_db: float = -15.0) -> Source:
     """The live input: a program's audio (``listen_to``), a PulseAudio/PipeWire source by name
     (``device`` "pulse:NAME", an output's monitor included), or a microphone through PortAudio."""
     if listen_to or (device or "").startswith("pulse:"):

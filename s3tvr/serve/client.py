@@ -304,7 +304,7 @@ async def paced(audio: np.ndarray, realtime: bool = True, frame_s: float = FRAME
 
 
 async def microphone(device: Optional[str] = None, frame_s: float = FRAME_S, listen_to: str = "",
-                     duck_db: float = 15.0) -> AsyncIterator[np.ndarray]:
+                     duck_db: float = -15.0) -> AsyncIterator[np.ndarray]:
     """The microphone (or a program's audio, a pulse source: :func:`~s3tvr.live.sources.live_source`),
     16 kHz, in frames of about ``frame_s``, until the consumer stops."""
     from s3tvr.live.sources import live_source
@@ -405,7 +405,7 @@ class _SpeakerOut:
 
 def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optional[str] = None, token: Optional[str] = None,
         speaker: Optional[str] = None, input_device: Optional[str] = None, output_device: Optional[str] = None,
-        virtual_mic: Optional[str] = None, listen_to: str = "", duck_db: float = 15.0,
+        virtual_mic: Optional[str] = None, listen_to: str = "", duck_db: float = -15.0,
         show: Callable[[str], None] = print) -> ClientResult:
     """The command: a file (real-time pace) or the microphone to the server, the translation to a
     file or the speaker, each utterance's text to ``show`` as it arrives. Stopped (Ctrl-C raises
