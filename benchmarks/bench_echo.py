@@ -19,7 +19,17 @@ person alone, or the person over the echo (double talk). For each measure, per l
 - the scores' margins (the lowest echo score, the highest of the person's) and the guard's cost
   per second of speech judged.
 
+Against acoustic echo cancellers from packages, where they are importable (none is a dependency;
+a missing one prints "not installed"): pyaec (speex's canceller and preprocessor), speexdsp (speex's
+canceller) and aec-audio-processing (WebRTC's AudioProcessing, AEC3). Each is given the microphone
+and what was played, both 16 kHz on the microphone's timeline, in 10 ms frames; its output becomes
+the guard's verdict on the same utterances: "power", the share of the utterance's power it removed,
+echo at the threshold; "VAD", echo when Silero finds no speech left in it. "AEC ms/s" is the
+canceller's cost per second of microphone (it runs on all of it).
+
     python benchmarks/bench_echo.py [--data DIR] [--threshold 0.5]
+    pip install --target /tmp/aecpkgs pyaec aec-audio-processing speexdsp  # builds: meson, swig, libspeexdsp-dev
+    PYTHONPATH=/tmp/aecpkgs python benchmarks/bench_echo.py
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from s3tvr.audio.decode import load_audio
 from s3tvr.audio.echo import MEASURES, EchoGuard
 from s3tvr.config import VadConfig
 from s3tvr.live.messages import Block
-from s3tvr.live.segmenter import Segmenter
+from s3tvr.live.segmenter import Segmenter, load_vad, speech_regions
 from s3tvr.weights import bundled
 
 LEVELS_DB = (-6.0, -20.0)
@@ -46,6 +56,9 @@ DEVICE_RATE = 48000
 BLOCK = 1024  # frames per speaker callback
 PATH_S = 0.04  # speaker to microphone
 RMS_DBFS = -20.0  # the played voice and the people, at the microphone (before the echo's gain)
+AEC_FRAME = 160  # 10 ms: WebRTC's frame, and speex's
+CONTEXT_S = 1.0  # the cleaned stream Silero hears before an utterance (the VAD verdict)
+SPEEX_TAIL = 4800  # 0.3 s of adaptive filter: the 40 ms path and the room's reverberation, -60 dB at 0.3 s
 
 
 def rms_to(x: np.ndarray, dbfs: float) -> np.ndarray:
@@ -99,9 +112,11 @@ def scenario(folder, voice, rng):
 
 
 def simulate(events, total_s, level_db, ir, rng):
-    """(the microphone at 16 kHz, the speaker's blocks: (wall clock, 48 kHz samples), intervals)."""
+    """(the microphone at 16 kHz, the speaker's blocks: (wall clock, 48 kHz samples), intervals, and
+    what was played at 16 kHz on the microphone's timeline: a canceller's reference)."""
     n = int(total_s * SAMPLE_RATE)
     mic = (rng.standard_normal(n) * 10 ** (-55 / 20)).astype(np.float32)
+    reference = np.zeros(n, dtype=np.float32)
     gain = 10 ** (level_db / 20)
     blocks, intervals = [], []
     for start, audio, kind in events:
@@ -116,11 +131,14 @@ def simulate(events, total_s, level_db, ir, rng):
         device = rms_to(device, RMS_DBFS)
         for k in range(0, len(device), BLOCK):
             blocks.append((start + k / DEVICE_RATE, device[k:k + BLOCK]))
-        heard = fftconvolve(resample_poly(device, 1, DEVICE_RATE // SAMPLE_RATE), ir)[: len(device) // 3 + len(ir)]
+        played16 = resample_poly(device, 1, DEVICE_RATE // SAMPLE_RATE).astype(np.float32)
+        at = int(start * SAMPLE_RATE)
+        reference[at:at + len(played16)] += played16[: n - at]
+        heard = fftconvolve(played16, ir)[: len(device) // 3 + len(ir)]
         at = int((start + PATH_S) * SAMPLE_RATE)
         mic[at:at + len(heard)] += gain * heard[: n - at]
         intervals.append((start + PATH_S, start + PATH_S + len(device) / DEVICE_RATE, "echo"))
-    return mic, blocks, intervals
+    return mic, blocks, intervals, reference
 
 
 def segments(mic: np.ndarray):
@@ -152,6 +170,136 @@ def label(start: float, end: float, intervals) -> str:
     return "echo" if echo > 0.2 else "noise"
 
 
+def pcm(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
+
+
+def cancel_speex(mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """pyaec: aec-rs, speexdsp's canceller (an MDF adaptive filter of SPEEX_TAIL samples) with its
+    preprocessor's residual-echo suppression, in AEC_FRAME frames. The package's ctypes library is
+    called on numpy buffers (its Python wrapper copies every frame through lists)."""
+    import ctypes
+
+    from pyaec import Aec, lib
+
+    aec = Aec(AEC_FRAME, SPEEX_TAIL, SAMPLE_RATE, True)
+    near, far = pcm(mic), pcm(reference)
+    out = np.zeros_like(near)
+    ptr = ctypes.POINTER(ctypes.c_int16)
+    for i in range(0, len(near) - AEC_FRAME + 1, AEC_FRAME):
+        lib.AecCancelEcho(aec._aec, near[i:].ctypes.data_as(ptr), far[i:].ctypes.data_as(ptr),
+                          out[i:].ctypes.data_as(ptr), AEC_FRAME)
+    return out.astype(np.float32) / 32768
+
+
+def cancel_speexdsp(mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """speexdsp (the Python binding, against the system's libspeexdsp): the same speex canceller
+    (SPEEX_TAIL samples, AEC_FRAME frames), without the residual-echo suppression."""
+    from speexdsp import EchoCanceller
+
+    ec = EchoCanceller.create(AEC_FRAME, SPEEX_TAIL, SAMPLE_RATE)
+    near, far = pcm(mic), pcm(reference)
+    out = np.zeros_like(near)
+    for i in range(0, len(near) - AEC_FRAME + 1, AEC_FRAME):
+        out[i:i + AEC_FRAME] = np.frombuffer(ec.process(near[i:i + AEC_FRAME].tobytes(), far[i:i + AEC_FRAME].tobytes()),
+                                             dtype=np.int16)
+    return out.astype(np.float32) / 32768
+
+
+def cancel_webrtc(mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """aec-audio-processing: WebRTC's AudioProcessing module, echo cancellation only (no noise
+    suppression, no gain control: they would change the power the verdict compares), 10 ms frames,
+    the reference given as the reverse stream just before the microphone's frame, the path's delay
+    told (PATH_S)."""
+    from aec_audio_processing import AudioProcessor
+
+    ap = AudioProcessor(True, False, 2, False)  # echo cancellation; noise suppression (its level), gain control off
+    ap.set_stream_format(SAMPLE_RATE, 1)
+    ap.set_reverse_stream_format(SAMPLE_RATE, 1)
+    near, far = pcm(mic), pcm(reference)
+    out = np.zeros_like(near)
+    for i in range(0, len(near) - AEC_FRAME + 1, AEC_FRAME):
+        ap.process_reverse_stream(far[i:i + AEC_FRAME].tobytes())
+        ap.set_stream_delay(int(PATH_S * 1000))  # WebRTC asks for it before every frame
+        out[i:i + AEC_FRAME] = np.frombuffer(ap.process_stream(near[i:i + AEC_FRAME].tobytes()), dtype=np.int16)
+    return out.astype(np.float32) / 32768
+
+
+# name: (module to import, the canceller, how to install it)
+CANCELLERS = {
+    "pyaec": ("pyaec", cancel_speex, "pip install pyaec"),
+    "speexdsp": ("speexdsp", cancel_speexdsp, "apt install libspeexdsp-dev swig; pip install speexdsp"),
+    "webrtc": ("aec_audio_processing", cancel_webrtc, "pip install aec-audio-processing"),
+}
+
+
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def judge_rows(segs, labels, judge):
+    """Every labelled utterance judged: (counts of misses / false rejections, scores, ms per s of speech).
+    ``judge(audio, t_end, start_s)`` -> (score, judged echo)."""
+    counts = {k: [0, 0] for k in ("echo", "echo 1.5 s", "alone", "double talk")}
+    scores = {k: [] for k in counts}
+    cost = speech = 0.0
+    for (audio, t_end, start_s, _), kind in zip(segs, labels):
+        if kind not in counts:
+            continue
+        t0 = time.perf_counter()
+        judged = [(kind, *judge(audio, t_end, start_s))]
+        cost += time.perf_counter() - t0
+        speech += len(audio) / SAMPLE_RATE
+        if kind == "echo":  # its first 1.5 s, as simultaneous mode's first pass would have it judged
+            head = audio[: int(1.5 * SAMPLE_RATE)]
+            judged.append(("echo 1.5 s", *judge(head, t_end - (len(audio) - len(head)) / SAMPLE_RATE, start_s)))
+        for k, score, echo in judged:
+            scores[k].append(score)
+            counts[k][1] += 1
+            counts[k][0] += (not echo) if k.startswith("echo") else echo
+    return counts, scores, 1000 * cost / max(speech, 1e-9)
+
+
+def guard_judge(blocks, measure: str, threshold: float):
+    guard = EchoGuard(threshold=threshold, measure=measure)
+    pending = list(blocks)  # handed to the guard as they play, up to each utterance's end
+
+    def judge(audio, t_end, start_s):
+        while pending and pending[0][0] < t_end + 0.1:
+            guard.played(pending[0][1], DEVICE_RATE, pending.pop(0)[0])
+        score = guard.score(audio, t_end)
+        return score, score >= threshold
+
+    return judge
+
+
+def canceller_judge(mic, cleaned, verdict: str, threshold: float, vad_model):
+    """The canceller's output turned into the guard's verdict on the same utterance (its span of the
+    microphone's timeline): "power", the share of the utterance's power the canceller removed (the
+    guard's meaning: the share that was ours), echo at ``threshold``; "VAD", echo when Silero finds
+    no speech left in the cleaned span, less than the segmenter's shortest utterance (min_speech_ms:
+    a region's padding may reach into the span) (the score: the share of it without speech): how a
+    canceller is used live, its output feeding the VAD."""
+    def judge(audio, t_end, start_s):
+        a = int(round(start_s * SAMPLE_RATE))
+        near, left = mic[a:a + len(audio)], cleaned[a:a + len(audio)]
+        if verdict == "power":
+            score = float(np.clip(1 - np.sum(left.astype(np.float64) ** 2) / max(np.sum(near.astype(np.float64) ** 2), 1e-12), 0, 1))
+            return score, score >= threshold
+        # Silero over the cleaned stream from CONTEXT_S before the utterance (live, it runs on the whole
+        # stream: a fresh state on a short span alone misses speech), its speech within the span counted
+        c = max(0, a - int(CONTEXT_S * SAMPLE_RATE))
+        vad_model.reset_states()
+        lead, span = (a - c) / SAMPLE_RATE, len(audio) / SAMPLE_RATE
+        regions = speech_regions(cleaned[c:a + len(audio)], VadConfig(), vad_model)
+        speech = sum(max(0.0, min(e, lead + span) - max(s, lead)) for s, e in regions)
+        return 1 - min(1.0, speech / span), speech < VadConfig().min_speech_ms / 1000
+
+    return judge
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_argument(parser)
@@ -162,46 +310,40 @@ def main() -> None:
     voice = piper_voice()
     events, total_s = scenario(folder, voice, rng)
     ir = room(rng)
+    vad_model = load_vad(VadConfig().onnx)
     rows = []
     for level in LEVELS_DB:
-        mic, blocks, intervals = simulate(events, total_s, level, ir, np.random.default_rng(1))
+        mic, blocks, intervals, reference = simulate(events, total_s, level, ir, np.random.default_rng(1))
         segs = segments(mic)
         labels = [label(a, b, intervals) for _, _, a, b in segs]
-        for name in ["off", *MEASURES]:
-            guard = EchoGuard(threshold=args.threshold, measure=name if name != "off" else "coherence")
-            pending = list(blocks)  # handed to the guard as they play, up to each utterance's end
-            counts = {k: [0, 0] for k in ("echo", "echo 1.5 s", "alone", "double talk")}
-            scores = {k: [] for k in counts}
-            cost = speech = 0.0
-            for (audio, t_end, _, _), kind in zip(segs, labels):
-                if kind not in counts:
-                    continue
-                while pending and pending[0][0] < t_end + 0.1:
-                    guard.played(pending[0][1], DEVICE_RATE, pending.pop(0)[0])
-                t0 = time.perf_counter()
-                s = guard.score(audio, t_end) if name != "off" else 0.0
-                cost += time.perf_counter() - t0
-                speech += len(audio) / SAMPLE_RATE
-                judged = [(kind, s)]
-                if kind == "echo":  # its first 1.5 s, as simultaneous mode's first pass would have it judged
-                    head = audio[: int(1.5 * SAMPLE_RATE)]
-                    judged.append(("echo 1.5 s", guard.score(head, t_end - (len(audio) - len(head)) / SAMPLE_RATE)
-                                   if name != "off" else 0.0))
-                for k, v in judged:
-                    scores[k].append(v)
-                    counts[k][1] += 1
-                    judged_echo = name != "off" and v >= args.threshold
-                    counts[k][0] += (not judged_echo) if k.startswith("echo") else judged_echo
-            rows.append((level, name, counts, scores, 1000 * cost / max(speech, 1e-9)))
+        rows.append((level, "off", *judge_rows(segs, labels, lambda *_: (0.0, False)), None))
+        for name in MEASURES:
+            rows.append((level, name, *judge_rows(segs, labels, guard_judge(blocks, name, args.threshold)), None))
+        for name, (module, cancel, _) in CANCELLERS.items():
+            if not installed(module):
+                rows.append((level, name, None, None, None, None))
+                continue
+            t0 = time.perf_counter()
+            cleaned = cancel(mic, reference)
+            stream_ms = 1000 * (time.perf_counter() - t0) / (len(mic) / SAMPLE_RATE)
+            for verdict in ("power", "VAD"):
+                judge = canceller_judge(mic, cleaned, verdict, args.threshold, vad_model)
+                rows.append((level, f"{name} {verdict}", *judge_rows(segs, labels, judge), stream_ms))
     print(f"{len(events)} events, {total_s:.0f} s per loudness; threshold {args.threshold}")
-    print(f"{'echo dB':>7} {'measure':<10} {'misses':>7} {'(1.5 s)':>8} {'FR alone':>9} {'FR double':>10} "
-          f"{'echo min':>9} {'alone max':>10} {'double max':>11} {'ms per s':>9}")
-    for level, name, counts, scores, ms in rows:
+    print(f"{'echo dB':>7} {'measure':<13} {'misses':>7} {'(1.5 s)':>8} {'FR alone':>9} {'FR double':>10} "
+          f"{'echo min':>9} {'alone max':>10} {'double max':>11} {'ms per s':>9} {'AEC ms/s':>9}")
+    for level, name, counts, scores, ms, stream_ms in rows:
+        if counts is None:
+            module, _, how = CANCELLERS[name]
+            print(f"{level:>7.0f} {name:<13} not installed ({how})")
+            continue
         frac = {k: f"{c[0]}/{c[1]}" for k, c in counts.items()}
         edge = {k: f"{f(scores[k]):.2f}" if scores[k] and name != "off" else "-"
                 for k, f in (("echo", min), ("alone", max), ("double talk", max))}
-        print(f"{level:>7.0f} {name:<10} {frac['echo']:>7} {frac['echo 1.5 s']:>8} {frac['alone']:>9} {frac['double talk']:>10} "
-              f"{edge['echo']:>9} {edge['alone']:>10} {edge['double talk']:>11} {ms:>9.1f}")
+        stream = f"{stream_ms:>9.1f}" if stream_ms is not None else f"{'-':>9}"
+        print(f"{level:>7.0f} {name:<13} {frac['echo']:>7} {frac['echo 1.5 s']:>8} {frac['alone']:>9} {frac['double talk']:>10} "
+              f"{edge['echo']:>9} {edge['alone']:>10} {edge['double talk']:>11} {ms:>9.1f} {stream}")
+
 
 if __name__ == "__main__":
     main()
