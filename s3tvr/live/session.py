@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # only for the annotation: the engine imports this module whe
 log = logging.getLogger(__name__)
 
 ABORT_GRACE_S = 1.0  # how long an abort waits for workers before leaving them (daemon threads)
+TRANSCRIPT_WAIT_S = 30.0  # the longest an utterance's record waits for its transcript pass (a hung model must not stop the run)
 
 
 @dataclass
@@ -356,6 +357,8 @@ class Session:
 
     def _collect(self) -> None:
         for utt in self.sink.finished():
+            if utt.transcribed is not None:  # the transcript pass, started as its translation went on, is nearly done
+                utt.transcribed.wait(TRANSCRIPT_WAIT_S)
             rec = self.collector.record(utt)
             if rec.error:
                 self.result.failed += 1
