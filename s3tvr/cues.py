@@ -14,7 +14,7 @@ import textwrap
 
 LINE = 42  # characters per subtitle line (the usual broadcast limit)
 FORMATS = ("srt", "vtt")
-VTT_HEADER = "WEBVTT\n"
+VTT_HEADER = "WEBVTT\n\n"  # the signature line, and the blank line that ends the header
 
 
 def stamp(seconds: float, sep: str) -> str:
