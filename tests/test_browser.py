@@ -4,6 +4,7 @@ its fake microphone playing a Spanish FLEURS clip, translates it through the rea
 offline profile: Whisper base's translate task and Piper) into English captions, latency records
 and played speech."""
 
+import asyncio
 import json
 import os
 import re
@@ -181,7 +182,64 @@ def test_the_page_of_a_talk_server_names_each_captions_direction(tmp_path, brows
         browser.find_element(By.ID, "start").click()
         h = wait_for(browser, "show two captions", lambda h: len(h["captions"]) >= 2, timeout=60)
         assert h["talk"] == ["es", "en"] and "es and en" in browser.find_element(By.ID, "status").text
+        # The session's id, and its caption overlay's link to copy into OBS.
+        assert browser.find_element(By.ID, "session-id").text == h["session"]
+        assert browser.find_element(By.ID, "overlay").get_attribute("href").endswith(f"/captions?session={h['session']}")
         shown = [(e.find_element(By.CSS_SELECTOR, ".dir").text, e.find_element(By.CSS_SELECTOR, ".tgt").get_attribute("lang"))
                  for e in browser.find_elements(By.CSS_SELECTOR, ".caption")[:2]]
     assert [c["srcLang"] + c["tgtLang"] for c in h["captions"][:2]] == ["esen", "enes"]
     assert shown == [("ES → EN", "en"), ("EN → ES", "es")]  # upper case: the stylesheet's
+
+
+@pytest.mark.slow
+def test_the_caption_overlay_shows_committed_lines_that_only_grow_on_a_transparent_page(tmp_path, browser, data):
+    """``/captions`` in headless Chromium as an OBS browser source loads it, following the latest
+    session while a real clip (52 s of speech with pauses, sent as fast as the server takes it)
+    is translated by the fake backends: sampled all along, the lines received only ever grow (none
+    changed or taken back), the page shows the last two, source and translation, their text as
+    said (not taken for markup), on a transparent page with no scrollbars."""
+    import threading
+
+    from s3tvr.audio.decode import load_audio
+    from s3tvr.serve import client
+
+    port = free_port()
+    with serving("--config", "fake", "--set", "asr.text=a <b> & c --> d {utt_id}", "--max-ahead", "600",
+                 "--host", "127.0.0.1", "--port", port, log=tmp_path / "serve.log", timeout=60):
+        base = f"http://127.0.0.1:{port}"
+        browser.get(f"{base}/captions?session=latest&lines=2&show=both&size=40&position=bottom")
+        wait_for_overlay = time.monotonic() + 30
+        while browser.execute_script("return window.s3tvrCaptions && window.s3tvrCaptions.state") != "open":
+            assert time.monotonic() < wait_for_overlay, "the overlay did not connect"
+            time.sleep(0.1)
+        speech = load_audio(data / "realtimestt_asr-reference.wav")
+        done = threading.Event()
+        sent = threading.Thread(target=lambda: (asyncio.run(client.stream_file(f"ws://127.0.0.1:{port}/ws", speech, "es", "en",
+                                                                                realtime=False)), done.set()), daemon=True)
+        sent.start()
+        samples = []
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            samples.append(browser.execute_script(
+                "return [window.s3tvrCaptions.lines.map((l) => [l.utt_id, l.src_text, l.tgt_text]),"
+                " [...document.querySelectorAll('.line')].map((e) => e.textContent)]"))
+            time.sleep(0.2)
+        sent.join(10)
+        time.sleep(1.0)  # the last line's message
+        samples.append(browser.execute_script(
+            "return [window.s3tvrCaptions.lines.map((l) => [l.utt_id, l.src_text, l.tgt_text]),"
+            " [...document.querySelectorAll('.line')].map((e) => e.textContent)]"))
+        style = browser.execute_script(
+            "const h = getComputedStyle(document.documentElement), b = getComputedStyle(document.body);"
+            "return [h.backgroundColor, b.backgroundColor, h.overflow, b.overflow, parseFloat(getComputedStyle("
+            "document.querySelector('.line .tgt')).fontSize)]")
+    lines, shown = samples[-1]
+    assert len(lines) >= 3, samples[-1]
+    assert [n for n, _, _ in lines] == list(range(len(lines)))
+    for (before, _), (after, _) in zip(samples, samples[1:]):
+        assert after[:len(before)] == before  # only grows: no line changed, none taken back
+    for received, on_screen in samples:
+        assert on_screen == [src + tgt for _, src, tgt in received[-2:]]  # the last two, source then translation
+    assert shown[-1] == f"a <b> & c --> d {len(lines) - 1}[en] a <b> & c --> d {len(lines) - 1}"
+    assert style[:2] == ["rgba(0, 0, 0, 0)", "rgba(0, 0, 0, 0)"] and style[2:4] == ["hidden", "hidden"], style
+    assert style[4] == 40.0

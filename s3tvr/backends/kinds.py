@@ -75,6 +75,9 @@ class AsrBackend(Model):
     # one (faster-whisper's asr.model=auto): mode auto takes it rather than timing the same pass again.
     calibrated_pass_s: Optional[float] = None
     detects_language = False  # language_of() tells which of some languages is spoken (talk mode needs it)
+    # With a task whose text is not in the language spoken (Whisper's translate task), also transcribe each
+    # utterance in its own language (source_text: a second pass), so captions can show the speaker's words.
+    transcript = False
 
     @property
     def output_language(self) -> str:
@@ -96,6 +99,13 @@ class AsrBackend(Model):
         words were heard. ``language``: what is spoken (an ``any_source`` backend hears it; others
         hear the language they were built for)."""
         raise NotImplementedError
+
+    def source_text(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+        """The text of ``audio`` in the language spoken (``language``), whatever the task: a second
+        pass where :meth:`transcribe` gives another language (Whisper's translate task)."""
+        if self.text_language(language) == language:
+            return self.transcribe(audio, language, utt_id=utt_id)
+        raise NotImplementedError(f"ASR backend {self.backend} cannot transcribe in the language spoken")
 
     def words(self, audio: np.ndarray) -> list[Word]:
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task."""

@@ -21,6 +21,7 @@ from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped, Translatio
 if TYPE_CHECKING:
     from s3tvr.config import Config
     from s3tvr.dub.dubber import DubOptions
+    from s3tvr.live.session import Session
 
 log = logging.getLogger("s3tvr")
 
@@ -38,12 +39,21 @@ def _load_config(args: argparse.Namespace, src_lang: str, tgt_lang: str) -> "Con
     purpose = "dub" if "dub" in (args.command, getattr(args, "purpose", None)) else "live"
     flags = [*flag_overrides(args), ("src_lang", src_lang), ("tgt_lang", tgt_lang)]
     config = load_config(_preset(args), [*args.overrides, *flags], purpose=purpose)
+    if getattr(args, "captions", None) and _needs_transcript(config):  # captions ask for the source track
+        config = load_config(_preset(args), [("asr.transcript", True), *args.overrides, *flags], purpose=purpose)
     # The voice (--voice, --speaker) is the session's, not the model's, but it needs XTTS as its flags do.
     xtts = any(key.startswith("tts.") for key, _ in flags)
     if (xtts or getattr(args, "voice", None) or getattr(args, "speaker", None)) and config.tts.backend != "xtts":
         raise InputError(f"--xtts-dir, --voice, --speaker, --deepspeed and --seed need the xtts TTS, but this config "
                          f"uses {config.tts.backend}: add --config stack or --set tts.backend=xtts")
     return config
+
+
+def _needs_transcript(config: "Config") -> bool:
+    """Whether the ASR's text is not the language spoken (Whisper's translate task) and nothing said
+    whether to transcribe it too: then captions' source track asks for the transcript pass."""
+    asr = config.asr
+    return asr.backend == "faster-whisper" and asr.options.get("task") == "translate" and "transcript" not in asr.options
 
 
 def _preset(args: argparse.Namespace) -> str:
@@ -134,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
     with Engine(config) as engine:
         session = engine.session(input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir,
-                                 on_record=show, voice=args.voice, speaker=args.speaker or "")
+                                 on_record=show, voice=args.voice, speaker=args.speaker or "", captions=args.captions)
         log.info("%s -> %s with %s", args.lang, target, engine.description)
         result = session.run()
     if result.records:
@@ -144,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     result.check()
     if args.output:
         log.info("wrote %s", args.output)
+    _wrote_captions(session)
     return 0
 
 
@@ -166,7 +177,7 @@ def _talk(args: argparse.Namespace) -> int:
                 pass
 
     with TalkEngine(_load_config(args, a, b), _load_config(args, b, a)) as engine:
-        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=show)
+        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=show, captions=args.captions)
         log.info("talk %s", engine.description)
         result = session.run()
     if result.records:
@@ -176,7 +187,14 @@ def _talk(args: argparse.Namespace) -> int:
     result.check()
     if args.output:
         log.info("wrote %s", args.output)
+    _wrote_captions(session)
     return 0
+
+
+def _wrote_captions(session: "Session") -> None:
+    if session.captions is not None:
+        for path in session.captions.paths:
+            log.info("wrote %s", path)
 
 
 def _default_target(src: str, to: Optional[str]) -> str:
@@ -255,7 +273,8 @@ def _client(args: argparse.Namespace) -> int:
                          "translation goes: give one")
     result = client.run(args.url, args.src, args.to, input=args.input, output=args.output, token=args.token, speaker=args.speaker,
                         input_device=args.input_device, output_device=args.output_device, virtual_mic=args.virtual_mic,
-                        listen_to=args.listen_to or "", duck_db=args.duck, show=lambda line: print(line, flush=True))
+                        listen_to=args.listen_to or "", duck_db=args.duck, show=lambda line: print(line, flush=True),
+                        captions=args.captions)
     print(result.summary(), flush=True)
     return 0
 

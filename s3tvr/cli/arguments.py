@@ -250,8 +250,15 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--output", metavar="FILE", help="write the translation to a WAV file (placed on the input's timeline)")
     run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
     run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
+    run.add_argument("--captions", metavar="FILE", help=CAPTIONS_HELP)
     _live_flags(run)
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
+
+
+CAPTIONS_HELP = ("write live captions as they are spoken: the translation into FILE (.vtt: WebVTT, .srt: SubRip), "
+                 "the source beside it as NAME.src.EXT (out.vtt and out.src.vtt); one cue per utterance (simultaneous mode: "
+                 "per clause), on the input's timeline, appended and flushed as each is logged so another program can follow "
+                 "them. Into English with Whisper's translate task it adds a transcript pass for the source (asr.transcript)")
 
 
 def _talk_flags(talk: argparse.ArgumentParser) -> None:
@@ -263,6 +270,7 @@ def _talk_flags(talk: argparse.ArgumentParser) -> None:
                       help="with --input: as fast as possible instead of real-time pace (sets audio.realtime=false)")
     talk.add_argument("--output", metavar="FILE", help="write the translations to a WAV file (placed on the input's timeline)")
     talk.add_argument("--log", metavar="FILE", help="append one JSON line per utterance, its direction and latency (default: none)")
+    talk.add_argument("--captions", metavar="FILE", help=CAPTIONS_HELP)
     _device_flags(talk)
 
 
@@ -511,6 +519,10 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
     cl.add_argument("--input-device", metavar="DEV", help="microphone: index or part of the name (see s3tvr devices), or "
                                                            "pulse:NAME for a PulseAudio/PipeWire source")
     cl.add_argument("--output-device", metavar="DEV", help="speaker: index or part of the name")
+    cl.add_argument("--captions", metavar="FILE", help="write live captions as the server logs each utterance: the translation "
+                                                      "into FILE (.vtt or .srt), the source beside it as NAME.src.EXT, times on "
+                                                      "the stream's timeline (into English with Whisper's translate task the "
+                                                      "server needs --set asr.transcript=true for the source)")
     _call_flags(cl, sets=False)
 
 

@@ -8,6 +8,7 @@ Times are ``time.monotonic()`` seconds.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -58,6 +59,10 @@ class UttInfo:
     # The translator's word when its own reply was not used whole: refused or late and translated by
     # its fallback instead, or stopped early ("" otherwise; MtPiece.note).
     mt_note: str = ""
+    # The transcript pass (asr.transcript: the source text where the ASR's task gave the target's) runs
+    # after the translation has gone on, off the path to first audio; set once src_text is final, and
+    # awaited before the utterance is logged, so every record and caption has it (None: no pass).
+    transcribed: Optional[threading.Event] = field(default=None, repr=False, compare=False)
 
 
 # UttInfo.skipped of a clause recognised in a pause before its endpoint was confirmed, when the speaker

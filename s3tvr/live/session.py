@@ -24,6 +24,7 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.echo import ECHO_HEARD, EchoGuard
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
 from s3tvr.latency.record import Clock, Collector, UtteranceRecord
+from s3tvr.live.captions import CaptionFiles
 from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # only for the annotation: the engine imports this module whe
 log = logging.getLogger(__name__)
 
 ABORT_GRACE_S = 1.0  # how long an abort waits for workers before leaving them (daemon threads)
+TRANSCRIPT_WAIT_S = 30.0  # the longest an utterance's record waits for its transcript pass (a hung model must not stop the run)
 
 
 @dataclass
@@ -79,7 +81,9 @@ class Session:
     speaks for, who alone may use and extend the voice saved under that name ("": this machine's
     user; a server gives its client's), unless ``share_voices`` lends it to others as saved
     (TtsBackend.new_voice). ``src_lang``/``tgt_lang``: this session's pair when it is not the
-    engine's (one the engine can serve: Engine.check_languages).
+    engine's (one the engine can serve: Engine.check_languages). ``captions``: a .vtt or .srt file
+    the translation's captions are written into as they are logged, the source's beside it
+    (:mod:`s3tvr.live.captions`).
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
@@ -87,7 +91,7 @@ class Session:
                  sink: Optional[Sink] = None,
                  on_record: Optional[Callable[[UtteranceRecord], None]] = None, keep_records: bool = True,
                  voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = "",
-                 voice_owner: str = "", share_voices: bool = False):
+                 voice_owner: str = "", share_voices: bool = False, captions: Optional[str] = None):
         self.engine = engine
         self.config = config = engine.config
         self.src_lang, self.tgt_lang = src_lang or config.src_lang, tgt_lang or config.tgt_lang
@@ -98,6 +102,9 @@ class Session:
         for flag, path in (("--output", output), ("--log", log_path)):
             if input and path:  # writing it would destroy the recording
                 files.check_not_same(input, path, flag)
+        self.captions = CaptionFiles(captions) if captions else None
+        if self.captions is not None:
+            self.captions.check(input)
         self.source: Source = source if source is not None else self._make_source(input)
         self.result = RunResult(source=self.source.name)
         self.on_record = on_record
@@ -356,7 +363,11 @@ class Session:
 
     def _collect(self) -> None:
         for utt in self.sink.finished():
+            if utt.transcribed is not None:  # the transcript pass, started as its translation went on, is nearly done
+                utt.transcribed.wait(TRANSCRIPT_WAIT_S)
             rec = self.collector.record(utt)
+            if self.captions is not None:
+                self.captions.add(rec)
             if rec.error:
                 self.result.failed += 1
                 self.result.first_error = self.result.first_error or rec.error
@@ -379,7 +390,8 @@ class Session:
         if self.mode:
             self.engine.close_mode(self.mode)
         unfinished: Optional[S3tvrError] = None
-        for closer in (close_sink, self.source.close, self.collector.close):
+        closers = [close_sink, self.source.close, self.collector.close, *([self.captions.close] if self.captions else [])]
+        for closer in closers:
             try:
                 closer()
             except S3tvrError as exc:

@@ -9,6 +9,8 @@ the next message on. The engine loads and frees the models; an adapter has nothi
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any, Iterator, Optional
 
@@ -17,6 +19,8 @@ from s3tvr.backends.kinds import AsrBackend, MtBackend, MtContext, TtsBackend
 from s3tvr.languages import join_sentences
 from s3tvr.live.messages import AudioChunk, SpeechSegment, Transcript, Translation
 from s3tvr.live.pipeline import Stage
+
+log = logging.getLogger(__name__)
 
 
 class ModelStage(Stage):
@@ -51,9 +55,20 @@ class AsrStage(ModelStage):
         language = self.model.text_language(utt.src_lang)
         if language == utt.src_lang:
             utt.src_text = text
-        else:  # already the target language (Whisper's translate task)
-            utt.tgt_text = text
-        yield Transcript(utt, text, language)
+            yield Transcript(utt, text, language)
+            return
+        utt.tgt_text = text  # already the target language (Whisper's translate task)
+        if not self.model.transcript:
+            yield Transcript(utt, text, language)
+            return
+        utt.transcribed = threading.Event()
+        try:
+            yield Transcript(utt, text, language)  # the translation goes on to be spoken meanwhile
+            utt.src_text = self.model.source_text(item.audio, utt.src_lang, utt_id=utt.utt_id)
+        except Exception as exc:  # the translation is spoken already: only its source line is lost, never the utterance
+            log.warning("utterance %d: the transcript pass failed: %s", utt.utt_id, exc)
+        finally:
+            utt.transcribed.set()
 
 
 class MtStage(ModelStage):

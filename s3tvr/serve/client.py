@@ -406,13 +406,18 @@ class _SpeakerOut:
 def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optional[str] = None, token: Optional[str] = None,
         speaker: Optional[str] = None, input_device: Optional[str] = None, output_device: Optional[str] = None,
         virtual_mic: Optional[str] = None, listen_to: str = "", duck_db: float = -15.0,
-        show: Callable[[str], None] = print) -> ClientResult:
+        show: Callable[[str], None] = print, captions: Optional[str] = None) -> ClientResult:
     """The command: a file (real-time pace) or the microphone to the server, the translation to a
-    file or the speaker, each utterance's text to ``show`` as it arrives. Stopped (Ctrl-C raises
-    KeyboardInterrupt here), what was received is kept. Raises the server's refusal."""
+    file or the speaker, each utterance's text to ``show`` as it arrives, and to ``captions`` (a
+    .vtt or .srt file, the source beside it: s3tvr.live.captions) as the server logs it. Stopped
+    (Ctrl-C raises KeyboardInterrupt here), what was received is kept. Raises the server's refusal."""
     from s3tvr.audio.decode import load_audio
+    from s3tvr.live.captions import CaptionFiles
 
     session_url(url, src, tgt, speaker)  # mistakes first: a bad address, then a bad file, before connecting
+    cues = CaptionFiles(captions) if captions else None
+    if cues is not None:
+        cues.check(input)
     audio = load_audio(input, SAMPLE_RATE) if input else None
     out: Any = _WavOut(output) if output else _SpeakerOut(output_device, virtual_mic)
     result, finished = ClientResult(), False
@@ -422,6 +427,11 @@ def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optio
             show(f"[{event.get('utt_id')}] {event.get('src_text', '')} => {event.get('tgt_text', '')}")
             if isinstance(out, _SpeakerOut):
                 out.utterance(event)
+        elif event.get("type") == "latency" and cues is not None:
+            try:
+                cues.add(UtteranceRecord.from_json(event.get("record")))
+            except ValueError:  # said once already, by the receiver
+                pass
         elif event.get("type") == "error":
             log.warning("server: %s", event.get("message"))
         elif event.get("type") == "ready":
@@ -433,6 +443,10 @@ def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optio
                               keep_audio=False, result=result))
         finished = True
     finally:  # stopped or not: what came is kept
+        if cues is not None:
+            cues.close()
+            for path in cues.paths:
+                log.info("wrote %s", path)
         if isinstance(out, _WavOut):
             if out.close():
                 log.info("wrote %s", output)

@@ -108,7 +108,7 @@ class Host(Protocol):
     def session(self, id: str, **kwargs: Any) -> Session: ...
     def release(self) -> None: ...  # the place taken by admit() is free again
     def closed(self, code: int) -> None: ...
-    def recorded(self, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None: ...  # on the session's thread
+    def recorded(self, id: str, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None: ...  # on the session's thread
     def occupancy(self) -> str: ...  # "sessions/most", for the log
 
 
@@ -275,7 +275,7 @@ class Connection:
         self.utterances += 1
         # A source utterance's clauses arrive in order; its last one completes it (sentence mode: each record).
         self.clauses = [r for r in self.clauses if r.source_id == rec.source_id] + [rec]
-        self.server.recorded(rec, self.clauses)
+        self.server.recorded(self.id, rec, self.clauses)
         if rec.last_clause:
             self.clauses = []
         if rec.error:
@@ -347,12 +347,16 @@ class Connection:
         """The reason as an error event and as the close frame's; never waits long on the client."""
         log.warning("%s: closed %d: %s", self.name, refusal.code, refusal.reason)
         self.server.closed(refusal.code)
+        await send_refusal(self.ws, refusal)
 
-        async def say() -> None:
-            await self.ws.send_text(json.dumps({"type": "error", "message": refusal.reason}, ensure_ascii=False))
-            await self.ws.close(refusal.code, close_reason(refusal.reason))
 
-        try:
-            await asyncio.wait_for(say(), CLOSE_TIMEOUT_S)
-        except (asyncio.TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
-            pass
+async def send_refusal(ws: WebSocket, refusal: Refusal) -> None:
+    """The reason as an error event and as the close frame's; never waits long on the client."""
+    async def say() -> None:
+        await ws.send_text(json.dumps({"type": "error", "message": refusal.reason}, ensure_ascii=False))
+        await ws.close(refusal.code, close_reason(refusal.reason))
+
+    try:
+        await asyncio.wait_for(say(), CLOSE_TIMEOUT_S)
+    except (asyncio.TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
+        pass

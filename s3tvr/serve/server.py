@@ -1,11 +1,13 @@
 """``s3tvr serve``: one engine, loaded once, translating for every WebSocket client at the same
-time; each connection at ``/ws`` is one session (docs/serve.md, the WebSocket protocol; :mod:`s3tvr.serve.connection`),
-``/`` the web page, ``/healthz``, ``/readyz`` and ``/metrics`` for whoever runs it. Here: who is let
-in (origin, token, query, room), the app, and uvicorn around it.
+time; each connection at ``/ws`` is one session (docs/serve.md, the WebSocket protocol;
+:mod:`s3tvr.serve.connection`), ``/`` the web page, ``/captions`` the caption overlay
+(:mod:`s3tvr.serve.captions`), ``/healthz``, ``/readyz`` and ``/metrics`` for whoever runs it.
+Here: who is let in (origin, token, query, room), the app, and uvicorn around it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import hmac
@@ -27,7 +29,8 @@ from s3tvr.errors import InputError
 from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.engine import Engine
 from s3tvr.serve import ANY_ORIGIN, NULL_ORIGIN, ServeOptions, origin_key, origin_problem
-from s3tvr.serve.connection import MAX_FRAME, Connection
+from s3tvr.serve.captions import CaptionFeed, follow_query, serve_watcher
+from s3tvr.serve.connection import MAX_FRAME, Connection, send_refusal
 from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics
 from s3tvr.serve.transport import Refusal
 
@@ -47,6 +50,14 @@ async def web_page(request: Any) -> Response:
     page = STATIC / "index.html"
     if not page.is_file():
         return PlainTextResponse("the web page is not installed; the WebSocket is at /ws", status_code=404)
+    return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def caption_page(request: Any) -> Response:
+    """The caption overlay at ``/captions`` (its settings in the URL: docs/serve.md, "Captions")."""
+    page = STATIC / "captions.html"
+    if not page.is_file():
+        return PlainTextResponse("the caption overlay is not installed; its WebSocket is at /captions/ws", status_code=404)
     return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
 
@@ -125,6 +136,7 @@ class Server:
         self.closes: collections.Counter = collections.Counter()  # refusals and closes by code, since start
         self.gate = Gate(options)
         self.metrics = ServeMetrics(active=lambda: self.active)
+        self.captions = CaptionFeed()  # each session's committed lines, for the caption overlay (/captions)
         # Whom its clients' voices (speaker=NAME) belong to: they are told apart by token only.
         self.voice_owner = token_owner(options.token) if options.token else ANONYMOUS
 
@@ -132,6 +144,8 @@ class Server:
         app = Starlette(routes=[
             Route("/", web_page),
             WebSocketRoute("/ws", self._websocket),
+            Route("/captions", caption_page),
+            WebSocketRoute("/captions/ws", self._captions),
             # For whoever runs the server (a load balancer, Kubernetes' probes, Prometheus): no token
             # asked, as their callers have none; they say counts only, never a session's text or audio.
             Route("/healthz", self._healthz),
@@ -164,6 +178,25 @@ class Server:
         await ws.accept()  # first: a browser sees a refusal's reason only on an open connection
         await Connection(self, ws).run()
 
+    async def _captions(self, ws: WebSocket) -> None:
+        """A caption overlay: let in as a session is (origin, then token), then fed its lines."""
+        await ws.accept()
+        reason = "origin"
+        try:
+            self.gate.check_origin(ws)  # a page of another site must not read what is said in the sessions
+            reason = "token"
+            self.gate.check_token(ws)
+            reason = "query"
+            wants = follow_query(ws)
+            reason = "busy"
+            watcher = self.captions.watch(wants, asyncio.get_running_loop())
+        except Refusal as refusal:
+            self.metrics.refusals.labels(reason=reason).inc()
+            log.warning("a caption overlay: closed %d: %s", refusal.code, refusal.reason)
+            await send_refusal(ws, refusal)
+            return
+        await serve_watcher(self.captions, ws, watcher)
+
     # -- what a connection asks of it (connection.Host) ------------------------------------
 
     def admit(self, ws: WebSocket) -> tuple[str, str, str]:
@@ -192,6 +225,7 @@ class Server:
                                       share_voices=self.options.share_voices, **kwargs)
         self.served += 1
         self.metrics.sessions.inc()
+        self.captions.open(id)
         return session
 
     def release(self) -> None:
@@ -203,9 +237,11 @@ class Server:
         self.closes[code] += 1
         self.metrics.closes.labels(code=str(code)).inc()
 
-    def recorded(self, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None:
-        """A session logged an utterance (on its thread): its latencies into the metrics."""
+    def recorded(self, id: str, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None:
+        """Session ``id`` logged an utterance (on its thread): its latencies into the metrics, its
+        caption to the overlays."""
         self.metrics.utterance(rec, source)
+        self.captions.add(id, rec)
 
     def occupancy(self) -> str:
         return f"{self.active}/{self.max_sessions}"

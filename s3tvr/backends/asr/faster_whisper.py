@@ -62,6 +62,9 @@ class Config:
     # default is simultaneous mode's pace (pass_budget x max_step_s: simultaneous.auto_mode)
     auto_max_pass_s: Annotated[float, Range(0, 60)] = PACE_S
     task: str = "transcribe"  # transcribe | translate (to English)
+    # task translate: also transcribe each utterance in the language spoken (a second pass, its cost in
+    # docs/measurements.md "Captions"), so captions show the speaker's words; run --captions turns it on
+    transcript: bool = False
     compute_type: str = "default"  # default: the run's dtype, or int8 on CPU / float16 on CUDA when that is auto
     beam_size: Annotated[int, Range(1, 20)] = 1  # greedy decoding: beam 5 costs ~2x the time for little gain on short utterances
     cpu_threads: Annotated[int, Range(0, 512)] = 0  # 0: all cores
@@ -89,6 +92,7 @@ class Backend(AsrBackend):
         self.dtype = dtype
         self.model = None
         self.model_name = config.model  # auto: the one chosen by setup()
+        self.transcript = config.transcript and config.task == "translate"  # transcribing, the text is the transcript
 
     @property
     def output_language(self) -> str:
@@ -164,6 +168,14 @@ class Backend(AsrBackend):
             without_timestamps=not self.config.timestamps,
             vad_filter=False,  # the segmenter already found the speech
         )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def source_text(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+        """The utterance's text in the language spoken (``language``), whatever the task: with the
+        translate task, a second pass (transcribe), as :meth:`transcribe` makes it otherwise."""
+        segments = self._pass(
+            audio, language=self._language(language), task="transcribe", beam_size=self.config.beam_size,
+            condition_on_previous_text=False, without_timestamps=not self.config.timestamps, vad_filter=False)
         return " ".join(s.text.strip() for s in segments).strip()
 
     def words(self, audio) -> list[Word]:

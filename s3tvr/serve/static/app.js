@@ -38,6 +38,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   from: $("from"), to: $("to"), token: $("token"), swap: $("swap"), start: $("start"), status: $("status"),
   captions: $("captions"), errors: $("errors"), insecure: $("insecure"), unsupported: $("unsupported"),
+  session: $("session"), sessionId: $("session-id"), overlay: $("overlay"),
 };
 
 let run = null; // the session under way: {ctx, stream, source, capture, playback, ws, ...}
@@ -174,6 +175,10 @@ function showRecord(record) {
       src: record.src_text || "", tgt: record.tgt_text || "", srcLang: record.src_lang, tgtLang: record.tgt_lang, latency: null });
   }
   caption.latency = record;
+  if (!caption.src && record.src_text) { // the transcript pass (asr.transcript) comes after the translation's audio
+    caption.src = record.src_text;
+    caption.element.querySelector(".src").textContent = record.src_text;
+  }
   const meta = caption.element.querySelector(".meta");
   meta.textContent = latencyText(record);
   meta.title = "first audio: the end of your speech to the first translated audio heard; end offset: to the end of "
@@ -279,8 +284,19 @@ function reconnecting(r, event) {
   return true;
 }
 
+/** The session's id, and a link to its caption overlay (/captions) to copy into OBS or open on a screen. */
+function showSession(id) {
+  ui.session.hidden = !id;
+  if (!id) return;
+  ui.sessionId.textContent = id;
+  const params = new URLSearchParams({ session: id });
+  if (ui.token.value.trim()) params.set("token", ui.token.value.trim()); // the overlay is let in as the page is
+  ui.overlay.href = `/captions?${params}`;
+}
+
 function onReady(r, msg) {
   hooks.session = msg.session ?? null;
+  showSession(hooks.session);
   hooks.sampleRate = msg.sample_rate;
   hooks.replica = msg.replica ?? null;
   hooks.talk = Array.isArray(msg.talk) ? msg.talk : null;
