@@ -43,9 +43,9 @@ MAX_QUERY = 4000  # characters of a glossary one session sends (s3tvr serve's ?g
 MAX_SESSION_TERMS = 50
 COLUMNS = ("source", "target", "pronunciation", "keep")
 TRUE, FALSE = frozenset({"true", "yes", "1", "y"}), frozenset({"false", "no", "0", "n", ""})
-# Whisper decodes 448 tokens, its prompt included, and a pass may write 200 (faster_whisper.MAX_TOKENS):
-# the hotwords are cut to this many characters (about 60 tokens).
-MAX_HOTWORDS = 200
+# Whisper decodes 448 tokens, its prompt included; a pass writes at most 200 (faster_whisper.MAX_TOKENS) and
+# faster-whisper keeps 223 of the hotwords: the terms past this many characters (150-200 tokens) are left out whole.
+MAX_HOTWORDS = 600
 # A translator passes this through untouched (an unknown word to Apertium, checked in tests/test_glossary.py);
 # its number says which term goes back in. Apertium's stream format reserves [ ] ^ $ / @ < > { } * # + ~ \.
 PLACEHOLDER = "ZXQ{}X"
