@@ -26,6 +26,7 @@ This module sits below the live path, dubbing, serving and the backends: it impo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import unicodedata
@@ -182,16 +183,23 @@ def fold(text: str) -> tuple[str, list[int]]:
     return "".join(out), index
 
 
+@functools.lru_cache(maxsize=2 * MAX_TERMS)
+def _pattern(form: str) -> Optional[re.Pattern]:
+    """A form as whole words of folded text, any run of spaces between them (compiled once: every
+    utterance looks for every term)."""
+    words = fold(form)[0].split()
+    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)") if words else None
+
+
 def _find(text: str, forms: Iterable[tuple[str, Term]]) -> list[Found]:
     """Where each form occurs in ``text`` as whole words, longest form first, none overlapping."""
     folded, index = fold(text)
     taken: list[Found] = []
     for form, term in sorted(forms, key=lambda f: -len(f[0])):
-        key = " ".join(fold(form)[0].split())
-        if not key:
+        pattern = _pattern(form)
+        if pattern is None:
             continue
-        pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, key.split(" "))) + r"(?!\w)"
-        for m in re.finditer(pattern, folded):
+        for m in pattern.finditer(folded):
             start, end = index[m.start()], index[m.end() - 1] + 1
             if all(end <= f.start or start >= f.end for f in taken):
                 taken.append(Found(term, start, end))
