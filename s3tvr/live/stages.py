@@ -67,7 +67,8 @@ class MtStage(ModelStage):
     ``context_sentences``) for a translator that translates in context, and in simultaneous mode
     the clauses already translated of the sentence being spoken, so a clause is never translated
     as if alone. The translator's first piece is due ``late_s`` (the model's) after the utterance
-    reached the stage, waiting for the model included."""
+    reached the stage, waiting for the model included. The translation keeps to the utterance's
+    glossary (MtBackend.translate_with), and the terms it renders are counted on the utterance."""
 
     model: MtBackend
 
