@@ -243,3 +243,24 @@ def test_the_caption_overlay_shows_committed_lines_that_only_grow_on_a_transpare
     assert shown[-1] == f"a <b> & c --> d {len(lines) - 1}[en] a <b> & c --> d {len(lines) - 1}"
     assert style[:2] == ["rgba(0, 0, 0, 0)", "rgba(0, 0, 0, 0)"] and style[2:4] == ["hidden", "hidden"], style
     assert style[4] == 40.0
+
+
+def test_the_page_s_glossary_box_gives_its_session_the_words_and_shows_a_broken_one(fake_server, browser):
+    """The Glossary box's CSV goes with the session (the fake ASR hears "utterance N lasting …"), and a
+    broken one is refused with the line named, shown on the page."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(fake_server)
+    browser.find_element(By.CSS_SELECTOR, "details.glossary summary").click()
+    box, start = browser.find_element(By.ID, "glossary"), browser.find_element(By.ID, "start")
+    box.send_keys("source,target\nutterance,Äußerung\n")
+    start.click()
+    h = wait_for(browser, "show a caption", lambda h: h["captions"], timeout=60)
+    assert h["captions"][0]["tgt"].startswith("[en] Äußerung 0 lasting"), h["captions"]
+    start.click()
+    wait_for(browser, "stop", lambda h: h["state"] == "stopped", timeout=60)
+    box.clear()
+    box.send_keys("source,colour\nutterance,red\n")
+    start.click()
+    h = wait_for(browser, "show the refusal", lambda h: h["errors"], timeout=60)
+    assert "line 1" in h["errors"][-1] and "unknown column" in h["errors"][-1], h["errors"]

@@ -20,10 +20,11 @@ LINE = ('{"utt_id": 3, "src_lang": "es", "tgt_lang": "en", "seg_start_s": 1.235,
         '"first_out": null, "backend": "fake"}, "tts": {"start": 101.3, "end": 102.0, "first_out": 101.5, "backend": "piper"}}, '
         '"source_id": 3, "last_clause": true, "t_speech_start": 98.1, "t_first_audio": 101.61234567, "t_play_end": 103.2, '
         '"played": [[101.6123, 0.5123], [102.2, 1.0]], "latency_s": 1.4889, "src_text": "hola ñ", "tgt_text": "hello", '
-        '"out_dur_s": 1.512, "rate": 1.235, "asr_pacing": "slowed", "mt_note": "fallback apertium: late", "error": null, "skipped": null, '
-        '"t0_unix": 1700000000.25, "t0_mono": 12.5}')
+        '"out_dur_s": 1.512, "rate": 1.235, "asr_pacing": "slowed", "mt_note": "fallback apertium: late", "glossary_terms": 2, '
+        '"error": null, "skipped": null, "t0_unix": 1700000000.25, "t0_mono": 12.5}')
 
-# A line as the first s3tvr wrote it: no source_id, last_clause, t_speech_start, played, rate, asr_pacing or mt_note.
+# A line as the first s3tvr wrote it: no source_id, last_clause, t_speech_start, played, rate, asr_pacing, mt_note
+# or glossary_terms.
 OLD_LINE = ('{"utt_id": 7, "src_lang": "en", "tgt_lang": "es", "seg_start_s": 3.2, "seg_end_s": 5.9, "t_speech_end": 40.0, '
             '"t_vad_emit": 40.5, "stages": {"asr": {"start": 40.5, "end": 41.0, "first_out": null, "backend": "faster-whisper"}}, '
             '"t_first_audio": 41.8, "t_play_end": 44.3, "latency_s": 1.8, "src_text": "hello there", "tgt_text": "hola", '
@@ -37,6 +38,7 @@ def utterance():
     utt.t_first_audio, utt.t_play_end = 101.61234567, 103.2
     utt.played = [(101.61234567, 0.512345), (102.2, 1.0)]
     utt.out_dur_s, utt.rate, utt.asr_pacing, utt.mt_note = 1.5123456, 1.23456, "slowed", "fallback apertium: late"
+    utt.glossary_terms = 2
     return utt
 
 
@@ -70,6 +72,7 @@ def test_an_old_line_reads_as_it_meant_then(tmp_path):
     rec = UtteranceRecord.from_json(json.loads(OLD_LINE))
     # Each utterance its own source and its last clause, spoken at the natural rate, unpaced.
     assert (rec.source_id, rec.last_clause, rec.rate, rec.asr_pacing, rec.mt_note, rec.t_speech_start) == (7, True, 1.0, "", "", None)
+    assert rec.glossary_terms == 0  # no glossary then
     assert rec.played == ((41.8, 2.5),)  # one chunk, first audio to the end of play
     assert rec.stages["asr"].backend == "faster-whisper" and rec.latency_s == 1.8 and rec.tgt_text == "hola"
     # Older still, or hand-made: the first audio from the end of speech and the latency, its length

@@ -80,16 +80,16 @@ class FakeAsr(_Fake, AsrBackend):
         scripted = self.config.languages
         return (scripted[utt_id % len(scripted)] if scripted else languages[0]), 1.0
 
-    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0, hotwords: Sequence[str] = ()) -> str:
         self._wait_or_fail(utt_id)
         return self.config.text.format(utt_id=utt_id, seconds=len(audio) / SAMPLE_RATE)
 
-    def words(self, audio: np.ndarray) -> list[Word]:
+    def words(self, audio: np.ndarray, hotwords: Sequence[str] = ()) -> list[Word]:
         """Scripted, stable words: a longer prefix of the same speech gives a longer prefix of
         the same words, as a real ASR mostly does; the last word is only half heard and unstable."""
         return self._numbered(audio, 0)
 
-    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
+    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "", hotwords: Sequence[str] = ()) -> list[Word]:
         """As :meth:`words`, numbered on from the prompt's last word: a pass over a later part of the
         speech (a buffer cut at a word) continues the text it is prompted with, as Whisper does."""
         said = re.findall(r"w(\d+)", prompt)

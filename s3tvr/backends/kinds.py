@@ -30,6 +30,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from s3tvr.errors import InputError
+from s3tvr.glossary import NO_GLOSSARY, Checked, Glossary
 from s3tvr.languages import join_sentences
 from s3tvr.text import split_sentences
 
@@ -94,10 +95,11 @@ class AsrBackend(Model):
         their probabilities (0.5 to 1 for two: how sure), for a backend that ``detects_language``."""
         raise NotImplementedError(f"ASR backend {self.backend} cannot tell languages apart")
 
-    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0, hotwords: Sequence[str] = ()) -> str:
         """The text of ``audio`` (16 kHz), one utterance, in :attr:`output_language`; "" when no
         words were heard. ``language``: what is spoken (an ``any_source`` backend hears it; others
-        hear the language they were built for)."""
+        hear the language they were built for). ``hotwords``: words and names likely said (a
+        glossary's: Glossary.hotwords), for a backend that can be biased towards them (others ignore them)."""
         raise NotImplementedError
 
     def source_text(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
@@ -107,18 +109,20 @@ class AsrBackend(Model):
             return self.transcribe(audio, language, utt_id=utt_id)
         raise NotImplementedError(f"ASR backend {self.backend} cannot transcribe in the language spoken")
 
-    def words(self, audio: np.ndarray) -> list[Word]:
-        """The source-language words of ``audio`` (16 kHz) with their times, whatever the task."""
+    def words(self, audio: np.ndarray, hotwords: Sequence[str] = ()) -> list[Word]:
+        """The source-language words of ``audio`` (16 kHz) with their times, whatever the task
+        (``hotwords``: as :meth:`transcribe`'s)."""
         raise NotImplementedError(f"ASR backend {self.backend} gives no word times")
 
-    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
+    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "", hotwords: Sequence[str] = ()) -> list[Word]:
         """The words of ``audio`` (16 kHz) in :attr:`output_language`, with their times: one pass of
         simultaneous recognition over the speech heard so far. ``prompt``: the text already
         committed before this audio, for a model that can be conditioned on it; ``language``: the
-        session's source language (an ``any_source`` backend's; others hear their own)."""
+        session's source language (an ``any_source`` backend's; others hear their own); ``hotwords``:
+        as :meth:`transcribe`'s."""
         if self.output_language != self.src_lang:
             raise NotImplementedError(f"ASR backend {self.backend} cannot recognise incrementally in its task")
-        return self.words(audio)
+        return self.words(audio, hotwords)
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class MtPiece:
 
     text: str
     note: str = ""
+    terms: int = 0  # glossary terms the translation renders (said on its last piece: MtBackend.translate_with)
 
 
 class MtBackend(Model):
@@ -166,6 +171,9 @@ class MtBackend(Model):
     context_sentences = 0  # earlier sentences of a session its stage keeps for translate_stream's context
     any_source = False  # translates from the source language each translate_stream call names (one model, many sessions' languages)
     late_s: Optional[float] = None  # a live stage gives translate_stream this long for its first piece (None: no limit)
+    # translate_stream/translate_text take glossary= and tell the model the terms (the LLM, in its prompt);
+    # any other translator gets the terms behind placeholders it passes through (translate_with)
+    takes_terms = False
 
     def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
         """Each sentence translated, in order."""
@@ -190,6 +198,34 @@ class MtBackend(Model):
         translation = self.translate_text(text, utt_id=utt_id)
         if translation:
             yield MtPiece(translation)
+
+    def translate_with(self, text: str, glossary: Glossary = NO_GLOSSARY, context: MtContext = NO_CONTEXT, *,
+                       source: str = "", deadline: Optional[float] = None, utt_id: int = 0) -> Iterator[MtPiece]:
+        """:meth:`translate_stream` keeping to ``glossary``: each piece with the terms' renderings
+        (:meth:`Glossary.enforce`), then an empty last piece saying how many terms the whole
+        translation renders and, in its note, any it lacks. The terms reach a model that
+        ``takes_terms`` as such; any other translates the text with each term behind a placeholder."""
+        if not glossary.found(text):
+            yield from self.translate_stream(text, context, source=source, deadline=deadline, utt_id=utt_id)
+            return
+        asked, protected = (text, None) if self.takes_terms else glossary.protect(text)
+        extra: dict[str, Any] = {"glossary": glossary} if self.takes_terms else {}
+        said: list[str] = []
+        for piece in self.translate_stream(asked, context, source=source, deadline=deadline, utt_id=utt_id, **extra):
+            fixed = glossary.enforce(text, piece.text, protected).text if piece.text else ""
+            said.append(fixed)
+            yield MtPiece(fixed, piece.note)
+        checked = glossary.enforce(text, " ".join(t for t in said if t))
+        yield MtPiece("", checked.note, checked.applied)
+
+    def translate_text_with(self, text: str, glossary: Glossary = NO_GLOSSARY, context: MtContext = NO_CONTEXT) -> Checked:
+        """:meth:`translate_text` keeping to ``glossary``, as :meth:`translate_with` does (dubbing's, whole)."""
+        if not glossary.found(text):
+            return Checked(self.translate_text(text, context), 0)
+        if self.takes_terms:
+            return glossary.enforce(text, self.translate_text(text, context, glossary=glossary))  # type: ignore[call-arg]
+        asked, protected = glossary.protect(text)
+        return glossary.enforce(text, self.translate_text(asked, context), protected)
 
     def share_weights(self, other: "MtBackend") -> bool:
         """Before setup(): take ``other``'s loaded weights (other loads first) rather than loading a

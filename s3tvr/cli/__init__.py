@@ -21,6 +21,7 @@ from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped, Translatio
 if TYPE_CHECKING:
     from s3tvr.config import Config
     from s3tvr.dub.dubber import DubOptions
+    from s3tvr.glossary import Glossary
     from s3tvr.live.session import Session
 
 log = logging.getLogger("s3tvr")
@@ -134,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
     target = _default_target(args.lang, args.to)
     config = _load_config(args, args.lang, target)
+    glossary = _glossary(args)
 
     def show(rec: UtteranceRecord) -> None:  # translations are the data: stdout, as each is spoken
         if rec.tgt_text or rec.error:
@@ -144,7 +146,8 @@ def _run(args: argparse.Namespace) -> int:
 
     with Engine(config) as engine:
         session = engine.session(input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir,
-                                 on_record=show, voice=args.voice, speaker=args.speaker or "", captions=args.captions)
+                                 on_record=show, voice=args.voice, speaker=args.speaker or "", captions=args.captions,
+                                 glossary=glossary)
         log.info("%s -> %s with %s", args.lang, target, engine.description)
         result = session.run()
     if result.records:
@@ -176,8 +179,10 @@ def _talk(args: argparse.Namespace) -> int:
             except OSError:  # the terminal closed or a reader went away: the log still has it
                 pass
 
-    with TalkEngine(_load_config(args, a, b), _load_config(args, b, a)) as engine:
-        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=show, captions=args.captions)
+    configs, glossary = (_load_config(args, a, b), _load_config(args, b, a)), _glossary(args)
+    with TalkEngine(*configs) as engine:
+        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=show, glossary=glossary,
+                                 captions=args.captions)
         log.info("talk %s", engine.description)
         result = session.run()
     if result.records:
@@ -195,6 +200,13 @@ def _wrote_captions(session: "Session") -> None:
     if session.captions is not None:
         for path in session.captions.paths:
             log.info("wrote %s", path)
+
+
+def _glossary(args: argparse.Namespace) -> "Glossary":
+    """--glossary's terms, read and checked before any model loads (none without the flag)."""
+    from s3tvr import glossary
+
+    return glossary.load(args.glossary) if args.glossary else glossary.NO_GLOSSARY
 
 
 def _default_target(src: str, to: Optional[str]) -> str:
@@ -236,7 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load_config(args, args.src, target)
     options = ServeOptions(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions, log_dir=args.log_dir,
                            max_ahead_s=args.max_ahead, max_unread_s=args.max_unread, voice=tuple(args.voice),
-                           allow_origins=tuple(args.allow_origins), share_voices=args.share_voices)
+                           allow_origins=tuple(args.allow_origins), share_voices=args.share_voices, glossary=_glossary(args))
     if not args.ray and (args.replicas is not None or args.replica_gpus is not None):
         raise InputError("--replicas and --replica-gpus are for a Ray cluster: add --ray ADDRESS (auto: the one on this machine)")
     if args.ray and args.talk:
@@ -289,7 +301,9 @@ def _dub(args: argparse.Namespace) -> int:
                          subtitles=not args.no_subtitles, subtitle_speakers=args.subtitle_speakers,
                          subtitles_only=args.subtitles_only, resume=args.resume, speakers=args.speakers,
                          speakers_file=Path(args.speakers_file) if args.speakers_file else None,
-                         work_dir=Path(args.work_dir) if args.work_dir else None)
+                         work_dir=Path(args.work_dir) if args.work_dir else None, glossary=_glossary(args))
+    if options.glossary and len(args.to) > 1:
+        raise InputError("--glossary gives the words in one language: dub into one --to language at a time with it")
     if _is_catalogue(args):
         return _dub_catalogue(args, options)
     config = _load_config(args, args.src or "auto", args.to[0])

@@ -251,6 +251,7 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--log", metavar="FILE", help="append one JSON line per utterance with its latency (default: none)")
     run.add_argument("--record-dir", metavar="DIR", help="save each utterance's input and translated audio here")
     run.add_argument("--captions", metavar="FILE", help=CAPTIONS_HELP)
+    _glossary_flag(run, "")
     _live_flags(run)
     _voice_arguments(run, voice_default="learned from your first utterances", session=True)
 
@@ -271,6 +272,7 @@ def _talk_flags(talk: argparse.ArgumentParser) -> None:
     talk.add_argument("--output", metavar="FILE", help="write the translations to a WAV file (placed on the input's timeline)")
     talk.add_argument("--log", metavar="FILE", help="append one JSON line per utterance, its direction and latency (default: none)")
     talk.add_argument("--captions", metavar="FILE", help=CAPTIONS_HELP)
+    _glossary_flag(talk, "; A's words into B's language (B's turns go without it)")
     _device_flags(talk)
 
 
@@ -360,6 +362,7 @@ def _dub_flags(dub: argparse.ArgumentParser) -> None:
                           "TTS (with --resume: the subtitles of the edited segments file)")
     dub.add_argument("--resume", action="store_true", help="re-render from the edited segments file; only changed phrases")
     dub.add_argument("--work-dir", metavar="DIR", help="where stage results are cached (default: OUTPUT.work)")
+    _glossary_flag(dub, "; for one --to language")
     _voice_arguments(dub, voice_default="the cleanest 12 s of the original", session=False)
     batch = dub.add_argument_group("a catalogue (several inputs or languages)")
     batch.add_argument("--retries", type=_count, default=1, metavar="N",
@@ -490,6 +493,7 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                           "token, or the local user, that saved it; shared ones are used as saved, never learned further")
     _number(srv, "--max-sessions", ServeOptions, "max_sessions", metavar="N", help="sessions at once; more are refused until one ends")
     srv.add_argument("--log-dir", metavar="DIR", help="write each session's latency log to DIR/SESSION.jsonl")
+    _glossary_flag(srv, "; every session's unless it gives its own (?glossary=CSV, from the page too), for --from -> --to")
     _number(srv, "--max-ahead", ServeOptions, "max_ahead_s", metavar="S", help="seconds a client may send ahead of real time")
     _number(srv, "--max-unread", ServeOptions, "max_unread_s", metavar="S",
             help="seconds of translated speech a client may leave unread before it is dropped")
@@ -524,6 +528,13 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                                                       "the stream's timeline (into English with Whisper's translate task the "
                                                       "server needs --set asr.transcript=true for the source)")
     _call_flags(cl, sets=False)
+
+
+def _glossary_flag(parser: argparse.ArgumentParser, more: str) -> None:
+    parser.add_argument("--glossary", metavar="FILE",
+                        help="words you choose (docs/glossary.md): a CSV with the header source,target,pronunciation,keep "
+                             "(or YAML with those keys): recognised, translated as target (keep: left as written) and "
+                             "pronounced as pronunciation" + more)
 
 
 def _voice_arguments(parser: argparse.ArgumentParser, voice_default: str, session: bool) -> None:

@@ -14,6 +14,7 @@ it back, and only phrases whose text changed are synthesized again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ from s3tvr.dub.diarize import Alternative, Diarization, Turn, diarize
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, SetupError, TranslationFailed
+from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.languages import NAMES
 from s3tvr.live.engine import KINDS, Engine
 from s3tvr.live.segmenter import load_vad, speech_regions
@@ -71,6 +73,7 @@ class DubOptions:
     speakers_file: Optional[Path] = None  # known speakers' names, voices and voice prints, shared by a catalogue
     resume: bool = False  # read the edited segments file; re-render only changed phrases
     work_dir: Optional[Path] = None  # default: OUTPUT.work beside the output
+    glossary: Glossary = NO_GLOSSARY  # --glossary: biases the listening, kept to by the translation, respelt for the TTS
 
     def __post_init__(self) -> None:
         bounds.check(self)
@@ -298,7 +301,8 @@ class Dubber:
         else:
             regions = regions or self._speech_regions(original, self.engine.vad_model())
             self.engine.load("asr")
-            words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)))
+            words = transcribe_regions(self.asr, original.speech16k, regions, self.progress.stage("listen", len(regions)),
+                                       self.options.glossary.hotwords())
             self.work.mkdir(parents=True, exist_ok=True)
             files.write_json(cache, [w.__dict__ for w in words])
         found = self._diarization(original, regions)
@@ -390,11 +394,14 @@ class Dubber:
     def _translation_of(self, original: media.Original, p: Phrase, context: MtContext) -> str:
         if self.mt is not None:  # text MT from the source words
             self.engine.load("mt")
-            return self.mt.translate_text(p.source, context)
+            checked = self.mt.translate_text_with(p.source, self.options.glossary, context)
+            if checked.note:
+                log.info("phrase %d: %s", p.id, checked.note)
+            return checked.text
         # No MT model: the ASR hears the phrase in the target language (Whisper's translate task).
         self.engine.load("asr")
         clip = original.speech16k[int(p.start * SAMPLE_RATE):int(p.end * SAMPLE_RATE)]
-        return self.asr.transcribe(clip, self.config.src_lang)
+        return self.asr.transcribe(clip, self.config.src_lang, hotwords=self.options.glossary.hotwords())
 
     def _render(self, original: media.Original, phrases: list[Phrase]) -> list[report.Rendered]:
         """Each phrase spoken at its natural rate (a little slower when far too short for its slot;
@@ -450,7 +457,7 @@ class Dubber:
     def _speak(self, p: Phrase, rate: float, out_rate: int) -> tuple[np.ndarray, str]:
         """The phrase's translation spoken at ``rate``, at ``out_rate``; cached by text and settings."""
         silent = np.zeros(0, np.float32)
-        text = p.translation.strip()
+        text = self.options.glossary.respell(p.translation.strip())  # the subtitles keep the written words
         if not text:
             return silent, ""
         voice = self.voices.get(p.speaker, "")
@@ -569,6 +576,8 @@ class Dubber:
         cfg = self.config.to_dict()
         settings = {part: cfg.get(part) for part in parts}
         settings["max_phrase_s"] = self.options.max_phrase_s
+        if self.options.glossary:  # what is heard and translated depends on it (a dub without one keeps its old keys)
+            settings["glossary"] = [dataclasses.astuple(t) for t in self.options.glossary.terms]
         return hashlib.sha1(json.dumps([self.key, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

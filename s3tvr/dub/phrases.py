@@ -10,7 +10,7 @@ word's start to its last word's end.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -90,13 +90,14 @@ def _join(words: list[Word]) -> str:
     return text.replace(" ,", ",").replace(" .", ".").strip()
 
 
-def transcribe_regions(asr: Any, audio: np.ndarray, regions: list[tuple[float, float]], on_region=lambda: None) -> list[Word]:
+def transcribe_regions(asr: Any, audio: np.ndarray, regions: list[tuple[float, float]], on_region=lambda: None,
+                       hotwords: Sequence[str] = ()) -> list[Word]:
     """The words of every region, on the input's timeline; words that a region's pre-roll shares
-    with the previous region are not counted twice."""
+    with the previous region are not counted twice. ``hotwords``: a glossary's (AsrBackend.transcribe)."""
     words: list[Word] = []
     for start, end in regions:
         clip = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
-        for w in asr.words(clip):
+        for w in asr.words(clip, hotwords):
             if words and start + w.start < words[-1].end - 0.05:
                 continue
             words.append(Word(w.text, start + w.start, start + w.end, w.probability))

@@ -76,6 +76,7 @@ class UtteranceRecord:
     rate: float  # the speaking rate lag control asked of the TTS (1.0: natural)
     asr_pacing: str  # simultaneous passes slowed or stopped to keep pace ("": neither)
     mt_note: str  # the translator's own reply not used whole: refused or late (its fallback translated), or stopped early
+    glossary_terms: int  # terms of the session's glossary the translation renders (0: none, or no glossary)
     error: Optional[str]
     skipped: Optional[str]  # why nothing was spoken when nothing went wrong
     t0_unix: Optional[float]
@@ -103,7 +104,8 @@ class UtteranceRecord:
             played=tuple((round(t, 4), round(sec, 4)) for t, sec in utt.played),
             latency_s=None if latency is None else round(latency, 4),
             src_text=utt.src_text, tgt_text=utt.tgt_text, out_dur_s=round(utt.out_dur_s, 3), rate=round(utt.rate, 3),
-            asr_pacing=utt.asr_pacing, mt_note=utt.mt_note, error=utt.error, skipped=utt.skipped,
+            asr_pacing=utt.asr_pacing, mt_note=utt.mt_note, glossary_terms=utt.glossary_terms, error=utt.error,
+            skipped=utt.skipped,
             t0_unix=clock.t0_unix, t0_mono=clock.t0_mono,
         )
 
@@ -120,6 +122,7 @@ class UtteranceRecord:
             "played": [[t, sec] for t, sec in self.played],
             "latency_s": self.latency_s, "src_text": self.src_text, "tgt_text": self.tgt_text,
             "out_dur_s": self.out_dur_s, "rate": self.rate, "asr_pacing": self.asr_pacing, "mt_note": self.mt_note,
+            "glossary_terms": self.glossary_terms,
             "error": self.error, "skipped": self.skipped, "t0_unix": self.t0_unix, "t0_mono": self.t0_mono,
         }
 
@@ -143,6 +146,7 @@ class UtteranceRecord:
             played=_played(d), latency_s=d.get("latency_s"),
             src_text=d.get("src_text") or "", tgt_text=d.get("tgt_text") or "", out_dur_s=d.get("out_dur_s") or 0.0,
             rate=d.get("rate") or 1.0, asr_pacing=d.get("asr_pacing") or "", mt_note=d.get("mt_note") or "",
+            glossary_terms=d.get("glossary_terms") or 0,
             error=d.get("error"), skipped=d.get("skipped"), t0_unix=d.get("t0_unix"), t0_mono=d.get("t0_mono"),
         )
 
@@ -183,6 +187,9 @@ def record_problem(d: Any) -> str:
         return "stages is not a mapping of stages"
     if any(not isinstance(s.get(k), number) or isinstance(s.get(k), bool) for s in stages.values() for k in ("start", "end", "first_out")):
         return "a stage time is not a number"
+    terms = d.get("glossary_terms", 0)
+    if isinstance(terms, bool) or not isinstance(terms, int):
+        return "glossary_terms is not a count"
     if isinstance(d.get("utt_id"), bool) or not isinstance(d.get("utt_id"), int):  # every log has had it
         return "no utt_id"
     return ""

@@ -49,6 +49,8 @@ class PairSummary:
     asr_slowed: int = 0  # simultaneous clauses whose passes ran less often than the step, to keep pace
     asr_stopped: int = 0  # ... and those recognised once their utterance had ended (passes cost too much)
     mt_fallbacks: int = 0  # utterances whose translator's reply was refused or late: its fallback translated them
+    glossary_terms: int = 0  # glossary terms the translations render, all utterances together
+    glossary_utterances: int = 0  # utterances with at least one
     # The field's metrics per source utterance: name -> {"n", "p50", "mean", "p90"} (field_figures)
     field_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     # EndOffset's parts per source utterance: part -> {"n", "p50", "mean"} (end_part_figures)
@@ -83,6 +85,7 @@ def summarize(records: Iterable[UtteranceRecord]) -> list[PairSummary]:
             asr_slowed=sum(1 for r in recs if r.asr_pacing == "slowed"),
             asr_stopped=sum(1 for r in recs if r.asr_pacing == "stopped"),
             mt_fallbacks=sum(1 for r in recs if r.mt_note.startswith("fallback")),
+            glossary_terms=sum(r.glossary_terms for r in recs), glossary_utterances=sum(1 for r in recs if r.glossary_terms),
             field_metrics=field_figures(sources.get(pair, [])), end_parts=end_part_figures(sources.get(pair, [])),
         ))
     return out
@@ -105,8 +108,18 @@ def format_table(summaries: list[PairSummary]) -> str:
         if s.mt_fallbacks:  # the log's "mt_note" says why, per utterance
             parts.append(f"translated by the fallback {s.mt_fallbacks} of {s.utterances}")
         lines.append(f"{s.pair:<7}" + "  ".join(parts))
+    lines += format_glossary(summaries)
     lines += ["", *format_field(summaries)]
     return "\n".join(lines)
+
+
+def format_glossary(summaries: list[PairSummary]) -> list[str]:
+    """The glossary's line per pair where a session had one (the log's glossary_terms per utterance); none otherwise."""
+    used = [s for s in summaries if s.glossary_terms]
+    if not used:
+        return []
+    return ["", "glossary (--glossary): terms applied, and the utterances with a term"] + [
+        f"{s.pair:<7}{s.glossary_terms} terms in {s.glossary_utterances} of {s.utterances} utterances" for s in used]
 
 
 def format_field(summaries: list[PairSummary]) -> list[str]:

@@ -56,6 +56,10 @@ class UttInfo:
     # Simultaneous mode on a machine whose passes cost too much (simultaneous.PassPacer): "slowed" (passes
     # less often than the step), "stopped" (recognised once the utterance ended); "" otherwise.
     asr_pacing: str = ""
+    # The session's glossary (s3tvr.glossary): biases the ASR, kept to by the MT, respelt for the TTS;
+    # glossary_terms: how many of its terms the translation renders.
+    glossary: Any = field(default=None, repr=False, compare=False)
+    glossary_terms: int = 0
     # The translator's word when its own reply was not used whole: refused or late and translated by
     # its fallback instead, or stopped early ("" otherwise; MtPiece.note).
     mt_note: str = ""

@@ -23,6 +23,7 @@ from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.echo import ECHO_HEARD, EchoGuard
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
+from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.latency.record import Clock, Collector, UtteranceRecord
 from s3tvr.live.captions import CaptionFiles
 from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
@@ -83,7 +84,8 @@ class Session:
     (TtsBackend.new_voice). ``src_lang``/``tgt_lang``: this session's pair when it is not the
     engine's (one the engine can serve: Engine.check_languages). ``captions``: a .vtt or .srt file
     the translation's captions are written into as they are logged, the source's beside it
-    (:mod:`s3tvr.live.captions`).
+    (:mod:`s3tvr.live.captions`). ``glossary``: the words this
+    session's speaker chose (s3tvr.glossary), carried by each utterance through every stage.
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
@@ -91,7 +93,8 @@ class Session:
                  sink: Optional[Sink] = None,
                  on_record: Optional[Callable[[UtteranceRecord], None]] = None, keep_records: bool = True,
                  voice: Sequence[str | Path] = (), speaker: str = "", src_lang: str = "", tgt_lang: str = "",
-                 voice_owner: str = "", share_voices: bool = False, captions: Optional[str] = None):
+                 voice_owner: str = "", share_voices: bool = False, captions: Optional[str] = None,
+                 glossary: Glossary = NO_GLOSSARY):
         self.engine = engine
         self.config = config = engine.config
         self.src_lang, self.tgt_lang = src_lang or config.src_lang, tgt_lang or config.tgt_lang
@@ -99,6 +102,7 @@ class Session:
         self.voice_clips = engine.tts.check_voice(voice, speaker, voice_owner, share_voices)
         self.speaker, self.voice_owner, self.share_voices = speaker, voice_owner, share_voices
         self.voice: Any = None  # the TTS's voice for this session, made once the models are loaded
+        self.glossary = glossary
         for flag, path in (("--output", output), ("--log", log_path)):
             if input and path:  # writing it would destroy the recording
                 files.check_not_same(input, path, flag)
@@ -141,7 +145,8 @@ class Session:
         engine, config = self.engine, self.config
         stages = engine.stages
         if self.mode == "simultaneous":  # this session's own recognition state over the engine's ASR
-            self.incremental = IncrementalAsr(engine.asr, config.simultaneous, self.src_lang, self.tgt_lang, self.voice)
+            self.incremental = IncrementalAsr(engine.asr, config.simultaneous, self.src_lang, self.tgt_lang, self.voice,
+                                              self.glossary)
             stages = [self.incremental, *(s for s in engine.stages if s.name not in ("denoise", "asr"))]
         # Lag control: the TTS speeds up when the listener falls behind.
         audio = config.audio
@@ -267,7 +272,7 @@ class Session:
 
     def _send(self, seg: SpeechSegment) -> None:
         log.info("utterance %d: %.2f-%.2f s", seg.utt.utt_id, seg.utt.seg_start_s, seg.utt.seg_end_s)
-        seg.utt.voice = self.voice
+        seg.utt.voice, seg.utt.glossary = self.voice, self.glossary or None
         if self.record_dir is not None:
             files.write_wav(self.record_dir / f"utt{seg.utt.utt_id:05d}_in.wav", seg.audio, SAMPLE_RATE)
         final = self.incremental.final(seg) if self.incremental is not None else None

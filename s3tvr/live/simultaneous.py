@@ -26,6 +26,7 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
+from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.live.agreement import POLICIES, ClauseSplitter, clause_text, commit_policy, ends_sentence
 from s3tvr.live.messages import SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Stage
@@ -141,9 +142,10 @@ class IncrementalAsr(Stage):
     name = "asr"
 
     def __init__(self, asr: AsrBackend, config: SimultaneousConfig, src_lang: str = "", tgt_lang: str = "",
-                 voice: Any = None):
+                 voice: Any = None, glossary: Glossary = NO_GLOSSARY):
         self.asr = asr
         self.voice = voice  # the session's, for every clause (a voice-cloning TTS speaks in it)
+        self.glossary = glossary  # the session's: biases each pass, and every clause carries it on
         self.src_lang, self.tgt_lang = src_lang or asr.src_lang, tgt_lang or asr.tgt_lang
         self.backend = asr.backend
         self.config = config
@@ -304,7 +306,8 @@ class IncrementalAsr(Stage):
         heard_s = len(update.audio) / SAMPLE_RATE
         last = update.final is not None or update.tentative is not None
         start = agreement.tail_start(heard_s) if last else agreement.buffer_start_s
-        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt_before(start), self.src_lang)
+        words = self.asr.hypothesis(update.audio[int(start * SAMPLE_RATE):], agreement.prompt_before(start), self.src_lang,
+                                    self.glossary.hotwords())
         log.debug("pass over %.1f s of source %d%s: %s", heard_s - start, self._source_id,
                   " (final)" if update.final is not None else " (tentative)" if last else "", " ".join(w.text for w in words))
         if not last:
@@ -329,7 +332,7 @@ class IncrementalAsr(Stage):
             utt_id=self.next_id, src_lang=self.src_lang, tgt_lang=self.tgt_lang,
             seg_start_s=update.start_s + start, seg_end_s=end_s, t_speech_end=t_end,
             t_vad_emit=now, source_id=self._source_id, last_clause=last, t_speech_start=update.t_speech_start,
-            voice=self.voice,
+            voice=self.voice, glossary=self.glossary,
         )
         self.next_id += 1
         utt.stages["asr"] = StageTiming(start=t0, end=now, first_out=now, backend=self.backend)

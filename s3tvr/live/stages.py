@@ -16,6 +16,7 @@ from typing import Any, Iterator, Optional
 
 from s3tvr.audio.denoise import Denoiser
 from s3tvr.backends.kinds import AsrBackend, MtBackend, MtContext, TtsBackend
+from s3tvr.glossary import NO_GLOSSARY
 from s3tvr.languages import join_sentences
 from s3tvr.live.messages import AudioChunk, SpeechSegment, Transcript, Translation
 from s3tvr.live.pipeline import Stage
@@ -48,7 +49,8 @@ class AsrStage(ModelStage):
 
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         utt = item.utt
-        text = self.model.transcribe(item.audio, utt.src_lang, utt_id=utt.utt_id)
+        glossary = utt.glossary or NO_GLOSSARY
+        text = self.model.transcribe(item.audio, utt.src_lang, utt_id=utt.utt_id, hotwords=glossary.hotwords())
         if not text:
             utt.skipped = "no words recognised"
             return
@@ -80,7 +82,8 @@ class MtStage(ModelStage):
     ``context_sentences``) for a translator that translates in context, and in simultaneous mode
     the clauses already translated of the sentence being spoken, so a clause is never translated
     as if alone. The translator's first piece is due ``late_s`` (the model's) after the utterance
-    reached the stage, waiting for the model included."""
+    reached the stage, waiting for the model included. The translation keeps to the utterance's
+    glossary (MtBackend.translate_with), and the terms it renders are counted on the utterance."""
 
     model: MtBackend
 
@@ -98,8 +101,11 @@ class MtStage(ModelStage):
         deadline = None if self.late_s is None else arrived + self.late_s
         stream = self.model.streams
         pieces: list[str] = []
-        for piece in self.model.translate_stream(item.text, context, source=utt.src_lang, deadline=deadline, utt_id=utt.utt_id):
-            utt.mt_note = piece.note or utt.mt_note
+        pieces_of = self.model.translate_with(item.text, utt.glossary or NO_GLOSSARY, context, source=utt.src_lang,
+                                              deadline=deadline, utt_id=utt.utt_id)
+        for piece in pieces_of:
+            utt.mt_note = "; ".join(dict.fromkeys(n for n in (utt.mt_note, piece.note) if n))
+            utt.glossary_terms += piece.terms
             if not piece.text:
                 continue
             pieces.append(piece.text)
@@ -148,7 +154,9 @@ class TtsStage(ModelStage):
         utt, rate = item.utt, self.model.sample_rate
         if not item.text:  # the empty last piece of a streamed translation
             return
-        for samples in self.model.speak(item.text, voice=utt.voice, speech=utt.speech, rate=utt.rate, utt_id=utt.utt_id):
+        # The glossary's pronunciations are respelt for the TTS only: the captions keep the written words.
+        text = utt.glossary.respell(item.text) if utt.glossary else item.text
+        for samples in self.model.speak(text, voice=utt.voice, speech=utt.speech, rate=utt.rate, utt_id=utt.utt_id):
             utt.out_dur_s += len(samples) / rate
             yield AudioChunk(utt, samples, rate)
 

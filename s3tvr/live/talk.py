@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from s3tvr.backends.kinds import AsrBackend, Model, MtBackend, TtsBackend
 from s3tvr.config import Config
 from s3tvr.errors import InputError
+from s3tvr.glossary import Glossary
 from s3tvr.live.engine import Engine, build_backends
 from s3tvr.live.messages import SpeechSegment, Transcript
 from s3tvr.live.pacing import PacedTts
@@ -138,7 +139,8 @@ class TalkSession(Session):
             return PacedTts(tts, self.sink.backlog_s, audio.lag_s, audio.max_rate, audio.max_gap_s)
 
         stages: list[Stage] = [s for s in engine.stages if s.name == "denoise"]
-        stages += [DetectingAsrStage(engine.asr, engine.languages, voices),
+        # The glossary is A's words into B's (talk --glossary): B's turns go without it.
+        stages += [DetectingAsrStage(engine.asr, engine.languages, voices, {a: self.glossary}),
                    ByTarget({lang: MtStage(d.mt) for lang, d in engine.into.items()}),
                    ByTarget({lang: paced(d.tts) for lang, d in engine.into.items()})]
         return Pipeline(stages, self.config.pipeline.queue_size, self.config.pipeline.workers, engine.locks)
@@ -148,9 +150,10 @@ class DetectingAsrStage(AsrStage):
     """``SpeechSegment`` in, its ``Transcript`` out, once its language is told: the likelier of the
     two, which sets the utterance's direction (into the other) and its speaker's voice."""
 
-    def __init__(self, model: AsrBackend, languages: tuple[str, str], voices: dict[str, Any]):
+    def __init__(self, model: AsrBackend, languages: tuple[str, str], voices: dict[str, Any],
+                 glossaries: Optional[dict[str, Glossary]] = None):
         super().__init__(model)
-        self.languages, self.voices = languages, voices
+        self.languages, self.voices, self.glossaries = languages, voices, glossaries or {}
 
     def process(self, item: SpeechSegment) -> Iterator[Transcript]:
         utt = item.utt
@@ -160,6 +163,7 @@ class DetectingAsrStage(AsrStage):
         utt.src_lang = spoken
         utt.tgt_lang = next(lang for lang in self.languages if lang != spoken)
         utt.voice = self.voices[spoken]
+        utt.glossary = self.glossaries.get(spoken) or None
         log.info("utterance %d: %s→%s (language ID: %.0f %% %s)", utt.utt_id, utt.src_lang, utt.tgt_lang, 100 * share, spoken)
         yield from super().process(item)
 

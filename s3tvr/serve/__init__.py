@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from s3tvr import bounds
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError
+from s3tvr.glossary import NO_GLOSSARY, Glossary
 
 ANY_ORIGIN = "*"
 # The Origin of a page that has none of its own: a file:// page, a sandboxed iframe, a data: URL.
@@ -38,6 +39,8 @@ class ServeOptions:
     allow_origins: tuple[str, ...] = ()
     # Clients may speak in voices other owners saved (by speaker name): used as saved, never extended.
     share_voices: bool = False
+    # --glossary: every session's, unless it gives its own (?glossary=, docs/glossary.md)
+    glossary: Glossary = NO_GLOSSARY
 
     def __post_init__(self) -> None:
         bounds.check(self)

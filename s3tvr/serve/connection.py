@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from s3tvr import edited_json
+from s3tvr import edited_json, glossary
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
@@ -149,8 +149,10 @@ class Connection:
         self.source = WebSocketSource(f"the connection from {self.peer}", server.max_ahead_s)
         self.sink = WebSocketSink(self._post, server.output_rate, server.max_unread_s, on_unread=self._unread)
         try:
+            own = self.ws.query_params.get("glossary")  # this session's words, instead of the server's
+            extra = {"glossary": glossary.from_query(own)} if own is not None else {}
             return server.session(self.id, source=self.source, sink=self.sink, on_record=self._record, speaker=speaker,
-                                  src_lang=src, tgt_lang=tgt)
+                                  src_lang=src, tgt_lang=tgt, **extra)
         except VoiceNotYours as exc:
             raise Refusal(1008, str(exc)) from None
         except InputError as exc:

@@ -218,9 +218,10 @@ class Server:
         return query
 
     def session(self, id: str, **kwargs: Any) -> Session:
-        """An admitted connection's session (``kwargs``: Session's), with the server's log folder
-        and voice; counted as served once it is made."""
+        """An admitted connection's session (``kwargs``: Session's), with the server's log folder,
+        voice and glossary (unless it brings its own); counted as served once it is made."""
         log_path = self.log_dir / f"{id}.jsonl" if self.log_dir else None
+        kwargs.setdefault("glossary", self.options.glossary)
         session = self.engine.session(log_path=log_path, keep_records=False, voice=self.options.voice, voice_owner=self.voice_owner,
                                       share_voices=self.options.share_voices, **kwargs)
         self.served += 1

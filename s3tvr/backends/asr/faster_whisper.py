@@ -157,10 +157,11 @@ class Backend(AsrBackend):
     def _pace(self, cost_s: float, verdict: str) -> str:
         return f"a pass over 10 s of speech takes {cost_s:.2f} s here, {verdict} asr.auto_max_pass_s ({self.config.auto_max_pass_s:g} s)"
 
-    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0, hotwords: Sequence[str] = ()) -> str:
         """The utterance's text in the task's language (English when translating), heard as ``language``."""
         segments = self._pass(
             audio,
+            hotwords=_hotwords(hotwords),
             language=self._language(language),
             task=self.config.task,
             beam_size=self.config.beam_size,
@@ -178,20 +179,22 @@ class Backend(AsrBackend):
             condition_on_previous_text=False, without_timestamps=not self.config.timestamps, vad_filter=False)
         return " ".join(s.text.strip() for s in segments).strip()
 
-    def words(self, audio) -> list[Word]:
+    def words(self, audio: np.ndarray, hotwords: Sequence[str] = ()) -> list[Word]:
         """The source-language words of ``audio`` (16 kHz) with their times, whatever the task
         (dubbing times phrases by them and subtitles the source with them)."""
         segments = self._pass(
-            audio, language=self._language(self.src_lang), task="transcribe",
+            audio, language=self._language(self.src_lang), task="transcribe", hotwords=_hotwords(hotwords),
             beam_size=self.config.beam_size, condition_on_previous_text=False, word_timestamps=True, vad_filter=False)
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
 
-    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "") -> list[Word]:
+    def hypothesis(self, audio: np.ndarray, prompt: str = "", language: str = "", hotwords: Sequence[str] = ()) -> list[Word]:
         """One pass of simultaneous recognition, in the task's language (English when translating),
         conditioned on what was already committed."""
         segments = self._pass(
             audio, language=self._language(language or self.src_lang), task=self.config.task,
-            beam_size=self.config.beam_size, initial_prompt=prompt or None, condition_on_previous_text=False,
+            beam_size=self.config.beam_size, condition_on_previous_text=False,
+            # the hotwords lead the committed text, in the prompt's 223 tokens (both as hotwords would overrun MAX_TOKENS)
+            initial_prompt=" ".join(filter(None, (_hotwords(hotwords), prompt))) or None,
             word_timestamps=True, vad_filter=False, without_timestamps=True, one_window=True,
             temperature=0.0)  # no fallback re-decoding: on a short prefix it costs seconds and makes words up
         return [Word(w.word.strip(), w.start, w.end, w.probability) for s in segments for w in (s.words or []) if w.word.strip()]
@@ -205,6 +208,12 @@ class Backend(AsrBackend):
 
     def cleanup(self) -> None:
         self.model = None
+
+
+def _hotwords(words: Sequence[str]) -> Optional[str]:
+    """faster-whisper's ``hotwords``: a phrase before the prompt (its "previous text") that biases
+    Whisper towards those spellings; faster-whisper cuts it to half the decoder's tokens."""
+    return ", ".join(words) or None
 
 
 def whisper_pass(model: Any, audio: np.ndarray, margin_s: Optional[float] = WINDOW_MARGIN_S, one_window: bool = False,

@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -93,8 +93,9 @@ class Backend(AsrBackend):
             if self.restore:
                 log.info("%s writes without capitals or punctuation: restoring them", self.model_name)
 
-    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0) -> str:
-        """The utterance's text; the model hears the language it was built for, whatever ``language`` says."""
+    def transcribe(self, audio: np.ndarray, language: str, *, utt_id: int = 0, hotwords: Sequence[str] = ()) -> str:
+        """The utterance's text; the model hears the language it was built for, whatever ``language`` says.
+        ``hotwords`` are not used: NeMo's word boosting needs a decoder built for it (left undone)."""
         import torch
 
         with torch.inference_mode():
@@ -105,7 +106,7 @@ class Backend(AsrBackend):
         text = " ".join(text.split())
         return restore_case(text, self.src_lang) if text and self.restore else text
 
-    def words(self, audio) -> list[Word]:
+    def words(self, audio: np.ndarray, hotwords: Sequence[str] = ()) -> list[Word]:
         """The words of ``audio`` (16 kHz) with their times (NeMo's timestamps from the alignment)."""
         import torch
 

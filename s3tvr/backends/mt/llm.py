@@ -33,13 +33,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Iterator, Optional, Sequence
 
 from s3tvr.backends.kinds import NO_CONTEXT, MtBackend, MtContext, MtPiece
 from s3tvr.backends.mt import llm_text
 from s3tvr.bounds import Range
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError, brief
+from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.weights import bundled
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Config:
 
 class Backend(MtBackend):
     backend = "llm"
-    streams = in_context = can_shorten = any_source = True
+    streams = in_context = can_shorten = any_source = takes_terms = True
 
     def __init__(self, config: Config, src_lang: str, tgt_lang: str, device: str = "cpu", dtype: str = "auto"):
         super().__init__(src_lang, tgt_lang)  # device: llama.cpp here is a CPU build; dtype is the GGUF's own
@@ -121,37 +122,40 @@ class Backend(MtBackend):
     def translate(self, sentences: list[str], *, utt_id: int = 0) -> list[str]:
         return [self.translate_text(s, utt_id=utt_id) for s in sentences]
 
-    def translate_text(self, text: str, context: MtContext = NO_CONTEXT, *, utt_id: int = 0) -> str:
+    def translate_text(self, text: str, context: MtContext = NO_CONTEXT, *, utt_id: int = 0,
+                       glossary: Glossary = NO_GLOSSARY) -> str:
         """The whole translation of ``text`` (one prompt, whatever its sentences), in context."""
-        pieces = [p.text for p in self.translate_stream(text, context, utt_id=utt_id, live=False) if p.text]
+        pieces = [p.text for p in self.translate_stream(text, context, utt_id=utt_id, live=False, glossary=glossary) if p.text]
         return " ".join(pieces)
 
     def translate_stream(self, text: str, context: MtContext = NO_CONTEXT, *, source: str = "",
-                         deadline: Optional[float] = None, utt_id: int = 0, live: bool = True) -> Iterator[MtPiece]:
+                         deadline: Optional[float] = None, utt_id: int = 0, live: bool = True,
+                         glossary: Glossary = NO_GLOSSARY) -> Iterator[MtPiece]:
         """As :meth:`MtBackend.translate_stream`; ``live``: a listener waits (a machine too slow
-        for the model translates by the fallback; dubbing and eval pass False)."""
+        for the model translates by the fallback; dubbing and eval pass False); ``glossary``: its
+        terms found in the text go into the prompt (and to the fallback behind placeholders)."""
         text, source = llm_text.clean(text), source or self.src_lang
         if not llm_text.words(text):
             return
         if live and self.too_slow:
-            yield self._by_fallback(text, source, self.too_slow)
+            yield self._by_fallback(text, source, glossary, self.too_slow)
             return
         late = f"no translation {self.late_s or 0:g} s after it was asked"  # said only where a deadline is set
         if deadline is not None and time.monotonic() > deadline:  # it waited that long for the model (other sessions)
-            yield self._by_fallback(text, source, late)
+            yield self._by_fallback(text, source, glossary, late)
             return
         runtime = self._loaded()
         budget = llm_text.token_budget(len(runtime.tokenize(text, special=False)))
-        prompt = self._fit(text, source, context, budget)
+        prompt = self._fit(text, source, context, budget, glossary.prompt_lines(text))
         cutter, given = llm_text.ClauseCutter(), 0
         for delta in runtime.generate(prompt, budget):
             if not given and deadline is not None and time.monotonic() > deadline:
-                yield self._by_fallback(text, source, late)
+                yield self._by_fallback(text, source, glossary, late)
                 return
             for clause in cutter.push(delta):
                 problem = llm_text.running_problem(cutter.text, text, first=not given)
                 if problem:
-                    yield self._by_fallback(text, source, problem) if not given else MtPiece("", f"stopped: {problem}")
+                    yield self._by_fallback(text, source, glossary, problem) if not given else MtPiece("", f"stopped: {problem}")
                     return
                 given += 1
                 yield MtPiece(clause)
@@ -161,7 +165,7 @@ class Backend(MtBackend):
         rest = cutter.rest()
         if not given:
             problem = llm_text.reply_problem(cutter.text, text, self.tgt_lang) or (ran_on and "the model's reply ran on")
-            yield self._by_fallback(text, source, problem) if problem else MtPiece(rest)
+            yield self._by_fallback(text, source, glossary, problem) if problem else MtPiece(rest)
         elif ran_on or (problem := llm_text.running_problem(cutter.text, text, first=False)):
             yield MtPiece("", f"stopped: {'the reply ran on' if ran_on else problem}")
         elif rest:
@@ -189,11 +193,11 @@ class Backend(MtBackend):
             raise RuntimeError("the LLM translator is not loaded: call setup() first")
         return self.runtime
 
-    def _fit(self, text: str, source: str, context: MtContext, budget: int) -> list[int]:
+    def _fit(self, text: str, source: str, context: MtContext, budget: int, terms: Sequence[str] = ()) -> list[int]:
         """The prompt's tokens, dropping the oldest context until prompt and a reply of ``budget`` tokens fit the model's context."""
         runtime = self._loaded()
         while True:
-            tokens = runtime.tokenize(llm_text.prompt(text, source, self.tgt_lang, context))
+            tokens = runtime.tokenize(llm_text.prompt(text, source, self.tgt_lang, context, terms=terms))
             if len(tokens) + budget <= self.config.n_ctx:
                 return tokens
             if context.before:
@@ -204,12 +208,13 @@ class Backend(MtBackend):
                 raise InputError(f"a text of {len(tokens)} tokens does not fit the LLM translator's context "
                                  f"({self.config.n_ctx} tokens): raise mt.n_ctx")
 
-    def _by_fallback(self, text: str, source: str, reason: str) -> MtPiece:
+    def _by_fallback(self, text: str, source: str, glossary: Glossary, reason: str) -> MtPiece:
         """``text`` translated by the fallback (nothing when there is none for ``source``), saying why."""
         log.info("LLM translation refused (%s): %s", reason, text)
         if self.fallback is None or source != self.src_lang:
             return MtPiece("", f"refused: {reason}; no fallback translator from {source}")
-        return MtPiece(self.fallback.translate_text(text), f"fallback {self.fallback.backend}: {reason}")
+        translation = self.fallback.translate_text_with(text, glossary).text  # the terms behind placeholders
+        return MtPiece(translation, f"fallback {self.fallback.backend}: {reason}")
 
     def _fallback_backend(self) -> Optional[MtBackend]:
         if self.config.fallback == "none":

@@ -36,7 +36,7 @@ window.s3tvr = hooks;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  from: $("from"), to: $("to"), token: $("token"), swap: $("swap"), start: $("start"), status: $("status"),
+  from: $("from"), to: $("to"), token: $("token"), glossary: $("glossary"), swap: $("swap"), start: $("start"), status: $("status"),
   captions: $("captions"), errors: $("errors"), insecure: $("insecure"), unsupported: $("unsupported"),
   session: $("session"), sessionId: $("session-id"), overlay: $("overlay"),
 };
@@ -208,6 +208,7 @@ function statusLine() {
 function wsUrl() {
   const params = new URLSearchParams({ from: ui.from.value, to: ui.to.value });
   if (ui.token.value.trim()) params.set("token", ui.token.value.trim());
+  if (ui.glossary.value.trim()) params.set("glossary", ui.glossary.value.trim()); // this session's words (the server checks them)
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?${params}`;
 }
 
