@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from s3tvr.config import Config
     from s3tvr.dub.dubber import DubOptions
     from s3tvr.glossary import Glossary
-    from s3tvr.live.session import Session
+    from s3tvr.latency.record import UtteranceRecord
+    from s3tvr.live.session import RunResult, Session
 
 log = logging.getLogger("s3tvr")
 
@@ -127,8 +128,6 @@ def _stopped(signum: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s3tvr.latency.record import UtteranceRecord
-    from s3tvr.latency.report import format_table, summarize
     from s3tvr.live.engine import Engine
 
     if args.fast and not args.input:
@@ -136,62 +135,57 @@ def _run(args: argparse.Namespace) -> int:
     target = _default_target(args.lang, args.to)
     config = _load_config(args, args.lang, target)
     glossary = _glossary(args)
-
-    def show(rec: UtteranceRecord) -> None:  # translations are the data: stdout, as each is spoken
-        if rec.tgt_text or rec.error:
-            try:
-                print(f"[{rec.utt_id}] {rec.tgt_text or 'ERROR ' + rec.error}", flush=True)
-            except OSError:  # the terminal closed (SIGHUP follows) or a reader went away: the log still has it
-                pass
-
     with Engine(config) as engine:
         session = engine.session(input=args.input, output=args.output, log_path=args.log, record_dir=args.record_dir,
-                                 on_record=show, voice=args.voice, speaker=args.speaker or "", captions=args.captions,
-                                 glossary=glossary)
+                                 on_record=_shown(direction=False), voice=args.voice, speaker=args.speaker or "",
+                                 captions=args.captions, glossary=glossary)
         log.info("%s -> %s with %s", args.lang, target, engine.description)
         result = session.run()
-    if result.records:
-        log.info("\n%s", format_table(summarize(result.records)))
-    if result.aborted:
-        return _stopped(result.stop_signal)
-    result.check()
-    if args.output:
-        log.info("wrote %s", args.output)
-    _wrote_captions(session)
-    return 0
+    return _ran(session, result, args.output)
 
 
 def _talk(args: argparse.Namespace) -> int:
     """Two people, one device: each utterance into the other's language, its direction in the caption."""
-    from s3tvr.latency.record import UtteranceRecord
-    from s3tvr.latency.report import format_table, summarize
     from s3tvr.live.talk import TalkEngine, check_languages
 
     if args.fast and not args.input:
         raise InputError("--fast needs --input: a microphone cannot go faster than real time")
     a, b = args.lang_a, args.lang_b
     check_languages(a, b)
-
-    def show(rec: UtteranceRecord) -> None:  # as run's captions, each naming its direction
-        if rec.tgt_text or rec.error:
-            try:
-                print(f"[{rec.utt_id}] {rec.src_lang}→{rec.tgt_lang}: {rec.tgt_text or 'ERROR ' + rec.error}", flush=True)
-            except OSError:  # the terminal closed or a reader went away: the log still has it
-                pass
-
     configs, glossary = (_load_config(args, a, b), _load_config(args, b, a)), _glossary(args)
     with TalkEngine(*configs) as engine:
-        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=show, glossary=glossary,
-                                 captions=args.captions)
+        session = engine.session(input=args.input, output=args.output, log_path=args.log, on_record=_shown(direction=True),
+                                 glossary=glossary, captions=args.captions)
         log.info("talk %s", engine.description)
         result = session.run()
+    return _ran(session, result, args.output)
+
+
+def _shown(direction: bool) -> Callable[["UtteranceRecord"], None]:
+    """What prints each translation on stdout as it is spoken (the data: stdout), with its direction
+    (``[3] es→en: …``) in talk mode."""
+    def show(rec: "UtteranceRecord") -> None:
+        if rec.tgt_text or rec.error:
+            where = f"{rec.src_lang}→{rec.tgt_lang}: " if direction else ""
+            try:
+                print(f"[{rec.utt_id}] {where}{rec.tgt_text or 'ERROR ' + rec.error}", flush=True)
+            except OSError:  # the terminal closed (SIGHUP follows) or a reader went away: the log still has it
+                pass
+    return show
+
+
+def _ran(session: "Session", result: "RunResult", output: Optional[str]) -> int:
+    """A live run's end: its latency table, then a stop's exit code, or the check that it translated
+    something and what it wrote."""
+    from s3tvr.latency.report import format_table, summarize
+
     if result.records:
         log.info("\n%s", format_table(summarize(result.records)))
     if result.aborted:
         return _stopped(result.stop_signal)
     result.check()
-    if args.output:
-        log.info("wrote %s", args.output)
+    if output:
+        log.info("wrote %s", output)
     _wrote_captions(session)
     return 0
 
