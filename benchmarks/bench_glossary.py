@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import shared_data  # noqa: E402
 from bench_mt_speech import spoken  # noqa: E402
 
-from s3tvr import glossary  # noqa: E402
 from s3tvr.backends import registry  # noqa: E402
 from s3tvr.config import BackendSection  # noqa: E402
+from s3tvr.text import glossary  # noqa: E402
 
 _NAME = re.compile(r"(?<![\w.])[A-ZÁÉÍÓÚÑ][\w'-]+(?:\s+(?:[A-Z]\.\s+)?[A-ZÁÉÍÓÚÑ][\w'-]+)*")  # John F. Kennedy too
 _COMMON = {"El", "La", "Los", "Las", "Un", "Una", "En", "Por", "Para", "Sin", "Con", "Este", "Esta", "Sus", "Su"}

@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from s3tvr import glossary
 from s3tvr.backends import registry
 from s3tvr.backends.tts import piper
 from s3tvr.config import BackendSection
@@ -18,6 +17,7 @@ from s3tvr.latency.record import UtteranceRecord, read_log
 from s3tvr.latency.report import format_table, summarize
 from s3tvr.live.messages import Translation, UttInfo
 from s3tvr.live.stages import TtsStage
+from s3tvr.text import glossary
 from s3tvr.weights import bundled
 
 from conftest import DATA, manifest, one_line_error, s3tvr, s3tvr_cmd

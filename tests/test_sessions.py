@@ -59,12 +59,16 @@ def test_two_sessions_at_once_on_one_engine_each_translate_their_own_clip(data, 
     said = {clip: " ".join(r.tgt_text for r in results[clip].records) for clip in CLIPS}
     for clip, other in (CLIPS, CLIPS[::-1]):
         records = results[clip].records
-        # In order and complete: ids count up from 0, each spoken, timed and logged.
+        # In order and complete: ids count up from 0, each logged; each spoken and timed but those with
+        # nothing to say (simultaneous mode, auto's choice where passes keep pace: an empty last clause,
+        # or a tail dropped when the speaker went on).
         assert [r.utt_id for r in records] == list(range(len(records))) and records
         log_lines = (tmp_path / f"{clip}.jsonl").read_text().splitlines()
         assert len(log_lines) == len(records)
-        for r in records:
-            assert r.error is None and r.tgt_text and r.latency_s > 0 and r.t_play_end > r.t_first_audio
+        spoken = [r for r in records if not r.skipped]
+        assert spoken and all(r.error is None for r in records)
+        for r in spoken:
+            assert r.tgt_text and r.latency_s > 0 and r.t_play_end > r.t_first_audio
             assert {"asr", "mt", "tts"} <= set(r.stages)
         # Its text is the translation of its own clip, not of the other one (a margin rather than
         # a high score: Whisper base mishears names) ...

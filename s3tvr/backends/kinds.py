@@ -30,9 +30,9 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from s3tvr.errors import InputError
-from s3tvr.glossary import NO_GLOSSARY, Checked, Glossary
 from s3tvr.languages import join_sentences
 from s3tvr.text import split_sentences
+from s3tvr.text.glossary import NO_GLOSSARY, Checked, Glossary
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from s3tvr.errors import InputError, S3tvrError, SetupError, Stopped, Translatio
 if TYPE_CHECKING:
     from s3tvr.config import Config
     from s3tvr.dub.dubber import DubOptions
-    from s3tvr.glossary import Glossary
     from s3tvr.latency.record import UtteranceRecord
     from s3tvr.live.session import RunResult, Session
+    from s3tvr.text.glossary import Glossary
 
 log = logging.getLogger("s3tvr")
 
@@ -198,7 +198,7 @@ def _wrote_captions(session: "Session") -> None:
 
 def _glossary(args: argparse.Namespace) -> "Glossary":
     """--glossary's terms, read and checked before any model loads (none without the flag)."""
-    from s3tvr import glossary
+    from s3tvr.text import glossary
 
     return glossary.load(args.glossary) if args.glossary else glossary.NO_GLOSSARY
 

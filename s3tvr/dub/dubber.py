@@ -41,11 +41,11 @@ from s3tvr.dub.diarize import Alternative, Diarization, Turn, diarize
 from s3tvr.dub.fit import Slot, plan
 from s3tvr.dub.phrases import Phrase, group_words, transcribe_regions
 from s3tvr.errors import InputError, SetupError, TranslationFailed
-from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.languages import NAMES
 from s3tvr.live.engine import KINDS, Engine
 from s3tvr.live.segmenter import load_vad, speech_regions
 from s3tvr.progress import Progress
+from s3tvr.text.glossary import NO_GLOSSARY, Glossary
 
 log = logging.getLogger(__name__)
 

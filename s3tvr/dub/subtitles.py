@@ -3,13 +3,13 @@ the same cues as a video's subtitle tracks show them.
 
 A cue is (start, end, text), or (start, end, text, speaker): a cue with a speaker is labelled
 "NAME: text" (in WebVTT, a voice span ``<v NAME>``, which players show or style as they choose).
-How a cue is written and its text made safe is :mod:`s3tvr.cues`' (live captions write theirs too)."""
+How a cue is written and its text made safe is :mod:`s3tvr.text.cues`' (live captions write theirs too)."""
 
 from __future__ import annotations
 
 from typing import Sequence, Union
 
-from s3tvr.cues import cue_block, one_line, srt_lines, vtt_escaped
+from s3tvr.text.cues import cue_block, one_line, srt_lines, vtt_escaped
 
 __all__ = ["Cue", "render", "shown", "vtt_escaped"]
 

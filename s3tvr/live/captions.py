@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from s3tvr import cues, files
+from s3tvr import files
 from s3tvr.errors import DiskFull, InputError, brief
 from s3tvr.latency.record import UtteranceRecord
 from s3tvr.live.messages import DROPPED_TAIL
+from s3tvr.text import cues
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ class UttInfo:
     # Simultaneous mode on a machine whose passes cost too much (simultaneous.PassPacer): "slowed" (passes
     # less often than the step), "stopped" (recognised once the utterance ended); "" otherwise.
     asr_pacing: str = ""
-    # The session's glossary (s3tvr.glossary): biases the ASR, kept to by the MT, respelt for the TTS;
+    # The session's glossary (s3tvr.text.glossary): biases the ASR, kept to by the MT, respelt for the TTS;
     # glossary_terms: how many of its terms the translation renders.
     glossary: Any = field(default=None, repr=False, compare=False)
     glossary_terms: int = 0

@@ -23,7 +23,6 @@ from s3tvr import files
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.audio.echo import ECHO_HEARD, EchoGuard
 from s3tvr.errors import InputError, S3tvrError, SetupError, TranslationFailed
-from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.latency.record import Clock, Collector, UtteranceRecord
 from s3tvr.live.captions import CaptionFiles
 from s3tvr.live.messages import DROPPED_TAIL, AudioChunk, Block, SpeechSegment, SpeechUpdate, UtteranceEnd
@@ -32,8 +31,9 @@ from s3tvr.live.pipeline import DRAIN, Cancelled, Pipeline, Reorderer
 from s3tvr.live.segmenter import Segmenter
 from s3tvr.live.simultaneous import IncrementalAsr, check_mode
 from s3tvr.live.sinks import FileSink, PlaybackGate, Sink, SpeakerSink, TeeSink
-from s3tvr.live.sources import FileSource, Source, live_source
+from s3tvr.live.sources import FileSource, MicSource, Source
 from s3tvr.live.stages import MtStage
+from s3tvr.text.glossary import NO_GLOSSARY, Glossary
 
 if TYPE_CHECKING:  # only for the annotation: the engine imports this module when it makes a session (Engine.session)
     from s3tvr.live.engine import Engine
@@ -85,7 +85,7 @@ class Session:
     engine's (one the engine can serve: Engine.check_languages). ``captions``: a .vtt or .srt file
     the translation's captions are written into as they are logged, the source's beside it
     (:mod:`s3tvr.live.captions`). ``glossary``: the words this
-    session's speaker chose (s3tvr.glossary), carried by each utterance through every stage.
+    session's speaker chose (s3tvr.text.glossary), carried by each utterance through every stage.
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
@@ -406,3 +406,14 @@ class Session:
         if unfinished is not None:
             raise unfinished
 
+
+def live_source(device: Optional[str] = None, listen_to: str = "", duck_db: float = -15.0) -> Source:
+    """The live input: a program's audio (``listen_to``), a PulseAudio/PipeWire source by name
+    (``device`` "pulse:NAME", an output's monitor included), or a microphone through PortAudio."""
+    if listen_to or (device or "").startswith("pulse:"):
+        from s3tvr.live import pulse  # here, not in sources.py: its sources are Sources (pulse imports sources)
+
+        if listen_to:
+            return pulse.AppSource(listen_to, duck_db)
+        return pulse.PulseSource(device.split(":", 1)[1])
+    return MicSource(device)

@@ -26,11 +26,11 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import AsrBackend, Word
 from s3tvr.config import SimultaneousConfig
 from s3tvr.errors import InputError
-from s3tvr.glossary import NO_GLOSSARY, Glossary
 from s3tvr.live.agreement import POLICIES, ClauseSplitter, clause_text, commit_policy, ends_sentence
 from s3tvr.live.messages import SpeechSegment, SpeechUpdate, StageTiming, Transcript, UtteranceEnd, UttInfo
 from s3tvr.live.pipeline import Stage
 from s3tvr.live.segmenter import Segmenter
+from s3tvr.text.glossary import NO_GLOSSARY, Glossary
 
 log = logging.getLogger(__name__)
 

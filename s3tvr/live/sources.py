@@ -158,14 +158,3 @@ class MicSource(Source):
         if self.overflows:
             log.warning("microphone overflows in this run: %d", self.overflows)
 
-
-def live_source(device: Optional[str] = None, listen_to: str = "", duck_db: float = -15.0) -> Source:
-    """The live input: a program's audio (``listen_to``), a PulseAudio/PipeWire source by name
-    (``device`` "pulse:NAME", an output's monitor included), or a microphone through PortAudio."""
-    if listen_to or (device or "").startswith("pulse:"):
-        from s3tvr.live import pulse  # its clients are needed only in a call
-
-        if listen_to:
-            return pulse.AppSource(listen_to, duck_db)
-        return pulse.PulseSource(device.split(":", 1)[1])
-    return MicSource(device)

@@ -16,10 +16,10 @@ from typing import Any, Iterator, Optional
 
 from s3tvr.audio.denoise import Denoiser
 from s3tvr.backends.kinds import AsrBackend, MtBackend, MtContext, TtsBackend
-from s3tvr.glossary import NO_GLOSSARY
 from s3tvr.languages import join_sentences
 from s3tvr.live.messages import AudioChunk, SpeechSegment, Transcript, Translation
 from s3tvr.live.pipeline import Stage
+from s3tvr.text.glossary import NO_GLOSSARY
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from typing import Any, Iterator, Optional
 from s3tvr.backends.kinds import AsrBackend, Model, MtBackend, TtsBackend
 from s3tvr.config import Config
 from s3tvr.errors import InputError
-from s3tvr.glossary import Glossary
 from s3tvr.live.engine import Engine, build_backends
 from s3tvr.live.messages import SpeechSegment, Transcript
 from s3tvr.live.pacing import PacedTts
 from s3tvr.live.pipeline import Pipeline, Stage
 from s3tvr.live.session import Session
 from s3tvr.live.stages import AsrStage, MtStage
+from s3tvr.text.glossary import Glossary
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from s3tvr import bounds
 from s3tvr.bounds import Range
 from s3tvr.errors import InputError
-from s3tvr.glossary import NO_GLOSSARY, Glossary
+from s3tvr.text.glossary import NO_GLOSSARY, Glossary
 
 ANY_ORIGIN = "*"
 # The Origin of a page that has none of its own: a file:// page, a sandboxed iframe, a data: URL.

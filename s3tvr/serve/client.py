@@ -305,9 +305,9 @@ async def paced(audio: np.ndarray, realtime: bool = True, frame_s: float = FRAME
 
 async def microphone(device: Optional[str] = None, frame_s: float = FRAME_S, listen_to: str = "",
                      duck_db: float = -15.0) -> AsyncIterator[np.ndarray]:
-    """The microphone (or a program's audio, a pulse source: :func:`~s3tvr.live.sources.live_source`),
+    """The microphone (or a program's audio, a pulse source: :func:`~s3tvr.live.session.live_source`),
     16 kHz, in frames of about ``frame_s``, until the consumer stops."""
-    from s3tvr.live.sources import live_source
+    from s3tvr.live.session import live_source
 
     mic = live_source(device, listen_to, duck_db)
     mic.open()

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from s3tvr import edited_json, glossary
+from s3tvr import edited_json
 from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
 from s3tvr.latency.record import UtteranceRecord
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
+from s3tvr.text import glossary
 
 if TYPE_CHECKING:
     from s3tvr.live.session import Session

@@ -40,7 +40,7 @@ from s3tvr.backends.mt import llm_text
 from s3tvr.bounds import Range
 from s3tvr.config import BackendSection
 from s3tvr.errors import InputError, SetupError, brief
-from s3tvr.glossary import NO_GLOSSARY, Glossary
+from s3tvr.text.glossary import NO_GLOSSARY, Glossary
 from s3tvr.weights import bundled
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""Sentence splitting for MT and TTS: nothing truncated, every piece under a length limit."""
+"""What s3tvr does with words: sentence and clause splitting for MT and TTS (here: nothing
+truncated, every piece under a length limit), caption cues (:mod:`~s3tvr.text.cues`) and the
+words a user chose (:mod:`~s3tvr.text.glossary`)."""
 
 from __future__ import annotations
 
