@@ -84,8 +84,8 @@ class Session:
     (TtsBackend.new_voice). ``src_lang``/``tgt_lang``: this session's pair when it is not the
     engine's (one the engine can serve: Engine.check_languages). ``captions``: a .vtt or .srt file
     the translation's captions are written into as they are logged, the source's beside it
-    (:mod:`s3tvr.live.captions`). ``glossary``: the words this
-    session's speaker chose (s3tvr.text.glossary), carried by each utterance through every stage.
+    (:mod:`s3tvr.live.captions`). ``glossary``: the words this session's speaker chose
+    (:mod:`s3tvr.text.glossary`), carried by each utterance through every stage.
     """
 
     def __init__(self, engine: Engine, input: Optional[str] = None, output: Optional[str] = None,
