@@ -264,3 +264,11 @@ def test_the_page_s_glossary_box_gives_its_session_the_words_and_shows_a_broken_
     start.click()
     h = wait_for(browser, "show the refusal", lambda h: h["errors"], timeout=60)
     assert "line 1" in h["errors"][-1] and "unknown column" in h["errors"][-1], h["errors"]
+    # One too long for a URL is refused by the page itself: the server would not answer the handshake.
+    wait_for(browser, "stop", lambda h: h["state"] in ("idle", "stopped"), timeout=30)
+    box.clear()
+    browser.execute_script("arguments[0].value = arguments[1]", box,
+                           "source,target\n" + "".join(f"término{i},térm{i}\n" for i in range(300)))
+    start.click()
+    h = wait_for(browser, "refuse a glossary too long for a URL", lambda h: "too long to send" in h["errors"][-1], timeout=30)
+    assert h["state"] in ("idle", "stopped"), h["state"]

@@ -220,8 +220,16 @@ function micError(err) {
   return `Could not start: ${err && err.message ? err.message : err}`;
 }
 
+// The glossary travels in the URL: past this the web server would not answer the handshake at all.
+const MAX_URL = 8000;
+
 async function start() {
   if (!checkBrowser()) return;
+  if (wsUrl().length > MAX_URL) {
+    showError(`The glossary is too long to send (${wsUrl().length} characters encoded, at most ${MAX_URL}): `
+      + "keep the terms this conversation needs (accented letters take 6 characters each).");
+    return;
+  }
   Object.assign(hooks, { session: null, sampleRate: null, sentSamples: 0, droppedSamples: 0, receivedSamples: 0,
     playedSamples: 0, bufferedSamples: 0, underruns: 0, captions: [], records: [], errors: [], done: null,
     closeCode: null, closeReason: null, replica: null, reconnects: 0 });
