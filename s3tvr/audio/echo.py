@@ -34,22 +34,27 @@ BAND_HZ = (100.0, 7000.0)  # the speech band the measures look at
 SILENT_RMS = 1e-4  # a reference quieter than this (-80 dBFS) was not playing: not echo
 
 
-def _gcc_phat_lag(mic: np.ndarray, ref: np.ndarray) -> int:
-    """Where ``mic`` sits in ``ref`` (the offset into ``ref``, 0..len(ref)-len(mic)), by GCC-PHAT:
-    the phase of the cross-spectrum only, so a room's colouring does not move the peak."""
+def _cross_correlation(mic: np.ndarray, ref: np.ndarray, phase_only: bool = False) -> np.ndarray:
+    """``mic`` against ``ref`` at each offset into ``ref`` (0..len(ref)-len(mic)), through the FFT;
+    ``phase_only``: GCC-PHAT's, the cross-spectrum's phase alone."""
     n, m = len(mic), len(ref)
     size = 1 << math.ceil(math.log2(n + m))
     cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size))
-    cross /= np.abs(cross) + 1e-12
-    corr = np.fft.irfft(cross, size)[: m - n + 1]
-    return int(np.argmax(corr))
+    if phase_only:
+        cross /= np.abs(cross) + 1e-12
+    return np.fft.irfft(cross, size)[: m - n + 1]
+
+
+def _gcc_phat_lag(mic: np.ndarray, ref: np.ndarray) -> int:
+    """Where ``mic`` sits in ``ref`` (the offset into ``ref``), by GCC-PHAT: the phase of the
+    cross-spectrum only, so a room's colouring does not move the peak."""
+    return int(np.argmax(_cross_correlation(mic, ref, phase_only=True)))
 
 
 def ncc_score(mic: np.ndarray, ref: np.ndarray) -> float:
     """The highest normalised cross-correlation of the waveforms over the delays ``ref`` allows."""
     n, m = len(mic), len(ref)
-    size = 1 << math.ceil(math.log2(n + m))
-    corr = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size)), size)[: m - n + 1]
+    corr = _cross_correlation(mic, ref)
     energy = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
     window = energy[n:] - energy[: m - n + 1]
     ncc = corr / np.sqrt(np.maximum(window, 1e-12) * max(float(np.dot(mic, mic)), 1e-12))

@@ -18,6 +18,7 @@ whole or not at all (a write cut short by a full disk is taken back, and that fi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -49,8 +50,7 @@ class Caption:
     tgt_text: str
 
     def to_json(self) -> dict:
-        return {"utt_id": self.utt_id, "source_id": self.source_id, "start_s": self.start_s, "end_s": self.end_s,
-                "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, "src_text": self.src_text, "tgt_text": self.tgt_text}
+        return dataclasses.asdict(self)
 
 
 def caption_of(rec: UtteranceRecord) -> Optional[Caption]:
