@@ -9,7 +9,6 @@ import subprocess
 import threading
 import time
 
-import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -18,7 +17,6 @@ from scipy.signal import correlate
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.latency.record import read_log
-from s3tvr.weights import bundled
 
 from conftest import one_line_error, s3tvr, s3tvr_cmd
 
@@ -84,33 +82,34 @@ def wait_for(check, proc, status, seconds=120.0):
         time.sleep(0.1)
 
 
+def best_match(recording: np.ndarray, part: np.ndarray) -> float:
+    """How well ``part`` is found in ``recording``: normalised correlation at its best lag (1: as is)."""
+    energy = np.concatenate([[0.0], np.cumsum(recording.astype(np.float64) ** 2)])
+    norms = np.sqrt(energy[len(part):] - energy[:-len(part)]) * np.linalg.norm(part)
+    # Windows of (near) digital silence would divide FFT rounding noise by nothing: floor the norm.
+    floor = max(0.01 * norms.max(), 1e-9)
+    return float((correlate(recording, part, mode="valid", method="fft") / np.maximum(norms, floor)).max())
+
+
 def test_a_program_recording_the_virtual_mic_hears_the_translation(pulse, data, tmp_path):
     """Real Spanish speech in (a file at real-time pace), the offline models, and a recorder on the
-    virtual microphone: Whisper hears in the recording what s3tvr says it spoke."""
-    log = tmp_path / "latency.jsonl"
+    virtual microphone: each translation s3tvr spoke is in the recording whole, as it was synthesised."""
+    log, said = tmp_path / "latency.jsonl", tmp_path / "said"
     proc, status = start(pulse, "run", "es", "--input", data / "fleurs-es-002.ogg", "--virtual-mic", "--mode", "sentence",
-                         log=log)
+                         "--record-dir", said, log=log)
     wait_for(lambda: "s3tvr" in names(pulse), proc, status)
     recorder = Recorder(pulse, "s3tvr")
     recorder.start()
     assert proc.wait(timeout=180) == 0, "".join(status)
-    heard_audio = recorder.audio()
+    heard = recorder.audio()
     assert "s3tvr" not in names(pulse) and "s3tvr_out" not in names(pulse, "sinks") and not owned_modules(pulse)
 
     spoken = [r for r in read_log(log) if r.tgt_text and not r.error]
     assert spoken, "".join(status)
-    loud = np.flatnonzero(np.abs(heard_audio) > 0.02)
-    assert len(loud), "the recorder heard nothing"
-    from faster_whisper import WhisperModel
-
-    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
-    segments, _ = listener.transcribe(heard_audio[loud[0]:loud[-1] + RATE // 2], language="en", beam_size=1)
-    heard = " ".join(s.text for s in segments)
-    said = " ".join(r.tgt_text for r in spoken)
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
-    assert jiwer.wer(norm(said), norm(heard)) <= 0.3, (said, heard)
+    for r in spoken:  # a gap, a dropout or a wrong rate on the way would break the match
+        assert best_match(heard, load_audio(said / f"utt{r.utt_id:05d}_out.wav")) > 0.9, r.tgt_text
     # Between utterances the microphone carries silence, never a gap: the recording is as long as it ran.
-    assert len(heard_audio) / RATE > sum(r.out_dur_s for r in spoken)
+    assert len(heard) / RATE > sum(r.out_dur_s for r in spoken)
 
 
 def test_the_virtual_mic_is_removed_on_a_stop_signal_and_after_a_kill(pulse, data, tmp_path):
@@ -157,10 +156,7 @@ def test_a_programs_audio_is_translated_while_the_user_hears_it_ducked(pulse, da
     assert first.error is None and first.tgt_text
     # What s3tvr heard is the player's speech: found in the clip (normalised correlation at its best lag).
     captured = load_audio(tmp_path / "heard" / f"utt{first.utt_id:05d}_in.wav")[: RATE * 3]
-    energy = np.concatenate([[0.0], np.cumsum(clip.astype(np.float64) ** 2)])
-    norms = np.sqrt(energy[len(captured):] - energy[:-len(captured)]) * np.linalg.norm(captured)
-    match = correlate(clip, captured, mode="valid", method="fft") / (norms + 1e-9)
-    assert match.max() > 0.8, match.max()
+    assert best_match(clip, captured) > 0.8
     # The user heard the original under the translation, ducked: its loud part 20 dB down (± 4).
     ducked_db = 20 * np.log10(np.percentile(np.abs(heard), 99.5) / np.percentile(np.abs(clip), 99.5))
     assert -24 < ducked_db < -16, ducked_db
