@@ -1,7 +1,8 @@
 """A real PulseAudio server for the tests (tests/test_pulse.py, tests/test_echo.py): a virtual
 microphone (a pipe source fed from a FIFO) and a virtual speaker (a pipe sink written to a FIFO),
 reached by s3tvr through PortAudio; the threads that feed the one and record the other, and the
-speaker looped back into the microphone (full duplex on a loudspeaker)."""
+speaker looped back into the microphone (full duplex on a loudspeaker); how well a sound is found in
+a recording."""
 
 import contextlib
 import os
@@ -12,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy.signal import correlate
 
 RATE = 16000
 
@@ -134,3 +136,12 @@ class Speaker(threading.Thread):
             if np.abs(np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")).max(initial=0) > 0.02 * 32768:
                 return t
         return None
+
+
+def best_match(recording: np.ndarray, part: np.ndarray) -> float:
+    """How well ``part`` is found in ``recording``: normalised correlation at its best lag (1: as is)."""
+    energy = np.concatenate([[0.0], np.cumsum(recording.astype(np.float64) ** 2)])
+    norms = np.sqrt(energy[len(part):] - energy[:-len(part)]) * np.linalg.norm(part)
+    # Windows of (near) digital silence would divide FFT rounding noise by nothing: floor the norm.
+    floor = max(0.01 * norms.max(), 1e-9)
+    return float((correlate(recording, part, mode="valid", method="fft") / np.maximum(norms, floor)).max())

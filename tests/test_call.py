@@ -12,8 +12,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from pulse_devices import pulse_server
-from scipy.signal import correlate
+from pulse_devices import best_match, pulse_server
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.latency.record import read_log
@@ -80,15 +79,6 @@ def wait_for(check, proc, status, seconds=120.0):
     while not check():
         assert proc.poll() is None and time.monotonic() < deadline, "".join(status)
         time.sleep(0.1)
-
-
-def best_match(recording: np.ndarray, part: np.ndarray) -> float:
-    """How well ``part`` is found in ``recording``: normalised correlation at its best lag (1: as is)."""
-    energy = np.concatenate([[0.0], np.cumsum(recording.astype(np.float64) ** 2)])
-    norms = np.sqrt(energy[len(part):] - energy[:-len(part)]) * np.linalg.norm(part)
-    # Windows of (near) digital silence would divide FFT rounding noise by nothing: floor the norm.
-    floor = max(0.01 * norms.max(), 1e-9)
-    return float((correlate(recording, part, mode="valid", method="fft") / np.maximum(norms, floor)).max())
 
 
 def test_a_program_recording_the_virtual_mic_hears_the_translation(pulse, data, tmp_path):

@@ -1,20 +1,18 @@
 """End to end through real audio devices: a PulseAudio server with a virtual microphone (a pipe
 source fed from a FIFO) and a virtual speaker (a pipe sink written to a FIFO), reached by s3tvr
-through PortAudio. Real Spanish speech goes in; what s3tvr played comes out and is transcribed."""
+through PortAudio. Real Spanish speech goes in; what s3tvr played comes out as it was synthesised."""
 
 import signal
 import subprocess
 import threading
 import time
 
-import jiwer
 import numpy as np
 import pytest
-from pulse_devices import RATE, Microphone, Speaker
+from pulse_devices import RATE, Microphone, Speaker, best_match
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.latency.record import read_log
-from s3tvr.weights import bundled
 
 from conftest import s3tvr_cmd
 
@@ -31,8 +29,9 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
     mic.start()
     log = tmp_path / "latency.jsonl"
     recording = tmp_path / "played.wav"  # from a microphone, --output records what the speaker played
+    said_dir = tmp_path / "said"
     proc = subprocess.Popen([*s3tvr_cmd(), "run", "es", "--input-device", "pulse", "--output-device", "pulse", "--log", log,
-                             "--output", recording],
+                             "--output", recording, "--record-dir", said_dir],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     status = []
     threading.Thread(target=lambda: status.extend(proc.stderr), daemon=True).start()
@@ -55,7 +54,7 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
     spoken = [r for r in read_log(log) if not r.skipped]
     assert spoken and all(r.error is None and r.tgt_text for r in spoken)
     assert all(0 < r.latency_s < 30 and r.t_play_end > r.t_first_audio for r in spoken)
-    said_s, said = sum(r.out_dur_s for r in spoken), " ".join(r.tgt_text for r in spoken)
+    said_s = sum(r.out_dur_s for r in spoken)
 
     played = speaker.audio()
     loud = np.flatnonzero(np.abs(played) > 0.02)
@@ -69,13 +68,8 @@ def test_real_speech_into_a_microphone_comes_out_of_the_speaker_translated(pulse
     kept, rate = sf.read(recording)
     assert len(kept) / rate == pytest.approx(said_s, abs=0.1)
 
-    from faster_whisper import WhisperModel
-
-    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
-    segments, _ = listener.transcribe(played[loud[0]:loud[-1] + RATE // 2], language="en", beam_size=1)
-    heard = " ".join(s.text for s in segments)
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
-    assert jiwer.wer(norm(said), norm(heard)) <= 0.3, (said, heard)
+    for r in spoken:  # as it was synthesised: a gap, a dropout or a wrong rate on the way would break the match
+        assert best_match(played, load_audio(said_dir / f"utt{r.utt_id:05d}_out.wav")) > 0.9, r.tgt_text
 
 
 def speak_simultaneous(pulse, data, tmp_path, *flags):
