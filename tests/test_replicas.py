@@ -1,7 +1,7 @@
 """``s3tvr serve --ray ADDRESS --replicas N`` (docs/ray.md): a real local Ray
 cluster (one head, 2 CPUs), two replicas over the fake backends behind the routing front, real
 clients. One replica is killed mid-session: its clients are told to reconnect and finish on the
-other; the other's clients never notice."""
+other; the other's clients never notice; the front's caption overlay shows every session's lines."""
 
 import asyncio
 import collections
@@ -11,10 +11,12 @@ import os
 import socket
 import subprocess
 import time
+import urllib.request
 
 import numpy as np
 import pytest
 import test_browser
+from test_captions import watch
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.serve import client
@@ -141,6 +143,13 @@ def test_sessions_spread_over_replicas_and_a_lost_replica_only_sends_its_own_cli
         # The lost sessions had heard no whole utterance: nothing to log.
         finished = {r.session for r in results}
         assert len(finished) == 4 and finished <= {p.stem for p in (tmp_path / "logs").glob("*.jsonl")}, finished
+        # The front's caption overlay follows every replica's sessions: each one's lines, by its id.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/captions", timeout=5) as page:
+            assert page.status == 200 and b"/static/captions.js" in page.read()
+        for result in results:
+            [first], _, _ = asyncio.run(watch(port, f"session={result.session}", lambda m: len(m) >= 1))
+            assert first["type"] == "captions" and first["session"] == result.session, first
+            assert [c["tgt_text"] for c in first["lines"]] == [u["tgt_text"] for u in result.utterances], first
 
 
 

@@ -31,9 +31,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from s3tvr.errors import SetupError, brief
+from s3tvr.latency.record import UtteranceRecord
 from s3tvr.serve import ServeOptions
+from s3tvr.serve.captions import CaptionFeed
 from s3tvr.serve.connection import CLOSE_TIMEOUT_S, close_reason
-from s3tvr.serve.server import STATIC, Gate, bind, is_loopback, uvicorn_config, web_page
+from s3tvr.serve.server import STATIC, Gate, bind, caption_overlay, caption_page, is_loopback, uvicorn_config, web_page
 from s3tvr.serve.transport import Refusal
 
 if TYPE_CHECKING:
@@ -116,20 +118,27 @@ class _Slot:
 
 
 class Front:
-    """The ASGI app on the public port: the page, and ``/ws`` relayed to a replica with room."""
+    """The ASGI app on the public port: the page, ``/ws`` relayed to a replica with room, and the
+    caption overlay (``/captions``) fed from the sessions' records as they pass through."""
 
     def __init__(self, slots: list[_Slot], options: ServeOptions):
         self.slots, self.max_sessions = slots, options.max_sessions
         self.gate = Gate(options)  # the replicas see the front, not the page: the front asks
+        self.captions = CaptionFeed()  # every replica's sessions, as one server's
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
             Route("/", web_page),
             WebSocketRoute("/ws", self._websocket),
+            Route("/captions", caption_page),
+            WebSocketRoute("/captions/ws", self._captions),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ])
         app.state.front = self
         return app
+
+    async def _captions(self, ws: WebSocket) -> None:
+        await caption_overlay(ws, self.captions, self.gate)
 
     def pick(self, tried: set[int]) -> Optional[_Slot]:
         """The live replica with the most free places (not yet tried for this client), or None.
@@ -155,7 +164,7 @@ class Front:
                 if backend is None:
                     self.lost(slot, info)
                     continue  # it could not be reached: the next replica
-                await _Relay(ws, backend, info).run()
+                await _Relay(ws, backend, info, self.captions).run()
                 if backend.protocol.close_rcvd is None:  # no close frame: the replica went away
                     self.lost(slot, info)
             finally:
@@ -205,10 +214,12 @@ class Front:
 
 class _Relay:
     """One client's frames to its replica and back, until either side closes. The replica's close
-    (code and reason) is the client's; a replica that vanishes is LOST."""
+    (code and reason) is the client's; a replica that vanishes is LOST. The session's records, in
+    its latency events, go to the front's caption feed on the way."""
 
-    def __init__(self, ws: WebSocket, backend: Any, info: ReplicaInfo):
-        self.ws, self.backend, self.info = ws, backend, info
+    def __init__(self, ws: WebSocket, backend: Any, info: ReplicaInfo, captions: CaptionFeed):
+        self.ws, self.backend, self.info, self.captions = ws, backend, info, captions
+        self.session: Optional[str] = None  # its id, from the ready event
 
     async def run(self) -> None:
         tasks = [asyncio.ensure_future(self._up()), asyncio.ensure_future(self._down())]
@@ -242,31 +253,39 @@ class _Relay:
                 return  # the replica is gone: _down has its reason
 
     async def _down(self) -> None:
-        """Replica to client; the ready event names the replica (``replica``: INDEX.INCARNATION)."""
+        """Replica to client, each event as :meth:`_event` makes it."""
         from websockets.exceptions import ConnectionClosed
 
-        first = True
         try:
             async for message in self.backend:
-                if first and isinstance(message, str):
-                    message, first = self._mark(message), False
                 if isinstance(message, bytes):
                     await self.ws.send_bytes(message)
                 else:
-                    await self.ws.send_text(message)
+                    await self.ws.send_text(self._event(message))
         except ConnectionClosed:
             pass
         except (WebSocketDisconnect, OSError, RuntimeError):  # the client left while we sent
             await asyncio.Event().wait()  # _up sees the disconnect and ends the relay
 
-    def _mark(self, text: str) -> str:
+    def _event(self, text: str) -> str:
+        """A replica's event as the client gets it: the ready event names the replica (``replica``:
+        INDEX.INCARNATION) and opens the session's captions; a latency event's record is captioned."""
         try:
             event = json.loads(text)
         except ValueError:
             return text
-        if isinstance(event, dict) and event.get("type") == "ready":
+        if not isinstance(event, dict):
+            return text
+        if event.get("type") == "ready" and self.session is None:
+            self.session = str(event.get("session"))
+            self.captions.open(self.session)
             event["replica"] = self.info.id
             return json.dumps(event)
+        if event.get("type") == "latency" and self.session is not None:
+            try:
+                self.captions.add(self.session, UtteranceRecord.from_json(event.get("record")))
+            except ValueError as exc:  # a replica of another version: its captions are lost, not its session
+                log.warning("session %s: a record the caption feed cannot read: %s", self.session, exc)
         return text
 
 

@@ -16,7 +16,7 @@ import logging
 import re
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -59,6 +59,27 @@ async def caption_page(request: Any) -> Response:
     if not page.is_file():
         return PlainTextResponse("the caption overlay is not installed; its WebSocket is at /captions/ws", status_code=404)
     return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def caption_overlay(ws: WebSocket, feed: CaptionFeed, gate: Gate, refused: Callable[[str], None] = lambda reason: None) -> None:
+    """A caption overlay at ``/captions/ws``, on a server and on the replicas' front alike: let in as
+    a session is (origin, then token), then fed its lines; ``refused`` counts a refusal by its check."""
+    await ws.accept()
+    reason = "origin"
+    try:
+        gate.check_origin(ws)  # a page of another site must not read what is said in the sessions
+        reason = "token"
+        gate.check_token(ws)
+        reason = "query"
+        wants = follow_query(ws)
+        reason = "busy"
+        watcher = feed.watch(wants, asyncio.get_running_loop())
+    except Refusal as refusal:
+        refused(reason)
+        log.warning("a caption overlay: closed %d: %s", refusal.code, refusal.reason)
+        await send_refusal(ws, refusal)
+        return
+    await serve_watcher(feed, ws, watcher)
 
 
 class Gate:
@@ -179,23 +200,7 @@ class Server:
         await Connection(self, ws).run()
 
     async def _captions(self, ws: WebSocket) -> None:
-        """A caption overlay: let in as a session is (origin, then token), then fed its lines."""
-        await ws.accept()
-        reason = "origin"
-        try:
-            self.gate.check_origin(ws)  # a page of another site must not read what is said in the sessions
-            reason = "token"
-            self.gate.check_token(ws)
-            reason = "query"
-            wants = follow_query(ws)
-            reason = "busy"
-            watcher = self.captions.watch(wants, asyncio.get_running_loop())
-        except Refusal as refusal:
-            self.metrics.refusals.labels(reason=reason).inc()
-            log.warning("a caption overlay: closed %d: %s", refusal.code, refusal.reason)
-            await send_refusal(ws, refusal)
-            return
-        await serve_watcher(self.captions, ws, watcher)
+        await caption_overlay(ws, self.captions, self.gate, refused=lambda reason: self.metrics.refusals.labels(reason=reason).inc())
 
     # -- what a connection asks of it (connection.Host) ------------------------------------
 
