@@ -122,6 +122,11 @@ def test_a_session_glossary_is_bounded():
         glossary.from_query("source,target\n" + "a,b\n" * 2000)
     with pytest.raises(InputError, match="more than 50 terms"):
         glossary.from_query("source,target\n" + "".join(f"w{i},t{i}\n" for i in range(51)))
+    # What a client sends is read back as the same terms, commas and all; past the bounds, one line.
+    sent = glossary.parse('source,target,pronunciation,keep\n"Smith, Jones",Smith & Jones,smith and jones,\nAna Lucía,,,yes\n', "g.csv")
+    assert glossary.from_query(sent.to_query()).terms == sent.terms
+    with pytest.raises(InputError, match="51 terms; a session sends at most 50"):
+        glossary.parse("source,target\n" + "".join(f"w{i},t{i}\n" for i in range(51)), "big.csv").to_query()
 
 
 def test_the_log_counts_the_terms_applied_and_the_report_says_so(tmp_path, data):
@@ -296,6 +301,19 @@ def test_each_session_has_its_glossary_the_server_s_or_its_own(served, data):
     assert own.code == 1000 and said and all("enduring" in t and "Äußerung" not in t for t in said), said
     records = [e["record"] for e in own.events if e["type"] == "latency"]
     assert records and all(r["glossary_terms"] == 1 for r in records)
+
+
+def test_the_client_sends_its_own_glossary(served, data, tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text("- source: lasting\n  target: enduring\n")
+    proc = s3tvr("client", f"ws://127.0.0.1:{served.port}/ws", "--from", "es", "--to", "en", "--token", "s3cret",
+                 "--input", data / "fleurs-es-002.ogg", "--output", tmp_path / "out.wav", "--glossary", own, timeout=120)
+    said = [line for line in proc.stdout.splitlines() if "=>" in line]
+    assert proc.returncode == 0 and said and all("enduring" in line and "Äußerung" not in line for line in said), proc.stdout
+    # Within a session's 4000 characters, too long for its address (a CJK character is 9 encoded): one line, before connecting.
+    (tmp_path / "long.csv").write_text("source,target\n" + "".join(f"{'語' * 20}{i},{'訳' * 20}{i}\n" for i in range(50)))
+    one_line_error(s3tvr("client", "ws://127.0.0.1:9/ws", "--from", "es", "--to", "en", "--input", data / "fleurs-es-002.ogg",
+                         "--glossary", tmp_path / "long.csv"), "at most 8000", "serve --glossary")
 
 
 @pytest.mark.parametrize("own, words", [

@@ -280,7 +280,7 @@ def _client(args: argparse.Namespace) -> int:
     result = client.run(args.url, args.src, args.to, input=args.input, output=args.output, token=args.token, speaker=args.speaker,
                         input_device=args.input_device, output_device=args.output_device, virtual_mic=args.virtual_mic,
                         listen_to=args.listen_to or "", duck_db=args.duck, show=lambda line: print(line, flush=True),
-                        captions=args.captions)
+                        captions=args.captions, glossary=args.glossary)
     print(result.summary(), flush=True)
     return 0
 

@@ -527,6 +527,7 @@ def _serve_parsers(sub: argparse._SubParsersAction, models: argparse.ArgumentPar
                                                       "into FILE (.vtt or .srt), the source beside it as NAME.src.EXT, times on "
                                                       "the stream's timeline (into English with Whisper's translate task the "
                                                       "server needs --set asr.transcript=true for the source)")
+    _glossary_flag(cl, "; this session's, instead of the server's (at most 50 terms; the server's --glossary takes more)")
     _call_flags(cl, sets=False)
 
 

@@ -36,6 +36,7 @@ RECONNECT_CODES = (1012,)  # the replica holding the session was lost (s3tvr ser
 RECONNECTS = 5  # in a row, then the close is the caller's
 BACKOFF_S = (0.5, 8.0)  # first and longest wait before reconnecting
 GAP_S = 5.0  # of the audio captured while reconnecting, what is sent on (the server takes 10 s ahead)
+MAX_URL = 8000  # a session's address, glossary included: past about 8 KB the web server would not answer the handshake
 
 
 @dataclass
@@ -92,15 +93,21 @@ class ClientResult:
         raise SetupError(what) if self.close_code in SETUP_ERRORS else InputError(what)
 
 
-def session_url(url: str, src: str, tgt: str, speaker: Optional[str] = None) -> str:
-    """``url`` (ws://HOST:PORT/ws; http:// and a missing path are taken as meant) with the session's query."""
+def session_url(url: str, src: str, tgt: str, speaker: Optional[str] = None, glossary: str = "") -> str:
+    """``url`` (ws://HOST:PORT/ws; http:// and a missing path are taken as meant) with the session's
+    query: its languages, voice and words (``glossary``: CSV, Glossary.to_query's)."""
     parts = urlsplit(url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss") or not parts.netloc:
         raise InputError(f"{url} is not a server's address: write ws://HOST:PORT/ws (as s3tvr serve prints it)")
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("from", "to", "speaker")]
-    query += [("from", src), ("to", tgt)] + ([("speaker", speaker)] if speaker else [])
-    return urlunsplit((scheme, parts.netloc, parts.path if parts.path not in ("", "/") else "/ws", urlencode(query), ""))
+    ours = {"from", "to", "speaker"} | ({"glossary"} if glossary else set())
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours]
+    query += [("from", src), ("to", tgt)] + ([("speaker", speaker)] if speaker else []) + ([("glossary", glossary)] if glossary else [])
+    made = urlunsplit((scheme, parts.netloc, parts.path if parts.path not in ("", "/") else "/ws", urlencode(query), ""))
+    if len(made) > MAX_URL:
+        raise InputError(f"the session's address is {len(made)} characters with its glossary, at most {MAX_URL}: send fewer "
+                         f"terms, or give the server the file (serve --glossary)")
+    return made
 
 
 async def connect(url: str, token: Optional[str] = None) -> Any:
@@ -406,15 +413,19 @@ class _SpeakerOut:
 def run(url: str, src: str, tgt: str, input: Optional[str] = None, output: Optional[str] = None, token: Optional[str] = None,
         speaker: Optional[str] = None, input_device: Optional[str] = None, output_device: Optional[str] = None,
         virtual_mic: Optional[str] = None, listen_to: str = "", duck_db: float = -15.0,
-        show: Callable[[str], None] = print, captions: Optional[str] = None) -> ClientResult:
+        show: Callable[[str], None] = print, captions: Optional[str] = None, glossary: Optional[str] = None) -> ClientResult:
     """The command: a file (real-time pace) or the microphone to the server, the translation to a
     file or the speaker, each utterance's text to ``show`` as it arrives, and to ``captions`` (a
-    .vtt or .srt file, the source beside it: s3tvr.live.captions) as the server logs it. Stopped
-    (Ctrl-C raises KeyboardInterrupt here), what was received is kept. Raises the server's refusal."""
+    .vtt or .srt file, the source beside it: s3tvr.live.captions) as the server logs it; the
+    session's words from the file ``glossary`` (the server's own otherwise). Stopped (Ctrl-C
+    raises KeyboardInterrupt here), what was received is kept. Raises the server's refusal."""
     from s3tvr.audio.decode import load_audio
     from s3tvr.live.captions import CaptionFiles
+    from s3tvr.text.glossary import load as load_glossary
 
     session_url(url, src, tgt, speaker)  # mistakes first: a bad address, then a bad file, before connecting
+    if glossary:
+        url = session_url(url, src, tgt, speaker, glossary=load_glossary(glossary).to_query())
     cues = CaptionFiles(captions) if captions else None
     if cues is not None:
         cues.check(input)

@@ -154,6 +154,20 @@ class Glossary:
             at = f.end
         return "".join(out) + text[at:]
 
+    def to_query(self) -> str:
+        """The glossary as one session sends it (``s3tvr client --glossary``, serve's ``?glossary=``):
+        CSV that :func:`from_query` reads back, or a one-line InputError past a session's bounds."""
+        fix = "keep the terms spoken, or give the server the whole file (serve --glossary)"
+        if len(self.terms) > MAX_SESSION_TERMS:
+            raise InputError(f"glossary {self.name} has {len(self.terms)} terms; a session sends at most {MAX_SESSION_TERMS}: {fix}")
+        out = io.StringIO()
+        rows = csv.writer(out, lineterminator="\n")
+        rows.writerow(COLUMNS)
+        rows.writerows((t.source, t.target, t.pronunciation, "yes" if t.keep else "") for t in self.terms)
+        if out.tell() > MAX_QUERY:
+            raise InputError(f"glossary {self.name} is {out.tell()} characters as a session sends it, at most {MAX_QUERY}: {fix}")
+        return out.getvalue()
+
     def prompt_lines(self, text: str) -> list[str]:
         """The terms found in ``text`` as a translator's instructions say them, one each."""
         terms = dict.fromkeys(f.term for f in self.found(text))

@@ -221,7 +221,7 @@ function micError(err) {
 }
 
 // The glossary travels in the URL: past this the web server would not answer the handshake at all.
-const MAX_URL = 8000;
+const MAX_URL = 8000; // as s3tvr client checks it (client.MAX_URL)
 
 async function start() {
   if (!checkBrowser()) return;
