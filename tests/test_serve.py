@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -251,6 +252,24 @@ def test_a_query_the_server_cannot_serve_is_refused_with_4400(fake, params, word
                        send=[b"\0\0"]))
     refused(got, 4400, *words)
     assert fake.server.active == 0
+
+
+def test_a_handshake_too_large_to_read_is_answered_and_closed(fake):
+    """A request line past websockets' 8 KB (a long URL) or header fields past its limits: answered
+    414 or 431 and closed at once, not left hanging open; the server serves on."""
+    def handshake(path: str, extra: str = "") -> bytes:
+        with socket.create_connection(("127.0.0.1", fake.port), timeout=HANG_S) as conn:
+            conn.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+            answer = b""
+            while chunk := conn.recv(4096):  # until the server closes
+                answer += chunk
+            return answer
+
+    assert handshake(f"/ws?{query()}&glossary={'a' * 9000}").startswith(b"HTTP/1.1 414 ")
+    assert handshake(f"/ws?{query()}", "".join(f"X-Pad-{i}: {'b' * 100}\r\n" for i in range(200))).startswith(b"HTTP/1.1 431 ")
+    got = run(exchange(fake.port, query(), send=[json.dumps({"type": "end"})]))
+    assert got.code == 1000 and got.events[0]["type"] == "ready"
 
 
 @pytest.mark.parametrize("frames, code, words", [

@@ -122,7 +122,11 @@ async def connect(url: str, token: Optional[str] = None) -> Any:
     except InvalidURI:
         raise InputError(f"{shown} is not a server's address: write ws://HOST:PORT/ws") from None
     except InvalidStatus as exc:
-        raise SetupError(f"{shown} refused the WebSocket (HTTP {exc.response.status_code}): is it the /ws of an s3tvr server?") from None
+        status = exc.response.status_code
+        if status in (414, 431):
+            raise InputError(f"{shown} could not read the request (HTTP {status}: its address or headers are too long): "
+                             f"shorten the URL's query") from None
+        raise SetupError(f"{shown} refused the WebSocket (HTTP {status}): is it the /ws of an s3tvr server?") from None
     except ConnectionRefusedError:
         raise SetupError(f"cannot connect to {shown}: connection refused: start the server there (s3tvr serve) "
                          f"or give its address") from None

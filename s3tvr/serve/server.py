@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -342,7 +343,27 @@ def uvicorn_config(app: Starlette) -> Any:
 
     debug = logging.getLogger("s3tvr").getEffectiveLevel() <= logging.DEBUG
     return uvicorn.Config(app, log_config=None, log_level="info" if debug else "warning", access_log=debug, lifespan="off",
-                          ws_max_size=2 * MAX_FRAME, timeout_graceful_shutdown=5)
+                          ws=_websocket_protocol(), ws_max_size=2 * MAX_FRAME, timeout_graceful_shutdown=5)
+
+
+@functools.cache
+def _websocket_protocol() -> type:
+    """uvicorn's WebSocket protocol (websockets' sans-I/O, what ``auto`` picks), answering a handshake
+    it cannot read. A request line past websockets' 8 KB (a long URL: a glossary in the query) or
+    header fields too large get their 414 or 431 written by websockets, but uvicorn 0.54 sends it
+    only for a request it parsed: the connection would hang open, unanswered, until the client
+    gave up. Here the answer goes out and the connection closes."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class Protocol(WebSocketsSansIOProtocol):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.handshake_exc is not None and not self.handshake_initiated and not self.transport.is_closing():
+                log.warning("refused a handshake it could not read: %s", self.conn.handshake_exc)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                self.transport.close()
+
+    return Protocol
 
 
 def is_address(host: str) -> bool:
