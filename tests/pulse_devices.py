@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,34 @@ def best_match(recording: np.ndarray, part: np.ndarray) -> float:
     # Windows of (near) digital silence would divide FFT rounding noise by nothing: floor the norm.
     floor = max(0.01 * norms.max(), 1e-9)
     return float((correlate(recording, part, mode="valid", method="fft") / np.maximum(norms, floor)).max())
+
+
+def heard_whole(recording: np.ndarray, spoken: list, said_dir: Path) -> None:
+    """The translations a run logged as spoken (``spoken``, their audio saved by --record-dir in
+    ``said_dir``) reached ``recording`` whole: each found there as it was synthesised (a gap, a
+    dropout or a wrong rate on the way would break the match), and heard back by Whisper tiny.en as
+    their synthesis is heard (the path's fault, not the voice's way with a Spanish name) and near
+    the words logged."""
+    import jiwer
+    from faster_whisper import WhisperModel
+
+    from s3tvr.audio.decode import load_audio
+    from s3tvr.weights import bundled
+
+    synthesised = [load_audio(said_dir / f"utt{r.utt_id:05d}_out.wav") for r in spoken]
+    for r, audio in zip(spoken, synthesised):
+        assert best_match(recording, audio) > 0.9, r.tgt_text
+    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
+
+    def hear(audio: np.ndarray) -> str:
+        segments, _ = listener.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=False)
+        return normalise(" ".join(s.text for s in segments))
+
+    loud = np.flatnonzero(np.abs(recording) > 0.02)
+    assert len(loud), "the recording is silent"
+    heard = hear(recording[loud[0]:loud[-1] + RATE // 2])
+    pause = np.zeros(RATE // 2, np.float32)
+    direct = hear(np.concatenate([np.concatenate([a, pause]) for a in synthesised]))
+    said = normalise(" ".join(r.tgt_text for r in spoken))
+    assert jiwer.wer(direct, heard) <= 0.25 and jiwer.wer(said, heard) <= 0.5, (said, direct, heard)
