@@ -1,7 +1,8 @@
 """``s3tvr serve --ray ADDRESS --replicas N`` (docs/ray.md): a real local Ray
 cluster (one head, 2 CPUs), two replicas over the fake backends behind the routing front, real
 clients. One replica is killed mid-session: its clients are told to reconnect and finish on the
-other; the other's clients never notice; the front's caption overlay shows every session's lines."""
+other; the other's clients never notice; the front's caption overlay, health and metrics cover
+every replica's sessions."""
 
 import asyncio
 import collections
@@ -11,12 +12,12 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 import test_browser
 from test_captions import watch
+from test_serve_access import get, metrics
 
 from s3tvr.audio.decode import load_audio
 from s3tvr.serve import client
@@ -144,12 +145,21 @@ def test_sessions_spread_over_replicas_and_a_lost_replica_only_sends_its_own_cli
         finished = {r.session for r in results}
         assert len(finished) == 4 and finished <= {p.stem for p in (tmp_path / "logs").glob("*.jsonl")}, finished
         # The front's caption overlay follows every replica's sessions: each one's lines, by its id.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/captions", timeout=5) as page:
-            assert page.status == 200 and b"/static/captions.js" in page.read()
+        status, page, _ = get(port, "/captions")
+        assert status == 200 and "/static/captions.js" in page
         for result in results:
             [first], _, _ = asyncio.run(watch(port, f"session={result.session}", lambda m: len(m) >= 1))
             assert first["type"] == "captions" and first["session"] == result.session, first
             assert [c["tgt_text"] for c in first["lines"]] == [u["tgt_text"] for u in result.utterances], first
+        # Its health and metrics are the cluster's, as one server's: six sessions (four, and the two
+        # that went on elsewhere), two closed 1012, four 1000, each utterance's latency observed.
+        assert get(port, "/healthz")[:2] == (200, "ok") and get(port, "/readyz")[:2] == (200, "ready")
+        counts = metrics(port)
+        spoken = [r for result in results for r in result.records if r.latency_s is not None]
+        assert counts[("s3tvr_sessions_total", ())] == 6 and counts[("s3tvr_sessions_active", ())] == 0, counts
+        assert counts[("s3tvr_closes_total", (("code", "1012"),))] == 2 and counts[("s3tvr_closes_total", (("code", "1000"),))] == 4
+        assert counts[("s3tvr_first_audio_seconds_count", ())] == len(spoken) >= 4
+        assert counts[("s3tvr_end_offset_seconds_count", ())] >= 4
 
 
 
@@ -167,6 +177,7 @@ def test_a_full_set_of_replicas_refuses_with_1013_and_a_replicas_own_refusal_pas
             held = [await connect(f"ws://127.0.0.1:{port}/ws?{ok}") for _ in range(2)]  # one on each replica
             replicas = {json.loads(await ws.recv())["replica"] for ws in held}
             full = await exchange(port, ok, send=[b"\0\0"])
+            unready = await asyncio.to_thread(get, port, "/readyz")
             for ws in held:
                 await ws.close()
             wrong = await exchange(port, "from=es&to=en&token=guess", send=[b"\0\0"])
@@ -176,15 +187,19 @@ def test_a_full_set_of_replicas_refuses_with_1013_and_a_replicas_own_refusal_pas
                 await asyncio.sleep(0.1)
             while (after := await exchange(port, ok, send=[json.dumps({"type": "end"})])).code == 1013:
                 await asyncio.sleep(0.1)  # the front gives the places back once their relays have ended
-            return replicas, full, wrong, evil, pair, after
+            return replicas, full, unready, wrong, evil, pair, after
 
-        replicas, full, wrong, evil, pair, after = asyncio.run(asyncio.wait_for(main(), HANG_S))
+        replicas, full, unready, wrong, evil, pair, after = asyncio.run(asyncio.wait_for(main(), HANG_S))
         assert len(replicas) == 2, replicas
         refused(full, 1013, "every replica is busy", "--max-sessions 1")
         refused(wrong, 1008, "wrong token")  # checked before the room: a client without it learns nothing
         refused(evil, 1008, "may not use this server", "--allow-origin http://evil.example")
         refused(pair, 4400, "not de->en")  # the replica's own refusal, relayed as it gave it
         assert after.code == 1000 and after.events[0]["type"] == "ready" and after.events[-1]["type"] == "done", after
+        assert unready[:2] == (503, "full: 2 of 2 replicas up, --max-sessions 1 each"), unready
+        counts = metrics(port)  # each refusal counted by the check that refused it, the replica's 4400 too
+        for reason in ("origin", "token", "busy", "query"):
+            assert counts[("s3tvr_refusals_total", (("reason", reason),))] >= 1, (reason, counts)
 
 
 def test_no_cluster_at_the_address_and_replicas_without_ray_are_one_line_errors():

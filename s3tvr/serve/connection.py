@@ -24,6 +24,7 @@ from s3tvr.audio import SAMPLE_RATE
 from s3tvr.backends.kinds import VoiceNotYours
 from s3tvr.errors import InputError, S3tvrError, brief
 from s3tvr.latency.record import UtteranceRecord
+from s3tvr.serve.metrics import SourceRecords
 from s3tvr.serve.transport import Refusal, WebSocketSink, WebSocketSource, unread_reason
 from s3tvr.text import glossary
 
@@ -127,7 +128,7 @@ class Connection:
         self.failure: asyncio.Future = self.loop.create_future()  # a refusal raised on the session's thread
         self.ended = False  # the client sent end
         self.utterances = 0
-        self.clauses: list[UtteranceRecord] = []  # the records of the source utterance being spoken (simultaneous mode's clauses)
+        self.sources = SourceRecords()  # the records of the source utterance being spoken (simultaneous mode's clauses)
 
     async def run(self) -> None:
         server = self.server
@@ -276,11 +277,7 @@ class Connection:
 
     def _record(self, rec: UtteranceRecord) -> None:
         self.utterances += 1
-        # A source utterance's clauses arrive in order; its last one completes it (sentence mode: each record).
-        self.clauses = [r for r in self.clauses if r.source_id == rec.source_id] + [rec]
-        self.server.recorded(self.id, rec, self.clauses)
-        if rec.last_clause:
-            self.clauses = []
+        self.server.recorded(self.id, rec, self.sources.add(rec))
         if rec.error:
             self.sink.event({"type": "error", "message": f"utterance {rec.utt_id} failed: {rec.error}"})
         self.sink.event({"type": "latency", "record": rec.to_json()})  # the log line's object: the protocol's

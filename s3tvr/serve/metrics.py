@@ -66,3 +66,17 @@ class ServeMetrics:
     def text(self) -> bytes:
         """The Prometheus text format of every metric now."""
         return generate_latest(self.registry)
+
+
+class SourceRecords:
+    """One session's records of the source utterance being spoken (simultaneous mode's clauses,
+    in order; sentence mode's one record), as :meth:`ServeMetrics.utterance` takes them."""
+
+    def __init__(self) -> None:
+        self._records: list[UtteranceRecord] = []
+
+    def add(self, rec: UtteranceRecord) -> list[UtteranceRecord]:
+        """``rec`` logged: its source utterance's records so far (all of them when it is the last clause)."""
+        source = [r for r in self._records if r.source_id == rec.source_id] + [rec]
+        self._records = [] if rec.last_clause else source
+        return source

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -35,6 +36,7 @@ from s3tvr.latency.record import UtteranceRecord
 from s3tvr.serve import ServeOptions
 from s3tvr.serve.captions import CaptionFeed
 from s3tvr.serve.connection import CLOSE_TIMEOUT_S, close_reason
+from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics, SourceRecords
 from s3tvr.serve.server import STATIC, Gate, bind, caption_overlay, caption_page, is_loopback, uvicorn_config, web_page
 from s3tvr.serve.transport import Refusal
 
@@ -118,13 +120,16 @@ class _Slot:
 
 
 class Front:
-    """The ASGI app on the public port: the page, ``/ws`` relayed to a replica with room, and the
-    caption overlay (``/captions``) fed from the sessions' records as they pass through."""
+    """The ASGI app on the public port: the page, ``/ws`` relayed to a replica with room, and what
+    one server answers besides: the caption overlay (``/captions``), ``/healthz``, ``/readyz`` and
+    ``/metrics``, fed from the sessions' events as they pass through (every session of a replica
+    comes through the front)."""
 
     def __init__(self, slots: list[_Slot], options: ServeOptions):
         self.slots, self.max_sessions = slots, options.max_sessions
         self.gate = Gate(options)  # the replicas see the front, not the page: the front asks
         self.captions = CaptionFeed()  # every replica's sessions, as one server's
+        self.metrics = ServeMetrics(active=lambda: sum(s.active for s in self.slots))
 
     def app(self) -> Starlette:
         app = Starlette(routes=[
@@ -132,13 +137,52 @@ class Front:
             WebSocketRoute("/ws", self._websocket),
             Route("/captions", caption_page),
             WebSocketRoute("/captions/ws", self._captions),
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+            Route("/metrics", self._metrics),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ])
         app.state.front = self
         return app
 
     async def _captions(self, ws: WebSocket) -> None:
-        await caption_overlay(ws, self.captions, self.gate)
+        await caption_overlay(ws, self.captions, self.gate, refused=self.refused)
+
+    async def _healthz(self, request: Any) -> Response:
+        return PlainTextResponse("ok")
+
+    async def _readyz(self, request: Any) -> Response:
+        why = self.unready()
+        return PlainTextResponse(why or "ready", status_code=503 if why else 200)
+
+    async def _metrics(self, request: Any) -> Response:
+        return Response(self.metrics.text(), media_type=CONTENT_TYPE)
+
+    def unready(self) -> str:
+        """Why a new session would not be served now ("" if it would): /readyz's answer."""
+        up = [s for s in self.slots if s.info is not None]
+        if not up:
+            return f"no replica up: {len(self.slots)} starting or lost"
+        if all(s.active >= self.max_sessions for s in up):
+            return f"full: {len(up)} of {len(self.slots)} replicas up, --max-sessions {self.max_sessions} each"
+        return ""
+
+    def refused(self, reason: str) -> None:
+        """A connection refused before its session, by the check that refused it."""
+        self.metrics.refusals.labels(reason=reason).inc()
+
+    def opened(self, session: str) -> None:
+        """A replica's session started (its ready event passed through)."""
+        self.metrics.sessions.inc()
+        self.captions.open(session)
+
+    def recorded(self, session: str, rec: UtteranceRecord, source: list[UtteranceRecord]) -> None:
+        """A replica's session logged ``rec`` (its latency event passed through)."""
+        self.metrics.utterance(rec, source)
+        self.captions.add(session, rec)
+
+    def closed(self, code: int) -> None:
+        self.metrics.closes.labels(code=str(code)).inc()
 
     def pick(self, tried: set[int]) -> Optional[_Slot]:
         """The live replica with the most free places (not yet tried for this client), or None.
@@ -148,10 +192,14 @@ class Front:
 
     async def _websocket(self, ws: WebSocket) -> None:
         await ws.accept()  # first, as the server does: a browser sees a refusal's reason only on an open connection
+        reason = "origin"
         try:  # the page and the token before the room, as a server checks them: nothing to learn without them
             self.gate.check_origin(ws)
+            reason = "token"
             self.gate.check_token(ws)
         except Refusal as refusal:
+            self.refused(reason)
+            self.closed(refusal.code)
             await _refuse(ws, refusal.code, refusal.reason)
             return
         tried: set[int] = set()
@@ -164,12 +212,14 @@ class Front:
                 if backend is None:
                     self.lost(slot, info)
                     continue  # it could not be reached: the next replica
-                await _Relay(ws, backend, info, self.captions).run()
+                await _Relay(ws, backend, info, self).run()
                 if backend.protocol.close_rcvd is None:  # no close frame: the replica went away
                     self.lost(slot, info)
             finally:
                 slot.active -= 1
             return
+        self.refused("busy")
+        self.closed(1013)
         await _refuse(ws, 1013, f"every replica is busy or lost (--replicas {len(self.slots)}, --max-sessions {self.max_sessions} "
                                 "each); try again later")
 
@@ -214,20 +264,26 @@ class Front:
 
 class _Relay:
     """One client's frames to its replica and back, until either side closes. The replica's close
-    (code and reason) is the client's; a replica that vanishes is LOST. The session's records, in
-    its latency events, go to the front's caption feed on the way."""
+    (code and reason) is the client's; a replica that vanishes is LOST. The session's start and
+    records, in its ready and latency events, go to the front on the way (captions, metrics)."""
 
-    def __init__(self, ws: WebSocket, backend: Any, info: ReplicaInfo, captions: CaptionFeed):
-        self.ws, self.backend, self.info, self.captions = ws, backend, info, captions
+    def __init__(self, ws: WebSocket, backend: Any, info: ReplicaInfo, front: Front):
+        self.ws, self.backend, self.info, self.front = ws, backend, info, front
         self.session: Optional[str] = None  # its id, from the ready event
+        self.sources = SourceRecords()
+        self.client_code = 1005  # how the client closed, if it left first (1005: no code given)
 
     async def run(self) -> None:
         tasks = [asyncio.ensure_future(self._up()), asyncio.ensure_future(self._down())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            code = self.client_code
             if tasks[1] in done:  # the replica closed (or vanished): tell the client why
                 code, reason = self._close()
                 await _close(self.ws, code, reason)
+                if self.session is None and code in (4400, 1013):  # the replica refused the session: a refusal, as a server counts it
+                    self.front.refused("query" if code == 4400 else "busy")
+            self.front.closed(code)
         finally:
             for task in tasks:
                 task.cancel()
@@ -245,6 +301,7 @@ class _Relay:
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
+                self.client_code = message.get("code") or 1005
                 return
             data = message.get("bytes")
             try:
@@ -269,7 +326,8 @@ class _Relay:
 
     def _event(self, text: str) -> str:
         """A replica's event as the client gets it: the ready event names the replica (``replica``:
-        INDEX.INCARNATION) and opens the session's captions; a latency event's record is captioned."""
+        INDEX.INCARNATION) and tells the front the session started; a latency event's record goes
+        to the front."""
         try:
             event = json.loads(text)
         except ValueError:
@@ -278,14 +336,16 @@ class _Relay:
             return text
         if event.get("type") == "ready" and self.session is None:
             self.session = str(event.get("session"))
-            self.captions.open(self.session)
+            self.front.opened(self.session)
             event["replica"] = self.info.id
             return json.dumps(event)
         if event.get("type") == "latency" and self.session is not None:
             try:
-                self.captions.add(self.session, UtteranceRecord.from_json(event.get("record")))
-            except ValueError as exc:  # a replica of another version: its captions are lost, not its session
-                log.warning("session %s: a record the caption feed cannot read: %s", self.session, exc)
+                rec = UtteranceRecord.from_json(event.get("record"))
+            except ValueError as exc:  # a replica of another version: its captions and latencies are lost, not its session
+                log.warning("session %s: a record the front cannot read: %s", self.session, exc)
+                return text
+            self.front.recorded(self.session, rec, self.sources.add(rec))
         return text
 
 
