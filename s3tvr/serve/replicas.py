@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -36,8 +35,8 @@ from s3tvr.latency.record import UtteranceRecord
 from s3tvr.serve import ServeOptions
 from s3tvr.serve.captions import CaptionFeed
 from s3tvr.serve.connection import CLOSE_TIMEOUT_S, close_reason
-from s3tvr.serve.metrics import CONTENT_TYPE, ServeMetrics, SourceRecords
-from s3tvr.serve.server import STATIC, Gate, bind, caption_overlay, caption_page, is_loopback, uvicorn_config, web_page
+from s3tvr.serve.metrics import ServeMetrics, SourceRecords
+from s3tvr.serve.server import STATIC, Gate, bind, caption_overlay, caption_page, is_loopback, operator_routes, uvicorn_config, web_page
 from s3tvr.serve.transport import Refusal
 
 if TYPE_CHECKING:
@@ -137,9 +136,7 @@ class Front:
             WebSocketRoute("/ws", self._websocket),
             Route("/captions", caption_page),
             WebSocketRoute("/captions/ws", self._captions),
-            Route("/healthz", self._healthz),
-            Route("/readyz", self._readyz),
-            Route("/metrics", self._metrics),
+            *operator_routes(self.unready, self.metrics),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ])
         app.state.front = self
@@ -147,16 +144,6 @@ class Front:
 
     async def _captions(self, ws: WebSocket) -> None:
         await caption_overlay(ws, self.captions, self.gate, refused=self.refused)
-
-    async def _healthz(self, request: Any) -> Response:
-        return PlainTextResponse("ok")
-
-    async def _readyz(self, request: Any) -> Response:
-        why = self.unready()
-        return PlainTextResponse(why or "ready", status_code=503 if why else 200)
-
-    async def _metrics(self, request: Any) -> Response:
-        return Response(self.metrics.text(), media_type=CONTENT_TYPE)
 
     def unready(self) -> str:
         """Why a new session would not be served now ("" if it would): /readyz's answer."""

@@ -83,6 +83,24 @@ async def caption_overlay(ws: WebSocket, feed: CaptionFeed, gate: Gate, refused:
     await serve_watcher(feed, ws, watcher)
 
 
+def operator_routes(unready: Callable[[], str], metrics: ServeMetrics) -> list[Route]:
+    """``/healthz``, ``/readyz`` (``unready``: why a new session would not be served, "" if it
+    would) and ``/metrics``, on a server and on the replicas' front alike. For whoever runs it (a
+    load balancer, Kubernetes' probes, Prometheus): no token asked, as their callers have none;
+    they say counts only, never a session's text or audio."""
+    async def healthz(request: Any) -> Response:
+        return PlainTextResponse("ok")  # the process answers: all a liveness probe asks
+
+    async def readyz(request: Any) -> Response:
+        why = unready()
+        return PlainTextResponse(why or "ready", status_code=503 if why else 200)
+
+    async def scrape(request: Any) -> Response:
+        return Response(metrics.text(), media_type=CONTENT_TYPE)
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", scrape)]
+
+
 class Gate:
     """Who may open a session: the page it comes from (``Origin``), then the token. The server
     and the replicas' front (:mod:`s3tvr.serve.replicas`) ask the same questions."""
@@ -168,25 +186,11 @@ class Server:
             WebSocketRoute("/ws", self._websocket),
             Route("/captions", caption_page),
             WebSocketRoute("/captions/ws", self._captions),
-            # For whoever runs the server (a load balancer, Kubernetes' probes, Prometheus): no token
-            # asked, as their callers have none; they say counts only, never a session's text or audio.
-            Route("/healthz", self._healthz),
-            Route("/readyz", self._readyz),
-            Route("/metrics", self._metrics),
+            *operator_routes(self.unready, self.metrics),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ])
         app.state.server = self
         return app
-
-    async def _healthz(self, request: Any) -> Response:
-        return PlainTextResponse("ok")  # the process answers: all a liveness probe asks
-
-    async def _readyz(self, request: Any) -> Response:
-        why = self.unready()
-        return PlainTextResponse(why or "ready", status_code=503 if why else 200)
-
-    async def _metrics(self, request: Any) -> Response:
-        return Response(self.metrics.text(), media_type=CONTENT_TYPE)
 
     def unready(self) -> str:
         """Why a new session would not be served now ("" if it would): /readyz's answer."""
