@@ -17,10 +17,12 @@ pytestmark = pytest.mark.slow
 
 faster_whisper = pytest.importorskip("faster_whisper")
 ROUNDTRIP_CLIPS = ["fleurs-es-000.ogg", "fleurs-es-001.ogg", "fleurs-es-002.ogg", "fleurs-es-004.ogg"]
-# Measured: 14.7 BLEU over these four clips with the LLM translating (Apertium instead: 7.4). The LLM
-# is pinned (never bypassed for pace or lateness) so the figure does not depend on the machine's
-# speed; the floor leaves room for another CPU's slightly different greedy output, not for Apertium.
-ROUNDTRIP_BLEU_FLOOR = 11.0
+# Over these four clips, heard back: chrF 42.9-43.9 (BLEU 9.1-14.8) with the LLM translating, chrF
+# 39.8 (BLEU 6.9) with Apertium instead. Four sentences' BLEU moves by 5 points with another CPU's
+# (AVX2 against AVX-512) or another run's slightly different output, so how good the translation is
+# belongs to benchmarks/bench_roundtrip.py; this test asks that the LLM translated (the log says so)
+# and that each clip came out as speech of its own sentence, far above what a broken path gives.
+ROUNDTRIP_CHRF_FLOOR = 35.0
 LLM_ALWAYS = ("--set", "mt.pace_s=0", "--set", "mt.late_s=0")
 
 
@@ -51,8 +53,11 @@ def test_spanish_speech_comes_out_as_english_speech_close_to_the_reference(data,
         assert proc.stdout.startswith("[0] ")  # the translation, on stdout
         heard.append(hear(listener, out))
         logs += read_log(log)
-    bleu = sacrebleu.BLEU().corpus_score(heard, [[refs[c]["ref_eng"] for c in ROUNDTRIP_CLIPS]])
-    assert bleu.score >= ROUNDTRIP_BLEU_FLOOR, (bleu, heard)
+    references = [refs[c]["ref_eng"] for c in ROUNDTRIP_CLIPS]
+    chrf = sacrebleu.CHRF().corpus_score(heard, [references])
+    assert chrf.score >= ROUNDTRIP_CHRF_FLOOR, (chrf, sacrebleu.BLEU().corpus_score(heard, [references]), heard)
+    closest = [max(range(len(references)), key=lambda i: sacrebleu.sentence_chrf(h, [references[i]]).score) for h in heard]
+    assert closest == list(range(len(heard))), (closest, heard)  # each output speaks its own clip's sentence
     assert sum(bool(rec.mt_note) for rec in logs) <= 1  # the LLM's own translations, a refusal at most
     for rec in logs:
         assert rec.error is None and rec.tgt_text and rec.out_dur_s > 1.0
