@@ -13,6 +13,8 @@ from s3tvr.backends.mt import llm_text
 from s3tvr.errors import SetupError
 from s3tvr.weights import bundled
 
+from conftest import manifest
+
 # -- the prompt and the reply, as text ----------------------------------------------------------------
 
 
@@ -126,12 +128,13 @@ def test_the_joined_model_is_the_pinned_file():
 
 @pytest.mark.slow
 def test_the_model_translates_spanish_close_to_the_reference(es_en):
+    """Four FLORES sentences: corpus chrF 52.0 measured (Apertium's 45.3). One sentence's chrF moves
+    by 4 points with the context or another CPU's greedy output: four hold the floor apart from both."""
     import sacrebleu
 
-    out = es_en.translate_text("Se recomienda encarecidamente a los viajeros que se informen sobre cualquier riesgo de "
-                               "clima extremo en la zona que visitan.")
-    reference = "Travellers are strongly advised to be aware of any risk of extreme weather in the area they visit."
-    assert sacrebleu.sentence_chrf(out, [reference]).score >= 45, out  # Apertium's: 40 (benchmarks/bench_mt.py)
+    rows = [manifest()[f"fleurs-es-00{n}.ogg"] for n in (0, 1, 2, 4)]
+    out = [es_en.translate_text(row["ref_spa"]) for row in rows]
+    assert sacrebleu.corpus_chrf(out, [[row["ref_eng"] for row in rows]]).score >= 48, out
 
 
 @pytest.mark.slow
