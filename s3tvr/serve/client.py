@@ -36,7 +36,7 @@ RECONNECT_CODES = (1012,)  # the replica holding the session was lost (s3tvr ser
 RECONNECTS = 5  # in a row, then the close is the caller's
 BACKOFF_S = (0.5, 8.0)  # first and longest wait before reconnecting
 GAP_S = 5.0  # of the audio captured while reconnecting, what is sent on (the server takes 10 s ahead)
-MAX_URL = 8000  # a session's address, glossary included: past about 8 KB the web server would not answer the handshake
+MAX_URL = 8000  # a session's address, glossary included: past about 8 KB the server can only answer HTTP 414
 
 
 @dataclass

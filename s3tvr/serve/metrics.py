@@ -49,6 +49,14 @@ class ServeMetrics:
         self.stage = Histogram("s3tvr_stage_seconds", "A stage's compute per utterance (to its first output when streaming)",
                                ["stage"], buckets=STAGE_BUCKETS, registry=registry)
 
+    def refused(self, reason: str) -> None:
+        """A connection refused before its session, by the check that refused it (REFUSALS)."""
+        self.refusals.labels(reason=reason).inc()
+
+    def closed(self, code: int) -> None:
+        """A connection closed or refused with ``code``."""
+        self.closes.labels(code=str(code)).inc()
+
     def utterance(self, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None:
         """A session logged ``rec``; ``source``: the records of its source utterance so far (all of
         them once ``rec`` is its last clause: then its EndOffset is known). Called on the session's

@@ -143,7 +143,7 @@ class Front:
         return app
 
     async def _captions(self, ws: WebSocket) -> None:
-        await caption_overlay(ws, self.captions, self.gate, refused=self.refused)
+        await caption_overlay(ws, self.captions, self.gate, refused=self.metrics.refused)
 
     def unready(self) -> str:
         """Why a new session would not be served now ("" if it would): /readyz's answer."""
@@ -154,10 +154,6 @@ class Front:
             return f"full: {len(up)} of {len(self.slots)} replicas up, --max-sessions {self.max_sessions} each"
         return ""
 
-    def refused(self, reason: str) -> None:
-        """A connection refused before its session, by the check that refused it."""
-        self.metrics.refusals.labels(reason=reason).inc()
-
     def opened(self, session: str) -> None:
         """A replica's session started (its ready event passed through)."""
         self.metrics.sessions.inc()
@@ -167,9 +163,6 @@ class Front:
         """A replica's session logged ``rec`` (its latency event passed through)."""
         self.metrics.utterance(rec, source)
         self.captions.add(session, rec)
-
-    def closed(self, code: int) -> None:
-        self.metrics.closes.labels(code=str(code)).inc()
 
     def pick(self, tried: set[int]) -> Optional[_Slot]:
         """The live replica with the most free places (not yet tried for this client), or None.
@@ -185,8 +178,8 @@ class Front:
             reason = "token"
             self.gate.check_token(ws)
         except Refusal as refusal:
-            self.refused(reason)
-            self.closed(refusal.code)
+            self.metrics.refused(reason)
+            self.metrics.closed(refusal.code)
             await _refuse(ws, refusal.code, refusal.reason)
             return
         tried: set[int] = set()
@@ -205,8 +198,8 @@ class Front:
             finally:
                 slot.active -= 1
             return
-        self.refused("busy")
-        self.closed(1013)
+        self.metrics.refused("busy")
+        self.metrics.closed(1013)
         await _refuse(ws, 1013, f"every replica is busy or lost (--replicas {len(self.slots)}, --max-sessions {self.max_sessions} "
                                 "each); try again later")
 
@@ -269,8 +262,8 @@ class _Relay:
                 code, reason = self._close()
                 await _close(self.ws, code, reason)
                 if self.session is None and code in (4400, 1013):  # the replica refused the session: a refusal, as a server counts it
-                    self.front.refused("query" if code == 4400 else "busy")
-            self.front.closed(code)
+                    self.front.metrics.refused("query" if code == 4400 else "busy")
+            self.front.metrics.closed(code)
         finally:
             for task in tasks:
                 task.cancel()

@@ -205,7 +205,7 @@ class Server:
         await Connection(self, ws).run()
 
     async def _captions(self, ws: WebSocket) -> None:
-        await caption_overlay(ws, self.captions, self.gate, refused=lambda reason: self.metrics.refusals.labels(reason=reason).inc())
+        await caption_overlay(ws, self.captions, self.gate, refused=self.metrics.refused)
 
     # -- what a connection asks of it (connection.Host) ------------------------------------
 
@@ -222,7 +222,7 @@ class Server:
             reason = "busy"
             self.check_room()
         except Refusal:
-            self.metrics.refusals.labels(reason=reason).inc()
+            self.metrics.refused(reason)
             raise
         self.active += 1  # no await since the check: no other connection slips in between
         return query
@@ -246,7 +246,7 @@ class Server:
     def closed(self, code: int) -> None:
         """A connection closed (or was refused) with ``code``."""
         self.closes[code] += 1
-        self.metrics.closes.labels(code=str(code)).inc()
+        self.metrics.closed(code)
 
     def recorded(self, id: str, rec: UtteranceRecord, source: Sequence[UtteranceRecord]) -> None:
         """Session ``id`` logged an utterance (on its thread): its latencies into the metrics, its

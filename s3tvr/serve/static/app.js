@@ -220,7 +220,7 @@ function micError(err) {
   return `Could not start: ${err && err.message ? err.message : err}`;
 }
 
-// The glossary travels in the URL: past this the web server would not answer the handshake at all.
+// The glossary travels in the URL: past this the server can only answer HTTP 414, whose reason a page never sees.
 const MAX_URL = 8000; // as s3tvr client checks it (client.MAX_URL)
 
 async function start() {
