@@ -1,9 +1,11 @@
 """Round-trip quality of the offline profile: Spanish speech -> s3tvr -> English speech -> Whisper
-tiny.en -> BLEU against the FLORES English reference. Also the BLEU of the translated text itself,
-so the loss in TTS + back-transcription shows. Reads the shared data's FLEURS clips (--data DIR;
-benchmarks/README.md).
+tiny.en -> BLEU and chrF against the FLORES English reference. Also the scores of the translated
+text itself, so the loss in TTS + back-transcription shows. Reads the shared data's FLEURS clips
+(--data DIR; benchmarks/README.md); ``--set`` overrides the offline profile's config as ``run``'s does.
 
-    python benchmarks/bench_roundtrip.py [--clips es-000,es-002] [--data DIR]
+    python benchmarks/bench_roundtrip.py [--clips es-000,es-002] [--set mt=apertium] [--data DIR]
+    # the four clips of tests/test_offline.py, the LLM pinned as the test pins it:
+    python benchmarks/bench_roundtrip.py --clips es-000,es-001,es-002,es-004 --set mt.pace_s=0 --set mt.late_s=0
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def back_transcribe(model: WhisperModel, wav: Path) -> str:
     return " ".join(s.text.strip() for s in segments).strip()
 
 
-def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
+def roundtrip(clips: list[dict], folder: Path, overrides: list[str]) -> list[dict]:
     """Translate each clip with the offline profile; returns the texts per clip."""
     listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
     out = []
@@ -35,7 +37,8 @@ def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
             if clip["lang"] not in engines:
-                engines[clip["lang"]] = Engine(load_config("offline", ["audio.realtime=false"], src_lang=clip["lang"], tgt_lang="en"))
+                config = load_config("offline", ["audio.realtime=false", *overrides], src_lang=clip["lang"], tgt_lang="en")
+                engines[clip["lang"]] = Engine(config)
             wav = Path(tmp) / (Path(clip["audio"]).stem + ".en.wav")
             result = engines[clip["lang"]].session(input=str(folder / clip["audio"]), output=str(wav)).run()
             text = " ".join(r.tgt_text for r in result.records if r.tgt_text)
@@ -46,6 +49,7 @@ def roundtrip(clips: list[dict], folder: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", help="comma-separated stems like es-000 (default: every Spanish clip)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override, e.g. mt=apertium")
     add_argument(ap)
     args = ap.parse_args()
     fleurs = use(args.data) / "speech" / "fleurs"
@@ -54,7 +58,7 @@ def main() -> None:
     if args.clips:
         wanted = {f"fleurs-{c}.ogg" for c in args.clips.split(",")}
         clips = [c for c in clips if c["audio"] in wanted]
-    rows = roundtrip(clips, fleurs)
+    rows = roundtrip(clips, fleurs, args.set)
     for r in rows:
         text_bleu = sacrebleu.sentence_bleu(r["text"], [r["ref"]]).score
         heard_bleu = sacrebleu.sentence_bleu(r["heard"], [r["ref"]]).score
@@ -63,7 +67,11 @@ def main() -> None:
     bleu = sacrebleu.BLEU()
     text = bleu.corpus_score([r["text"] for r in rows], refs)
     heard = bleu.corpus_score([r["heard"] for r in rows], refs)
-    print(f"corpus text BLEU {text.score:.1f}, round-trip (ASR-)BLEU {heard.score:.1f} over {len(rows)} clips")
+    chrf = sacrebleu.CHRF()
+    text_chrf = chrf.corpus_score([r["text"] for r in rows], refs)
+    heard_chrf = chrf.corpus_score([r["heard"] for r in rows], refs)
+    print(f"corpus text BLEU {text.score:.1f} chrF {text_chrf.score:.1f}, round-trip (ASR-)BLEU {heard.score:.1f} "
+          f"chrF {heard_chrf.score:.1f} over {len(rows)} clips")
     print(f"signature: {bleu.get_signature()}")
 
 

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.slow
 
 faster_whisper = pytest.importorskip("faster_whisper")
 ROUNDTRIP_CLIPS = ["fleurs-es-000.ogg", "fleurs-es-001.ogg", "fleurs-es-002.ogg", "fleurs-es-004.ogg"]
-# Over these four clips, heard back: chrF 42.9-43.9 (BLEU 9.1-14.8) with the LLM translating, chrF
-# 39.8 (BLEU 6.9) with Apertium instead. Four sentences' BLEU moves by 5 points with another CPU's
-# (AVX2 against AVX-512) or another run's slightly different output, so how good the translation is
-# belongs to benchmarks/bench_roundtrip.py; this test asks that the LLM translated (the log says so)
-# and that each clip came out as speech of its own sentence, far above what a broken path gives.
+# Over these four clips, heard back (benchmarks/bench_roundtrip.py, its docstring has the command):
+# chrF 42.9 (BLEU 14.8) with the LLM translating, chrF 43.3 (BLEU 9.1) with AVX2 forced, chrF 39.9
+# (BLEU 7.9) with Apertium instead. Four sentences' BLEU moves by 5 points with the CPU family, so
+# how good the translation is belongs to that benchmark; this test asks that the LLM translated (the
+# log says so) and that each clip came out as speech of its own sentence, far above a broken path.
 ROUNDTRIP_CHRF_FLOOR = 35.0
 LLM_ALWAYS = ("--set", "mt.pace_s=0", "--set", "mt.late_s=0")
 
