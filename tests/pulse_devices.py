@@ -151,29 +151,25 @@ def best_match(recording: np.ndarray, part: np.ndarray) -> float:
 def heard_whole(recording: np.ndarray, spoken: list, said_dir: Path) -> None:
     """The translations a run logged as spoken (``spoken``, their audio saved by --record-dir in
     ``said_dir``) reached ``recording`` whole: each found there as it was synthesised (a gap, a
-    dropout or a wrong rate on the way would break the match), and heard back by Whisper tiny.en as
-    their synthesis is heard (the path's fault, not the voice's way with a Spanish name) and near
-    the words logged."""
+    dropout or a wrong rate on the way would break the match), and Whisper tiny.en, listening to the
+    recording, hears roughly the words logged. The ear is held loosely on purpose: tiny.en hears a
+    Spanish name in English speech differently from one take to the next (CI heard the bare
+    synthesis as "the pause of the sand pedral" and the recording as "the plaza de san pedro"), so
+    only the correlation, not a transcript, stands for "nothing was lost on the way"."""
     import jiwer
     from faster_whisper import WhisperModel
 
     from s3tvr.audio.decode import load_audio
     from s3tvr.weights import bundled
 
-    synthesised = [load_audio(said_dir / f"utt{r.utt_id:05d}_out.wav") for r in spoken]
-    for r, audio in zip(spoken, synthesised):
-        assert best_match(recording, audio) > 0.9, r.tgt_text
-    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
-    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
-
-    def hear(audio: np.ndarray) -> str:
-        segments, _ = listener.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=False)
-        return normalise(" ".join(s.text for s in segments))
-
+    for r in spoken:
+        assert best_match(recording, load_audio(said_dir / f"utt{r.utt_id:05d}_out.wav")) > 0.9, r.tgt_text
     loud = np.flatnonzero(np.abs(recording) > 0.02)
     assert len(loud), "the recording is silent"
-    heard = hear(recording[loud[0]:loud[-1] + RATE // 2])
-    pause = np.zeros(RATE // 2, np.float32)
-    direct = hear(np.concatenate([np.concatenate([a, pause]) for a in synthesised]))
+    listener = WhisperModel(str(bundled.whisper_tiny_en()), device="cpu", compute_type="int8")
+    segments, _ = listener.transcribe(recording[loud[0]:loud[-1] + RATE // 2], language="en", beam_size=1,
+                                      condition_on_previous_text=False)
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
+    heard = normalise(" ".join(s.text for s in segments))
     said = normalise(" ".join(r.tgt_text for r in spoken))
-    assert jiwer.wer(direct, heard) <= 0.25 and jiwer.wer(said, heard) <= 0.5, (said, direct, heard)
+    assert jiwer.wer(said, heard) <= 0.5, (said, heard)
