@@ -63,10 +63,25 @@ def s3tvr_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "s3tvr"]
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, between Ray's worker ports (10002-19999 by default) and
+    the kernel's ephemeral range, never handed out twice. A port the kernel picks (bind to 0) is an
+    ephemeral one, and any outgoing connection may take it between this check and the server's own
+    bind: Ray's gRPC clients did, and a head's metrics exporter died with "Address already in use"."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = secrets.choice(range(20000, max(first_ephemeral, 20100)))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @contextlib.contextmanager

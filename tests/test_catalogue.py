@@ -153,18 +153,23 @@ class Cluster:
         self.temp = tempfile.mkdtemp(prefix="s3tvr-ray-", dir="/tmp")  # short: Ray's socket paths must fit
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.head = self._start(f"--num-cpus={head_cpus}", "--head", f"--port={self.port}", "--include-dashboard=false",
+        self.head = self._start("head", f"--num-cpus={head_cpus}", "--head", f"--port={self.port}", "--include-dashboard=false",
                                 f"--dashboard-port={free_port()}",
                                 f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}")
-        self._wait_for_nodes(1)
-        self.worker = self._start("--num-cpus=1", f"--address={self.address}")
-        self._wait_for_nodes(2)
+        self.worker = None
+        try:
+            self._wait_for_nodes(1)
+            self.worker = self._start("worker", "--num-cpus=1", f"--address={self.address}")
+            self._wait_for_nodes(2)
+        except BaseException:
+            self.stop()
+            raise
 
-    def _start(self, *args: str) -> subprocess.Popen:
+    def _start(self, role: str, *args: str) -> subprocess.Popen:
         ray = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "ray")
         ports = [f"--{p}={free_port()}" for p in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                                                    "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")]
-        log = open(Path(self.temp) / f"start-{len(os.listdir(self.temp))}.log", "wb")
+        log = open(Path(self.temp) / f"{role}.log", "wb")
         return subprocess.Popen([ray if Path(ray).exists() else "ray", "start", "--block",
                                  "--node-ip-address=127.0.0.1", "--disable-usage-stats", *ports, *args],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -174,7 +179,15 @@ class Cluster:
                  "print(sum(1 for x in ray.nodes() if x['Alive']))")
         deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
-            proc = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True, env=self.env)
+            for role, node in (("head", self.head), ("worker", self.worker)):  # a probe of a dead head waits forever
+                if node is not None and node.poll() is not None:
+                    log = (Path(self.temp) / f"{role}.log").read_text(errors="replace").strip().splitlines()
+                    pytest.fail(f"ray start exited with {node.returncode}: {log[-1:]}")
+            try:
+                proc = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
+                                      env=self.env, timeout=60)
+            except subprocess.TimeoutExpired:
+                continue
             if proc.returncode == 0 and proc.stdout.strip().splitlines()[-1:] == [str(n)]:
                 return
             time.sleep(1)
@@ -185,7 +198,8 @@ class Cluster:
 
     def stop(self) -> None:
         for proc in (self.worker, self.head):
-            _kill_group(proc)
+            if proc is not None:
+                _kill_group(proc)
         _kill_leftovers(self.temp)
         shutil.rmtree(self.temp, ignore_errors=True)
 
