@@ -110,6 +110,11 @@ def browser(tmp_path, data):
         driver.quit()
 
 
+def _stems(text: str) -> set[str]:
+    """A text's words of four letters or more, by their first five ("travelers", "travellers")."""
+    return {w.lower()[:5] for w in re.findall(r"[A-Za-z']{4,}", text)}
+
+
 def hooks(driver) -> dict:
     return driver.execute_script("return window.s3tvr")
 
@@ -157,13 +162,19 @@ def test_the_page_translates_the_microphone_into_captions_and_speech(server, bro
     assert h["receivedSamples"] >= h["sampleRate"] and abs(h["playedSamples"] - h["receivedSamples"]) < h["sampleRate"] / 100
 
     # English text of the clip's meaning: the clip loops in the fake microphone, so each caption
-    # is compared with the reference alone (Whisper base's translations are loose: a low bound).
-    ref = manifest()[CLIP]["ref_eng"]
+    # is compared with the reference alone. Whisper base's streamed translations are loose (chrF
+    # ~38, and 24 on a CI machine: "…increase the travelers that inform you about any risk of
+    # extreme climate"), where an unrelated English sentence scores 11-23: a low floor, and the
+    # words that tell the sentence apart (CI's output shares "travel", "risk" with its reference,
+    # at most one such word with each other reference here).
+    refs = {clip: row["ref_eng"] for clip, row in manifest().items() if "ref_eng" in row}
     captions = [c["tgt"] for c in h["captions"]]
     shown = [e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, ".caption .tgt")]
     assert shown == captions
-    best = max(sacrebleu.sentence_chrf(" ".join(captions[i:i + 2]), [ref]).score for i in range(len(captions)))
-    assert best > 25, (captions, ref, best)  # the right translation scores ~38, an unrelated sentence ~11
+    best = max(sacrebleu.sentence_chrf(" ".join(captions[i:i + 2]), [refs[CLIP]]).score for i in range(len(captions)))
+    shared = {clip: len(_stems(" ".join(captions)) & _stems(ref)) for clip, ref in refs.items()}
+    others = max(n for clip, n in shared.items() if clip != CLIP)
+    assert best > 18 and shared[CLIP] >= 2 and shared[CLIP] > others, (captions, refs[CLIP], best, shared)
     words = re.findall(r"[A-Za-z']+", " ".join(captions))
     assert len(words) >= 5, captions
 

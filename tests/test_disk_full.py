@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -212,9 +214,11 @@ def test_a_stop_while_writing_leaves_no_partial(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with atomic_write(path) as tmp:
             tmp.write_text("half")
-            os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(10_000):  # the handler runs between bytecodes: within this loop
-                pass
+            # To this thread: a process-wide kill may land on another thread (pytest's faulthandler
+            # watchdog is one) and reach Python's handler only after a count of bytecodes has run out.
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes: at once, or within these 10 s
+                time.sleep(0.01)
             pytest.fail("no KeyboardInterrupt")
     assert not partial_path(path).exists() and path.read_text() == "earlier"
 
