@@ -211,15 +211,20 @@ def test_a_stop_while_writing_leaves_no_partial(tmp_path):
 
     path = tmp_path / "o.json"
     path.write_text("earlier")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_write(path) as tmp:
-            tmp.write_text("half")
-            # To this thread: a process-wide kill may land on another thread (pytest's faulthandler
-            # watchdog is one) and reach Python's handler only after a count of bytecodes has run out.
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-            for _ in range(1000):  # the handler runs between bytecodes: at once, or within these 10 s
-                time.sleep(0.01)
-            pytest.fail("no KeyboardInterrupt")
+    # Python's own Ctrl-C, whatever this process inherited: a runner started from a script in the
+    # background (`.ci/run &`) has SIGINT ignored, and Python then leaves it ignored.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_write(path) as tmp:
+                tmp.write_text("half")
+                # To this thread: a process-wide kill may be taken by another thread, and handled late.
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                for _ in range(1000):  # the handler runs between bytecodes: at once, or within these 10 s
+                    time.sleep(0.01)
+                pytest.fail("no KeyboardInterrupt")
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert not partial_path(path).exists() and path.read_text() == "earlier"
 
 
