@@ -74,14 +74,15 @@ def free_port() -> int:
     first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
         port = secrets.choice(range(20000, max(first_ephemeral, 20100)))
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+        _HANDED_OUT.add(port)
+        return port
 
 
 @contextlib.contextmanager
